@@ -1,0 +1,1 @@
+"""The cellmon service: configuration, MQTT source, durable journal, sinks and command line."""

@@ -1,0 +1,278 @@
+"""The durable journal: one SQLite file (WAL) in the state directory.
+
+It is the transactional outbox of the pipeline. The MQTT thread appends accepted input to
+``inbox`` and acknowledges the broker only after the commit. The processor stage reads the
+inbox after its checkpointed position and, in one transaction, appends line protocol to
+``outbox``, saves processor state and advances the position; a crash therefore resumes
+exactly where the last commit left off. The sink stage deletes outbox rows only after the
+database accepted them. Each stage owns one connection (SQLite connections are not shared
+across threads); WAL lets them read while another writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.decode import EventRow, SampleRow
+
+SAMPLE, EVENT = 0, 1
+RAW, KPI = 0, 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY, potline TEXT NOT NULL, cell TEXT NOT NULL, UNIQUE (potline, cell));
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL, ts INTEGER NOT NULL,
+    dkey INTEGER NOT NULL, kind INTEGER NOT NULL, v REAL, i REAL, body BLOB,
+    UNIQUE (cell_id, ts, dkey));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
+"""
+
+InboxRow = tuple[int, int, int, int, float | None, float | None, bytes | None]
+
+
+def connect(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open the journal, creating it on first use; one connection per thread.
+
+    WAL with ``synchronous=NORMAL`` survives a crash of the process (the commit is in the
+    WAL before the broker is acknowledged); ``FULL`` also survives a power cut, at the
+    price of an fsync per commit.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def event_key(kind: str, data: dict[str, Any]) -> int:
+    """Identify an event for de-duplication: two anodes changed at the same instant differ."""
+    digest = hashlib.blake2b(orjson.dumps([kind, data], option=orjson.OPT_SORT_KEYS), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True) or 1
+
+
+class CellIds:
+    """Stable small integers for (potline, cell), so the inbox stores no repeated strings."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._ids: dict[tuple[str, str], int] = {}
+        self._names: dict[int, tuple[str, str]] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every known cell; called when another stage has added one."""
+        for cid, potline, cell in self._conn.execute("SELECT id, potline, cell FROM cells"):
+            self._ids[(potline, cell)] = cid
+            self._names[cid] = (potline, cell)
+
+    def id(self, potline: str, cell: str) -> int:
+        """Return the id of a cell, registering it on first sight (inside the caller's txn)."""
+        key = (potline, cell)
+        try:
+            return self._ids[key]
+        except KeyError:
+            cur = self._conn.execute(
+                "INSERT INTO cells (potline, cell) VALUES (?, ?) RETURNING id", key
+            )
+            cid = int(cur.fetchone()[0])
+            self._ids[key] = cid
+            self._names[cid] = key
+            return cid
+
+    def name(self, cid: int) -> tuple[str, str]:
+        """Return (potline, cell) of an id."""
+        try:
+            return self._names[cid]
+        except KeyError:
+            self.reload()
+            return self._names[cid]
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Outcome of one ingest commit."""
+
+    inserted: int
+    duplicates: int
+
+
+class Inbox:
+    """The MQTT thread's side: append accepted samples and events, de-duplicated."""
+
+    _INSERT = (
+        "INSERT OR IGNORE INTO inbox (cell_id, ts, dkey, kind, v, i, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.cells = CellIds(conn)
+
+    def append(self, samples: list[SampleRow], events: list[EventRow]) -> Appended:
+        """Commit samples and events; rows already present (QoS 1 redelivery) are skipped."""
+        ids = self.cells.id
+        dumps = orjson.dumps
+        rows: list[tuple[Any, ...]] = [
+            (ids(p, c), ts, 0, SAMPLE, v, i, dumps(extra) if extra else None)
+            for p, c, ts, v, i, extra in samples
+        ]
+        rows.extend(
+            (ids(p, c), ts, event_key(k, d), EVENT, None, None, dumps({"type": k, **d}))
+            for p, c, ts, k, d in events
+        )
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = conn.executemany(self._INSERT, rows).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Appended(inserted, len(rows) - inserted)
+
+
+class Store:
+    """The processor stage's side: read the inbox, checkpoint state, position and output."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.cells = CellIds(conn)
+
+    def position(self) -> int:
+        """Sequence number of the last inbox row whose effects are committed."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'position'").fetchone()
+        return int(row[0]) if row else 0
+
+    def read(self, after: int, limit: int) -> list[InboxRow]:
+        """Inbox rows after a position, in arrival order."""
+        return self._conn.execute(
+            "SELECT seq, cell_id, ts, kind, v, i, body FROM inbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def load_state(self, name: str) -> Any:
+        """Return a processor's checkpointed state, or None before its first checkpoint."""
+        row = self._conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def commit(
+        self,
+        position: int,
+        states: dict[str, Any],
+        chunks: Iterable[tuple[int, int, bytes]],
+        now_ns: int,
+    ) -> None:
+        """Atomically record the output chunks (kind, lines, body), states and position."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO outbox (kind, lines, nbytes, created_ns, body) VALUES (?, ?, ?, ?, ?)",
+                [(k, n, len(b), now_ns, b) for k, n, b in chunks if n],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (name, body) VALUES (?, ?)",
+                [(name, orjson.dumps(body)) for name, body in states.items()],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (position,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def prune(self, upto_seq: int) -> int:
+        """Forget processed inbox rows up to a sequence number (the de-duplication window)."""
+        upto = min(upto_seq, self.position())
+        return self._conn.execute("DELETE FROM inbox WHERE seq <= ?", (upto,)).rowcount
+
+    def newest_seq(self) -> int:
+        """Highest inbox sequence number so far."""
+        row = self._conn.execute("SELECT max(seq) FROM inbox").fetchone()
+        return int(row[0] or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Outbox rows read together for one write to the database."""
+
+    last_id: int
+    lines: int
+    body: bytes
+    oldest_ns: int
+
+
+class Outbox:
+    """The sink stage's side: oldest output first, deleted only once written."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, max_lines: int) -> Chunk | None:
+        """The oldest rows, up to about ``max_lines`` lines (at least one row)."""
+        parts: list[bytes] = []
+        lines = 0
+        last_id = oldest = 0
+        cur = self._conn.execute("SELECT id, lines, created_ns, body FROM outbox ORDER BY id")
+        for row_id, n, created, body in cur:
+            if parts and lines + n > max_lines:
+                break
+            oldest = oldest or created
+            parts.append(body)
+            lines += n
+            last_id = row_id
+        cur.close()
+        if not parts:
+            return None
+        return Chunk(last_id, lines, b"".join(parts), oldest)
+
+    def delete_upto(self, last_id: int) -> None:
+        """Remove what the database accepted."""
+        self._conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+
+    def size(self) -> tuple[int, int]:
+        """(rows' bytes, lines) waiting."""
+        row = self._conn.execute("SELECT total(nbytes), total(lines) FROM outbox").fetchone()
+        return int(row[0]), int(row[1])
+
+    def oldest_created_ns(self) -> int | None:
+        """When the oldest waiting row was produced, for the lag metric."""
+        row = self._conn.execute("SELECT min(created_ns) FROM outbox").fetchone()
+        return row[0]
+
+    def drop_oldest_raw(self, max_bytes: int) -> int:
+        """Delete the oldest raw-sample rows until the buffer fits; KPI rows are never dropped.
+
+        Returns the number of lines dropped.
+        """
+        dropped = 0
+        total, _ = self.size()
+        cur = self._conn.execute(
+            "SELECT id, lines, nbytes FROM outbox WHERE kind = ? ORDER BY id", (RAW,)
+        )
+        victims: list[int] = []
+        for row_id, n, nbytes in cur:
+            if total <= max_bytes:
+                break
+            victims.append(row_id)
+            total -= nbytes
+            dropped += n
+        cur.close()
+        self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+        return dropped

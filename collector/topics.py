@@ -1,0 +1,82 @@
+"""Topic templates compiled once into matchers, and a per-topic cache of the result.
+
+A plant has a few thousand topics and millions of messages, so the template match runs
+once per topic string, not once per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEVEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_LEVEL_LEN = 32
+CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a topic leads: the input kind and the cell it names."""
+
+    kind: str
+    potline: str
+    cell: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTemplate:
+    """A template such as ``smelter/{potline}/{cell}/telemetry``, split into levels."""
+
+    kind: str
+    levels: tuple[str, ...]
+    qos: int = 1
+
+    @property
+    def subscription(self) -> str:
+        """The MQTT filter that receives every topic the template can match."""
+        return "/".join("+" if lv in ("{potline}", "{cell}") else lv for lv in self.levels)
+
+    def match(self, topic_levels: list[str]) -> Route | None:
+        """Return the route for a topic, or None when it does not fit the template."""
+        if len(topic_levels) != len(self.levels):
+            return None
+        potline = cell = ""
+        for want, got in zip(self.levels, topic_levels, strict=True):
+            if want == "{potline}":
+                potline = got
+            elif want == "{cell}":
+                cell = got
+            elif want != got:
+                return None
+        if not (_valid_level(potline) and _valid_level(cell)):
+            return None
+        return Route(self.kind, potline, cell)
+
+
+def _valid_level(level: str) -> bool:
+    return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
+
+
+def compile_template(template: str, kind: str, qos: int = 1) -> TopicTemplate:
+    """Compile a topic template; its validity is checked by the config loader."""
+    return TopicTemplate(kind=kind, levels=tuple(template.split("/")), qos=qos)
+
+
+class TopicRouter:
+    """Routes topics to (kind, potline, cell), remembering every answer it gave."""
+
+    def __init__(self, templates: list[TopicTemplate]) -> None:
+        self.templates = templates
+        self._cache: dict[str, Route | None] = {}
+
+    def route(self, topic: str) -> Route | None:
+        """Return the route of a topic, or None when no template matches it."""
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        levels = topic.split("/")
+        route = next((r for t in self.templates if (r := t.match(levels))), None)
+        self._cache[topic] = route
+        return route

@@ -1,0 +1,66 @@
+"""Typed messages that flow between the collector and the processors.
+
+Samples travel in columnar batches (``SampleBatch``) because the hot path handles them by
+the hundred thousand; events are rare and stay as objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point: measurement, tags, fields and UTC time in nanoseconds."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, FieldValue]
+    time_ns: int
+
+
+@dataclass(slots=True)
+class Sample:
+    """A validated telemetry sample of one cell."""
+
+    potline: str
+    cell: str
+    ts_ns: int
+    voltage_v: float
+    current_ka: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated discrete event (anode change, metal tap or any other type)."""
+
+    potline: str
+    cell: str
+    ts_ns: int
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SampleBatch:
+    """Samples in arrival order, as parallel columns.
+
+    ``cell_id`` indexes ``cells`` (a list of ``(potline, cell)``) so that tags are
+    formatted once per cell, not once per sample.
+    """
+
+    cells: list[tuple[str, str]]
+    cell_id: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64
+    voltage_v: np.ndarray  # float64
+    current_ka: np.ndarray  # float64
+    extra: list[dict[str, float] | None]
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)

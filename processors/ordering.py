@@ -1,0 +1,47 @@
+"""Which samples may be integrated: each cell's samples must move forward in time.
+
+A sample at or before the cell's newest integrated sample is *late* (a controller flushing
+an old buffer, or a redelivery beyond the de-duplication window): it is kept in the raw
+measurement but never integrated, so energy is never counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+_NEVER = np.iinfo(np.int64).min
+
+
+def late_mask(
+    codes: np.ndarray, ts_ns: np.ndarray, key_of: Callable[[int], str], newest: dict[str, int]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Flag late samples of a batch in arrival order; return the flags and the new newest.
+
+    ``codes`` are integer cell codes (one per sample), ``key_of`` names a code's cell in
+    ``newest``, which maps cell keys to the newest integrated ``ts_ns`` before this batch
+    and is left unmodified. Everything stays int64: nanosecond epochs do not fit a float.
+    """
+    n = len(ts_ns)
+    if n == 0:
+        return np.zeros(0, dtype=bool), dict(newest)
+    uniq, inv = np.unique(codes, return_inverse=True)
+    keys = [key_of(c) for c in uniq.tolist()]
+    floor = np.array([newest.get(k, _NEVER) for k in keys], dtype=np.int64)
+    order = np.argsort(inv, kind="stable")
+    group = inv[order]
+    ts = np.asarray(ts_ns, dtype=np.int64)[order]
+    running = pd.Series(np.maximum(ts, floor[group])).groupby(group).cummax().to_numpy()
+    starts = np.r_[True, group[1:] != group[:-1]]
+    previous = np.empty(n, dtype=np.int64)
+    previous[1:] = running[:-1]
+    previous[starts] = floor[group[starts]]
+    late = np.empty(n, dtype=bool)
+    late[order] = ts <= previous
+    ends = np.r_[group[1:] != group[:-1], True]
+    updated = dict(newest)
+    last_keys = [keys[g] for g in group[ends].tolist()]
+    updated.update(zip(last_keys, running[ends].tolist(), strict=True))
+    return late, updated
