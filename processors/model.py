@@ -64,3 +64,11 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a processor sees per step: in-order samples and the events of the same rows."""
+
+    samples: SampleBatch
+    events: list[Event]

@@ -1,0 +1,147 @@
+"""The sink stage: outbox rows to the database, deleted only once accepted.
+
+While the database is down the rows wait in the journal; past ``max_buffer_bytes`` the
+oldest raw-sample rows are dropped (and counted) so that KPI points, which cannot be
+recomputed from anything else, are never lost. Lines the database refuses as invalid are
+isolated by bisection and kept in ``rejected.lp`` with the reason, so one bad line does
+not block or lose the good ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.journal import Outbox
+from collector.metrics import Metrics
+from collector.sinks import Sink, SinkError
+
+log = logging.getLogger(__name__)
+
+
+class Drain:
+    """Moves the journal's outbox into a sink, oldest first, with capped backoff."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sink: Sink,
+        metrics: Metrics,
+        *,
+        rejected_path: Path,
+        batch_lines: int = 5000,
+        flush_interval_s: float = 1.0,
+        max_buffer_bytes: int = 1 << 30,
+        retry_max_s: float = 30.0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.metrics = metrics
+        self.rejected_path = rejected_path
+        self.batch_lines = batch_lines
+        self.flush_interval_ns = int(flush_interval_s * 1e9)
+        self.max_buffer_bytes = max_buffer_bytes
+        self.retry_max_s = retry_max_s
+        self._clock = clock
+        self._failures = 0
+        self.wakeup = threading.Event()
+
+    def step(self, *, force: bool = False) -> bool:
+        """Write one chunk if it is due; True when something was written.
+
+        A chunk is due when it holds ``batch_lines`` lines, when its oldest row waited
+        ``flush_interval_s``, or when ``force`` (shutdown) is set. Raises ``SinkError``
+        when a retryable write failed.
+        """
+        chunk = self.outbox.take(self.batch_lines)
+        now = self._clock()
+        self._gauge(now, chunk.oldest_ns if chunk else None)
+        if chunk is None:
+            return False
+        young = now - chunk.oldest_ns < self.flush_interval_ns
+        if chunk.lines < self.batch_lines and young and not force:
+            return False
+        self._write(chunk.body.splitlines(keepends=True))
+        self.outbox.delete_upto(chunk.last_id)
+        self.metrics.written += chunk.lines
+        self._failures = 0
+        return True
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Write lines; bisect a refused batch down to the lines that are really invalid."""
+        try:
+            self.sink.write(b"".join(lines))
+        except SinkError as err:
+            if err.retryable:
+                raise
+            if len(lines) == 1:
+                self._reject(lines[0], str(err))
+                return
+            half = len(lines) // 2
+            self._write(lines[:half])
+            self._write(lines[half:])
+
+    def _reject(self, line: bytes, reason: str) -> None:
+        self.metrics.write_errors += 1
+        log.error("database refused a line, kept in %s: %s", self.rejected_path, reason)
+        with open(self.rejected_path, "ab") as f:
+            f.write(b"# " + reason.replace("\n", " ").encode() + b"\n" + line)
+
+    def _gauge(self, now: int, oldest_ns: int | None) -> None:
+        self.metrics.lag_s = (now - oldest_ns) / 1e9 if oldest_ns else 0.0
+
+    def _on_failure(self, err: SinkError) -> float:
+        """Count the failure, enforce the buffer bound, return the backoff delay."""
+        self.metrics.write_errors += 1
+        self._failures += 1
+        nbytes, lines = self.outbox.size()
+        self.metrics.buffered = lines
+        if nbytes > self.max_buffer_bytes:
+            dropped = self.outbox.drop_oldest_raw(self.max_buffer_bytes)
+            self.metrics.dropped += dropped
+            log.warning(
+                "buffer over %d bytes: dropped %d raw lines", self.max_buffer_bytes, dropped
+            )
+        delay = min(self.retry_max_s, 0.5 * 2 ** min(self._failures - 1, 16))
+        log.warning("write failed (%s); %d lines buffered; retry in %.1f s", err, lines, delay)
+        return delay
+
+    def run(self, finishing: threading.Event, *, grace_s: float) -> None:
+        """Drain until ``finishing`` is set and the outbox is empty.
+
+        ``finishing`` says no more output will come; from then on the database has
+        ``grace_s`` to take what is left, and whatever it does not take stays on disk for
+        the next start.
+        """
+        deadline = float("inf")
+        last_gauge = 0.0
+        while True:
+            if finishing.is_set() and deadline == float("inf"):
+                deadline = time.monotonic() + grace_s
+            try:
+                wrote = self.step(force=finishing.is_set())
+            except SinkError as err:
+                delay = self._on_failure(err)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.error("database unavailable at shutdown; output stays buffered on disk")
+                    return
+                if finishing.is_set():
+                    time.sleep(min(delay, remaining))
+                else:
+                    finishing.wait(delay)
+                continue
+            if time.monotonic() - last_gauge > 1.0:
+                last_gauge = time.monotonic()
+                self.metrics.buffered = self.outbox.size()[1]
+            if wrote:
+                continue
+            if finishing.is_set():
+                self.metrics.buffered = self.outbox.size()[1]
+                return
+            self.wakeup.wait(min(0.2, self.flush_interval_ns / 1e9))
+            self.wakeup.clear()

@@ -1,0 +1,173 @@
+"""The processor stage: inbox rows in, processors applied, output and state committed.
+
+Runs in its own thread. Each step reads the rows after the checkpointed position, turns
+them into a typed ``Batch``, applies every processor in order and commits the line
+protocol, the processors' states and the new position in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from collector.journal import EVENT, KPI, RAW, InboxRow, Store
+from collector.lineproto import encode_points, encode_samples, series_prefix
+from collector.metrics import Metrics
+from processors.base import Processor
+from processors.model import Batch, Event, Point, SampleBatch
+from processors.ordering import late_mask
+
+log = logging.getLogger(__name__)
+
+ORDERING_STATE = "ordering"
+PRUNE_EVERY_S = 60.0
+
+
+class Engine:
+    """Applies the processors to the journal's inbox, one committed batch at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        processors: Sequence[Processor],
+        metrics: Metrics,
+        *,
+        instance: str,
+        metrics_interval_s: float = 10.0,
+        dedup_window_s: float = 3600.0,
+        batch_rows: int = 20_000,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.store = store
+        self.processors = list(processors)
+        self.metrics = metrics
+        self.instance = instance
+        self.batch_rows = batch_rows
+        self._clock = clock
+        self._metrics_every_ns = int(metrics_interval_s * 1e9)
+        self._next_metrics_ns = clock() + self._metrics_every_ns
+        self._window_ns = int(dedup_window_s * 1e9)
+        self._marks: list[tuple[int, int]] = []
+        self._position = store.position()
+        self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
+        self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
+        self._prefixes: dict[int, str] = {}
+        self.wakeup = threading.Event()
+
+    def step(self) -> int:
+        """Process one batch; returns the number of inbox rows consumed (0: nothing new)."""
+        now = self._clock()
+        rows = self.store.read(self._position, self.batch_rows)
+        extra_points: list[Point] = []
+        if now >= self._next_metrics_ns:
+            self._next_metrics_ns = now + self._metrics_every_ns
+            extra_points.append(self.metrics.point(self.instance, now))
+        if not rows and not extra_points:
+            return 0
+        position = rows[-1][0] if rows else self._position
+        raw, n_late, kpi_points, states = self._apply(rows)
+        n_kpi, kpi = encode_points([*kpi_points, *extra_points])
+        self.store.commit(position, states, [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)], now)
+        self.metrics.late += n_late
+        self._position = position
+        self._states.update(states)
+        self._newest = states[ORDERING_STATE]
+        self._maybe_prune(now)
+        return len(rows)
+
+    def emit_metrics(self) -> None:
+        """Commit a self-metrics point now (at shutdown, so the last counts are written)."""
+        self._next_metrics_ns = 0
+        self.step()
+
+    def _apply(
+        self, rows: list[InboxRow]
+    ) -> tuple[tuple[int, bytes], int, list[Point], dict[str, Any]]:
+        """(raw lines, late count, points, states) of a batch; nothing is committed here."""
+        sample_rows = [r for r in rows if r[3] != EVENT]
+        events = [self._event(r) for r in rows if r[3] == EVENT]
+        samples, raw, newest, n_late = self._samples(sample_rows)
+        batch = Batch(samples, events)
+        points: list[Point] = []
+        states: dict[str, Any] = {ORDERING_STATE: newest}
+        for proc in self.processors:
+            state, produced = proc.apply(batch, self._states.get(proc.name))
+            states[proc.name] = state
+            points.extend(produced)
+        return raw, n_late, points, states
+
+    def _samples(
+        self, rows: list[InboxRow]
+    ) -> tuple[SampleBatch, tuple[int, bytes], dict[str, int], int]:
+        """Raw lines for every sample, and the in-order ones as a batch for integration."""
+        cells = self.store.cells
+        if not rows:
+            empty = SampleBatch([], *(np.zeros(0, dtype=t) for t in ("i8", "i8", "f8", "f8")), [])
+            return empty, (0, b""), self._newest, 0
+        _, cid, ts, _, v, i, body = zip(*rows, strict=True)
+        extra = [orjson.loads(b) if b else None for b in body]
+        prefixes = self._prefixes
+        for c in set(cid):
+            if c not in prefixes:
+                potline, cell = cells.name(c)
+                prefixes[c] = series_prefix("cell", (("potline", potline), ("cell", cell)))
+        raw = encode_samples(prefixes, cid, ts, v, i, extra)  # type: ignore[arg-type]
+        codes = np.fromiter(cid, dtype=np.int64, count=len(cid))
+        ts_arr = np.fromiter(ts, dtype=np.int64, count=len(ts))
+        late, newest = late_mask(codes, ts_arr, self._cell_key, self._newest)
+        n_late = int(late.sum())
+        keep = ~late
+        kept = np.flatnonzero(keep)
+        uniq, local = np.unique(codes[keep], return_inverse=True)
+        batch = SampleBatch(
+            cells=[cells.name(c) for c in uniq.tolist()],
+            cell_id=local.astype(np.int64),
+            ts_ns=ts_arr[keep],
+            voltage_v=np.asarray(v, dtype=np.float64)[keep],
+            current_ka=np.asarray(i, dtype=np.float64)[keep],
+            extra=[extra[k] for k in kept.tolist()] if n_late else extra,
+        )
+        return batch, (len(rows), raw), newest, n_late
+
+    def _cell_key(self, cid: int) -> str:
+        potline, cell = self.store.cells.name(cid)
+        return f"{potline}/{cell}"
+
+    def _event(self, row: InboxRow) -> Event:
+        potline, cell = self.store.cells.name(row[1])
+        data = orjson.loads(row[6] or b"{}")
+        kind = data.pop("type")
+        return Event(potline, cell, row[2], kind, data)
+
+    def _maybe_prune(self, now: int) -> None:
+        """Forget inbox rows older than the de-duplication window (by arrival)."""
+        if not self._marks or now - self._marks[-1][0] >= PRUNE_EVERY_S * 1e9:
+            self._marks.append((now, self._position))
+        cutoff = now - self._window_ns
+        expired = [seq for t, seq in self._marks if t <= cutoff]
+        if expired:
+            self._marks = [(t, s) for t, s in self._marks if t > cutoff]
+            pruned = self.store.prune(expired[-1])
+            log.debug("pruned %d inbox rows", pruned)
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set and the inbox is drained."""
+        while True:
+            try:
+                busy = self.step()
+            except Exception:
+                log.exception("processor step failed; retrying in 1 s")
+                stop.wait(1.0)
+                continue
+            if busy:
+                continue
+            if stop.is_set():
+                return
+            self.wakeup.wait(0.05)
+            self.wakeup.clear()

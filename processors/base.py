@@ -1,0 +1,23 @@
+"""The processor seam.
+
+Call order: the engine calls ``apply`` once per batch, in inbox order, with the state the
+previous call returned (``None`` the first time). State must be plain JSON data (dicts,
+lists, numbers, strings): it is checkpointed in the journal in the same transaction as the
+batch's output, which is what makes a restart exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from processors.model import Batch, Point
+
+
+class Processor(Protocol):
+    """A pure step from (batch, state) to (new state, points)."""
+
+    name: str
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        """Return the new state and the points this batch produced; must not mutate state."""
+        ...
