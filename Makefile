@@ -1,0 +1,34 @@
+# Every target creates what it needs: the virtual environment, and for the tests the
+# Debian servers (Mosquitto, InfluxDB 1.x, VictoriaMetrics) they start on loopback.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cellmon demo
+
+test: $(STAMP)
+	bash scripts/ensure-servers.sh
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	bash scripts/ensure-servers.sh
+	$(BIN)/python -m benchmarks.pipeline
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: measured, not assumed. Run with ``make bench``."""

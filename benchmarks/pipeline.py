@@ -1,0 +1,193 @@
+"""End-to-end throughput of ``cellmon run`` against the bare paho-mqtt ceiling.
+
+Both consumers drain the same backlog of QoS 1 messages that the broker queued for their
+persistent sessions, so the publisher's speed enters neither figure. The broker keeps its
+default in-flight window (Mosquitto: 20 unacknowledged messages per client); only its
+queue limit is lifted so it can hold the backlog, as docs/operations.md recommends.
+
+- ceiling: a bare paho subscriber that only receives and parses each message (auto ack);
+- cellmon: the whole pipeline, from its connection to the last point counted in InfluxDB.
+
+The ratio of the two rates is the figure of merit; peak memory is each process's maximum
+resident set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.harness import ROOT, publish_all, wait_for, write_config
+from tests.servers import InfluxV1, Mosquitto
+
+TOPICS = "smelter/+/+/telemetry"
+CEILING_ID = "bench-ceiling"
+PIPELINE_ID = "bench-cellmon"
+
+CEILING = r"""
+import resource, sys, time
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+port, client_id, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+seen = {"count": 0, "first": 0.0, "last": 0.0}
+
+def on_message(client, userdata, msg):
+    orjson.loads(msg.payload)
+    if seen["count"] == 0:
+        seen["first"] = time.perf_counter()
+    seen["count"] += 1
+    if seen["count"] >= n:
+        seen["last"] = time.perf_counter()
+        client.disconnect()
+
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+c.on_message = on_message
+c.connect("127.0.0.1", port)
+c.loop_forever()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(seen["count"], seen["last"] - seen["first"], rss)
+"""
+
+
+def payloads(samples: int, cells: int) -> list[tuple[str, bytes]]:
+    """One telemetry object per message, the cells reporting in turn once a second."""
+    t0 = (int(time.time()) - 86_400) * 1000
+    out = []
+    for k in range(samples):
+        cell, step = k % cells, k // cells
+        doc = {
+            "ts": t0 + step * 1000,
+            "cell_voltage_v": 4.1 + (k % 97) / 1000,
+            "line_current_ka": 300.0 + (k % 13) / 10,
+            "bath_temp_c": 955.0,
+            "noise_uohm": 7.5,
+        }
+        out.append((f"smelter/P{cell // 100 + 1}/C{cell:03d}/telemetry", orjson.dumps(doc)))
+    return out
+
+
+def register_session(port: int, client_id: str) -> None:
+    """Create a persistent subscribed session, so the broker queues messages for it."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    subscribed = []
+    client.on_subscribe = lambda *args: subscribed.append(True)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.subscribe(TOPICS, qos=1)
+    wait_for(lambda: subscribed, 10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def run_ceiling(port: int, n: int) -> tuple[float, int]:
+    """(samples per second, peak RSS in KiB) of the bare subscriber."""
+    out = subprocess.run(
+        [sys.executable, "-c", CEILING, str(port), CEILING_ID, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    count, seconds, rss = int(out[0]), float(out[1]), int(out[2])
+    return count / seconds, rss
+
+
+def influx_count(influx: InfluxV1, db: str) -> int:
+    rows = influx.query("SELECT count(voltage_v) FROM cell", db)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tuple[float, int]:
+    """(samples per second into InfluxDB, peak RSS in KiB) of ``cellmon run``."""
+    config = write_config(
+        work,
+        mqtt_port=port,
+        influx_url=influx.url,
+        database=db,
+        client_id=PIPELINE_ID,
+        metrics_interval_s=10,
+    )
+    log_path = work / "cellmon.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "collector.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: "connected to" in log_path.read_text(), 60, log_path.read_text)
+    start = time.perf_counter()
+    wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
+    seconds = time.perf_counter() - start
+    proc.terminate()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"cellmon run exited with status {status}: see {log_path}")
+    return n / seconds, usage.ru_maxrss
+
+
+def main() -> None:
+    """Publish the backlog, then let each consumer drain it, and report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=500_000)
+    parser.add_argument("--cells", type=int, default=400)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cellmon-bench-"))
+    broker = Mosquitto(work / "mosquitto", extra_config=BROKER_QUEUE)
+    influx = InfluxV1(work / "influxd")
+    with broker, influx:
+        db = "bench"
+        influx.create_database(db)
+        for client_id in (CEILING_ID, PIPELINE_ID):
+            register_session(broker.port, client_id)
+        messages = payloads(args.samples, args.cells)
+        t = time.perf_counter()
+        publish_all(broker.port, messages)
+        publish_s = time.perf_counter() - t
+        ceiling, ceiling_rss = run_ceiling(broker.port, args.samples)
+        rate, rss = run_pipeline(work / "cellmon", broker.port, influx, db, args.samples)
+    report(args, ceiling, ceiling_rss, rate, rss, publish_s)
+
+
+BROKER_QUEUE = "max_queued_messages 0\nmax_queued_bytes 0\n"
+
+
+def report(
+    args: argparse.Namespace,
+    ceiling: float,
+    ceiling_rss: int,
+    rate: float,
+    rss: int,
+    publish_s: float,
+) -> None:
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"backlog: {args.samples} samples, one per QoS 1 message, {args.cells} cells "
+        f"(published in {publish_s:.1f} s)"
+    )
+    print(
+        f"ceiling (bare paho subscriber, parse only): {ceiling:,.0f} samples/s, "
+        f"peak RSS {ceiling_rss / 1024:.0f} MiB"
+    )
+    print(
+        f"cellmon run → InfluxDB 1.x:               {rate:,.0f} samples/s, "
+        f"peak RSS {rss / 1024:.0f} MiB"
+    )
+    print(f"ratio: {rate / ceiling:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Helpers for end-to-end tests: a config on disk, ``cellmon run`` as a real process, and a
+QoS 1 publisher that waits for every acknowledgement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from uuid import uuid4
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES = """\
+inputs:
+  - name: telemetry
+    topic: "smelter/{potline}/{cell}/telemetry"
+    kind: telemetry
+  - name: events
+    topic: "smelter/{potline}/{cell}/event"
+    kind: event
+"""
+
+
+def write_config(
+    directory: Path,
+    *,
+    mqtt_port: int,
+    influx_url: str,
+    database: str,
+    client_id: str | None = None,
+    metrics_interval_s: float = 1,
+    extra: str = "",
+) -> Path:
+    """A complete config for one test, with its own client id and state directory."""
+    client_id = client_id or f"cellmon-test-{uuid4().hex[:8]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rules").mkdir(exist_ok=True)
+    (directory / "rules" / "default.yaml").write_text(DEFAULT_RULES)
+    path = directory / "cellmon.yaml"
+    path.write_text(
+        f"""\
+mqtt:
+  host: 127.0.0.1
+  port: {mqtt_port}
+  client_id: {client_id}
+influx:
+  url: {influx_url}
+  api: v1
+  database: {database}
+  token_env: null
+sink:
+  batch_lines: 5000
+  flush_interval_s: 0.2
+state_dir: {directory / "state"}
+metrics_interval_s: {metrics_interval_s}
+plant:
+  timezone: Asia/Shanghai
+  potlines:
+    - id: P1
+      baseline_sec_kwh_per_t: 13450
+{extra}"""
+    )
+    return path
+
+
+class Pipeline:
+    """``cellmon run`` in a subprocess, its log in a file the test can read."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start and wait until it is subscribed."""
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "collector.cli", "run", "--config", str(self.config)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        wait_for(lambda: "connected to" in self.new_log(), timeout_s, self.new_log)
+
+    def new_log(self) -> str:
+        """What this run has logged so far."""
+        if not self.log.exists():
+            return ""
+        with open(self.log, "rb") as f:
+            f.seek(self._offset)
+            return f.read().decode(errors="replace")
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush anything."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+def wait_for(
+    condition: Callable[[], object], timeout_s: float, describe: Callable[[], str] = str
+) -> None:
+    """Poll until the condition holds; fail with a description of the state if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout_s} s; state: {describe()}")
+
+
+def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> int:
+    """Publish every message and wait until the broker acknowledged all of them."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid4().hex[:8]}")
+    client.max_inflight_messages_set(200)
+    window = threading.Semaphore(2000)
+    client.on_publish = lambda *_: window.release()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = []
+    try:
+        for topic, payload in messages:
+            window.acquire()
+            infos.append(client.publish(topic, payload, qos=qos))
+        for info in infos:
+            info.wait_for_publish(60)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(infos)
