@@ -9,14 +9,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from collector.config import ConfigError, load_config
+from collector.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "config/cellmon.yaml"
 
 log = logging.getLogger("cellmon")
 
 
-def _load(path: str):  # type: ignore[no-untyped-def]
+def _load(path: str) -> Config:
     try:
         return load_config(path)
     except ConfigError as err:

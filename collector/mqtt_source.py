@@ -41,6 +41,7 @@ class Connection:
     client_id: str
     username: str | None = None
     password: str | None = None
+    tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -98,7 +99,7 @@ class MqttSource:
         )
         if c.username is not None:
             client.username_pw_set(c.username, c.password)
-        if c.ca_file or c.cert_file:
+        if c.tls:  # with no ca_file, the system's CA certificates
             client.tls_set(ca_certs=c.ca_file, certfile=c.cert_file, keyfile=c.key_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -81,6 +81,7 @@ def connection(cfg: Config) -> Connection:
         client_id=m.client_id,
         username=cfg.secret(m.username_env),
         password=cfg.secret(m.password_env),
+        tls=tls is not None,
         ca_file=tls.ca_file if tls else None,
         cert_file=tls.cert_file if tls else None,
         key_file=tls.key_file if tls else None,

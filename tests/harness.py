@@ -91,7 +91,13 @@ class Pipeline:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        wait_for(lambda: "connected to" in self.new_log(), timeout_s, self.new_log)
+        wait_for(self._connected, timeout_s, self.new_log)
+
+    def _connected(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"cellmon exited with {self.proc.returncode}: {self.new_log()}")
+        return "connected to" in self.new_log()
 
     def new_log(self) -> str:
         """What this run has logged so far."""

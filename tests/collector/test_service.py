@@ -191,11 +191,15 @@ def test_end_to_end_exact_contents(
 
 
 def test_sigterm_mid_stream_loses_and_doubles_nothing(
-    pipeline: Pipeline, mosquitto: Mosquitto, influx_v1: InfluxV1, influx_db: str
+    tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1, influx_db: str
 ) -> None:
+    config = write_config(
+        tmp_path, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=influx_db
+    )
+    pipeline = Pipeline(config, tmp_path / "cellmon.log")
     pipeline.start()
     stream = main_stream()
-    publisher = threading.Thread(target=publish_all, args=(mosquitto.port, stream))
+    publisher = threading.Thread(target=publish_all, args=(plant_broker.port, stream))
     publisher.start()
     wait_for(lambda: count_cell_points(influx_v1, influx_db) > 5_000, 120, pipeline.new_log)
     assert pipeline.terminate() == 0

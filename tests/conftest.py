@@ -1,0 +1,56 @@
+"""Real servers for the integration tests, started once per test session.
+
+A missing server is an error, never a skip: a green run must mean the integration tests ran.
+"""
+
+from collections.abc import Iterator
+from typing import TypeVar
+from uuid import uuid4
+
+import pytest
+
+from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, ServerError, VictoriaMetrics
+
+ServerT = TypeVar("ServerT", Mosquitto, InfluxV1, VictoriaMetrics)
+
+
+def serve(server: ServerT) -> Iterator[ServerT]:
+    """Run a server for the fixture's lifetime; fail with its log or the install hint."""
+    try:
+        server.start()
+    except ServerError as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    yield from serve(Mosquitto(tmp_path_factory.mktemp("mosquitto")))
+
+
+@pytest.fixture(scope="session")
+def plant_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """Mosquitto with the queue limits a plant should set, for tests where cellmon is down."""
+    directory = tmp_path_factory.mktemp("mosquitto-plant")
+    yield from serve(Mosquitto(directory, extra_config=PLANT_BROKER_SETTINGS))
+
+
+@pytest.fixture(scope="session")
+def influx_v1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxV1]:
+    yield from serve(InfluxV1(tmp_path_factory.mktemp("influxd")))
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    yield from serve(VictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics")))
+
+
+@pytest.fixture
+def influx_db(influx_v1: InfluxV1) -> str:
+    """Name of a new, empty database on the session's InfluxDB."""
+    name = f"test_{uuid4().hex[:12]}"
+    influx_v1.create_database(name)
+    return name
