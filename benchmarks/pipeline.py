@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.harness import ROOT, publish_all, wait_for, write_config
-from tests.servers import InfluxV1, Mosquitto
+from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
 TOPICS = "smelter/+/+/telemetry"
 CEILING_ID = "bench-ceiling"
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=400)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cellmon-bench-"))
-    broker = Mosquitto(work / "mosquitto", extra_config=BROKER_QUEUE)
+    broker = Mosquitto(work / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
     influx = InfluxV1(work / "influxd")
     with broker, influx:
         db = "bench"
@@ -158,9 +158,6 @@ def main() -> None:
         ceiling, ceiling_rss = run_ceiling(broker.port, args.samples)
         rate, rss = run_pipeline(work / "cellmon", broker.port, influx, db, args.samples)
     report(args, ceiling, ceiling_rss, rate, rss, publish_s)
-
-
-BROKER_QUEUE = "max_queued_messages 0\nmax_queued_bytes 0\n"
 
 
 def report(

@@ -179,6 +179,7 @@ class Mosquitto(_Server):
     extra_config: str = ""
 
     def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         # Started as root, Mosquitto switches to user "mosquitto", who cannot write the
         # persistence file into our directory; naming the current user keeps it as is.
         user = pwd.getpwuid(os.getuid()).pw_name
@@ -216,6 +217,7 @@ class InfluxV1(_Server):
     admin: str | None = None
 
     def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         self._config_path.write_text(self._config())
 
     @property

@@ -131,9 +131,14 @@ def last_metrics(influx: InfluxV1, db: str) -> dict:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, mosquitto: Mosquitto, influx_v1: InfluxV1, influx_db: str):
+def pipeline(tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1, influx_db: str):
+    """``cellmon run`` against a broker with the queue limits docs/operations.md recommends.
+
+    With Mosquitto's default of 1000 queued messages per client, a publisher that outruns
+    its subscriber for a moment loses messages in the broker, before cellmon sees them.
+    """
     config = write_config(
-        tmp_path, mqtt_port=mosquitto.port, influx_url=influx_v1.url, database=influx_db
+        tmp_path, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=influx_db
     )
     p = Pipeline(config, tmp_path / "cellmon.log")
     yield p
@@ -142,16 +147,16 @@ def pipeline(tmp_path: Path, mosquitto: Mosquitto, influx_v1: InfluxV1, influx_d
 
 
 def test_end_to_end_exact_contents(
-    pipeline: Pipeline, mosquitto: Mosquitto, influx_v1: InfluxV1, influx_db: str, tmp_path: Path
+    pipeline: Pipeline, plant_broker: Mosquitto, influx_v1: InfluxV1, influx_db: str, tmp_path: Path
 ) -> None:
     pipeline.start()
     bad = malformed()
-    publish_all(mosquitto.port, main_stream())
-    publish_all(mosquitto.port, duplicates() + [(t, p) for t, p, _ in bad] + events())
+    publish_all(plant_broker.port, main_stream())
+    publish_all(plant_broker.port, duplicates() + [(t, p) for t, p, _ in bad] + events())
     late = [
         (topic(cell), orjson.dumps(sample(CELLS.index(cell), k))) for cell, k in sorted(HELD_BACK)
     ]
-    publish_all(mosquitto.port, late)
+    publish_all(plant_broker.port, late)
 
     held_back = {row(CELLS.index(cell), k) for cell, k in HELD_BACK}
     want = main_stream_rows() | held_back | {row(4, STEPS), row(4, STEPS + 1)}
@@ -191,12 +196,8 @@ def test_end_to_end_exact_contents(
 
 
 def test_sigterm_mid_stream_loses_and_doubles_nothing(
-    tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1, influx_db: str
+    pipeline: Pipeline, plant_broker: Mosquitto, influx_v1: InfluxV1, influx_db: str
 ) -> None:
-    config = write_config(
-        tmp_path, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=influx_db
-    )
-    pipeline = Pipeline(config, tmp_path / "cellmon.log")
     pipeline.start()
     stream = main_stream()
     publisher = threading.Thread(target=publish_all, args=(plant_broker.port, stream))
