@@ -34,16 +34,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from collector.service import Service
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    service = Service(_load(args.config))
+    service = Service(_load(args.config), log_level=args.log_level.upper())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
     log.info("running; state in %s", service.cfg.state_path)
     while not stop.wait(1.0):
-        pass
-    service.stop()
-    return 0
+        if not service.worker_alive():
+            log.error("the worker process died; stopping (restart the service)")
+            service.stop()
+            return 1
+    return service.stop()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.journal import Outbox
-from collector.metrics import Metrics
 from collector.sinks import Sink, SinkError
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,6 @@ class Drain:
         self,
         outbox: Outbox,
         sink: Sink,
-        metrics: Metrics,
         *,
         rejected_path: Path,
         batch_lines: int = 5000,
@@ -40,7 +38,6 @@ class Drain:
     ) -> None:
         self.outbox = outbox
         self.sink = sink
-        self.metrics = metrics
         self.rejected_path = rejected_path
         self.batch_lines = batch_lines
         self.flush_interval_ns = int(flush_interval_s * 1e9)
@@ -48,7 +45,6 @@ class Drain:
         self.retry_max_s = retry_max_s
         self._clock = clock
         self._failures = 0
-        self.wakeup = threading.Event()
 
     def step(self, *, force: bool = False) -> bool:
         """Write one chunk if it is due; True when something was written.
@@ -58,16 +54,13 @@ class Drain:
         when a retryable write failed.
         """
         chunk = self.outbox.take(self.batch_lines)
-        now = self._clock()
-        self._gauge(now, chunk.oldest_ns if chunk else None)
         if chunk is None:
             return False
-        young = now - chunk.oldest_ns < self.flush_interval_ns
+        young = self._clock() - chunk.oldest_ns < self.flush_interval_ns
         if chunk.lines < self.batch_lines and young and not force:
             return False
         self._write(chunk.body.splitlines(keepends=True))
-        self.outbox.delete_upto(chunk.last_id)
-        self.metrics.written += chunk.lines
+        self.outbox.delete_upto(chunk.last_id, chunk.lines)
         self._failures = 0
         return True
 
@@ -86,23 +79,18 @@ class Drain:
             self._write(lines[half:])
 
     def _reject(self, line: bytes, reason: str) -> None:
-        self.metrics.write_errors += 1
+        self.outbox.count(write_errors=1)
         log.error("database refused a line, kept in %s: %s", self.rejected_path, reason)
         with open(self.rejected_path, "ab") as f:
             f.write(b"# " + reason.replace("\n", " ").encode() + b"\n" + line)
 
-    def _gauge(self, now: int, oldest_ns: int | None) -> None:
-        self.metrics.lag_s = (now - oldest_ns) / 1e9 if oldest_ns else 0.0
-
     def _on_failure(self, err: SinkError) -> float:
         """Count the failure, enforce the buffer bound, return the backoff delay."""
-        self.metrics.write_errors += 1
+        self.outbox.count(write_errors=1)
         self._failures += 1
         nbytes, lines = self.outbox.size()
-        self.metrics.buffered = lines
         if nbytes > self.max_buffer_bytes:
             dropped = self.outbox.drop_oldest_raw(self.max_buffer_bytes)
-            self.metrics.dropped += dropped
             log.warning(
                 "buffer over %d bytes: dropped %d raw lines", self.max_buffer_bytes, dropped
             )
@@ -118,7 +106,6 @@ class Drain:
         the next start.
         """
         deadline = float("inf")
-        last_gauge = 0.0
         while True:
             if finishing.is_set() and deadline == float("inf"):
                 deadline = time.monotonic() + grace_s
@@ -135,13 +122,8 @@ class Drain:
                 else:
                     finishing.wait(delay)
                 continue
-            if time.monotonic() - last_gauge > 1.0:
-                last_gauge = time.monotonic()
-                self.metrics.buffered = self.outbox.size()[1]
             if wrote:
                 continue
             if finishing.is_set():
-                self.metrics.buffered = self.outbox.size()[1]
                 return
-            self.wakeup.wait(min(0.2, self.flush_interval_ns / 1e9))
-            self.wakeup.clear()
+            finishing.wait(min(0.2, self.flush_interval_ns / 1e9))

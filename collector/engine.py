@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 ORDERING_STATE = "ordering"
 PRUNE_EVERY_S = 60.0
+CHECKPOINT_EVERY_S = 1.0
+POLL_S = 0.02
 
 
 class Engine:
@@ -36,7 +38,6 @@ class Engine:
         self,
         store: Store,
         processors: Sequence[Processor],
-        metrics: Metrics,
         *,
         instance: str,
         metrics_interval_s: float = 10.0,
@@ -46,7 +47,6 @@ class Engine:
     ) -> None:
         self.store = store
         self.processors = list(processors)
-        self.metrics = metrics
         self.instance = instance
         self.batch_rows = batch_rows
         self._clock = clock
@@ -58,7 +58,7 @@ class Engine:
         self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
         self._prefixes: dict[int, str] = {}
-        self.wakeup = threading.Event()
+        self._next_checkpoint_ns = 0
 
     def step(self) -> int:
         """Process one batch; returns the number of inbox rows consumed (0: nothing new)."""
@@ -67,19 +67,25 @@ class Engine:
         extra_points: list[Point] = []
         if now >= self._next_metrics_ns:
             self._next_metrics_ns = now + self._metrics_every_ns
-            extra_points.append(self.metrics.point(self.instance, now))
+            extra_points.append(self.metrics(now).point(self.instance, now))
         if not rows and not extra_points:
             return 0
         position = rows[-1][0] if rows else self._position
         raw, n_late, kpi_points, states = self._apply(rows)
         n_kpi, kpi = encode_points([*kpi_points, *extra_points])
-        self.store.commit(position, states, [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)], now)
-        self.metrics.late += n_late
+        chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
+        self.store.commit(position, states, chunks, now, {"late": n_late})
         self._position = position
         self._states.update(states)
         self._newest = states[ORDERING_STATE]
         self._maybe_prune(now)
         return len(rows)
+
+    def metrics(self, now_ns: int) -> Metrics:
+        """A snapshot of the counters of every stage and of the outbox gauges."""
+        lines, oldest = self.store.backlog()
+        lag_s = (now_ns - oldest) / 1e9 if oldest else 0.0
+        return Metrics.from_counters(self.store.counters(), lines, lag_s)
 
     def emit_metrics(self) -> None:
         """Commit a self-metrics point now (at shutdown, so the last counts are written)."""
@@ -147,6 +153,9 @@ class Engine:
 
     def _maybe_prune(self, now: int) -> None:
         """Forget inbox rows older than the de-duplication window (by arrival)."""
+        if now >= self._next_checkpoint_ns:
+            self._next_checkpoint_ns = now + int(CHECKPOINT_EVERY_S * 1e9)
+            self.store.checkpoint()
         if not self._marks or now - self._marks[-1][0] >= PRUNE_EVERY_S * 1e9:
             self._marks.append((now, self._position))
         cutoff = now - self._window_ns
@@ -157,7 +166,10 @@ class Engine:
             log.debug("pruned %d inbox rows", pruned)
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set and the inbox is drained."""
+        """Step until ``stop`` is set and the inbox is drained.
+
+        The inbox is written by another process, so new rows are found by polling.
+        """
         while True:
             try:
                 busy = self.step()
@@ -169,5 +181,4 @@ class Engine:
                 continue
             if stop.is_set():
                 return
-            self.wakeup.wait(0.05)
-            self.wakeup.clear()
+            stop.wait(POLL_S)

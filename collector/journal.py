@@ -1,19 +1,22 @@
-"""The durable journal: one SQLite file (WAL) in the state directory.
+"""The durable journal: two SQLite files (WAL) in the state directory.
 
-It is the transactional outbox of the pipeline. The MQTT thread appends accepted input to
-``inbox`` and acknowledges the broker only after the commit. The processor stage reads the
-inbox after its checkpointed position and, in one transaction, appends line protocol to
-``outbox``, saves processor state and advances the position; a crash therefore resumes
-exactly where the last commit left off. The sink stage deletes outbox rows only after the
-database accepted them. Each stage owns one connection (SQLite connections are not shared
-across threads); WAL lets them read while another writes.
+It is the transactional outbox of the pipeline, split so that each file has one busy
+writer. ``inbox.sqlite`` belongs to the MQTT source: it appends accepted input and only then
+acknowledges the broker. ``journal.sqlite`` belongs to the processor stage: in one
+transaction it appends line protocol to ``outbox``, saves processor state and advances its
+position in the inbox, so a crash resumes exactly where the last commit left off. The sink
+stage deletes outbox rows only after the database accepted them.
+
+Counters live in the same files and advance in the same transactions as the data they
+count, so the self-metrics are exact and survive restarts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,26 +27,43 @@ from collector.decode import EventRow, SampleRow
 
 SAMPLE, EVENT = 0, 1
 RAW, KPI = 0, 1
+INBOX_FILE = "inbox.sqlite"
+JOURNAL_FILE = "journal.sqlite"
 
-_SCHEMA = """
+_COUNTERS = "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+# The unique key leads with ts: samples arrive roughly in time order, so each commit touches
+# the right edge of the index instead of one page per cell.
+INBOX_SCHEMA = (
+    _COUNTERS
+    + """
 CREATE TABLE IF NOT EXISTS cells (
     id INTEGER PRIMARY KEY, potline TEXT NOT NULL, cell TEXT NOT NULL, UNIQUE (potline, cell));
 CREATE TABLE IF NOT EXISTS inbox (
     seq INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL, ts INTEGER NOT NULL,
     dkey INTEGER NOT NULL, kind INTEGER NOT NULL, v REAL, i REAL, body BLOB,
-    UNIQUE (cell_id, ts, dkey));
+    UNIQUE (ts, cell_id, dkey));
+"""
+)
+JOURNAL_SCHEMA = (
+    _COUNTERS
+    + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
     nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
 """
+)
+_ADD = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+)
 
 InboxRow = tuple[int, int, int, int, float | None, float | None, bytes | None]
 
 
-def connect(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """Open the journal, creating it on first use; one connection per thread.
+def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open a journal file, creating it on first use; one connection per thread.
 
     WAL with ``synchronous=NORMAL`` survives a crash of the process (the commit is in the
     WAL before the broker is acknowledged); ``FULL`` also survives a power cut, at the
@@ -54,8 +74,42 @@ def connect(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(_SCHEMA)
+    conn.executescript(schema)
     return conn
+
+
+def connect_inbox(state_dir: Path) -> sqlite3.Connection:
+    """The inbox file; checkpoints are left to the processor stage, off the MQTT thread."""
+    conn = connect(state_dir / INBOX_FILE, INBOX_SCHEMA)
+    conn.execute("PRAGMA wal_autocheckpoint=20000")
+    return conn
+
+
+def connect_journal(state_dir: Path) -> sqlite3.Connection:
+    """The processor stage's file: state, position and outbox."""
+    return connect(state_dir / JOURNAL_FILE, JOURNAL_SCHEMA)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def add_counters(conn: sqlite3.Connection, counts: Mapping[str, int]) -> None:
+    """Advance counters inside the caller's transaction."""
+    conn.executemany(_ADD, [(k, v) for k, v in counts.items() if v])
+
+
+def read_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every counter of one journal file."""
+    return dict(conn.execute("SELECT name, value FROM counters").fetchall())
 
 
 def event_key(kind: str, data: dict[str, Any]) -> int:
@@ -122,8 +176,14 @@ class Inbox:
         self._conn = conn
         self.cells = CellIds(conn)
 
-    def append(self, samples: list[SampleRow], events: list[EventRow]) -> Appended:
-        """Commit samples and events; rows already present (QoS 1 redelivery) are skipped."""
+    def append(
+        self, samples: list[SampleRow], events: list[EventRow], counts: Mapping[str, int]
+    ) -> Appended:
+        """Commit samples and events; rows already present (QoS 1 redelivery) are skipped.
+
+        ``counts`` (messages, rejections by reason) advance in the same transaction, with
+        ``accepted``, ``duplicates`` and ``received`` derived here.
+        """
         ids = self.cells.id
         dumps = orjson.dumps
         rows: list[tuple[Any, ...]] = [
@@ -135,22 +195,24 @@ class Inbox:
             for p, c, ts, k, d in events
         )
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            inserted = conn.executemany(self._INSERT, rows).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return Appended(inserted, len(rows) - inserted)
+        with transaction(conn):
+            inserted = conn.executemany(self._INSERT, rows).rowcount if rows else 0
+            duplicates = len(rows) - inserted
+            received = len(rows) + counts.get("rejected", 0)
+            add_counters(
+                conn,
+                {**counts, "accepted": inserted, "duplicates": duplicates, "received": received},
+            )
+        return Appended(inserted, duplicates)
 
 
 class Store:
     """The processor stage's side: read the inbox, checkpoint state, position and output."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, inbox: sqlite3.Connection, conn: sqlite3.Connection) -> None:
+        self._inbox = inbox
         self._conn = conn
-        self.cells = CellIds(conn)
+        self.cells = CellIds(inbox)
 
     def position(self) -> int:
         """Sequence number of the last inbox row whose effects are committed."""
@@ -159,7 +221,7 @@ class Store:
 
     def read(self, after: int, limit: int) -> list[InboxRow]:
         """Inbox rows after a position, in arrival order."""
-        return self._conn.execute(
+        return self._inbox.execute(
             "SELECT seq, cell_id, ts, kind, v, i, body FROM inbox WHERE seq > ? "
             "ORDER BY seq LIMIT ?",
             (after, limit),
@@ -176,11 +238,12 @@ class Store:
         states: dict[str, Any],
         chunks: Iterable[tuple[int, int, bytes]],
         now_ns: int,
+        counts: Mapping[str, int],
     ) -> None:
         """Atomically record the output chunks (kind, lines, body), states and position."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
+            add_counters(conn, counts)
             conn.executemany(
                 "INSERT INTO outbox (kind, lines, nbytes, created_ns, body) VALUES (?, ?, ?, ?, ?)",
                 [(k, n, len(b), now_ns, b) for k, n, b in chunks if n],
@@ -192,20 +255,29 @@ class Store:
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (position,)
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def prune(self, upto_seq: int) -> int:
         """Forget processed inbox rows up to a sequence number (the de-duplication window)."""
         upto = min(upto_seq, self.position())
-        return self._conn.execute("DELETE FROM inbox WHERE seq <= ?", (upto,)).rowcount
+        return self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (upto,)).rowcount
 
-    def newest_seq(self) -> int:
-        """Highest inbox sequence number so far."""
-        row = self._conn.execute("SELECT max(seq) FROM inbox").fetchone()
-        return int(row[0] or 0)
+    def checkpoint(self) -> None:
+        """Fold the inbox's WAL into its database without blocking the MQTT thread."""
+        self._inbox.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def counters(self) -> dict[str, int]:
+        """The counters of both files."""
+        return read_counters(self._inbox) | read_counters(self._conn)
+
+    def backlog(self) -> tuple[int, int | None]:
+        """(lines waiting, production time of the oldest) of the outbox."""
+        return backlog(self._conn)
+
+
+def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:
+    """(lines waiting in the outbox, production time of the oldest)."""
+    lines, oldest = conn.execute("SELECT total(lines), min(created_ns) FROM outbox").fetchone()
+    return int(lines), oldest
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,19 +314,25 @@ class Outbox:
             return None
         return Chunk(last_id, lines, b"".join(parts), oldest)
 
-    def delete_upto(self, last_id: int) -> None:
-        """Remove what the database accepted."""
-        self._conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+    def delete_upto(self, last_id: int, lines: int) -> None:
+        """Remove what the database accepted, counting it as written."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+            add_counters(conn, {"written": lines})
+
+    def count(self, **counts: int) -> None:
+        """Advance counters on their own (errors, drops)."""
+        add_counters(self._conn, counts)
 
     def size(self) -> tuple[int, int]:
         """(rows' bytes, lines) waiting."""
         row = self._conn.execute("SELECT total(nbytes), total(lines) FROM outbox").fetchone()
         return int(row[0]), int(row[1])
 
-    def oldest_created_ns(self) -> int | None:
-        """When the oldest waiting row was produced, for the lag metric."""
-        row = self._conn.execute("SELECT min(created_ns) FROM outbox").fetchone()
-        return row[0]
+    def backlog(self) -> tuple[int, int | None]:
+        """(lines waiting, production time of the oldest), for the buffered and lag gauges."""
+        return backlog(self._conn)
 
     def drop_oldest_raw(self, max_bytes: int) -> int:
         """Delete the oldest raw-sample rows until the buffer fits; KPI rows are never dropped.
@@ -274,5 +352,8 @@ class Outbox:
             total -= nbytes
             dropped += n
         cur.close()
-        self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+            add_counters(conn, {"dropped": dropped})
         return dropped

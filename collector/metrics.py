@@ -1,20 +1,24 @@
-"""Self-metrics: counted by stage and reason, written as the ``cellmon`` measurement.
+"""Self-metrics, written as the ``cellmon`` measurement.
 
-Each counter is advanced by exactly one thread (the stage that owns it) and read by the
-engine when it writes the point, so no lock is needed under the GIL.
+The counters are kept in the journal files and advance in the same transactions as the
+data they count (see ``collector.journal``), so they are exact and survive restarts: they
+count since the state directory was created, like any monotonic counter. A ``Metrics`` is
+a snapshot of them plus the two gauges.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 from processors.model import FieldValue, Point
 
+REJECTED_PREFIX = "rejected_"
 
-@dataclass
+
+@dataclass(frozen=True)
 class Metrics:
-    """Running totals since start; ``received == accepted + rejected + duplicates``.
+    """Totals; ``received == accepted + rejected + duplicates``.
 
     ``received`` counts objects (each element of an array payload, or one for a message
     that could not be parsed at all); ``messages`` counts MQTT messages.
@@ -31,26 +35,30 @@ class Metrics:
     dropped: int = 0
     buffered: int = 0
     lag_s: float = 0.0
-    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_counters(cls, counters: Mapping[str, int], buffered: int, lag_s: float) -> Metrics:
+        """A snapshot from the journal's counters and the outbox gauges."""
+        names = {f.name for f in fields(cls)} - {"buffered", "lag_s", "rejected_by_reason"}
+        reasons = {
+            k.removeprefix(REJECTED_PREFIX): v
+            for k, v in counters.items()
+            if k.startswith(REJECTED_PREFIX)
+        }
+        return cls(
+            **{k: counters.get(k, 0) for k in names},
+            buffered=buffered,
+            lag_s=lag_s,
+            rejected_by_reason=reasons,
+        )
 
     def point(self, instance: str, now_ns: int) -> Point:
         """The ``cellmon`` point of this instant; per-reason rejections as ``rejected_<reason>``."""
-        fields: dict[str, FieldValue] = {
-            name: getattr(self, name)
-            for name in (
-                "messages",
-                "received",
-                "accepted",
-                "rejected",
-                "duplicates",
-                "late",
-                "written",
-                "write_errors",
-                "dropped",
-                "buffered",
-            )
+        values: dict[str, FieldValue] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "rejected_by_reason"
         }
-        fields["lag_s"] = float(self.lag_s)
+        values["lag_s"] = float(self.lag_s)
         for reason, count in sorted(self.rejected_by_reason.items()):
-            fields[f"rejected_{reason}"] = count
-        return Point("cellmon", (("instance", instance),), fields, now_ns)
+            values[f"{REJECTED_PREFIX}{reason}"] = count
+        return Point("cellmon", (("instance", instance),), values, now_ns)

@@ -17,6 +17,7 @@ import random
 import select
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from collector.deadletter import DeadLetters
 from collector.decode import Decoded, Decoder
 from collector.journal import Inbox
-from collector.metrics import Metrics
 from collector.topics import TopicTemplate
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,9 @@ class MqttSource:
         decoder: Decoder,
         inbox: Inbox,
         dead_letters: DeadLetters,
-        metrics: Metrics,
         *,
         ack_batch: int = 20,
         ack_interval_ms: float = 5.0,
-        on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.conn = conn
@@ -76,13 +74,12 @@ class MqttSource:
         self.decoder = decoder
         self.inbox = inbox
         self.dead_letters = dead_letters
-        self.metrics = metrics
         self.ack_batch = ack_batch
         self.ack_interval_s = ack_interval_ms / 1000
-        self.on_commit = on_commit
         self._clock = clock
         self._decoded = Decoded()
         self._pending: list[tuple[int, int]] = []
+        self._messages = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -142,7 +139,7 @@ class MqttSource:
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", errors="replace")
         self.decoder.decode(topic, msg.payload, self._clock(), self._decoded)
-        self.metrics.messages += 1
+        self._messages += 1
         if msg.qos:
             self._pending.append((msg.mid, msg.qos))
 
@@ -179,19 +176,29 @@ class MqttSource:
         self._stopping.wait(delay * (0.8 + 0.4 * random.random()))
 
     def _receive(self) -> None:
-        """Read and commit until the connection drops or the source is stopped."""
+        """Read and commit until the connection drops or the source is stopped.
+
+        One select per packet: when the socket has data, read exactly one packet; when it
+        has none, the broker is waiting for our acknowledgements (or idle), so commit.
+        """
         client = self.client
-        loop = client.loop
-        timeout = self.ack_interval_s
+        read = client.loop_read
+        misc_every = 1.0
+        next_misc = time.monotonic() + misc_every
         while not self._stopping.is_set():
-            rc = loop(timeout)
-            if self._has_work() and (
-                len(self._pending) >= self.ack_batch or not self._more_waiting()
-            ):
+            if self._more_waiting():
+                rc = read()
+                if len(self._pending) >= self.ack_batch:
+                    self._flush()
+            else:
                 self._flush()
+                rc = client.loop(self.ack_interval_s)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("connection lost: %s", mqtt.error_string(rc))
                 return
+            if time.monotonic() >= next_misc:
+                next_misc = time.monotonic() + misc_every
+                client.loop_misc()  # keepalive pings while data never stops
 
     def _has_work(self) -> bool:
         d = self._decoded
@@ -215,22 +222,17 @@ class MqttSource:
                 now = self._clock()
                 if d.rejections:
                     self.dead_letters.append(d.rejections, now)
-                appended = self.inbox.append(d.samples, d.events)
+                counts = {"messages": self._messages, "rejected": len(d.rejections)}
+                counts.update(Counter(f"rejected_{r.reason}" for r in d.rejections))
+                self.inbox.append(d.samples, d.events, counts)
                 break
             except Exception:
                 log.exception("journal commit failed; retrying (messages stay unacknowledged)")
                 if self._stopping.wait(1.0):
                     return
-        m = self.metrics
-        m.received += appended.inserted + appended.duplicates + len(d.rejections)
-        m.accepted += appended.inserted
-        m.duplicates += appended.duplicates
-        m.rejected += len(d.rejections)
-        for r in d.rejections:
-            m.rejected_by_reason[r.reason] += 1
         ack = self.client.ack
         for mid, qos in self._pending:
             ack(mid, qos)
         self._pending.clear()
+        self._messages = 0
         d.clear()
-        self.on_commit()

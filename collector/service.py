@@ -1,55 +1,30 @@
 """Builds the running pipeline from a validated config and runs it until told to stop.
 
 Config and runtime are two things: the frozen ``Config`` comes in, and only the objects
-built here hold sockets, threads and the journal.
+built here hold sockets, threads, processes and the journal. The MQTT source runs in this
+process; the processor and sink stages run in a worker process (``collector.worker``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+import multiprocessing
+import time
 
 from collector import journal
 from collector.config import Config
 from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
-from collector.drain import Drain
-from collector.engine import Engine
+from collector.journal import JOURNAL_FILE
 from collector.metrics import Metrics
 from collector.mqtt_source import Connection, MqttSource
-from collector.sinks import SINKS, Sink
 from collector.topics import TopicRouter, TopicTemplate, compile_template
-from processors.base import Processor
-from processors.events import EventPoints
+from collector.worker import REJECTED_FILE, run_worker
 
 log = logging.getLogger(__name__)
 
-JOURNAL_FILE = "journal.sqlite"
 DEAD_LETTER_FILE = "deadletter.jsonl"
-REJECTED_FILE = "rejected.lp"
-
-
-def build_processors(cfg: Config) -> list[Processor]:
-    """The processors, in the order they see each batch: the one place to register one."""
-    del cfg  # the KPI processors take their settings from it
-    return [EventPoints()]
-
-
-def build_sink(cfg: Config) -> Sink:
-    """The configured sink; its secret comes from the environment, never from YAML."""
-    if cfg.sink.type == "file":
-        return SINKS["file"](cfg.state_path / cfg.sink.path)
-    influx = cfg.influx
-    token = cfg.secret(influx.token_env)
-    if influx.api == "v1":
-        return SINKS["influx_v1"](
-            influx.url, influx.database, token, timeout_s=influx.timeout_s, gzip=influx.gzip
-        )
-    return SINKS["influx_v2"](
-        influx.url, influx.bucket, influx.org, token, timeout_s=influx.timeout_s, gzip=influx.gzip
-    )
+__all__ = ["DEAD_LETTER_FILE", "JOURNAL_FILE", "REJECTED_FILE", "Service"]
 
 
 def templates(cfg: Config) -> list[TopicTemplate]:
@@ -90,85 +65,66 @@ def connection(cfg: Config) -> Connection:
     )
 
 
-@dataclass
 class Service:
-    """The three stages and their threads: source → engine → drain."""
+    """The MQTT source here, the engine and drain in a worker process.
 
-    cfg: Config
-    metrics: Metrics = field(default_factory=Metrics)
-    shutdown_grace_s: float = 30.0
+    Call order: ``start()`` once, then ``stop()`` once; ``metrics`` and ``worker_alive``
+    at any time in between.
+    """
 
-    def __post_init__(self) -> None:
-        state = self.cfg.state_path
+    def __init__(self, cfg: Config, *, log_level: str = "INFO", shutdown_grace_s: float = 30.0):
+        self.cfg = cfg
+        self.log_level = log_level
+        self.shutdown_grace_s = shutdown_grace_s
+        state = cfg.state_path
         state.mkdir(parents=True, exist_ok=True)
-        path = state / JOURNAL_FILE
-        self.dead_letters = DeadLetters(
-            state / DEAD_LETTER_FILE, self.cfg.ingest.dead_letter_max_bytes
-        )
-        self.engine = Engine(
-            journal.Store(journal.connect(path)),
-            build_processors(self.cfg),
-            self.metrics,
-            instance=self.cfg.instance_name,
-            metrics_interval_s=self.cfg.metrics_interval_s,
-            dedup_window_s=self.cfg.ingest.dedup_window_s,
-        )
-        sink_cfg = self.cfg.sink
-        self.drain = Drain(
-            journal.Outbox(journal.connect(path)),
-            build_sink(self.cfg),
-            self.metrics,
-            rejected_path=state / REJECTED_FILE,
-            batch_lines=sink_cfg.batch_lines,
-            flush_interval_s=sink_cfg.flush_interval_s,
-            max_buffer_bytes=int(sink_cfg.max_buffer_mib * 2**20),
-            retry_max_s=sink_cfg.retry_max_s,
-        )
+        self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
         self.source = MqttSource(
-            connection(self.cfg),
-            templates(self.cfg),
-            decoder(self.cfg),
-            journal.Inbox(journal.connect(path)),
+            connection(cfg),
+            templates(cfg),
+            decoder(cfg),
+            journal.Inbox(journal.connect_inbox(state)),
             self.dead_letters,
-            self.metrics,
-            ack_batch=self.cfg.ingest.ack_batch,
-            ack_interval_ms=self.cfg.ingest.ack_interval_ms,
-            on_commit=self.engine.wakeup.set,
+            ack_batch=cfg.ingest.ack_batch,
+            ack_interval_ms=cfg.ingest.ack_interval_ms,
         )
-        self._engine_stop = threading.Event()
-        self._drain_finishing = threading.Event()
-        self._threads: list[threading.Thread] = []
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._finish = ctx.Event()
+        self._worker = ctx.Process(
+            target=run_worker,
+            args=(cfg, self._finish, log_level, shutdown_grace_s),
+            name="cellmon-worker",
+        )
 
     def start(self) -> None:
-        """Start draining and processing first, then receiving."""
-        self._threads = [
-            threading.Thread(target=self.engine.run, args=(self._engine_stop,), name="engine"),
-            threading.Thread(
-                target=self.drain.run,
-                args=(self._drain_finishing,),
-                kwargs={"grace_s": self.shutdown_grace_s},
-                name="drain",
-            ),
-        ]
-        for t in self._threads:
-            t.start()
+        """Start the worker, then receive."""
+        self._worker.start()
         self.source.start()
 
-    def stop(self) -> None:
-        """Stop receiving, process what was received, write it all, then return."""
+    def stop(self) -> int:
+        """Stop receiving, let the worker process and write it all; its exit code."""
         log.info("stopping: no more messages taken")
         self.source.stop()
-        self._engine_stop.set()
-        self.engine.wakeup.set()
-        self._threads[0].join()
-        self.engine.emit_metrics()
-        self._drain_finishing.set()
-        self.drain.wakeup.set()
-        self._threads[1].join()
-        self.drain.sink.close()
+        self._finish.set()
+        self._worker.join()
         self.dead_letters.close()
         log.info("stopped: %s", self.metrics)
+        return self._worker.exitcode or 0
 
-    def journal_path(self) -> Path:
-        """Where the journal lives (for tools and tests)."""
-        return self.cfg.state_path / JOURNAL_FILE
+    def worker_alive(self) -> bool:
+        """False once the worker died (the service should then be restarted)."""
+        return self._worker.is_alive()
+
+    @property
+    def metrics(self) -> Metrics:
+        """A snapshot of every stage's counters and the outbox gauges."""
+        state = self.cfg.state_path
+        inbox, conn = journal.connect_inbox(state), journal.connect_journal(state)
+        try:
+            counters = journal.read_counters(inbox) | journal.read_counters(conn)
+            lines, oldest = journal.backlog(conn)
+        finally:
+            inbox.close()
+            conn.close()
+        lag = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
+        return Metrics.from_counters(counters, lines, lag)

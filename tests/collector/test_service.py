@@ -215,6 +215,8 @@ def test_sigterm_mid_stream_loses_and_doubles_nothing(
     second_run = last_metrics(influx_v1, influx_db)
 
     assert influx_rows(influx_v1, influx_db) == want
-    assert first_run["accepted"] + second_run["accepted"] == len(want)
-    assert first_run["accepted"] < len(want)
-    assert second_run["late"] == 0 and first_run["late"] == 0
+    # The counters live in the journal and carry over the restart: each sample was
+    # accepted exactly once, whatever the broker redelivered.
+    assert 0 < first_run["accepted"] < len(want)
+    assert second_run["accepted"] == len(want)
+    assert second_run["late"] == 0

@@ -1,0 +1,110 @@
+"""The worker process: processor stage and sink stage, beside the MQTT process.
+
+They run in a process of their own so that the MQTT thread, which must acknowledge the
+broker within milliseconds, never waits for the interpreter lock behind them; the two
+processes meet only in the journal files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from multiprocessing.synchronize import Event as ProcessEvent
+
+from collector import journal
+from collector.config import Config
+from collector.drain import Drain
+from collector.engine import Engine
+from collector.sinks import SINKS, Sink
+from processors.base import Processor
+from processors.events import EventPoints
+
+log = logging.getLogger(__name__)
+
+REJECTED_FILE = "rejected.lp"
+PARENT_CHECK_S = 0.5
+
+
+def build_processors(cfg: Config) -> list[Processor]:
+    """The processors, in the order they see each batch: the one place to register one."""
+    del cfg  # the KPI processors take their settings from it
+    return [EventPoints()]
+
+
+def build_sink(cfg: Config) -> Sink:
+    """The configured sink; its secret comes from the environment, never from YAML."""
+    if cfg.sink.type == "file":
+        return SINKS["file"](cfg.state_path / cfg.sink.path)
+    influx = cfg.influx
+    token = cfg.secret(influx.token_env)
+    if influx.api == "v1":
+        return SINKS["influx_v1"](
+            influx.url, influx.database, token, timeout_s=influx.timeout_s, gzip=influx.gzip
+        )
+    return SINKS["influx_v2"](
+        influx.url, influx.bucket, influx.org, token, timeout_s=influx.timeout_s, gzip=influx.gzip
+    )
+
+
+def build_engine(cfg: Config) -> Engine:
+    """The processor stage over the state directory's journal."""
+    state = cfg.state_path
+    store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    return Engine(
+        store,
+        build_processors(cfg),
+        instance=cfg.instance_name,
+        metrics_interval_s=cfg.metrics_interval_s,
+        dedup_window_s=cfg.ingest.dedup_window_s,
+    )
+
+
+def build_drain(cfg: Config) -> Drain:
+    """The sink stage over the state directory's outbox."""
+    s = cfg.sink
+    return Drain(
+        journal.Outbox(journal.connect_journal(cfg.state_path)),
+        build_sink(cfg),
+        rejected_path=cfg.state_path / REJECTED_FILE,
+        batch_lines=s.batch_lines,
+        flush_interval_s=s.flush_interval_s,
+        max_buffer_bytes=int(s.max_buffer_mib * 2**20),
+        retry_max_s=s.retry_max_s,
+    )
+
+
+def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float) -> None:
+    """Process and write until ``finish`` is set, then finish the rest and return.
+
+    ``finish`` means the MQTT side has committed its last message.
+
+    Signals are the MQTT process's business: it decides when the worker finishes, so a
+    Ctrl-C or a SIGTERM sent to the whole process group cannot cut the worker short.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parent = os.getppid()
+    engine, drain = build_engine(cfg), build_drain(cfg)
+    engine_stop, drain_finishing = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=engine.run, args=(engine_stop,), name="engine"),
+        threading.Thread(
+            target=drain.run, args=(drain_finishing,), kwargs={"grace_s": grace_s}, name="drain"
+        ),
+    ]
+    for t in threads:
+        t.start()
+    while not finish.wait(PARENT_CHECK_S):
+        if os.getppid() != parent:
+            log.error("the MQTT process is gone; finishing what was received")
+            break
+    engine_stop.set()
+    threads[0].join()
+    drain_finishing.set()
+    threads[1].join()
+    engine.emit_metrics()  # after the drain, so that it reports what was written
+    drain.run(drain_finishing, grace_s=grace_s)
+    drain.sink.close()
