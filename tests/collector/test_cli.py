@@ -1,0 +1,56 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ROOT
+
+BAD = """\
+mqtt:
+  host: broker.plant.local
+  prot: 1883
+plant:
+  max_gap_s: abc
+  potlines:
+    - id: P1
+      current_efficiency: 0.93
+"""
+
+
+def cellmon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_prints_every_error_as_file_line_key_message(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "inputs.yaml").write_text(
+        "inputs:\n  - {name: t, topic: 'smelter/{potline}/{cell}/telemetry', kind: telemetry}\n"
+    )
+    config = tmp_path / "cellmon.yaml"
+    config.write_text(BAD)
+    done = cellmon("check", "--config", str(config))
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        f"{config}:3: mqtt.prot: unknown key; did you mean 'port'?",
+        f"{config}:5: plant.max_gap_s: expected a number, got 'abc'",
+        f"{config}:7: plant.potlines[0].baseline_sec_kwh_per_t: missing required key",
+    ]
+
+
+def test_check_accepts_the_shipped_config() -> None:
+    done = cellmon("check")
+    assert done.returncode == 0, done.stderr
+    assert "config/cellmon.yaml: OK" in done.stdout
+
+
+def test_run_refuses_a_bad_config_before_connecting(tmp_path: Path) -> None:
+    config = tmp_path / "cellmon.yaml"
+    config.write_text(BAD)
+    done = cellmon("run", "--config", str(config))
+    assert done.returncode != 0
+    assert f"{config}:3: mqtt.prot: unknown key" in done.stderr
