@@ -1,0 +1,72 @@
+"""The energy formulas: DC energy, Faraday production and kWh per tonne (domain.md).
+
+Plain functions of numbers: no clock, no state, no I/O, so each can be checked by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Faraday: M / (z F) = 26.9815 g/mol / (3 × 96485.33 C/mol) × 3.6e6 C per kA·h = 0.33557 kg.
+FARADAY_T_PER_KAH = 0.33557e-3
+NS_PER_H = 3_600_000_000_000
+
+
+def aluminium_t(charge_kah: float, current_efficiency: float) -> float:
+    """Metal won from a charge: 0.33557e-3 t per kA·h at 100 % current efficiency."""
+    return FARADAY_T_PER_KAH * charge_kah * current_efficiency
+
+
+def kwh_per_tonne(energy_kwh: float, aluminium: float) -> float | None:
+    """Specific energy consumption; None when nothing was produced."""
+    return energy_kwh / aluminium if aluminium > 0 else None
+
+
+def trapezoids(t0: np.ndarray, t1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    """∫ of a quantity linear between (t0, p0) and (t1, p1), per interval, in unit × hours."""
+    return (p0 + p1) * 0.5 * ((t1 - t0) / NS_PER_H)
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """What a potline's kWh/t is measured against."""
+
+    current_efficiency: float
+    baseline_kwh_per_t: float
+    savings_goal_kwh_per_t: float
+    tariff_cny_per_kwh: float
+
+
+def sec_fields(
+    energy_kwh: float, charge_kah: float, covered_s: float, goal: Goal
+) -> dict[str, float]:
+    """The KPI fields of contract section 2 for one cell or potline and period.
+
+    ``sec_kwh_per_t`` and the fields derived from it are absent when nothing was produced.
+    """
+    metal = aluminium_t(charge_kah, goal.current_efficiency)
+    fields = {
+        "energy_kwh": energy_kwh,
+        "hours_covered": covered_s / 3600.0,
+        "aluminium_t": metal,
+        "baseline_kwh_per_t": goal.baseline_kwh_per_t,
+        "target_kwh_per_t": goal.baseline_kwh_per_t - goal.savings_goal_kwh_per_t,
+        "goal_kwh_per_t": goal.savings_goal_kwh_per_t,
+    }
+    sec = kwh_per_tonne(energy_kwh, metal)
+    if sec is not None:
+        savings = goal.baseline_kwh_per_t - sec
+        fields["sec_kwh_per_t"] = sec
+        fields["savings_kwh_per_t"] = savings
+        fields["goal_pct"] = 100.0 * savings / goal.savings_goal_kwh_per_t
+        fields["energy_saved_kwh"] = savings * metal
+        fields["cost_saved_cny"] = savings * metal * goal.tariff_cny_per_kwh
+    return fields
+
+
+def measured_ce_pct(metal_kg: float, charge_kah: float) -> float | None:
+    """Current efficiency implied by tapped metal over the theoretical Faraday production."""
+    theoretical_kg = FARADAY_T_PER_KAH * 1000.0 * charge_kah
+    return 100.0 * metal_kg / theoretical_kg if theoretical_kg > 0 else None
