@@ -297,6 +297,8 @@ class PlantConfig(Section):
     shifts: list[ShiftStart] = Field(default=["00:00", "08:00", "16:00"], min_length=1)
     max_gap_s: Positive = 60.0
     tariff_cny_per_kwh: NonNegative = 0.38
+    kpi_update_s: Positive = 60.0
+    complete_grace_s: NonNegative = 900.0
     potlines: list[PotlineConfig] = Field(min_length=1)
 
     @field_validator("shifts")

@@ -19,7 +19,7 @@ import orjson
 from collector.journal import EVENT, KPI, RAW, InboxRow, Store
 from collector.lineproto import encode_points, encode_samples, series_prefix
 from collector.metrics import Metrics
-from processors.base import Processor
+from processors.base import Flushing, Processor
 from processors.model import Batch, Event, Point, SampleBatch
 from processors.ordering import late_mask
 
@@ -87,10 +87,20 @@ class Engine:
         lag_s = (now_ns - oldest) / 1e9 if oldest else 0.0
         return Metrics.from_counters(self.store.counters(), lines, lag_s)
 
-    def emit_metrics(self) -> None:
-        """Commit a self-metrics point now (at shutdown, so the last counts are written)."""
-        self._next_metrics_ns = 0
-        self.step()
+    def finish(self) -> None:
+        """Commit every processor's held-back values and a last self-metrics point."""
+        now = self._clock()
+        states = dict(self._states)
+        points: list[Point] = []
+        for proc in self.processors:
+            if isinstance(proc, Flushing):
+                states[proc.name], produced = proc.flush(states.get(proc.name))
+                points.extend(produced)
+        points.append(self.metrics(now).point(self.instance, now))
+        n, body = encode_points(points)
+        states[ORDERING_STATE] = self._newest
+        self.store.commit(self._position, states, [(KPI, n, body)], now, {})
+        self._states = states
 
     def _apply(
         self, rows: list[InboxRow]

@@ -19,7 +19,10 @@ from collector.drain import Drain
 from collector.engine import Engine
 from collector.sinks import SINKS, Sink
 from processors.base import Processor
+from processors.energy import Goal
 from processors.events import EventPoints
+from processors.periods import Calendar
+from processors.sec import SecProcessor, SecSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,30 @@ REJECTED_FILE = "rejected.lp"
 PARENT_CHECK_S = 0.5
 
 
+def sec_settings(cfg: Config) -> SecSettings:
+    """The kWh/t processor's view of the config."""
+    plant = cfg.plant
+    goals = {
+        p.id: Goal(
+            current_efficiency=p.current_efficiency,
+            baseline_kwh_per_t=p.baseline_sec_kwh_per_t,
+            savings_goal_kwh_per_t=cfg.targets_for(p.id).sec_savings_kwh_per_t,
+            tariff_cny_per_kwh=plant.tariff_cny_per_kwh,
+        )
+        for p in plant.potlines
+    }
+    return SecSettings(
+        calendar=Calendar(plant.timezone, plant.shift_times),
+        goals=goals,
+        max_gap_s=plant.max_gap_s,
+        update_interval_s=plant.kpi_update_s,
+        complete_grace_s=plant.complete_grace_s,
+    )
+
+
 def build_processors(cfg: Config) -> list[Processor]:
     """The processors, in the order they see each batch: the one place to register one."""
-    del cfg  # the KPI processors take their settings from it
-    return [EventPoints()]
+    return [EventPoints(), SecProcessor(sec_settings(cfg))]
 
 
 def build_sink(cfg: Config) -> Sink:
@@ -105,6 +128,6 @@ def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float
     threads[0].join()
     drain_finishing.set()
     threads[1].join()
-    engine.emit_metrics()  # after the drain, so that it reports what was written
+    engine.finish()  # open KPIs and the last self-metrics, after the drain has written
     drain.run(drain_finishing, grace_s=grace_s)
     drain.sink.close()

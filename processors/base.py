@@ -8,7 +8,7 @@ batch's output, which is what makes a restart exact.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from processors.model import Batch, Point
 
@@ -20,4 +20,16 @@ class Processor(Protocol):
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Return the new state and the points this batch produced; must not mutate state."""
+        ...
+
+
+@runtime_checkable
+class Flushing(Processor, Protocol):
+    """A processor that holds running values back between writes (open KPI periods).
+
+    ``flush`` is called at shutdown and at the end of a replay, after the last ``apply``.
+    """
+
+    def flush(self, state: Any) -> tuple[Any, list[Point]]:
+        """Return the state and the points of every value not yet written."""
         ...
