@@ -34,6 +34,7 @@ from collector.topics import TopicTemplate
 log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
+MISC_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,26 +183,27 @@ class MqttSource:
     def _receive(self) -> None:
         """Read and commit until the connection drops or the source is stopped.
 
-        One select per packet: when the socket has data, read exactly one packet; when it
-        has none, the broker is waiting for our acknowledgements (or idle), so commit.
+        Read one packet at a time while packets keep coming; when a read brings no
+        message, the broker is waiting for our acknowledgements (or has nothing to send),
+        so commit, then wait on the socket.
         """
         client = self.client
         read = client.loop_read
-        misc_every = 1.0
-        next_misc = time.monotonic() + misc_every
+        next_misc = time.monotonic() + MISC_EVERY_S
         while not self._stopping.is_set():
-            if self._more_waiting():
-                rc = read()
-                if len(self._pending) >= self.ack_batch:
+            before = self._messages
+            rc = read()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self._messages == before:
                     self._flush()
-            else:
-                self._flush()
-                rc = client.loop(self.ack_interval_s)
+                    rc = client.loop(self.ack_interval_s)
+                elif len(self._pending) >= self.ack_batch:
+                    self._flush()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("connection lost: %s", mqtt.error_string(rc))
                 return
             if time.monotonic() >= next_misc:
-                next_misc = time.monotonic() + misc_every
+                next_misc = time.monotonic() + MISC_EVERY_S
                 client.loop_misc()  # keepalive pings while data never stops
 
     def _acknowledge(self) -> None:
@@ -231,14 +233,6 @@ class MqttSource:
     def _has_work(self) -> bool:
         d = self._decoded
         return bool(self._pending or d.samples or d.events or d.rejections)
-
-    def _more_waiting(self) -> bool:
-        sock = self.client.socket()
-        if sock is None:
-            return False
-        if getattr(sock, "pending", None) and sock.pending():  # type: ignore[union-attr]
-            return True
-        return bool(select.select([sock], [], [], 0)[0])
 
     def _flush(self) -> None:
         """Commit what was decoded, then acknowledge it; retried until the disk takes it."""
