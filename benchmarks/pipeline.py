@@ -35,7 +35,7 @@ CEILING_ID = "bench-ceiling"
 PIPELINE_ID = "bench-cellmon"
 
 CEILING = r"""
-import resource, sys, time
+import sys, time
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -56,8 +56,8 @@ c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=
 c.on_message = on_message
 c.connect("127.0.0.1", port)
 c.loop_forever()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(seen["count"], seen["last"] - seen["first"], rss)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(seen["count"], seen["last"] - seen["first"], hwm)
 """
 
 
@@ -130,11 +130,19 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
     start = time.perf_counter()
     wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
     seconds = time.perf_counter() - start
+    rss = peak_rss_kib(proc.pid)
     proc.terminate()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"cellmon run exited with status {status}: see {log_path}")
-    return n / seconds, usage.ru_maxrss
+    if proc.wait() != 0:
+        raise SystemExit(f"cellmon run exited with status {proc.returncode}: see {log_path}")
+    return n / seconds, rss
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Peak resident memory (VmHWM) of a process and all its descendants, summed."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return hwm + sum(peak_rss_kib(int(c)) for c in children)
 
 
 def main() -> None:

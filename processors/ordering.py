@@ -33,14 +33,20 @@ def late_mask(
     order = np.argsort(inv, kind="stable")
     group = inv[order]
     ts = np.asarray(ts_ns, dtype=np.int64)[order]
-    running = pd.Series(np.maximum(ts, floor[group])).groupby(group).cummax().to_numpy()
     starts = np.r_[True, group[1:] != group[:-1]]
+    ends = np.r_[group[1:] != group[:-1], True]
+    in_order = np.r_[True, ts[1:] > ts[:-1]] | starts
+    if in_order.all() and (ts[starts] > floor[group[starts]]).all():
+        # the usual case, every cell moving forward: no running maximum to compute
+        updated = dict(newest)
+        updated.update(zip([keys[g] for g in group[ends].tolist()], ts[ends].tolist(), strict=True))
+        return np.zeros(n, dtype=bool), updated
+    running = pd.Series(np.maximum(ts, floor[group])).groupby(group).cummax().to_numpy()
     previous = np.empty(n, dtype=np.int64)
     previous[1:] = running[:-1]
     previous[starts] = floor[group[starts]]
     late = np.empty(n, dtype=bool)
     late[order] = ts <= previous
-    ends = np.r_[group[1:] != group[:-1], True]
     updated = dict(newest)
     last_keys = [keys[g] for g in group[ends].tolist()]
     updated.update(zip(last_keys, running[ends].tolist(), strict=True))
