@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from processors.energy import Goal, measured_ce_pct, sec_fields, trapezoids
+from processors.energy import Goal, measured_ce_pct, sec_fields
+from processors.integrate import integrate
 from processors.model import Batch, Point
 from processors.periods import KINDS, Calendar, period_index
 
@@ -93,71 +92,16 @@ class SecProcessor:
     # integration
 
     def _integrate(self, batch: Batch, step: _Step) -> None:
-        sb = batch.samples
-        if len(sb) == 0:
-            return
-        names = [f"{p}/{c}" for p, c in sb.cells]
-        order = np.lexsort((sb.ts_ns, sb.cell_id))
-        code = sb.cell_id[order]
-        t = sb.ts_ns[order]
-        v = sb.voltage_v[order]
-        i = sb.current_ka[order]
-        first = np.r_[True, code[1:] != code[:-1]]
-        last = np.r_[code[1:] != code[:-1], True]
-        t0, v0, i0 = np.roll(t, 1), np.roll(v, 1), np.roll(i, 1)
-        has_prev = ~first
-        for j in np.flatnonzero(first).tolist():
-            prev = step.last.get(names[code[j]])
-            if prev is not None:
-                t0[j], v0[j], i0[j] = int(prev[0]), prev[1], prev[2]
-                has_prev[j] = True
-        for j in np.flatnonzero(last).tolist():
-            step.last[names[code[j]]] = [int(t[j]), float(v[j]), float(i[j])]
-        ok = has_prev & (t > t0) & (t - t0 <= self._gap_ns)
-        ok &= np.array([n.split("/")[0] in self.s.goals for n in names], dtype=bool)[code]
-        if not ok.any():
-            return
-        sel = (code[ok], t0[ok], t[ok], v0[ok] * i0[ok], v[ok] * i[ok], i0[ok], i[ok])
-        for kind in self.s.kinds:
-            self._accumulate(kind, names, step, *sel)
-
-    def _accumulate(
-        self,
-        kind: str,
-        names: list[str],
-        step: _Step,
-        code: np.ndarray,
-        t0: np.ndarray,
-        t1: np.ndarray,
-        p0: np.ndarray,
-        p1: np.ndarray,
-        i0: np.ndarray,
-        i1: np.ndarray,
-    ) -> None:
-        """Add each interval to its period, splitting those that cross a boundary."""
-        starts = self.s.calendar.starts(kind, int(t0.min()), int(t1.max()))
-        k0 = period_index(starts, t0)
-        k1 = period_index(starts, t1, end=True)
-        cross = k1 > k0
-        b = np.where(cross, starts[np.minimum(k0 + 1, len(starts) - 1)], t1)
-        frac = (b - t0) / (t1 - t0)
-        pb, ib = p0 + frac * (p1 - p0), i0 + frac * (i1 - i0)
-        parts = [
-            (k0, trapezoids(t0, b, p0, pb), trapezoids(t0, b, i0, ib), (b - t0) / NS),
-            (k0 + 1, trapezoids(b, t1, pb, p1), trapezoids(b, t1, ib, i1), (t1 - b) / NS),
-        ]
-        n = len(starts)
-        keys = np.concatenate([code * n + parts[0][0], (code * n + parts[1][0])[cross]])
-        sums = [np.concatenate([parts[0][q], parts[1][q][cross]]) for q in (1, 2, 3)]
-        uniq, inv = np.unique(keys, return_inverse=True)
-        totals = [np.bincount(inv, weights=w) for w in sums]
-        for u, energy, charge, covered in zip(
-            uniq.tolist(), *(x.tolist() for x in totals), strict=True
+        for c in integrate(
+            batch.samples,
+            step.last,
+            self.s.calendar,
+            self.s.kinds,
+            self._gap_ns,
+            counts=self.s.goals.__contains__,
         ):
-            cell_key = names[u // n]
-            start = int(starts[u % n])
-            end = int(starts[u % n + 1])
-            self._add(step, cell_key, kind, start, end, (energy, charge, covered, 0.0))
+            values = (c.energy_kwh, c.charge_kah, c.covered_s, 0.0)
+            self._add(step, c.cell_key, c.kind, c.start_ns, c.end_ns, values)
 
     def _add(
         self,
