@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from collector.config import Config, ConfigError, load_config
 
@@ -57,60 +58,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    """Publish a simulated potline."""
-    from simulator import cli as sim_cli
-
-    return sim_cli.run(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole pipeline with an embedded broker and a live terminal view."""
-    from collector import demo
-
-    return demo.run(args)
-
-
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """All subcommands; each registers its own options."""
+# Commands that live in their own module, each with add_arguments(parser) and run(args);
+# only the module of the command being run is imported (the demo pulls in a broker).
+MODULE_COMMANDS = {
+    "simulate": ("simulator.cli", "Publish a simulated potline's telemetry and events."),
+    "demo": ("collector.demo", "The whole pipeline with an embedded broker and a live view."),
+    "replay": ("collector.replay", "Feed historical samples and events (CSV or Parquet)."),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """All subcommands; the one named in ``argv`` registers its own options."""
     parser = argparse.ArgumentParser(prog="cellmon", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: list[tuple[str, Callable[[argparse.Namespace], int], Callable[..., None] | None]] = [
-        ("run", cmd_run, _add_config),
-        ("check", cmd_check, _add_config),
-        ("simulate", cmd_simulate, _simulate_args),
-        ("demo", cmd_demo, _demo_args),
-    ]
-    for name, func, add_args in commands:
+    for name, func in (("run", cmd_run), ("check", cmd_check)):
         p = sub.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
-        if add_args:
-            add_args(p)
+        _add_config(p)
         p.set_defaults(func=func)
+    for name, (module_name, summary) in MODULE_COMMANDS.items():
+        p = sub.add_parser(name, help=summary)
+        if name in argv:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(func=module.run)
     return parser
-
-
-def _simulate_args(p: argparse.ArgumentParser) -> None:
-    from simulator import cli as sim_cli
-
-    sim_cli.add_arguments(p)
-
-
-def _demo_args(p: argparse.ArgumentParser) -> None:
-    from collector import demo
-
-    demo.add_arguments(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellmon`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
