@@ -15,7 +15,6 @@ from collector import journal
 from collector.config import Config
 from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
-from collector.journal import JOURNAL_FILE
 from collector.metrics import Metrics
 from collector.mqtt_source import Connection, MqttSource
 from collector.topics import TopicRouter, TopicTemplate, compile_template
@@ -24,7 +23,7 @@ from collector.worker import REJECTED_FILE, run_worker
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "deadletter.jsonl"
-__all__ = ["DEAD_LETTER_FILE", "JOURNAL_FILE", "REJECTED_FILE", "Service"]
+__all__ = ["DEAD_LETTER_FILE", "REJECTED_FILE", "Service"]
 
 
 def templates(cfg: Config) -> list[TopicTemplate]:
