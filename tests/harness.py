@@ -37,6 +37,7 @@ def write_config(
     database: str,
     client_id: str | None = None,
     metrics_interval_s: float = 1,
+    sink_options: str = "",
     extra: str = "",
 ) -> Path:
     """A complete config for one test, with its own client id and state directory."""
@@ -59,7 +60,7 @@ influx:
 sink:
   batch_lines: 5000
   flush_interval_s: 0.2
-state_dir: {directory / "state"}
+{sink_options}state_dir: {directory / "state"}
 metrics_interval_s: {metrics_interval_s}
 plant:
   timezone: Asia/Shanghai
