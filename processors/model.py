@@ -25,18 +25,6 @@ class Point:
 
 
 @dataclass(slots=True)
-class Sample:
-    """A validated telemetry sample of one cell."""
-
-    potline: str
-    cell: str
-    ts_ns: int
-    voltage_v: float
-    current_ka: float
-    extra: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class Event:
     """A validated discrete event (anode change, metal tap or any other type)."""
 
