@@ -126,7 +126,8 @@ class Engine:
         """Raw lines for every sample, and the in-order ones as a batch for integration."""
         cells = self.store.cells
         if not rows:
-            empty = SampleBatch([], *(np.zeros(0, dtype=t) for t in ("i8", "i8", "f8", "f8")), [])
+            i8, f8 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+            empty = SampleBatch([], i8, i8, f8, f8, [])
             return empty, (0, b""), self._newest, 0
         _, cid, ts, _, v, i, body = zip(*rows, strict=True)
         extra = [orjson.loads(b) if b else None for b in body]

@@ -77,7 +77,7 @@ def encode_samples(
 
     ``prefixes[k]`` is the series prefix of the cell with index k.
     """
-    lines = []
+    lines: list[str] = []
     append = lines.append
     for c, t, v, i, ex in zip(cell_idx, ts_ns, voltage_v, current_ka, extra, strict=True):
         if ex:

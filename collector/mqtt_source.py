@@ -143,7 +143,7 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", errors="replace")
-        self.decoder.decode(topic, msg.payload, self._clock(), self._decoded)
+        self.decoder.decode(topic, bytes(msg.payload), self._clock(), self._decoded)
         self._messages += 1
         if msg.qos:
             self._pending.append((msg.mid, msg.qos))

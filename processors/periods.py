@@ -72,11 +72,12 @@ def _first_of_month(d: date, months_ahead: int) -> date:
     return date(d.year + month // 12, month % 12 + 1, 1)
 
 
-def period_index(starts: np.ndarray, t_ns: np.ndarray | Sequence[int], *, end: bool = False):
+def period_index(
+    starts: np.ndarray, t_ns: np.ndarray | Sequence[int], *, end: bool = False
+) -> np.ndarray:
     """Index in ``starts`` of the period holding each time.
 
     With ``end``, a time exactly on a boundary belongs to the period it closes (the end of
     an interval), otherwise to the period it opens.
     """
-    side = "left" if end else "right"
-    return np.searchsorted(starts, t_ns, side=side) - 1
+    return np.searchsorted(starts, np.asarray(t_ns), side="left" if end else "right") - 1
