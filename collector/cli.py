@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from collector.config import Config, ConfigError, load_config
+from collector.locks import Busy
 
 DEFAULT_CONFIG = "config/cellmon.yaml"
 
@@ -35,7 +36,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from collector.service import Service
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    service = Service(_load(args.config), log_level=args.log_level.upper())
+    try:
+        service = Service(_load(args.config), log_level=args.log_level.upper())
+    except Busy as err:
+        print(f"cellmon: another cellmon runs on this state directory ({err})", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -11,7 +11,7 @@ import logging
 import multiprocessing
 import time
 
-from collector import journal
+from collector import journal, locks
 from collector.config import Config
 from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
@@ -23,6 +23,7 @@ from collector.worker import REJECTED_FILE, run_worker
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "deadletter.jsonl"
+SERVICE_LOCK = "cellmon.lock"
 __all__ = ["DEAD_LETTER_FILE", "REJECTED_FILE", "Service"]
 
 
@@ -76,7 +77,7 @@ class Service:
         self.log_level = log_level
         self.shutdown_grace_s = shutdown_grace_s
         state = cfg.state_path
-        state.mkdir(parents=True, exist_ok=True)
+        self._lock = locks.hold(state / SERVICE_LOCK)
         self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
         self.source = MqttSource(
             connection(cfg),
@@ -108,6 +109,7 @@ class Service:
         self._worker.join()
         self.dead_letters.close()
         log.info("stopped: %s", self.metrics)
+        self._lock.close()
         return self._worker.exitcode or 0
 
     def worker_alive(self) -> bool:

@@ -13,7 +13,7 @@ import signal
 import threading
 from multiprocessing.synchronize import Event as ProcessEvent
 
-from collector import journal
+from collector import journal, locks
 from collector.config import Config
 from collector.drain import Drain
 from collector.engine import Engine
@@ -27,6 +27,7 @@ from processors.sec import SecProcessor, SecSettings
 log = logging.getLogger(__name__)
 
 REJECTED_FILE = "rejected.lp"
+WORKER_LOCK = "worker.lock"
 PARENT_CHECK_S = 0.5
 
 
@@ -110,6 +111,8 @@ def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = os.getppid()
+    # a worker orphaned by a killed MQTT process may still be finishing: let it
+    lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=grace_s * 2 + 30)
     engine, drain = build_engine(cfg), build_drain(cfg)
     engine_stop, drain_finishing = threading.Event(), threading.Event()
     threads = [
@@ -131,3 +134,4 @@ def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float
     engine.finish()  # open KPIs and the last self-metrics, after the drain has written
     drain.run(drain_finishing, grace_s=grace_s)
     drain.sink.close()
+    lock.close()

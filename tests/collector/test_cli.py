@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.harness import ROOT
 
 BAD = """\
@@ -54,3 +56,29 @@ def test_run_refuses_a_bad_config_before_connecting(tmp_path: Path) -> None:
     done = cellmon("run", "--config", str(config))
     assert done.returncode != 0
     assert f"{config}:3: mqtt.prot: unknown key" in done.stderr
+
+
+def test_a_second_instance_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    from collector.locks import Busy, hold
+
+    lock = hold(tmp_path / "state" / "cellmon.lock")
+    try:
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "inputs.yaml").write_text(
+            "inputs:\n  - {name: t, topic: 'smelter/{potline}/{cell}/telemetry', kind: telemetry}\n"
+        )
+        config = tmp_path / "cellmon.yaml"
+        config.write_text(
+            f"state_dir: {tmp_path / 'state'}\n"
+            "plant:\n  potlines:\n    - {id: P1, baseline_sec_kwh_per_t: 13450}\n"
+        )
+        done = cellmon("run", "--config", str(config))
+        assert done.returncode == 2
+        assert "another cellmon runs on this state directory" in done.stderr
+    finally:
+        lock.close()
+    first = hold(tmp_path / "held")
+    with pytest.raises(Busy):
+        hold(tmp_path / "held", wait_s=0.2)
+    first.close()
+    hold(tmp_path / "held").close()  # released with its holder
