@@ -373,6 +373,24 @@ def _duplicate_names(rules: RulesFile) -> list[tuple[KeyPath, str]]:
     return problems
 
 
+class PfcConfig(Section):
+    """IPCC 2006 Tier 2 slope method; defaults for centre-worked prebake cells, GWP AR5."""
+
+    slope_cf4: Positive = 0.143
+    c2f6_ratio: NonNegative = 0.121
+    gwp_cf4: Positive = 6630.0
+    gwp_c2f6: Positive = 11100.0
+    min_duration_s: NonNegative = 0.0
+
+
+class AnodeResponseConfig(Section):
+    """How a cell's voltage response to an anode change is measured."""
+
+    band_v: Positive = 0.05
+    window_s: Positive = 8 * 3600.0
+    pre_window_s: Positive = 600.0
+
+
 class ConfigFile(Section):
     """The keys of ``cellmon.yaml``."""
 
@@ -385,6 +403,8 @@ class ConfigFile(Section):
     instance: NonEmpty | None = None
     plant: PlantConfig
     targets: Targets = Targets()
+    pfc: PfcConfig = PfcConfig()
+    anode_response: AnodeResponseConfig = AnodeResponseConfig()
 
 
 class Config(ConfigFile):

@@ -361,7 +361,7 @@ grafana: {}
 plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:1: grafana: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "state_dir, metrics_interval_s, instance, plant, targets",
+        "state_dir, metrics_interval_s, instance, plant, targets, pfc, anode_response",
     ),
     (
         "literal",
@@ -546,7 +546,7 @@ plant:
       baseline_sec_kwh_per_t: 13450
 """,
         "cellmon.yaml:1: defaults: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "state_dir, metrics_interval_s, instance, plant, targets\n"
+        "state_dir, metrics_interval_s, instance, plant, targets, pfc, anode_response\n"
         "cellmon.yaml:5: plant.potlines[0].anodes_per_cell: must be >= 1, got 0",
     ),
 ]
