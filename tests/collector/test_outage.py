@@ -1,5 +1,6 @@
-"""A database outage is ridden out from the journal: nothing is lost while it fits the
-buffer, and past the bound only the oldest raw samples go, never KPI points."""
+"""Outages are ridden out. The database: from the journal, nothing lost while it fits the
+buffer, and past the bound only the oldest raw samples go, never KPI points. The broker:
+reconnect, re-subscribe, carry on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from tests.harness import Pipeline, publish_all, wait_for, write_config
-from tests.servers import InfluxV1, Mosquitto
+from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +129,26 @@ def test_past_the_bound_raw_samples_go_first_and_kpis_stay(
     assert len({r["cell"] for r in shift}) == CELLS
     hours = sum(r["hours_covered"] for r in shift) / CELLS
     assert hours == pytest.approx(499 * 10 / 3600)
+
+
+def test_broker_restart_reconnects_resubscribes_and_loses_nothing(
+    tmp_path: Path, influx: InfluxV1
+) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
+    broker.start()
+    try:
+        config = write_config(
+            tmp_path, mqtt_port=broker.port, influx_url=influx.url, database="plant"
+        )
+        pipeline = Pipeline(config, tmp_path / "cellmon.log")
+        pipeline.start()
+        publish_all(broker.port, messages(0, 200))
+        wait_for(lambda: count(influx, "cell", "voltage_v") == 2000, 60, pipeline.new_log)
+        broker.stop()
+        broker.start()
+        wait_for(lambda: pipeline.new_log().count("connected to") >= 2, 60, pipeline.new_log)
+        publish_all(broker.port, messages(200, 300))
+        wait_for(lambda: count(influx, "cell", "voltage_v") == 5000, 60, pipeline.new_log)
+        assert pipeline.terminate() == 0
+    finally:
+        broker.stop()
