@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.locks import Busy, hold
 from tests.harness import ROOT
 
 BAD = """\
@@ -59,8 +60,6 @@ def test_run_refuses_a_bad_config_before_connecting(tmp_path: Path) -> None:
 
 
 def test_a_second_instance_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
-    from collector.locks import Busy, hold
-
     lock = hold(tmp_path / "state" / "cellmon.lock")
     try:
         (tmp_path / "rules").mkdir()
