@@ -125,6 +125,13 @@ class Decoder:
         else:
             self._one(route, topic, doc, now_ns, out, single=True, payload=payload)
 
+    def decode_object(self, route: Route, source: str, obj: Any, now_ns: int, out: Decoded) -> None:
+        """Validate one object that did not come over MQTT (a replayed row) exactly like live.
+
+        ``source`` stands in for the topic in rejections.
+        """
+        self._one(route, source, obj, now_ns, out, single=False, payload=b"")
+
     def _one(
         self,
         route: Route,

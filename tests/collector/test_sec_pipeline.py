@@ -5,15 +5,18 @@ and InfluxDB 1.x, checked against an independent recomputation from the publishe
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from simulator.potline import Columns, PotlineSim
-from tests.harness import Pipeline, publish_all, wait_for, write_config
+from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -78,15 +81,19 @@ def simulated() -> Columns:
     return sim.columns(0, STEPS)
 
 
-def test_sec_points_match_an_independent_recomputation(
-    tmp_path: Path,
+@pytest.fixture(scope="module")
+def live_db(
+    tmp_path_factory: pytest.TempPathFactory,
     plant_broker: Mosquitto,
     influx_v1: InfluxV1,
-    influx_db: str,
     simulated: Columns,
-) -> None:
+) -> str:
+    """The two days published over MQTT to ``cellmon run``; the database it wrote."""
+    db = "sec_live"
+    influx_v1.create_database(db)
+    tmp_path = tmp_path_factory.mktemp("sec-live")
     config = write_config(
-        tmp_path, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=influx_db
+        tmp_path, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=db
     )
     pipeline = Pipeline(config, tmp_path / "cellmon.log")
     pipeline.start()
@@ -95,15 +102,25 @@ def test_sec_points_match_an_independent_recomputation(
         for c, body in simulated.encode(array_size=60)
     ]
     publish_all(plant_broker.port, messages)
-    total = STEPS * CELLS
-
-    def written() -> int:
-        rows = influx_v1.query("SELECT count(voltage_v) FROM cell", influx_db)
-        return rows[0]["count"] if rows else 0
-
-    wait_for(lambda: written() >= total, 300, pipeline.new_log)
+    wait_for(lambda: written(influx_v1, db) >= STEPS * CELLS, 300, pipeline.new_log)
     assert pipeline.terminate() == 0  # flushes the open periods
+    return db
 
+
+def written(influx: InfluxV1, db: str) -> int:
+    rows = influx.query("SELECT count(voltage_v) FROM cell", db)
+    return rows[0]["count"] if rows else 0
+
+
+def kpis(influx: InfluxV1, db: str, measurement: str) -> dict[tuple, dict]:
+    rows = influx.query(f"SELECT * FROM {measurement} GROUP BY *", db)
+    return {(r.get("cell"), r["period"], r["time"]): r for r in rows}
+
+
+def test_sec_points_match_an_independent_recomputation(
+    live_db: str, influx_v1: InfluxV1, simulated: Columns
+) -> None:
+    influx_db = live_db
     want = expected(simulated)
     got = influx_v1.query("SELECT * FROM sec_cell GROUP BY cell, period", influx_db)
     assert {(r["cell"], r["period"], r["time"]) for r in got} == set(want)
@@ -131,3 +148,57 @@ def test_sec_points_match_an_independent_recomputation(
     for r in got + potline:
         # every period the data passed is complete; the ones the data ended in are not
         assert r["complete"] == (data_end >= ends[(r["period"], r["time"])]), r
+
+
+def test_replay_of_the_same_days_gives_identical_kpi_points(
+    tmp_path: Path, live_db: str, influx_v1: InfluxV1, simulated: Columns
+) -> None:
+    rows = [
+        {
+            "potline": "P1",
+            "cell": cell,
+            "ts": int(t) // 1_000_000,
+            "cell_voltage_v": simulated.cell_voltage_v[k, c],
+            "line_current_ka": simulated.line_current_ka[k],
+            "bath_temp_c": simulated.bath_temp_c[k, c],
+            "noise_uohm": simulated.noise_uohm[k, c],
+        }
+        for k, t in enumerate(simulated.ts_ns.tolist())
+        for c, cell in enumerate(simulated.cells)
+    ]
+    history = tmp_path / "history.csv"
+    pd.DataFrame(rows).to_csv(history, index=False)
+    db = "sec_replay"
+    influx_v1.create_database(db)
+    config = write_config(tmp_path / "replay", mqtt_port=1, influx_url=influx_v1.url, database=db)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "replay",
+            str(history),
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "replay-state"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert written(influx_v1, db) == STEPS * CELLS
+    for measurement in ("sec_cell", "sec_potline"):
+        live, replayed = kpis(influx_v1, live_db, measurement), kpis(influx_v1, db, measurement)
+        assert set(replayed) == set(live)
+        for key, point in live.items():
+            other = replayed[key]
+            assert set(other) == set(point)
+            for name, value in point.items():
+                if isinstance(value, float):  # sums over other batch boundaries
+                    assert other[name] == pytest.approx(value, rel=1e-9), (key, name)
+                else:
+                    assert other[name] == value, (key, name)
