@@ -18,6 +18,8 @@ from collector.config import Config
 from collector.drain import Drain
 from collector.engine import Engine
 from collector.sinks import SINKS, Sink
+from processors.ae import AESettings, AnodeEffectProcessor, Pfc
+from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
 from processors.base import Processor
 from processors.energy import Goal
 from processors.events import EventPoints
@@ -44,7 +46,7 @@ def sec_settings(cfg: Config) -> SecSettings:
         for p in plant.potlines
     }
     return SecSettings(
-        calendar=Calendar(plant.timezone, plant.shift_times),
+        calendar=_calendar(cfg),
         goals=goals,
         max_gap_s=plant.max_gap_s,
         update_interval_s=plant.kpi_update_s,
@@ -52,9 +54,47 @@ def sec_settings(cfg: Config) -> SecSettings:
     )
 
 
+def anode_settings(cfg: Config) -> AnodeSettings:
+    """The anode-cycle processor's view of the config."""
+    targets = {}
+    for p in cfg.plant.potlines:
+        t = cfg.targets_for(p.id)
+        targets[p.id] = AnodeTargets(
+            t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
+        )
+    return AnodeSettings(
+        calendar=_calendar(cfg), targets=targets, complete_grace_s=cfg.plant.complete_grace_s
+    )
+
+
+def ae_settings(cfg: Config) -> AESettings:
+    """The anode-effect processor's view of the config."""
+    potlines = cfg.plant.potlines
+    pfc = cfg.pfc
+    return AESettings(
+        calendar=_calendar(cfg),
+        thresholds_v={p.id: cfg.targets_for(p.id).anode_effect_threshold_v for p in potlines},
+        current_efficiency={p.id: p.current_efficiency for p in potlines},
+        pfc=Pfc(pfc.slope_cf4, pfc.c2f6_ratio, pfc.gwp_cf4, pfc.gwp_c2f6),
+        min_duration_s=pfc.min_duration_s,
+        max_gap_s=cfg.plant.max_gap_s,
+        update_interval_s=cfg.plant.kpi_update_s,
+        complete_grace_s=cfg.plant.complete_grace_s,
+    )
+
+
+def _calendar(cfg: Config) -> Calendar:
+    return Calendar(cfg.plant.timezone, cfg.plant.shift_times)
+
+
 def build_processors(cfg: Config) -> list[Processor]:
     """The processors, in the order they see each batch: the one place to register one."""
-    return [EventPoints(), SecProcessor(sec_settings(cfg))]
+    return [
+        EventPoints(),
+        SecProcessor(sec_settings(cfg)),
+        AnodeCycleProcessor(anode_settings(cfg)),
+        AnodeEffectProcessor(ae_settings(cfg)),
+    ]
 
 
 def build_sink(cfg: Config) -> Sink:

@@ -1,0 +1,163 @@
+"""Anode changes against the target cycle and block type, and the anodes overdue today.
+
+These are the contract's ``anode_change`` and ``anode_potline``, and ``anode_overdue``.
+
+Each (potline, cell, anode position) remembers its last change in the processor state,
+which is checkpointed with every batch: the cycle of the next change survives restarts,
+and replaying older events seeds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from processors.model import Batch, Event, FieldValue, Point
+from processors.periods import KINDS, Calendar, period_index
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+# per period: changes, changes with a known cycle, sum of known cycles, on target, target block
+CHANGES, KNOWN, CYCLE_SUM, ON_TARGET, TARGET_BLOCK = range(5)
+
+
+@dataclass(frozen=True)
+class AnodeTargets:
+    """A potline's anode goals."""
+
+    cycle_days: float = 31.0
+    tolerance_days: float = 1.0
+    block: str = "590"
+
+
+@dataclass(frozen=True)
+class AnodeSettings:
+    """What the processor needs of the config."""
+
+    calendar: Calendar
+    targets: dict[str, AnodeTargets]
+    complete_grace_s: float = 900.0
+    kinds: tuple[str, ...] = KINDS
+
+
+class AnodeCycleProcessor:
+    """Cycle, deviation and on-target flag per change; potline shares per period."""
+
+    name = "anodes"
+
+    def __init__(self, settings: AnodeSettings) -> None:
+        self.s = settings
+        self._grace_ns = int(settings.complete_grace_s * NS)
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        """Write each change, its potline's periods, and the overdue list once a day."""
+        state = state or {}
+        history: dict[str, int] = dict(state.get("history", {}))
+        periods = {k: list(v) for k, v in state.get("periods", {}).items()}
+        done: dict[str, int] = dict(state.get("done", {}))
+        newest = int(state.get("newest", 0))
+        points: list[Point] = []
+        touched: set[str] = set()
+        for ev in sorted(
+            (e for e in batch.events if e.type == "anode_change"), key=lambda e: e.ts_ns
+        ):
+            points.append(self._change(ev, history, periods, done, touched))
+        newest = max([newest, *(e.ts_ns for e in batch.events)])
+        if len(batch.samples):
+            newest = max(newest, int(batch.samples.ts_ns.max()))
+        for key in sorted(touched):
+            points.append(self._potline_point(key, periods[key]))
+        self._close(periods, done, newest)
+        last_day = int(state.get("overdue_day", 0))
+        day = self._day_start(newest) if newest else 0
+        if day > last_day and last_day:
+            points.extend(self._overdue(history, newest, day))
+        new_state = {
+            "history": history,
+            "periods": periods,
+            "done": done,
+            "newest": newest,
+            "overdue_day": max(day, last_day),
+        }
+        return new_state, points
+
+    def _change(
+        self,
+        ev: Event,
+        history: dict[str, int],
+        periods: dict[str, list[Any]],
+        done: dict[str, int],
+        touched: set[str],
+    ) -> Point:
+        anode, block = int(ev.data["anode"]), str(ev.data["block"])
+        key = f"{ev.potline}/{ev.cell}/{anode}"
+        previous = history.get(key)
+        target = self.s.targets.get(ev.potline, AnodeTargets())
+        fields: dict[str, FieldValue] = {"target_days": target.cycle_days}
+        cycle = None
+        if previous is None or ev.ts_ns > previous:
+            history[key] = ev.ts_ns
+            if previous is not None:
+                cycle = (ev.ts_ns - previous) / DAY_NS
+        if cycle is not None:
+            deviation = cycle - target.cycle_days
+            fields["cycle_days"] = cycle
+            fields["deviation_days"] = deviation
+            fields["on_target"] = abs(deviation) <= target.tolerance_days
+        if "butt_mm" in ev.data:
+            fields["butt_mm"] = float(ev.data["butt_mm"])
+        on_target = bool(fields.get("on_target", False))
+        for kind in self.s.kinds:
+            starts = self.s.calendar.starts(kind, ev.ts_ns, ev.ts_ns)
+            k = int(period_index(starts, [ev.ts_ns])[0])
+            start, end = int(starts[k]), int(starts[k + 1])
+            if end <= done.get(f"{ev.potline}|{kind}", 0):
+                continue  # a closed period keeps its counts
+            pkey = f"{ev.potline}|{kind}|{start}"
+            acc = periods.setdefault(pkey, [0, 0, 0.0, 0, 0, end])
+            acc[CHANGES] += 1
+            acc[TARGET_BLOCK] += int(block == target.block)
+            if cycle is not None:
+                acc[KNOWN] += 1
+                acc[CYCLE_SUM] += cycle
+                acc[ON_TARGET] += int(on_target)
+            touched.add(pkey)
+        tags = (("potline", ev.potline), ("cell", ev.cell), ("anode", str(anode)), ("block", block))
+        return Point("anode_change", tags, fields, ev.ts_ns)
+
+    def _potline_point(self, key: str, acc: list[Any]) -> Point:
+        potline, kind, start = key.split("|")
+        fields: dict[str, FieldValue] = {
+            "changes": acc[CHANGES],
+            "target_block_share_pct": 100.0 * acc[TARGET_BLOCK] / acc[CHANGES],
+        }
+        if acc[KNOWN]:
+            fields["mean_cycle_days"] = acc[CYCLE_SUM] / acc[KNOWN]
+            fields["on_target_pct"] = 100.0 * acc[ON_TARGET] / acc[KNOWN]
+        tags = (("potline", potline), ("period", kind))
+        return Point("anode_potline", tags, fields, int(start))
+
+    def _close(self, periods: dict[str, list[Any]], done: dict[str, int], newest: int) -> None:
+        """Forget periods long past: their last point stands."""
+        for key in [k for k, acc in periods.items() if newest >= acc[-1] + self._grace_ns]:
+            potline, kind, _ = key.split("|")
+            end = periods.pop(key)[-1]
+            done[f"{potline}|{kind}"] = max(done.get(f"{potline}|{kind}", 0), end)
+
+    def _day_start(self, t_ns: int) -> int:
+        starts = self.s.calendar.starts("day", t_ns, t_ns)
+        return int(starts[int(period_index(starts, [t_ns])[0])])
+
+    def _overdue(self, history: dict[str, int], now: int, day: int) -> list[Point]:
+        """The positions whose last change is older than the target cycle and tolerance."""
+        points = []
+        for key, last in sorted(history.items()):
+            potline, cell, anode = key.split("/")
+            target = self.s.targets.get(potline, AnodeTargets())
+            age = (now - last) / DAY_NS
+            late = age - target.cycle_days - target.tolerance_days
+            if late > 0:
+                tags = (("potline", potline), ("cell", cell), ("anode", anode))
+                fields: dict[str, FieldValue] = {"days_since_change": age, "overdue_days": late}
+                points.append(Point("anode_overdue", tags, fields, day))
+        return points
