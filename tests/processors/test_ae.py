@@ -48,9 +48,12 @@ def run(*batches: Batch, flush: bool = True):
     return points
 
 
-def voltage_trace(t0: int, t1: int, ae: tuple[int, int], cell: int = 0, peak: float = 35.0):
-    """4.2 V every 10 s, ``peak`` V during [ae[0], ae[1])."""
-    return [(cell, t, peak if ae[0] <= t < ae[1] else 4.2) for t in range(t0, t1, 10 * NS)]
+def voltage_trace(t0: int, t1: int, *effects: tuple[int, int], cell: int = 0):
+    """4.2 V every 10 s, 35 V during each [start, end) of ``effects``."""
+    return [
+        (cell, t, 35.0 if any(a <= t < b for a, b in effects) else 4.2)
+        for t in range(t0, t1, 10 * NS)
+    ]
 
 
 def effects(points):
@@ -95,20 +98,9 @@ def test_interrupted_by_a_data_gap() -> None:
 def test_pfc_figures_for_a_day() -> None:
     # 2 cells, 24 h at 300 kA every 10 s; C0 has AEs of 120 s and 180 s, C1 one of 300 s
     t0, t1 = DAY0, DAY0 + 24 * H + 10 * NS
-    trace = (
-        voltage_trace(t0, t1, (t0 + H, t0 + H + 120 * NS))
-        + [
-            (0, t, v)
-            for _, t, v in voltage_trace(t0, t1, (t0 + 5 * H, t0 + 5 * H + 180 * NS))
-            if t0 + 4 * H <= t < t0 + 6 * H
-        ][:0]
-        + voltage_trace(t0, t1, (t0 + 7 * H, t0 + 7 * H + 300 * NS), cell=1)
-    )
-    # C0's second effect: overwrite its samples in [5 h, 5 h + 180 s)
-    trace = [
-        (c, t, 35.0 if c == 0 and t0 + 5 * H <= t < t0 + 5 * H + 180 * NS else v)
-        for c, t, v in trace
-    ]
+    c0 = voltage_trace(t0, t1, (t0 + H, t0 + H + 120 * NS), (t0 + 5 * H, t0 + 5 * H + 180 * NS))
+    c1 = voltage_trace(t0, t1, (t0 + 7 * H, t0 + 7 * H + 300 * NS), cell=1)
+    trace = c0 + c1
     points = run(batch(sorted(trace, key=lambda s: s[1]), cells=2))
     day = [
         p.fields
