@@ -19,7 +19,7 @@ from collector.drain import Drain
 from collector.engine import Engine
 from collector.sinks import SINKS, Sink
 from processors.ae import AESettings, AnodeEffectProcessor, Pfc
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.base import Processor
 from processors.energy import Goal
 from processors.events import EventPoints
@@ -62,8 +62,12 @@ def anode_settings(cfg: Config) -> AnodeSettings:
         targets[p.id] = AnodeTargets(
             t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
         )
+    r = cfg.anode_response
     return AnodeSettings(
-        calendar=_calendar(cfg), targets=targets, complete_grace_s=cfg.plant.complete_grace_s
+        calendar=_calendar(cfg),
+        targets=targets,
+        complete_grace_s=cfg.plant.complete_grace_s,
+        response=Response(r.band_v, r.window_s, r.pre_window_s),
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from processors.model import Batch, Event, FieldValue, Point
 from processors.periods import KINDS, Calendar, period_index
 
@@ -31,6 +33,15 @@ class AnodeTargets:
 
 
 @dataclass(frozen=True)
+class Response:
+    """How a cell's voltage response to a change is followed."""
+
+    band_v: float = 0.05
+    window_s: float = 8 * 3600.0
+    pre_window_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class AnodeSettings:
     """What the processor needs of the config."""
 
@@ -38,6 +49,7 @@ class AnodeSettings:
     targets: dict[str, AnodeTargets]
     complete_grace_s: float = 900.0
     kinds: tuple[str, ...] = KINDS
+    response: Response = Response()
 
 
 class AnodeCycleProcessor:
@@ -48,6 +60,8 @@ class AnodeCycleProcessor:
     def __init__(self, settings: AnodeSettings) -> None:
         self.s = settings
         self._grace_ns = int(settings.complete_grace_s * NS)
+        self._bucket_ns = int(settings.response.pre_window_s * NS)
+        self._window_ns = int(settings.response.window_s * NS)
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Write each change, its potline's periods, and the overdue list once a day."""
@@ -58,10 +72,30 @@ class AnodeCycleProcessor:
         newest = int(state.get("newest", 0))
         points: list[Point] = []
         touched: set[str] = set()
+        levels = {
+            k: {b: list(v) for b, v in lv.items()} for k, lv in state.get("levels", {}).items()
+        }
+        pending = {k: list(v) for k, v in state.get("pending", {}).items()}
+        cells = _cell_samples(batch)
         for ev in sorted(
             (e for e in batch.events if e.type == "anode_change"), key=lambda e: e.ts_ns
         ):
-            points.append(self._change(ev, history, periods, done, touched))
+            point = self._change(ev, history, periods, done, touched)
+            points.append(point)
+            key = f"{ev.potline}/{ev.cell}"
+            pre = _level(levels.get(key, {}), cells.get(key), ev.ts_ns, self._bucket_ns)
+            if pre is not None:
+                pending[f"{key}/{ev.data['anode']}/{ev.ts_ns}"] = [
+                    key,
+                    ev.ts_ns,
+                    pre,
+                    0.0,
+                    0,
+                    [list(t) for t in point.tags],
+                    point.fields,
+                ]
+        points += self._follow(pending, cells)
+        _update_levels(levels, cells, self._bucket_ns)
         newest = max([newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
             newest = max(newest, int(batch.samples.ts_ns.max()))
@@ -73,6 +107,8 @@ class AnodeCycleProcessor:
         if day > last_day and last_day:
             points.extend(self._overdue(history, newest, day))
         new_state = {
+            "levels": levels,
+            "pending": pending,
             "history": history,
             "periods": periods,
             "done": done,
@@ -125,6 +161,44 @@ class AnodeCycleProcessor:
         tags = (("potline", ev.potline), ("cell", ev.cell), ("anode", str(anode)), ("block", block))
         return Point("anode_change", tags, fields, ev.ts_ns)
 
+    def _follow(self, pending: dict[str, list[Any]], cells: dict[str, Any]) -> list[Point]:
+        """Peak deviation and recovery of each followed change; written once known.
+
+        Recovered means back within the band after having left it; a response that never
+        leaves the band is written with its peak and no recovery when the window ends.
+        """
+        band = self.s.response.band_v
+        points = []
+        for pkey in list(pending):
+            cell_key, t_change, pre, peak, left, tags, fields = pending[pkey]
+            t, v = cells.get(cell_key, (np.zeros(0, np.int64), np.zeros(0)))
+            after = (t > t_change) & (t <= t_change + self._window_ns)
+            t, dev = t[after], np.abs(v[after] - pre)
+            outside = dev > band
+            recovered_at = None
+            if left or outside.any():
+                first_out = 0 if left else int(np.argmax(outside))
+                back = np.flatnonzero(~outside[first_out:])
+                stop = first_out + int(back[0]) if len(back) else len(t)
+                peak = max(peak, float(dev[:stop].max()) if stop else 0.0)
+                left = 1
+                recovered_at = int(t[stop]) if len(back) else None
+            elif len(dev):
+                peak = max(peak, float(dev.max()))
+            newest = cells[cell_key][0] if cell_key in cells else None
+            window_over = newest is not None and int(newest[-1]) >= t_change + self._window_ns
+            if recovered_at is None and not window_over:
+                pending[pkey] = [cell_key, t_change, pre, peak, left, tags, fields]
+                continue
+            del pending[pkey]
+            done_fields = {**fields, "peak_dev_mv": peak * 1000.0}
+            if recovered_at is not None:
+                done_fields["recovery_min"] = (recovered_at - t_change) / NS / 60.0
+            points.append(
+                Point("anode_change", tuple(tuple(x) for x in tags), done_fields, t_change)
+            )
+        return points
+
     def _potline_point(self, key: str, acc: list[Any]) -> Point:
         potline, kind, start = key.split("|")
         fields: dict[str, FieldValue] = {
@@ -161,3 +235,48 @@ class AnodeCycleProcessor:
                 fields: dict[str, FieldValue] = {"days_since_change": age, "overdue_days": late}
                 points.append(Point("anode_overdue", tags, fields, day))
         return points
+
+
+def _cell_samples(batch: Batch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each cell's (ts, voltage) of the batch, in time order."""
+    sb = batch.samples
+    out = {}
+    for c, (potline, cell) in enumerate(sb.cells):
+        mask = sb.cell_id == c
+        order = np.argsort(sb.ts_ns[mask], kind="stable")
+        out[f"{potline}/{cell}"] = (sb.ts_ns[mask][order], sb.voltage_v[mask][order])
+    return out
+
+
+def _level(
+    buckets: dict[str, list[float]], samples: Any, t_change: int, bucket_ns: int
+) -> float | None:
+    """Mean voltage over the current and the previous pre-window bucket before a change."""
+    first = t_change // bucket_ns - 1
+    total = sum(s for b, (s, _) in buckets.items() if int(b) >= first)
+    count = sum(n for b, (_, n) in buckets.items() if int(b) >= first)
+    if samples is not None:
+        t, v = samples
+        inside = (t < t_change) & (t // bucket_ns >= first)
+        total += float(v[inside].sum())
+        count += int(inside.sum())
+    return total / count if count else None
+
+
+def _update_levels(
+    levels: dict[str, dict[str, list[float]]],
+    cells: dict[str, tuple[np.ndarray, np.ndarray]],
+    bucket_ns: int,
+) -> None:
+    """Add the batch to each cell's pre-window buckets, keeping the newest two."""
+    for key, (t, v) in cells.items():
+        buckets = levels.setdefault(key, {})
+        index, inverse = np.unique(t // bucket_ns, return_inverse=True)
+        sums = np.bincount(inverse, weights=v)
+        counts = np.bincount(inverse)
+        for b, s, n in zip(index.tolist(), sums.tolist(), counts.tolist(), strict=True):
+            acc = buckets.setdefault(str(b), [0.0, 0])
+            acc[0] += s
+            acc[1] += n
+        for old in sorted(buckets, key=int)[:-2]:
+            del buckets[old]

@@ -106,3 +106,45 @@ def test_history_survives_a_restart_and_overdue_anodes_are_listed() -> None:
     assert overdue[-1].fields["overdue_days"] == pytest.approx(35 - 1 / 24 - 32)
     _, points = run([change(DAY0 + 3600 * NS + 31 * DAY, anode=5)], state=state)
     assert changes(points)[0].fields["cycle_days"] == pytest.approx(31.0)
+
+
+def samples(series: list[tuple[int, float]]) -> SampleBatch:
+    t = np.array([s[0] for s in series], dtype=np.int64)
+    v = np.array([s[1] for s in series], dtype=np.float64)
+    return SampleBatch(
+        [("P1", "C1")],
+        np.zeros(len(t), dtype=np.int64),
+        t,
+        v,
+        np.full(len(t), 300.0),
+        [None] * len(t),
+    )
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-batch", "split-at-the-change"])
+def test_response_to_a_change(split: bool) -> None:
+    # 4.20 V for 20 min; the change; 4.26 V (+60 mV) for 30 min; then 4.22 V (+20 mV, inside
+    # the 50 mV band): peak 60 mV, recovered 30 min after the change
+    t_change = DAY0 + 3600 * NS
+    before = [(t, 4.20) for t in range(t_change - 1200 * NS, t_change, 10 * NS)]
+    after = [
+        (t, 4.26 if t < t_change + 1800 * NS else 4.22)
+        for t in range(t_change + 10 * NS, t_change + 3600 * NS, 10 * NS)
+    ]
+    ev = change(t_change)
+    if split:
+        batches = [Batch(samples(before), [ev]), Batch(samples(after), [])]
+    else:
+        batches = [Batch(samples(before + after), [ev])]
+    proc, state, points = processor(), None, []
+    for b in batches:
+        state, out = proc.apply(b, state)
+        state = orjson.loads(orjson.dumps(state))
+        points += out
+    written = changes(points)
+    assert "peak_dev_mv" not in written[0].fields  # written at once, without the response
+    final = written[-1]
+    assert final.time_ns == t_change and final.tags == written[0].tags
+    assert final.fields["peak_dev_mv"] == pytest.approx(60.0)
+    assert final.fields["recovery_min"] == pytest.approx(30.0)
+    assert final.fields["target_days"] == 31.0
