@@ -1,7 +1,8 @@
 """Replay throughput of the processors alone: samples per second through the pure stage.
 
-Ordering (late detection) and the kWh/t processor run over in-memory batches of simulated
-telemetry, exactly as ``cellmon replay`` hands them over, without the journal and sink.
+Ordering (late detection) and the KPI processors (kWh/t, anode effects, anode cycles) run
+over in-memory batches of simulated telemetry, as the engine hands them over, without the
+journal and sink.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import time as clock_time
 
 import numpy as np
 
+from processors.ae import AESettings, AnodeEffectProcessor
+from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
 from processors.energy import Goal
 from processors.model import Batch, SampleBatch
 from processors.ordering import late_mask
@@ -59,21 +62,26 @@ def main() -> None:
         update_interval_s=3600,
     )
     sec = SecProcessor(settings)
+    ae = AnodeEffectProcessor(AESettings(settings.calendar, {"P1": 8.0}, {"P1": 0.925}))
+    anodes = AnodeCycleProcessor(AnodeSettings(settings.calendar, {"P1": AnodeTargets()}))
+    states: dict[str, object] = {}
     names = [f"P1/{c}" for _, c in work[0][1].cells]
     newest: dict[str, int] = {}
-    state = None
     points = 0
     started = time.perf_counter()
     for codes, sb in work:
         late, newest = late_mask(codes, sb.ts_ns, names.__getitem__, newest)
         assert not late.any()
-        state, out = sec.apply(Batch(sb, []), state)
-        points += len(out)
+        batch = Batch(sb, [])
+        for proc in (sec, ae, anodes):
+            states[proc.name], out = proc.apply(batch, states.get(proc.name))
+            points += len(out)
     seconds = time.perf_counter() - started
     samples = args.cells * args.steps
     print(
         f"{samples:,} samples ({args.cells} cells × {args.steps} s) in {seconds:.2f} s: "
-        f"{samples / seconds:,.0f} samples/s through ordering + kWh/t; {points} KPI points"
+        f"{samples / seconds:,.0f} samples/s through ordering, kWh/t, anode effects and "
+        f"anode cycles; {points} points"
     )
 
 

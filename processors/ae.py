@@ -71,10 +71,10 @@ class AnodeEffectProcessor:
         points: list[Point] = []
         sb = batch.samples
         if len(sb):
-            for c, (potline, cell) in enumerate(sb.cells):
+            for c, t, v in sb.by_cell():
+                potline, cell = sb.cells[c]
                 if potline in self.s.thresholds_v:
-                    mask = sb.cell_id == c
-                    points += self._detect(st, potline, cell, sb.ts_ns[mask], sb.voltage_v[mask])
+                    points += self._detect(st, potline, cell, t, v)
             for contrib in integrate(
                 sb,
                 st["last"],

@@ -239,13 +239,8 @@ class AnodeCycleProcessor:
 
 def _cell_samples(batch: Batch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each cell's (ts, voltage) of the batch, in time order."""
-    sb = batch.samples
-    out = {}
-    for c, (potline, cell) in enumerate(sb.cells):
-        mask = sb.cell_id == c
-        order = np.argsort(sb.ts_ns[mask], kind="stable")
-        out[f"{potline}/{cell}"] = (sb.ts_ns[mask][order], sb.voltage_v[mask][order])
-    return out
+    names = batch.samples.cells
+    return {f"{names[c][0]}/{names[c][1]}": (t, v) for c, t, v in batch.samples.by_cell()}
 
 
 def _level(

@@ -67,37 +67,54 @@ def integrate(
     ok &= np.array([counts(n.split("/")[0]) for n in names], dtype=bool)[code]
     if not ok.any():
         return []
-    sel = (code[ok], t0[ok], t[ok], v0[ok] * i0[ok], v[ok] * i[ok], i0[ok], i[ok])
-    return [c for kind in kinds for c in _split(calendar, kind, names, *sel)]
+    iv = _Intervals(code[ok], t0[ok], t[ok], v0[ok] * i0[ok], v[ok] * i[ok], i0[ok], i[ok])
+    whole = iv.whole()
+    return [c for kind in kinds for c in _split(calendar, kind, names, iv, whole)]
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    """The integrable intervals of a batch, with their whole-interval integrals."""
+
+    code: np.ndarray
+    t0: np.ndarray
+    t1: np.ndarray
+    p0: np.ndarray
+    p1: np.ndarray
+    i0: np.ndarray
+    i1: np.ndarray
+
+    def whole(self) -> list[np.ndarray]:
+        """Energy kWh, charge kA·h and covered s of each interval."""
+        return [
+            trapezoids(self.t0, self.t1, self.p0, self.p1),
+            trapezoids(self.t0, self.t1, self.i0, self.i1),
+            (self.t1 - self.t0) / NS,
+        ]
 
 
 def _split(
-    calendar: Calendar,
-    kind: str,
-    names: list[str],
-    code: np.ndarray,
-    t0: np.ndarray,
-    t1: np.ndarray,
-    p0: np.ndarray,
-    p1: np.ndarray,
-    i0: np.ndarray,
-    i1: np.ndarray,
+    calendar: Calendar, kind: str, names: list[str], iv: _Intervals, whole: list[np.ndarray]
 ) -> list[Contribution]:
-    """Sum the intervals per cell and period, splitting those that cross a boundary."""
-    starts = calendar.starts(kind, int(t0.min()), int(t1.max()))
-    k0 = period_index(starts, t0)
-    k1 = period_index(starts, t1, end=True)
-    cross = k1 > k0
-    b = np.where(cross, starts[np.minimum(k0 + 1, len(starts) - 1)], t1)
-    frac = (b - t0) / (t1 - t0)
-    pb, ib = p0 + frac * (p1 - p0), i0 + frac * (i1 - i0)
-    parts = [
-        (k0, trapezoids(t0, b, p0, pb), trapezoids(t0, b, i0, ib), (b - t0) / NS),
-        (k0 + 1, trapezoids(b, t1, pb, p1), trapezoids(b, t1, ib, i1), (t1 - b) / NS),
-    ]
+    """Sum the intervals per cell and period; the few that cross a boundary are split."""
+    starts = calendar.starts(kind, int(iv.t0.min()), int(iv.t1.max()))
     n = len(starts)
-    keys = np.concatenate([code * n + parts[0][0], (code * n + parts[1][0])[cross]])
-    sums = [np.concatenate([parts[0][q], parts[1][q][cross]]) for q in (1, 2, 3)]
+    k0 = period_index(starts, iv.t0)
+    cross = np.flatnonzero(period_index(starts, iv.t1, end=True) > k0)
+    keys, sums = iv.code * n + k0, whole
+    if len(cross):
+        c, t0, t1 = iv.code[cross], iv.t0[cross], iv.t1[cross]
+        p0, p1, i0, i1 = iv.p0[cross], iv.p1[cross], iv.i0[cross], iv.i1[cross]
+        b = starts[k0[cross] + 1]
+        frac = (b - t0) / (t1 - t0)
+        pb, ib = p0 + frac * (p1 - p0), i0 + frac * (i1 - i0)
+        first = [trapezoids(t0, b, p0, pb), trapezoids(t0, b, i0, ib), (b - t0) / NS]
+        second = [trapezoids(b, t1, pb, p1), trapezoids(b, t1, ib, i1), (t1 - b) / NS]
+        sums = [w.copy() for w in whole]
+        for q in range(3):
+            sums[q][cross] = first[q]
+        keys = np.concatenate([keys, c * n + k0[cross] + 1])
+        sums = [np.concatenate([sums[q], second[q]]) for q in range(3)]
     uniq, inv = np.unique(keys, return_inverse=True)
     totals = [np.bincount(inv, weights=w).tolist() for w in sums]
     return [

@@ -6,6 +6,7 @@ the hundred thousand; events are rare and stay as objects.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,17 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+    def by_cell(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(cell index, ts, voltage) per cell, in time order: one sort for the whole batch."""
+        order = np.lexsort((self.ts_ns, self.cell_id))
+        code, t, v = self.cell_id[order], self.ts_ns[order], self.voltage_v[order]
+        bounds = np.flatnonzero(np.diff(code)) + 1
+        for lo, hi in zip(
+            np.r_[0, bounds].tolist(), np.r_[bounds, len(code)].tolist(), strict=True
+        ):
+            if hi > lo:
+                yield int(code[lo]), t[lo:hi], v[lo:hi]
 
 
 @dataclass(slots=True)
