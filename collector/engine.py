@@ -73,10 +73,11 @@ class Engine:
         if not rows and not extra_points:
             return 0
         position = rows[-1][0] if rows else self._position
-        raw, n_late, kpi_points, states = self._apply(rows)
+        raw, n_late, kpi_points, states, failed = self._apply(rows)
         n_kpi, kpi = encode_points([*kpi_points, *extra_points])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
-        self.store.commit(position, states, chunks, now, {"late": n_late})
+        counts = {"late": n_late, "processor_errors": failed}
+        self.store.commit(position, states, chunks, now, counts)
         self._position = position
         self._states.update(states)
         self._newest = states[ORDERING_STATE]
@@ -106,19 +107,29 @@ class Engine:
 
     def _apply(
         self, rows: list[InboxRow]
-    ) -> tuple[tuple[int, bytes], int, list[Point], dict[str, Any]]:
-        """(raw lines, late count, points, states) of a batch; nothing is committed here."""
+    ) -> tuple[tuple[int, bytes], int, list[Point], dict[str, Any], int]:
+        """(raw lines, late count, points, states, failures) of a batch; nothing committed.
+
+        A processor that raises keeps its previous state and loses this batch, counted in
+        ``processor_errors``: one faulty processor must not stop the raw data or the others.
+        """
         sample_rows = [r for r in rows if r[3] != EVENT]
         events = [self._event(r) for r in rows if r[3] == EVENT]
         samples, raw, newest, n_late = self._samples(sample_rows)
         batch = Batch(samples, events)
         points: list[Point] = []
         states: dict[str, Any] = {ORDERING_STATE: newest}
+        failed = 0
         for proc in self.processors:
-            state, produced = proc.apply(batch, self._states.get(proc.name))
-            states[proc.name] = state
+            previous = self._states.get(proc.name)
+            try:
+                states[proc.name], produced = proc.apply(batch, previous)
+            except Exception:
+                log.exception("processor %s failed on a batch; it keeps its state", proc.name)
+                states[proc.name], produced = previous, []
+                failed += 1
             points.extend(produced)
-        return raw, n_late, points, states
+        return raw, n_late, points, states, failed
 
     def _samples(
         self, rows: list[InboxRow]

@@ -30,6 +30,7 @@ class Metrics:
     rejected: int = 0
     duplicates: int = 0
     late: int = 0
+    processor_errors: int = 0
     written: int = 0
     write_errors: int = 0
     dropped: int = 0

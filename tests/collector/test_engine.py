@@ -1,0 +1,39 @@
+from pathlib import Path
+from typing import Any
+
+from collector import journal
+from collector.engine import Engine
+from processors.model import Batch, Point
+
+T = 1_709_251_200_000_000_000
+
+
+class Counting:
+    """Counts samples; its state is the running count."""
+
+    name = "counting"
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        total = (state or 0) + len(batch.samples)
+        return total, [Point("seen", (), {"total": total}, T)]
+
+
+class Failing:
+    name = "failing"
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        raise ZeroDivisionError("a processor bug")
+
+
+def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    inbox.append([("P1", "C1", T + k, 4.2, 300.0, None) for k in range(3)], [], {})
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    engine = Engine(store, [Failing(), Counting()], instance="test")
+    assert engine.step() == 3
+    assert store.counters()["processor_errors"] == 1
+    assert store.load_state("counting") == 3
+    assert store.load_state("failing") is None
+    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    assert body.count(b"cell,") == 3  # the raw samples are written all the same
+    assert b"seen total=3i" in body
