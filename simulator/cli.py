@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dup-fraction", type=float, default=0.0, help="share of telemetry messages sent twice"
     )
+    parser.add_argument(
+        "--username-env", help="environment variable holding the MQTT user name, if any"
+    )
+    parser.add_argument(
+        "--password-env", help="environment variable holding the MQTT password, if any"
+    )
     parser.add_argument("--telemetry-topic", default=DEFAULT_TELEMETRY_TOPIC)
     parser.add_argument("--event-topic", default=DEFAULT_EVENT_TOPIC)
     parser.add_argument("--client-id", help="MQTT client id (default: cellmon-sim-POTLINE-PID)")
@@ -105,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
             event_topic=args.event_topic,
             client_id=args.client_id,
             seed=args.seed,
+            username=os.environ.get(args.username_env or "") or None,
+            password=os.environ.get(args.password_env or "") or None,
         )
         sim = PotlineSim(
             args.potline,

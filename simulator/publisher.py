@@ -54,6 +54,8 @@ class PublishOptions:
     max_inflight: int = 1000
     ack_timeout_s: float = 30.0
     seed: int = 0
+    username: str | None = None
+    password: str | None = None
 
     def __post_init__(self) -> None:
         """Fail before connecting rather than halfway through a run."""
@@ -102,6 +104,8 @@ class _Connection:
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id
         )
         self._client.max_inflight_messages_set(options.max_inflight)
+        if options.username is not None:
+            self._client.username_pw_set(options.username, options.password)
         self._client.on_connect = self._on_connect
         self._client.on_publish = self._on_publish
         self._window = threading.Semaphore(options.max_inflight)
