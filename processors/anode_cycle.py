@@ -104,7 +104,7 @@ class AnodeCycleProcessor:
         self._close(periods, done, newest)
         last_day = int(state.get("overdue_day", 0))
         day = self._day_start(newest) if newest else 0
-        if day > last_day and last_day:
+        if day > last_day:
             points.extend(self._overdue(history, newest, day))
         new_state = {
             "levels": levels,

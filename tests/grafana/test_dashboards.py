@@ -1,0 +1,118 @@
+"""Every query of every panel of every board runs against InfluxDB 1.x filled by the real
+pipeline, and returns rows; the committed JSON is what scripts/build_dashboards.py makes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from simulator.potline import PotlineSim, SimParams
+from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.servers import InfluxV1, Mosquitto
+
+BOARDS = ROOT / "config" / "grafana" / "dashboards"
+NS = 1_000_000_000
+DAY = 86_400 * NS
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def builder():  # a module loaded from its path
+    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_dashboards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_boards_are_what_the_script_builds() -> None:
+    built = builder().render()
+    assert sorted(built) == sorted(p.name for p in BOARDS.glob("*.json"))
+    for name, text in built.items():
+        assert (BOARDS / name).read_text() == text, f"run scripts/build_dashboards.py ({name})"
+
+
+def queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted(BOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        for variable in board["templating"]["list"]:
+            out.append((path.stem, f"variable {variable['name']}", variable["query"]))
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                out.append((path.stem, panel["title"], target["query"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def filled(
+    tmp_path_factory: pytest.TempPathFactory, plant_broker: Mosquitto, influx_v1: InfluxV1
+) -> tuple[str, int, int, str]:
+    """42 days of anode history, a day of telemetry; (database, from, to, a cell with AEs)."""
+    d = datetime.now(ZONE).date() - timedelta(days=43)
+    start = int(datetime(d.year, d.month, d.day, tzinfo=ZONE).timestamp()) * NS
+    sim = PotlineSim(
+        "P1",
+        cells=4,
+        seed=5,
+        start_ns=start,
+        interval_s=10,
+        params=SimParams(ae_rate_per_cell_day=3.0),
+    )
+    events = [
+        (f"smelter/P1/{e.cell}/event", orjson.dumps(e.payload))
+        for e in sim.events(start, start + 42 * DAY)
+    ]
+    forgotten = {
+        "ts": start // 1_000_000 + 3_600_000,
+        "type": "anode_change",
+        "anode": 99,
+        "block": "590",
+    }  # never changed again: overdue
+    events.insert(0, ("smelter/P1/C001/event", orjson.dumps(forgotten)))
+    cols = sim.columns(41 * 8640, 8640)
+    telemetry = [
+        (f"smelter/P1/{cols.cells[c]}/telemetry", body) for c, body in cols.encode(array_size=60)
+    ]
+    db = "boards"
+    influx_v1.create_database(db)
+    work = tmp_path_factory.mktemp("boards")
+    pipeline = Pipeline(
+        write_config(work, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=db),
+        work / "cellmon.log",
+    )
+    pipeline.start()
+    publish_all(plant_broker.port, events)
+    publish_all(plant_broker.port, telemetry)
+
+    def done() -> bool:
+        rows = influx_v1.query("SELECT count(voltage_v) FROM cell", db)
+        return bool(rows) and rows[0]["count"] >= len(cols) * 4
+
+    wait_for(done, 300, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    effects = influx_v1.query("SELECT duration_s FROM anode_effect GROUP BY cell", db)
+    assert effects, "the simulation must have anode effects for the cell board"
+    return db, start, int(cols.ts_ns[-1]) + DAY, effects[0]["cell"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("board", "title", "query"), queries(), ids=[f"{b}:{t}" for b, t, _ in queries()]
+)
+def test_panel_query_returns_rows(
+    filled: tuple[str, int, int, str], influx_v1: InfluxV1, board: str, title: str, query: str
+) -> None:
+    db, t0, t1, cell = filled
+    concrete = (
+        query.replace("$timeFilter", f"time >= {t0} AND time <= {t1}")
+        .replace("$__interval", "10m")
+        .replace("$potline", "P1")
+        .replace("$cell", cell)
+    )
+    assert not re.search(r"\$\w", concrete), f"a variable or macro left: {concrete}"
+    assert influx_v1.query(concrete, db), f"{board} / {title}: no rows for {concrete}"
