@@ -75,6 +75,7 @@ MODULE_COMMANDS = {
     "simulate": ("simulator.cli", "Publish a simulated potline's telemetry and events."),
     "demo": ("collector.demo", "The whole pipeline with an embedded broker and a live view."),
     "replay": ("collector.replay", "Feed historical samples and events (CSV or Parquet)."),
+    "report": ("collector.report", "Write an HTML summary of a period from InfluxDB."),
 }
 
 
