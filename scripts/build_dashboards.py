@@ -85,8 +85,24 @@ def sec_thresholds(target: float = 13350, baseline: float = 13450) -> dict[str, 
     }
 
 
+def annotation(name: str, query: str, colour: str) -> dict[str, Any]:
+    """Events drawn over every time series of the board."""
+    return {
+        "name": name,
+        "datasource": DS,
+        "enable": True,
+        "iconColor": colour,
+        "query": query,
+        "textColumn": "text",
+    }
+
+
 def dashboard(
-    uid: str, title: str, panels: list[dict[str, Any]], variables: list[dict[str, Any]]
+    uid: str,
+    title: str,
+    panels: list[dict[str, Any]],
+    variables: list[dict[str, Any]],
+    annotations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     for k, p in enumerate(panels, start=1):
         p["id"] = k
@@ -100,6 +116,7 @@ def dashboard(
         "refresh": "1m",
         "templating": {"list": variables},
         "panels": panels,
+        "annotations": {"list": annotations or []},
     }
 
 
@@ -291,6 +308,18 @@ def cell_detail() -> dict[str, Any]:
             ),
         ],
         [POTLINE_VAR, CELL_VAR],
+        [
+            annotation(
+                "Anode changes",
+                f'SELECT "cycle_days" AS "text" FROM "anode_change" WHERE {CELL} AND $timeFilter',
+                "blue",
+            ),
+            annotation(
+                "Anode effects",
+                f'SELECT "peak_v" AS "text" FROM "anode_effect" WHERE {CELL} AND $timeFilter',
+                "red",
+            ),
+        ],
     )
 
 

@@ -42,6 +42,8 @@ def queries() -> list[tuple[str, str, str]]:
         board = json.loads(path.read_text())
         for variable in board["templating"]["list"]:
             out.append((path.stem, f"variable {variable['name']}", variable["query"]))
+        for note in board["annotations"]["list"]:
+            out.append((path.stem, f"annotation {note['name']}", note["query"]))
         for panel in board["panels"]:
             for target in panel["targets"]:
                 out.append((path.stem, panel["title"], target["query"]))
