@@ -31,6 +31,9 @@ CHECKPOINT_EVERY_S = 1.0
 # Between polls the inbox fills up: a tenth of a second makes batches of thousands at full
 # speed, where each processor's fixed cost per batch no longer shows.
 POLL_S = 0.1
+RETRY_MAX_S = 30.0
+# at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
+GIVE_UP_AT_SHUTDOWN = 3
 
 
 class Engine:
@@ -194,12 +197,19 @@ class Engine:
 
         The inbox is written by another process, so new rows are found by polling.
         """
+        failures = 0
         while True:
             try:
                 busy = self.step()
+                failures = 0
             except Exception:
-                log.exception("processor step failed; retrying in 1 s")
-                stop.wait(1.0)
+                failures += 1
+                if stop.is_set() and failures >= GIVE_UP_AT_SHUTDOWN:
+                    log.exception("cannot commit; stopping, the inbox keeps the rest")
+                    return
+                delay = min(RETRY_MAX_S, 2.0 ** (failures - 1))
+                log.exception("processor step failed; retry %d in %.0f s", failures, delay)
+                stop.wait(delay)
                 continue
             if busy:
                 continue

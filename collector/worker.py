@@ -175,7 +175,10 @@ def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float
     threads[0].join()
     drain_finishing.set()
     threads[1].join()
-    engine.finish()  # open KPIs and the last self-metrics, after the drain has written
+    try:
+        engine.finish()  # open KPIs and the last self-metrics, after the drain has written
+    except Exception:
+        log.exception("could not commit the open KPIs; they are recomputed at the next start")
     drain.run(drain_finishing, grace_s=grace_s)
     drain.sink.close()
     lock.close()

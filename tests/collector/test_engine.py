@@ -1,3 +1,5 @@
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,21 @@ def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) ->
     body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert body.count(b"cell,") == 3  # the raw samples are written all the same
     assert b"seen total=3i" in body
+
+
+class Unwritable(journal.Store):
+    """A journal whose disk refuses every commit (full, or gone)."""
+
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    store = Unwritable(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    engine = Engine(store, [Counting()], instance="test")
+    stop = threading.Event()
+    stop.set()
+    engine.run(stop)  # returns after a few tries instead of retrying for ever
+    assert store.position() == 0  # nothing was marked processed: the next start redoes it
