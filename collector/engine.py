@@ -63,6 +63,8 @@ class Engine:
         self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
         self._prefixes: dict[int, str] = {}
+        derivers = [p for p in self.processors if hasattr(p, "derive")]
+        self._derive = derivers[0].derive if derivers else None
         self._next_checkpoint_ns = 0
 
     def step(self) -> int:
@@ -145,14 +147,25 @@ class Engine:
             return empty, (0, b""), self._newest, 0
         _, cid, ts, _, v, i, body = zip(*rows, strict=True)
         extra = [orjson.loads(b) if b else None for b in body]
+        codes = np.fromiter(cid, dtype=np.int64, count=len(cid))
+        ts_arr = np.fromiter(ts, dtype=np.int64, count=len(ts))
+        if self._derive is not None:  # derived fields go to the raw points too, late ones included
+            u, loc = np.unique(codes, return_inverse=True)
+            everything = SampleBatch(
+                [cells.name(c) for c in u.tolist()],
+                loc.astype(np.int64),
+                ts_arr,
+                np.asarray(v, dtype=np.float64),
+                np.asarray(i, dtype=np.float64),
+                extra,
+            )
+            extra = self._derive(everything).extra
         prefixes = self._prefixes
         for c in set(cid):
             if c not in prefixes:
                 potline, cell = cells.name(c)
                 prefixes[c] = series_prefix("cell", (("potline", potline), ("cell", cell)))
         raw = encode_samples(prefixes, cid, ts, v, i, extra)  # type: ignore[arg-type]
-        codes = np.fromiter(cid, dtype=np.int64, count=len(cid))
-        ts_arr = np.fromiter(ts, dtype=np.int64, count=len(ts))
         late, newest = late_mask(codes, ts_arr, self._cell_key, self._newest)
         n_late = int(late.sum())
         keep = ~late

@@ -19,8 +19,10 @@ from collector.drain import Drain
 from collector.engine import Engine
 from collector.sinks import SINKS, Sink
 from processors.ae import AESettings, AnodeEffectProcessor, Pfc
+from processors.alarms import AlarmProcessor
 from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.base import Processor
+from processors.derived import DerivedProcessor
 from processors.energy import Goal
 from processors.events import EventPoints
 from processors.periods import Calendar
@@ -91,9 +93,32 @@ def _calendar(cfg: Config) -> Calendar:
     return Calendar(cfg.plant.timezone, cfg.plant.shift_times)
 
 
+def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
+    """Each potline's numeric settings, by the names rule expressions use."""
+    constants = {}
+    for p in cfg.plant.potlines:
+        t = cfg.targets_for(p.id)
+        constants[p.id] = {
+            "current_efficiency": p.current_efficiency,
+            "baseline_sec_kwh_per_t": p.baseline_sec_kwh_per_t,
+            "anodes_per_cell": float(p.anodes_per_cell),
+            "sec_savings_kwh_per_t": t.sec_savings_kwh_per_t,
+            "anode_cycle_days": t.anode_cycle_days,
+            "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
+            "anode_effect_threshold_v": t.anode_effect_threshold_v,
+        }
+    return constants
+
+
 def build_processors(cfg: Config) -> list[Processor]:
-    """The processors, in the order they see each batch: the one place to register one."""
+    """The processors, in the order they see each batch: the one place to register one.
+
+    Derived fields come first, so alarms can watch them; the first processor with a
+    ``derive`` method also adds its fields to the raw ``cell`` points (see Engine).
+    """
     return [
+        DerivedProcessor(cfg.rules.derived, rule_constants(cfg)),
+        AlarmProcessor(cfg.rules.alarms),
         EventPoints(),
         SecProcessor(sec_settings(cfg)),
         AnodeCycleProcessor(anode_settings(cfg)),

@@ -1,0 +1,357 @@
+"""Alarms: a field beyond a limit for long enough, or a cell that stopped reporting.
+
+This is the ``alarm`` measurement: tags potline, cell, rule, severity; fields ``state``
+(``"raised"`` or ``"cleared"``) and ``value``; one point per transition, at the time of the
+sample that caused it.
+
+A limit alarm (``above``, ``below`` or ``outside`` a band) is raised at the first sample at
+which its condition has held for ``hold_s`` of event time, that is when every sample of the
+cell since the first one that satisfied it satisfied it too; ``hold_s: 0`` raises at that
+first sample. It clears at the first sample that no longer satisfies it. A sample without
+the field is ignored by the alarm: bath temperature comes less often than voltage, and its
+absence says nothing about the limit. Each cell's samples are taken in time order and the
+state per (rule, cell) is when the condition started to hold and whether the alarm is
+raised, so batches, restarts and reloads may cut a hold anywhere.
+
+A stale alarm is raised for a cell that sent nothing for ``stale_s`` of event time, judged
+against the newest sample of its potline, so that a replay judges like live and a slow
+consumer raises nothing spurious. A potline that falls silent as a whole (broker down)
+advances no time and raises nothing: the self-metrics show that case. A cell is known once
+it sent a sample. Samples are taken in arrival order, because silence is about what reached
+cellmon, and that order is the same however the stream is cut into batches. The raise is
+stamped at the instant the cell became stale (its last sample + ``stale_s``, value
+``stale_s``); the clear at its next sample, with the seconds it was silent as the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from processors.model import Batch, FieldValue, Point, SampleBatch
+
+NS = 1_000_000_000
+NEVER = int(np.iinfo(np.int64).min)
+RAISED, CLEARED = "raised", "cleared"
+MEASUREMENT = "alarm"
+COLUMNS = {"cell_voltage_v": "voltage_v", "line_current_ka": "current_ka"}
+"""Contract fields that a ``SampleBatch`` keeps as columns rather than in ``extra``."""
+
+
+class AlarmRule(Protocol):
+    """What the processor reads of an ``alarms`` rule (``collector.config.AlarmRule``)."""
+
+    @property
+    def name(self) -> str:
+        """The ``rule`` tag."""
+        ...
+
+    @property
+    def severity(self) -> str:
+        """The ``severity`` tag."""
+        ...
+
+    @property
+    def field(self) -> str | None:
+        """The watched field; None for a stale alarm."""
+        ...
+
+    @property
+    def above(self) -> float | None:
+        """Raised above this value."""
+        ...
+
+    @property
+    def below(self) -> float | None:
+        """Raised below this value."""
+        ...
+
+    @property
+    def outside(self) -> Sequence[float] | None:
+        """Raised outside this [low, high] band."""
+        ...
+
+    @property
+    def hold_s(self) -> float:
+        """How long the condition must hold first."""
+        ...
+
+    @property
+    def stale_s(self) -> float | None:
+        """For a stale alarm: the silence that raises it."""
+        ...
+
+    @property
+    def potlines(self) -> Sequence[str] | None:
+        """Only these potlines; None for all."""
+        ...
+
+    @property
+    def cells(self) -> Sequence[str] | None:
+        """Only these cells (the ``cell`` tag); None for all."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Alarm:
+    """A rule compiled: its condition as a function of a value column."""
+
+    name: str
+    severity: str
+    field: str
+    condition: Callable[[np.ndarray], np.ndarray] | None
+    hold_ns: int
+    stale_s: float
+    potlines: frozenset[str] | None
+    cells: frozenset[str] | None
+
+    @classmethod
+    def of(cls, rule: AlarmRule) -> _Alarm:
+        return cls(
+            rule.name,
+            rule.severity,
+            rule.field or "",
+            None if rule.stale_s is not None else _condition(rule),
+            int(rule.hold_s * NS),
+            rule.stale_s or 0.0,
+            None if rule.potlines is None else frozenset(rule.potlines),
+            None if rule.cells is None else frozenset(rule.cells),
+        )
+
+    def applies(self, potline: str, cell: str) -> bool:
+        """Whether the rule watches this cell."""
+        return (self.potlines is None or potline in self.potlines) and (
+            self.cells is None or cell in self.cells
+        )
+
+    def scope(self, cells: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Which of the cells the rule watches."""
+        return np.array([self.applies(potline, cell) for potline, cell in cells], dtype=bool)
+
+    def point(self, where: tuple[str, str], state: str, value: float, time_ns: int) -> Point:
+        tags = (
+            ("potline", where[0]),
+            ("cell", where[1]),
+            ("rule", self.name),
+            ("severity", self.severity),
+        )
+        fields: dict[str, FieldValue] = {"state": state, "value": float(value)}
+        return Point(MEASUREMENT, tags, fields, int(time_ns))
+
+
+def _condition(rule: AlarmRule) -> Callable[[np.ndarray], np.ndarray]:
+    above, below, band = rule.above, rule.below, rule.outside
+    if above is not None:
+        return lambda v: v > above
+    if below is not None:
+        return lambda v: v < below
+    if band is None:
+        raise ValueError(f"alarm {rule.name!r} has no limit and no stale_s")
+    low, high = band
+    return lambda v: (v < low) | (v > high)
+
+
+class AlarmProcessor:
+    """Raises and clears alarms; writes each transition as an ``alarm`` point.
+
+    State: ``{"last": {"potline/cell": ts_ns}, "alarms": {rule: {"potline/cell": [since_ns
+    or None, raised]}}}``; a (rule, cell) with no condition holding has no entry. The
+    entries of a rule that is no longer configured are dropped.
+    """
+
+    name = "alarms"
+
+    def __init__(self, rules: Sequence[AlarmRule]) -> None:
+        """Compile the rules once."""
+        alarms = [_Alarm.of(rule) for rule in rules]
+        self._limits = [(a, a.condition) for a in alarms if a.condition is not None]
+        self._stale = [a for a in alarms if a.condition is None]
+        self._names = [a.name for a in alarms]
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        """The transitions of this batch in time order; derived fields are read from ``extra``."""
+        state = state or {}
+        last = dict(state.get("last", {}))
+        previous = state.get("alarms", {})
+        alarms = {name: dict(previous.get(name, {})) for name in self._names}
+        sb = batch.samples
+        points: list[Point] = []
+        if len(sb):
+            keys = [f"{potline}/{cell}" for potline, cell in sb.cells]
+            columns: dict[str, np.ndarray] = {}
+            for alarm, condition in self._limits:
+                if alarm.field not in columns:
+                    columns[alarm.field] = _column(sb, alarm.field)
+                values = columns[alarm.field]
+                points += _limit(alarm, condition, sb, keys, values, alarms[alarm.name])
+            if self._stale:
+                points += _Silence(sb, keys, last).points(self._stale, alarms)
+            else:
+                _advance(last, sb, keys)
+        points.sort(key=lambda p: p.time_ns)  # in the order they happened, for a notifier
+        return {"last": last, "alarms": alarms}, points
+
+
+def _column(sb: SampleBatch, field: str) -> np.ndarray:
+    if field in COLUMNS:
+        return np.asarray(getattr(sb, COLUMNS[field]), dtype=np.float64)
+    values = (e.get(field, np.nan) if e else np.nan for e in sb.extra)
+    return np.fromiter(values, dtype=np.float64, count=len(sb))
+
+
+def _limit(
+    alarm: _Alarm,
+    condition: Callable[[np.ndarray], np.ndarray],
+    sb: SampleBatch,
+    keys: list[str],
+    values: np.ndarray,
+    entries: dict[str, Any],
+) -> list[Point]:
+    """Transitions of one limit alarm; updates its ``entries`` (rule state per cell).
+
+    Only the cells with the condition true somewhere in the batch, or holding from before,
+    are walked: in a healthy potline that is none of them.
+    """
+    rows = np.flatnonzero(alarm.scope(sb.cells)[sb.cell_id] & ~np.isnan(values))
+    if not len(rows):
+        return []
+    rows = rows[np.lexsort((sb.ts_ns[rows], sb.cell_id[rows]))]
+    code, t, v = sb.cell_id[rows], sb.ts_ns[rows], values[rows]
+    holds = condition(v)
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)
+    busy = np.logical_or.reduceat(holds, starts) | open_before
+    points = []
+    for lo, hi in zip(starts[busy].tolist(), ends[busy].tolist(), strict=True):
+        c = int(code[lo])
+        since, raised = entries.pop(keys[c], (None, False))
+        since, raised, events = _transitions(t[lo:hi], holds[lo:hi], since, raised, alarm.hold_ns)
+        points += [alarm.point(sb.cells[c], s, v[lo + k], t[lo + k]) for s, k in events]
+        if since is not None:
+            entries[keys[c]] = [since, raised]
+    return points
+
+
+def _transitions(
+    t: np.ndarray, holds: np.ndarray, since: int | None, raised: bool, hold_ns: int
+) -> tuple[int | None, bool, list[tuple[str, int]]]:
+    """Walk one cell's samples, in time order, run by run of the condition holding.
+
+    ``since`` is when the condition started to hold (None: it does not hold), from the state
+    before these samples. Returns the state after them and the (state, index) transitions.
+    """
+    events: list[tuple[str, int]] = []
+    if since is not None and not holds[0]:
+        if raised:
+            events.append((CLEARED, 0))
+        since, raised = None, False
+    edges = np.flatnonzero(np.diff(np.r_[0, holds.astype(np.int8), 0])).tolist()
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if since is None or start > 0:
+            since, raised = int(t[start]), False
+        if not raised:
+            k = start + int(np.searchsorted(t[start:end], since + hold_ns))
+            if k < end:
+                events.append((RAISED, k))
+                raised = True
+        if end < len(holds):
+            if raised:
+                events.append((CLEARED, end))
+            since, raised = None, False
+    return since, raised, events
+
+
+class _Silence:
+    """Each sample's view of its cell's and its potline's past, in arrival order.
+
+    ``previous[i]`` is the newest earlier sample of row i's cell and ``newest[i]`` that of
+    its potline (``NEVER`` for none); ``last`` is updated to the end of the batch.
+    """
+
+    def __init__(self, sb: SampleBatch, keys: list[str], last: dict[str, int]) -> None:
+        self.sb, self.keys, self.last = sb, keys, last
+        potlines = sorted({potline for potline, _ in sb.cells})
+        code = {potline: k for k, potline in enumerate(potlines)}
+        cell_potline = np.array([code[potline] for potline, _ in sb.cells], dtype=np.int64)
+        known = _newest_by_potline(last)
+        cell_prior = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+        potline_prior = np.array([known.get(p, NEVER) for p in potlines], dtype=np.int64)
+        self.previous = _running_before(sb.cell_id, sb.ts_ns, cell_prior)
+        self.newest = _running_before(cell_potline[sb.cell_id], sb.ts_ns, potline_prior)
+        self.first = np.zeros(len(sb), dtype=bool)
+        self.first[np.unique(sb.cell_id, return_index=True)[1]] = True
+        _advance(last, sb, keys)
+
+    def points(self, rules: list[_Alarm], alarms: dict[str, dict[str, Any]]) -> list[Point]:
+        """The transitions of the stale rules; updates their entries in ``alarms``."""
+        points: list[Point] = []
+        for alarm in rules:
+            points += self._within(alarm, alarms[alarm.name])
+            points += self._at_end(alarm, alarms[alarm.name])
+        return points
+
+    def _within(self, alarm: _Alarm, entries: dict[str, Any]) -> list[Point]:
+        """A cell's sample clears its stale alarm, raised before it or in this batch."""
+        sb, stale_ns = self.sb, int(alarm.stale_s * NS)
+        was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
+        was_raised &= self.first
+        seen = self.previous != NEVER
+        gap = self.newest - np.where(seen, self.previous, self.newest)
+        stale = alarm.scope(sb.cells)[sb.cell_id] & seen & (gap >= stale_ns)
+        points = []
+        for i in np.flatnonzero(stale | was_raised).tolist():
+            where, before = sb.cells[sb.cell_id[i]], int(self.previous[i])
+            if not was_raised[i]:
+                points.append(alarm.point(where, RAISED, alarm.stale_s, before + stale_ns))
+            points.append(alarm.point(where, CLEARED, (sb.ts_ns[i] - before) / NS, sb.ts_ns[i]))
+        for c in np.unique(sb.cell_id).tolist():
+            entries.pop(self.keys[c], None)
+        return points
+
+    def _at_end(self, alarm: _Alarm, entries: dict[str, Any]) -> list[Point]:
+        """Every known cell that is silent for ``stale_s`` at the end of the batch."""
+        stale_ns = int(alarm.stale_s * NS)
+        newest = _newest_by_potline(self.last)
+        points = []
+        for key, ts in self.last.items():
+            potline, cell = key.split("/", 1)
+            if key in entries or newest[potline] - ts < stale_ns:
+                continue
+            if alarm.applies(potline, cell):
+                points.append(alarm.point((potline, cell), RAISED, alarm.stale_s, ts + stale_ns))
+                entries[key] = [None, True]
+        return points
+
+
+def _advance(last: dict[str, int], sb: SampleBatch, keys: list[str]) -> None:
+    """Move each cell's newest sample time in ``last`` to the end of the batch."""
+    newest = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+    np.maximum.at(newest, sb.cell_id, sb.ts_ns)
+    last.update((keys[c], int(newest[c])) for c in np.unique(sb.cell_id).tolist())
+
+
+def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Per row, the newest ``ts`` of the earlier rows of its group, or the group's prior."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    running = pd.Series(np.maximum(ts[order], prior[g])).groupby(g).cummax().to_numpy()
+    before = np.empty(len(g), dtype=np.int64)
+    before[1:] = running[:-1]
+    starts = np.r_[True, g[1:] != g[:-1]]
+    before[starts] = prior[g[starts]]
+    out = np.empty_like(before)
+    out[order] = before
+    return out
+
+
+def _newest_by_potline(last: dict[str, int]) -> dict[str, int]:
+    newest: dict[str, int] = {}
+    for key, ts in last.items():
+        potline = key.split("/", 1)[0]
+        newest[potline] = max(newest.get(potline, ts), ts)
+    return newest
