@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from collector.config import Config, ConfigError, load_config
 from collector.locks import Busy
@@ -22,7 +23,11 @@ log = logging.getLogger("cellmon")
 SWITCH_INTERVAL_S = 0.0002
 
 
-def _load(path: str) -> Config:
+def load_or_exit(path: str | Path) -> Config:
+    """The config, or every issue on stderr as ``file:line: key: message`` and exit 2.
+
+    Shared by every command, so they all refuse a bad config the same way.
+    """
     try:
         return load_config(path)
     except ConfigError as err:
@@ -37,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        service = Service(_load(args.config), log_level=args.log_level.upper())
+        service = Service(load_or_exit(args.config), log_level=args.log_level.upper())
     except Busy as err:
         print(f"cellmon: another cellmon runs on this state directory ({err})", file=sys.stderr)
         return 2
@@ -56,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration and rules; each error as ``file:line: key: message``."""
-    cfg = _load(args.config)
+    cfg = load_or_exit(args.config)
     inputs = ", ".join(r.topic for r in cfg.rules.inputs)
     potlines = ", ".join(p.id for p in cfg.plant.potlines)
     print(f"{args.config}: OK (potlines: {potlines}; inputs: {inputs})")

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from collector import journal, locks
-from collector.config import Config, ConfigError, load_config
+from collector.cli import load_or_exit
+from collector.config import Config
 from collector.deadletter import DeadLetters
 from collector.decode import Decoded
 from collector.service import DEAD_LETTER_FILE, SERVICE_LOCK, decoder
@@ -50,11 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay the file; exit 0 when everything read was processed and written."""
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
+    cfg = load_or_exit(args.config)
     state = args.state_dir or Path(f"{cfg.state_dir}-replay")
     cfg = cfg.model_copy(update={"state_dir": str(state)})
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import sys
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import urllib3
 
-from collector.config import Config, ConfigError, load_config
+from collector.cli import load_or_exit
+from collector.config import Config
 
 NS = 1_000_000_000
 WIDTH, HEIGHT, PAD = 640, 220, 36
@@ -47,11 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Query, draw, write."""
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
+    cfg = load_or_exit(args.config)
     zone = ZoneInfo(cfg.plant.timezone)
     t0 = int(datetime.combine(args.start, time(0), zone).timestamp()) * NS
     t1 = int(datetime.combine(args.end, time(23, 59, 59), zone).timestamp()) * NS
