@@ -39,12 +39,17 @@ def write_config(
     metrics_interval_s: float = 1,
     sink_options: str = "",
     extra: str = "",
+    rules: str = DEFAULT_RULES,
 ) -> Path:
-    """A complete config for one test, with its own client id and state directory."""
+    """A complete config for one test, with its own client id, state directory and rules.
+
+    ``rules`` is the text of ``rules/default.yaml``: only the contract's inputs by default,
+    so that a test sees the points it asks for and no alarms or derived fields.
+    """
     client_id = client_id or f"cellmon-test-{uuid4().hex[:8]}"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "rules").mkdir(exist_ok=True)
-    (directory / "rules" / "default.yaml").write_text(DEFAULT_RULES)
+    (directory / "rules" / "default.yaml").write_text(rules)
     path = directory / "cellmon.yaml"
     path.write_text(
         f"""\
