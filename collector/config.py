@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from collector.mapping import TS_UNITS, UNITS, InputMapping, compile_mapping
 from collector.yamlsource import ConfigError, ConfigIssue, KeyPath, YamlDoc, dotted, load_yaml
 from processors.expressions import (
     CELL_CONSTANTS,
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "DerivedRule",
+    "FieldSource",
     "InfluxConfig",
     "IngestConfig",
     "InputRule",
@@ -343,18 +345,115 @@ class PlantConfig(Section):
         return tuple(time(int(s[:2]), int(s[3:])) for s in self.shifts)
 
 
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+RAW_FIELDS = ("ts", "time", "voltage_v", "current_ka")
+"""Keys the raw ``cell`` measurement or the payload already use, beside ``SAMPLE_FIELDS``."""
+SOURCE_KEY = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+
+
+def _source_key(value: str) -> str:
+    if not SOURCE_KEY.fullmatch(value):
+        raise ValueError(
+            "must be a payload key, or a path of keys separated by '.' (e.g. 'meas.U_mV'), "
+            f"without spaces, got {value!r}"
+        )
+    return value
+
+
+def _key_shorthand(value: Any) -> Any:
+    """``cell_voltage_v: U`` is short for ``cell_voltage_v: {key: U}``."""
+    return {"key": value} if isinstance(value, str) else value
+
+
+SourceKey = Annotated[str, AfterValidator(_source_key)]
+
+
+class FieldSource(Section):
+    """Where a contract field is in a controller's objects, and in what unit."""
+
+    key: SourceKey
+    unit: str | None = None
+    scale: float | None = None
+    offset: float | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, scale: float | None) -> float | None:
+        if scale == 0:
+            raise ValueError("must not be 0: every value would read 0")
+        return scale
+
+
 class InputRule(Section):
-    """An MQTT subscription: topics matching ``topic`` carry ``kind`` payloads."""
+    """An MQTT subscription: topics matching ``topic`` carry ``kind`` payloads, laid out so."""
 
     name: NonEmpty
     topic: TopicTemplate
     kind: Literal["telemetry", "event"]
     qos: Literal[0, 1, 2] = 1
+    path: SourceKey | None = None
+    fields: dict[str, Annotated[FieldSource, BeforeValidator(_key_shorthand)]] = {}
+    types: dict[str, NonEmpty] = {}
+
+    @model_validator(mode="after")
+    def _layout(self) -> InputRule:
+        problems = _layout_problems(self)
+        if problems:
+            _fail(problems, self)
+        return self
+
+    def mapping(self) -> InputMapping | None:
+        """The compiled layout, None for the contract's own."""
+        fields = {t: (f.key, f.unit, f.scale, f.offset) for t, f in self.fields.items()}
+        return compile_mapping(path=self.path, fields=fields, types=self.types)
 
 
-FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-RAW_FIELDS = ("ts", "time", "voltage_v", "current_ka")
-"""Keys the raw ``cell`` measurement or the payload already use, beside ``SAMPLE_FIELDS``."""
+def _layout_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
+    """Each mapped field is one the kind has, read from a key of its own, in a known unit."""
+    problems: list[tuple[KeyPath, str]] = []
+    known = ("ts", *SAMPLE_FIELDS) if rule.kind == "telemetry" else ("ts", "type")
+    sources: dict[str, str] = {}
+    for target, source in rule.fields.items():
+        where: KeyPath = ("fields", target)
+        if target not in known and (not FIELD_NAME.fullmatch(target) or target in RAW_FIELDS):
+            problems.append(
+                (
+                    where,
+                    f"{target!r} is not a field name; {rule.kind} fields: "
+                    f"{', '.join(known)}, or a new name for a pass-through key",
+                )
+            )
+        problems += [((*where, k), m) for k, m in _unit_problems(target, source)]
+        if source.key in sources:
+            message = f"key {source.key!r} already feeds {sources[source.key]!r}"
+            problems.append(((*where, "key"), message))
+        sources[source.key] = target
+    if rule.types and rule.kind != "event":
+        problems.append((("types",), "types name event types: only for kind: event"))
+    return problems
+
+
+def _unit_problems(target: str, source: FieldSource) -> list[tuple[str, str]]:
+    scaled = source.scale is not None or source.offset is not None
+    if target in ("ts", "type") and scaled:
+        return [
+            ("scale", f"{target} is not scaled" + ("; give its unit" if target == "ts" else ""))
+        ]
+    if source.unit is None:
+        return []
+    if scaled:
+        return [("unit", "give a unit or scale/offset, not both")]
+    units = list(TS_UNITS) if target == "ts" else list(UNITS.get(target, ()))
+    if not units:
+        return [("unit", f"no units are known for {target!r}: use scale and offset")]
+    if source.unit not in units:
+        same = [u for u in units if u.lower() == source.unit.lower()]
+        close = same or difflib.get_close_matches(source.unit, units, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return [
+            ("unit", f"unknown unit {source.unit!r} for {target}: one of {', '.join(units)}{hint}")
+        ]
+    return []
 
 
 def _field_name(value: str) -> str:

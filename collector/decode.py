@@ -119,6 +119,12 @@ class Decoder:
             doc = _lenient_json(topic, payload, err, out)
             if doc is None:
                 return
+        if route.mapping is not None:
+            try:
+                doc = route.mapping.locate(doc)
+            except Invalid as bad:
+                out.rejections.append(Rejection(topic, bad.reason, bad.detail, payload))
+                return
         if type(doc) is list:
             for obj in doc:
                 self._one(route, topic, obj, now_ns, out, single=False, payload=payload)
@@ -146,15 +152,17 @@ class Decoder:
         try:
             if type(obj) is not dict:
                 raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
-            ts_ns = parse_ts(obj["ts"]) if "ts" in obj else _missing("ts")
+            fields = obj if route.mapping is None else route.mapping.apply(obj)
+            ts_ns = parse_ts(fields["ts"]) if "ts" in fields else _missing("ts")
             self._check_time(ts_ns, now_ns)
             if route.kind == "telemetry":
-                out.samples.append(self._telemetry(route, obj, ts_ns))
+                out.samples.append(self._telemetry(route, fields, ts_ns))
             else:
-                out.events.append(_event(route, obj, ts_ns))
+                out.events.append(_event(route, fields, ts_ns))
         except Invalid as bad:
             raw = payload if single else _dump(obj)
-            out.rejections.append(Rejection(topic, bad.reason, bad.detail, raw))
+            detail = bad.detail if route.mapping is None else route.mapping.relabel(bad.detail)
+            out.rejections.append(Rejection(topic, bad.reason, detail, raw))
 
     def _check_time(self, ts_ns: int, now_ns: int) -> None:
         if ts_ns > now_ns + self._future_ns:

@@ -7,6 +7,10 @@ once per topic string, not once per message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.mapping import InputMapping
 
 LEVEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 MAX_LEVEL_LEN = 32
@@ -15,11 +19,12 @@ CACHE_LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a topic leads: the input kind and the cell it names."""
+    """Where a topic leads: the input kind, the cell it names and its payload layout."""
 
     kind: str
     potline: str
     cell: str
+    mapping: InputMapping | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class TopicTemplate:
     kind: str
     levels: tuple[str, ...]
     qos: int = 1
+    mapping: InputMapping | None = None
 
     @property
     def subscription(self) -> str:
@@ -49,16 +55,18 @@ class TopicTemplate:
                 return None
         if not (_valid_level(potline) and _valid_level(cell)):
             return None
-        return Route(self.kind, potline, cell)
+        return Route(self.kind, potline, cell, self.mapping)
 
 
 def _valid_level(level: str) -> bool:
     return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
 
 
-def compile_template(template: str, kind: str, qos: int = 1) -> TopicTemplate:
+def compile_template(
+    template: str, kind: str, qos: int = 1, mapping: InputMapping | None = None
+) -> TopicTemplate:
     """Compile a topic template; its validity is checked by the config loader."""
-    return TopicTemplate(kind=kind, levels=tuple(template.split("/")), qos=qos)
+    return TopicTemplate(kind=kind, levels=tuple(template.split("/")), qos=qos, mapping=mapping)
 
 
 class TopicRouter:

@@ -584,6 +584,14 @@ plant:
 
 # Errors in the rules files point to the rules file and its line.
 
+MAPPED = """\
+inputs:
+  - name: pots
+    topic: plant/{{potline}}/{{cell}}/data
+    kind: telemetry
+    fields:
+{fields}"""
+
 RULES_ERRORS = [
     (
         "topic-without-cell",
@@ -688,6 +696,63 @@ inputs:
         "yml-file-is-not-read",
         {"default.yaml": RULES, "alarms.yml": "inputs: []\n"},
         "rules/alarms.yml:0: file: not read: rules files end in .yaml",
+    ),
+    (
+        "mapping-unknown-unit",
+        {"default.yaml": MAPPED.format(fields="      cell_voltage_v: {key: U, unit: mv}\n")},
+        "rules/default.yaml:6: inputs[0].fields.cell_voltage_v.unit: unknown unit 'mv' for "
+        "cell_voltage_v: one of V, mV; did you mean 'mV'?",
+    ),
+    (
+        "mapping-unit-of-unknown-field",
+        {"default.yaml": MAPPED.format(fields="      pressure_kpa: {key: p, unit: bar}\n")},
+        "rules/default.yaml:6: inputs[0].fields.pressure_kpa.unit: no units are known for "
+        "'pressure_kpa': use scale and offset",
+    ),
+    (
+        "mapping-unit-and-scale",
+        {
+            "default.yaml": MAPPED.format(
+                fields="      line_current_ka: {key: I, unit: A, scale: 2}\n"
+            )
+        },
+        "rules/default.yaml:6: inputs[0].fields.line_current_ka.unit: give a unit or "
+        "scale/offset, not both",
+    ),
+    (
+        "mapping-scaled-ts",
+        {"default.yaml": MAPPED.format(fields="      ts: {key: t, scale: 1000}\n")},
+        "rules/default.yaml:6: inputs[0].fields.ts.scale: ts is not scaled; give its unit",
+    ),
+    (
+        "mapping-one-key-two-fields",
+        {"default.yaml": MAPPED.format(fields="      cell_voltage_v: U\n      bath_temp_c: U\n")},
+        "rules/default.yaml:7: inputs[0].fields.bath_temp_c.key: key 'U' already feeds "
+        "'cell_voltage_v'",
+    ),
+    (
+        "mapping-bad-target",
+        {"default.yaml": MAPPED.format(fields="      voltage_v: U\n")},
+        "rules/default.yaml:6: inputs[0].fields.voltage_v: 'voltage_v' is not a field name; "
+        "telemetry fields: ts, cell_voltage_v, line_current_ka, bath_temp_c, noise_uohm, "
+        "or a new name for a pass-through key",
+    ),
+    (
+        "mapping-zero-scale",
+        {"default.yaml": MAPPED.format(fields="      noise_uohm: {key: n, scale: 0}\n")},
+        "rules/default.yaml:6: inputs[0].fields.noise_uohm.scale: must not be 0: every value "
+        "would read 0",
+    ),
+    (
+        "mapping-key-with-space",
+        {"default.yaml": MAPPED.format(fields="      cell_voltage_v: cell voltage\n")},
+        "rules/default.yaml:6: inputs[0].fields.cell_voltage_v.key: must be a payload key, or a "
+        "path of keys separated by '.' (e.g. 'meas.U_mV'), without spaces, got 'cell voltage'",
+    ),
+    (
+        "mapping-types-on-telemetry",
+        {"default.yaml": MAPPED.format(fields="      ts: t\n") + "    types: {AC: anode_change}\n"},
+        "rules/default.yaml:7: inputs[0].types: types name event types: only for kind: event",
     ),
     (
         "rules-syntax-error",
