@@ -37,7 +37,10 @@ def load_or_exit(path: str | Path) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0."""
+    """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
+
+    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.reload``).
+    """
     from collector.service import Service
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -46,16 +49,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Busy as err:
         print(f"cellmon: another cellmon runs on this state directory ({err})", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    stop, hangup = threading.Event(), threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
     service.start()
     log.info("running; state in %s", service.cfg.state_path)
-    while not stop.wait(1.0):
+    while not stop.wait(0.5):
         if not service.worker_alive():
             log.error("the worker process died; stopping (restart the service)")
             service.stop()
             return 1
+        force = hangup.is_set()
+        hangup.clear()
+        service.check_rules(force=force)
     return service.stop()
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "TlsConfig",
     "check",
     "load_config",
+    "load_rules",
     "secret",
 ]
 
@@ -663,6 +664,7 @@ class ConfigFile(Section):
     sink: SinkConfig = SinkConfig()
     state_dir: NonEmpty = "var/cellmon"
     metrics_interval_s: Positive = 10.0
+    rules_check_s: NonNegative = 2.0
     instance: NonEmpty | None = None
     plant: PlantConfig
     targets: Targets = Targets()
@@ -723,6 +725,14 @@ def load_config(path: str | Path) -> Config:
     if settings is None or rules is None or issues:
         raise ConfigError(issues)
     return Config(**dict(settings), source=source, rules=rules)
+
+
+def load_rules(config_path: str | Path) -> Rules:
+    """The rules beside a config file, or ``ConfigError`` with every issue (for a reload)."""
+    rules, issues = _load_rules(Path(config_path).parent / RULES_DIR)
+    if rules is None or issues:
+        raise ConfigError(issues)
+    return rules
 
 
 def check(path: str | Path) -> list[ConfigIssue]:

@@ -63,12 +63,31 @@ class Engine:
         self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
         self._prefixes: dict[int, str] = {}
-        derivers = [p for p in self.processors if hasattr(p, "derive")]
-        self._derive = derivers[0].derive if derivers else None
+        self._derive = _deriver(self.processors)
         self._next_checkpoint_ns = 0
+        self._replacements: list[Processor] = []
+        self._lock = threading.Lock()
+
+    def replace(self, processors: Sequence[Processor]) -> None:
+        """Put these processors in place of those of the same names, from the next batch on.
+
+        For a rules reload, from any thread: each keeps the state its predecessor left, and
+        the other processors (the KPIs) are untouched.
+        """
+        with self._lock:
+            self._replacements = list(processors)
+
+    def _swap(self) -> None:
+        with self._lock:
+            new, self._replacements = {p.name: p for p in self._replacements}, []
+        if new:
+            self.processors = [new.get(p.name, p) for p in self.processors]
+            self._derive = _deriver(self.processors)
+            log.info("processors replaced: %s", ", ".join(new))
 
     def step(self) -> int:
         """Process one batch; returns the number of inbox rows consumed (0: nothing new)."""
+        self._swap()
         now = self._clock()
         rows = self.store.read(self._position, self.batch_rows)
         extra_points: list[Point] = []
@@ -229,3 +248,9 @@ class Engine:
             if stop.is_set():
                 return
             stop.wait(POLL_S)
+
+
+def _deriver(processors: Sequence[Processor]) -> Callable[[SampleBatch], SampleBatch] | None:
+    """The first processor with a ``derive`` method adds its fields to the raw points."""
+    derivers = [p for p in processors if hasattr(p, "derive")]
+    return derivers[0].derive if derivers else None

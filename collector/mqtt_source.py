@@ -86,6 +86,7 @@ class MqttSource:
         self._pending: list[tuple[int, int]] = []
         self._messages = 0
         self._stopping = threading.Event()
+        self._next: tuple[list[TopicTemplate], Decoder] | None = None
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
         self.client = self._make_client()
@@ -118,6 +119,29 @@ class MqttSource:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def reconfigure(self, templates: Sequence[TopicTemplate], decoder: Decoder) -> None:
+        """Switch to new input rules between two messages (from any thread).
+
+        What was decoded with the old rules is committed first, so each message is decoded
+        once, by the rules in force when it arrived.
+        """
+        self._next = (list(templates), decoder)
+
+    def _switch(self) -> None:
+        if self._next is None:
+            return
+        self._flush()
+        templates, self.decoder = self._next
+        self._next = None
+        old = {t.subscription for t in self.templates}
+        new = {t.subscription: t.qos for t in templates}
+        self.templates = templates
+        gone = sorted(old - set(new))
+        if gone:
+            self.client.unsubscribe(gone)
+        self.client.subscribe([(f, q) for f, q in new.items()])
+        log.info("inputs switched: subscribed to %s", ", ".join(sorted(new)))
 
     # paho callbacks (run in this source's thread, inside client.loop)
 
@@ -196,6 +220,7 @@ class MqttSource:
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._messages == before:
                     self._flush()
+                    self._switch()
                     rc = client.loop(self.ack_interval_s)
                 elif len(self._pending) >= self.ack_batch:
                     self._flush()
@@ -205,6 +230,7 @@ class MqttSource:
             if time.monotonic() >= next_misc:
                 next_misc = time.monotonic() + MISC_EVERY_S
                 client.loop_misc()  # keepalive pings while data never stops
+                self._switch()  # rules reloaded while data never stops
 
     def _acknowledge(self) -> None:
         """Send the PUBACKs of the pending messages, in one write when we can.

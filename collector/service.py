@@ -17,6 +17,7 @@ from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
 from collector.metrics import Metrics
 from collector.mqtt_source import Connection, MqttSource
+from collector.reload import RulesWatcher
 from collector.topics import TopicRouter, TopicTemplate, compile_template
 from collector.worker import REJECTED_FILE, run_worker
 
@@ -89,10 +90,11 @@ class Service:
             ack_interval_ms=cfg.ingest.ack_interval_ms,
         )
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        self._finish = ctx.Event()
+        self._finish, self._reload = ctx.Event(), ctx.Event()
+        self.rules = RulesWatcher(cfg)
         self._worker = ctx.Process(
             target=run_worker,
-            args=(cfg, self._finish, log_level, shutdown_grace_s),
+            args=(cfg, self._finish, self._reload, log_level, shutdown_grace_s),
             name="cellmon-worker",
         )
 
@@ -111,6 +113,13 @@ class Service:
         log.info("stopped: %s", self.metrics)
         self._lock.close()
         return self._worker.exitcode or 0
+
+    def check_rules(self, *, force: bool = False) -> None:
+        """Reload the rules if they changed (or ``force``: SIGHUP) and are valid."""
+        cfg = self.rules.poll(force=force)
+        if cfg is not None:
+            self.source.reconfigure(templates(cfg), decoder(cfg))
+            self._reload.set()
 
     def worker_alive(self) -> bool:
         """False once the worker died (the service should then be restarted)."""

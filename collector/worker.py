@@ -14,7 +14,7 @@ import threading
 from multiprocessing.synchronize import Event as ProcessEvent
 
 from collector import journal, locks
-from collector.config import Config
+from collector.config import Config, ConfigError, load_rules
 from collector.drain import Drain
 from collector.engine import Engine
 from collector.sinks import SINKS, Sink
@@ -110,6 +110,14 @@ def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
     return constants
 
 
+def rule_processors(cfg: Config) -> list[Processor]:
+    """The processors the rules files configure: rebuilt when the rules are reloaded."""
+    return [
+        DerivedProcessor(cfg.rules.derived, rule_constants(cfg)),
+        AlarmProcessor(cfg.rules.alarms),
+    ]
+
+
 def build_processors(cfg: Config) -> list[Processor]:
     """The processors, in the order they see each batch: the one place to register one.
 
@@ -117,8 +125,7 @@ def build_processors(cfg: Config) -> list[Processor]:
     ``derive`` method also adds its fields to the raw ``cell`` points (see Engine).
     """
     return [
-        DerivedProcessor(cfg.rules.derived, rule_constants(cfg)),
-        AlarmProcessor(cfg.rules.alarms),
+        *rule_processors(cfg),
         EventPoints(),
         SecProcessor(sec_settings(cfg)),
         AnodeCycleProcessor(anode_settings(cfg)),
@@ -168,10 +175,23 @@ def build_drain(cfg: Config) -> Drain:
     )
 
 
-def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float) -> None:
+def _reload(cfg: Config, engine: Engine) -> None:
+    """Rebuild the rules processors from the files, which the MQTT process found valid."""
+    try:
+        rules = load_rules(cfg.source)
+    except ConfigError as err:  # changed again since: the MQTT process reports it
+        log.warning("rules changed while reloading; keeping these (%s)", err.issues[0])
+        return
+    engine.replace(rule_processors(cfg.model_copy(update={"rules": rules})))
+
+
+def run_worker(
+    cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str, grace_s: float
+) -> None:
     """Process and write until ``finish`` is set, then finish the rest and return.
 
-    ``finish`` means the MQTT side has committed its last message.
+    ``finish`` means the MQTT side has committed its last message; ``reload`` that it found
+    new valid rules, which the worker loads for itself.
 
     Signals are the MQTT process's business: it decides when the worker finishes, so a
     Ctrl-C or a SIGTERM sent to the whole process group cannot cut the worker short.
@@ -196,6 +216,9 @@ def run_worker(cfg: Config, finish: ProcessEvent, log_level: str, grace_s: float
         if os.getppid() != parent:
             log.error("the MQTT process is gone; finishing what was received")
             break
+        if reload.is_set():
+            reload.clear()
+            _reload(cfg, engine)
     engine_stop.set()
     threads[0].join()
     drain_finishing.set()

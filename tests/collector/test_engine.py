@@ -57,3 +57,44 @@ def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -
     stop.set()
     engine.run(stop)  # returns after a few tries instead of retrying for ever
     assert store.position() == 0  # nothing was marked processed: the next start redoes it
+
+
+class Doubling:
+    """Adds ``twice`` = 2 × voltage to the raw points; counts batches in its state."""
+
+    name = "derived"
+    factor = 2.0
+
+    def derive(self, sb: Any) -> Any:
+        volts = sb.voltage_v.tolist()
+        extra = [
+            {**(e or {}), "twice": self.factor * v} for e, v in zip(sb.extra, volts, strict=True)
+        ]
+        return type(sb)(sb.cells, sb.cell_id, sb.ts_ns, sb.voltage_v, sb.current_ka, extra)
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        return (state or 0) + 1, []
+
+
+class Tripling(Doubling):
+    factor = 3.0
+
+
+def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
+    tmp_path: Path,
+) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    counting = Counting()
+    engine = Engine(store, [Doubling(), counting], instance="test")
+    inbox.append([("P1", "C1", T, 4.0, 300.0, None)], [], {})
+    engine.step()
+    engine.replace([Tripling()])
+    inbox.append([("P1", "C1", T + 1, 5.0, 300.0, None)], [], {})
+    engine.step()
+    assert engine.processors[1] is counting
+    assert store.load_state("derived") == 2  # the new one went on from the old one's state
+    assert store.load_state("counting") == 2
+    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    assert b"twice=8" in body  # 2 × 4.0 before the swap
+    assert b"twice=15" in body  # 3 × 5.0 after it

@@ -180,8 +180,7 @@ def databases(
 def points(influx: InfluxV1, db: str, measurement: str) -> dict[tuple, dict]:
     rows = influx.query(f"SELECT * FROM {measurement} GROUP BY *", db)
     return {
-        (*sorted((k, v) for k, v in r.items() if isinstance(v, str)), r["time"]): r
-        for r in rows
+        (*sorted((k, v) for k, v in r.items() if isinstance(v, str)), r["time"]): r for r in rows
     }
 
 
