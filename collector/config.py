@@ -45,6 +45,7 @@ from processors.expressions import (
 
 __all__ = [
     "AlarmRule",
+    "AlertsConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -261,6 +262,30 @@ class InfluxConfig(Section):
     token_env: EnvName | None = "INFLUX_TOKEN"
     timeout_s: Positive = 10.0
     gzip: bool = True
+
+
+ALERT_FIELDS = ("{potline}", "{cell}", "{rule}", "{severity}")
+
+
+def _alert_topic(topic: str) -> str:
+    """Alert topics are published to, so every level is literal or one of ALERT_FIELDS."""
+    for level in topic.split("/"):
+        if level in ALERT_FIELDS:
+            continue
+        if not level or any(c in level for c in "+#{}"):
+            raise ValueError(
+                f"{topic!r} has level {level!r}: levels are non-empty, without + or #, and "
+                f"placeholders ({', '.join(ALERT_FIELDS)}) are whole levels"
+            )
+    return topic
+
+
+class AlertsConfig(Section):
+    """Alarm transitions published over MQTT, for a control-room HMI or a pager gateway."""
+
+    topic: Annotated[str, AfterValidator(_alert_topic)] | None = None
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = True
 
 
 class SinkConfig(Section):
@@ -662,6 +687,7 @@ class ConfigFile(Section):
     ingest: IngestConfig = IngestConfig()
     influx: InfluxConfig = InfluxConfig()
     sink: SinkConfig = SinkConfig()
+    alerts: AlertsConfig = AlertsConfig()
     state_dir: NonEmpty = "var/cellmon"
     metrics_interval_s: Positive = 10.0
     rules_check_s: NonNegative = 2.0

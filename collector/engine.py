@@ -19,6 +19,7 @@ import orjson
 from collector.journal import EVENT, KPI, RAW, InboxRow, Store
 from collector.lineproto import encode_points, encode_samples, series_prefix
 from collector.metrics import Metrics
+from processors.alarms import MEASUREMENT as ALARM
 from processors.base import Flushing, Processor
 from processors.model import Batch, Event, Point, SampleBatch
 from processors.ordering import late_mask
@@ -49,11 +50,14 @@ class Engine:
         dedup_window_s: float = 3600.0,
         batch_rows: int = 20_000,
         clock: Callable[[], int] = time.time_ns,
+        alerts: Callable[[Point], tuple[str, bytes]] | None = None,
     ) -> None:
+        """``alerts`` makes the (topic, payload) of an ``alarm`` point; None: no alerts."""
         self.store = store
         self.processors = list(processors)
         self.instance = instance
         self.batch_rows = batch_rows
+        self._alert = alerts
         self._clock = clock
         self._metrics_every_ns = int(metrics_interval_s * 1e9)
         self._next_metrics_ns = clock() + self._metrics_every_ns
@@ -101,12 +105,18 @@ class Engine:
         n_kpi, kpi = encode_points([*kpi_points, *extra_points])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
         counts = {"late": n_late, "processor_errors": failed}
-        self.store.commit(position, states, chunks, now, counts)
+        alerts = self._alerts(kpi_points)
+        self.store.commit(position, states, chunks, now, counts, alerts)
         self._position = position
         self._states.update(states)
         self._newest = states[ORDERING_STATE]
         self._maybe_prune(now)
         return len(rows)
+
+    def _alerts(self, points: list[Point]) -> list[tuple[str, bytes]]:
+        if self._alert is None:
+            return []
+        return [self._alert(p) for p in points if p.measurement == ALARM]
 
     def metrics(self, now_ns: int) -> Metrics:
         """A snapshot of the counters of every stage and of the outbox gauges."""

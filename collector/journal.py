@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
     nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
 )
 _ADD = (
@@ -239,11 +241,13 @@ class Store:
         chunks: Iterable[tuple[int, int, bytes]],
         now_ns: int,
         counts: Mapping[str, int],
+        alerts: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Atomically record the output chunks (kind, lines, body), states and position."""
+        """Atomically record the output chunks (kind, lines, body), alerts, states, position."""
         conn = self._conn
         with transaction(conn):
             add_counters(conn, counts)
+            conn.executemany("INSERT INTO alerts (topic, payload) VALUES (?, ?)", alerts)
             conn.executemany(
                 "INSERT INTO outbox (kind, lines, nbytes, created_ns, body) VALUES (?, ?, ?, ?, ?)",
                 [(k, n, len(b), now_ns, b) for k, n, b in chunks if n],
@@ -357,3 +361,23 @@ class Outbox:
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
             add_counters(conn, {"dropped": dropped})
         return dropped
+
+
+class AlertQueue:
+    """Alerts committed with the points that raised them, deleted once the broker has them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, limit: int) -> list[tuple[int, str, bytes]]:
+        """The oldest (id, topic, payload), in the order they were raised."""
+        return self._conn.execute(
+            "SELECT id, topic, payload FROM alerts ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+
+    def delete_upto(self, last_id: int, published: int) -> None:
+        """Remove what the broker acknowledged, counting it."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM alerts WHERE id <= ?", (last_id,))
+            add_counters(conn, {"alerts_published": published})

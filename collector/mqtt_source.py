@@ -54,6 +54,24 @@ class Connection:
     reconnect_max_s: float = 30.0
 
 
+def paho_client(
+    conn: Connection, client_id: str, *, clean_session: bool, manual_ack: bool = False
+) -> mqtt.Client:
+    """A paho client with the connection's credentials and TLS, not yet connected."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if conn.username is not None:
+        client.username_pw_set(conn.username, conn.password)
+    if conn.tls:  # with no ca_file, the system's CA certificates
+        client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
+    return client
+
+
 class MqttSource:
     """Subscribes to the input templates and feeds the journal's inbox.
 
@@ -92,18 +110,7 @@ class MqttSource:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        c = self.conn
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=c.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
-        if c.username is not None:
-            client.username_pw_set(c.username, c.password)
-        if c.tls:  # with no ca_file, the system's CA certificates
-            client.tls_set(ca_certs=c.ca_file, certfile=c.cert_file, keyfile=c.key_file)
+        client = paho_client(self.conn, self.conn.client_id, clean_session=False, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -16,10 +16,10 @@ from collector.config import Config
 from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
 from collector.metrics import Metrics
-from collector.mqtt_source import Connection, MqttSource
+from collector.mqtt_source import MqttSource
 from collector.reload import RulesWatcher
 from collector.topics import TopicRouter, TopicTemplate, compile_template
-from collector.worker import REJECTED_FILE, run_worker
+from collector.worker import REJECTED_FILE, connection, run_worker
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +45,6 @@ def decoder(cfg: Config) -> Decoder:
         current_max_ka=ing.current_max_ka,
     )
     return Decoder(TopicRouter(templates(cfg)), limits)
-
-
-def connection(cfg: Config) -> Connection:
-    """Broker address and credentials, secrets resolved from the environment."""
-    m = cfg.mqtt
-    tls = m.tls
-    return Connection(
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id,
-        username=cfg.secret(m.username_env),
-        password=cfg.secret(m.password_env),
-        tls=tls is not None,
-        ca_file=tls.ca_file if tls else None,
-        cert_file=tls.cert_file if tls else None,
-        key_file=tls.key_file if tls else None,
-        keepalive_s=m.keepalive_s,
-        reconnect_max_s=m.reconnect_max_s,
-    )
 
 
 class Service:

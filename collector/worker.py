@@ -14,9 +14,11 @@ import threading
 from multiprocessing.synchronize import Event as ProcessEvent
 
 from collector import journal, locks
+from collector.alerts import AlertFormat, AlertPublisher
 from collector.config import Config, ConfigError, load_rules
 from collector.drain import Drain
 from collector.engine import Engine
+from collector.mqtt_source import Connection
 from collector.sinks import SINKS, Sink
 from processors.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.alarms import AlarmProcessor
@@ -133,6 +135,25 @@ def build_processors(cfg: Config) -> list[Processor]:
     ]
 
 
+def connection(cfg: Config) -> Connection:
+    """Broker address and credentials, secrets resolved from the environment."""
+    m = cfg.mqtt
+    tls = m.tls
+    return Connection(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id,
+        username=cfg.secret(m.username_env),
+        password=cfg.secret(m.password_env),
+        tls=tls is not None,
+        ca_file=tls.ca_file if tls else None,
+        cert_file=tls.cert_file if tls else None,
+        key_file=tls.key_file if tls else None,
+        keepalive_s=m.keepalive_s,
+        reconnect_max_s=m.reconnect_max_s,
+    )
+
+
 def build_sink(cfg: Config) -> Sink:
     """The configured sink; its secret comes from the environment, never from YAML."""
     if cfg.sink.type == "file":
@@ -152,13 +173,23 @@ def build_engine(cfg: Config) -> Engine:
     """The processor stage over the state directory's journal."""
     state = cfg.state_path
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    topic = cfg.alerts.topic
     return Engine(
         store,
         build_processors(cfg),
         instance=cfg.instance_name,
         metrics_interval_s=cfg.metrics_interval_s,
         dedup_window_s=cfg.ingest.dedup_window_s,
+        alerts=AlertFormat(topic) if topic else None,
     )
+
+
+def build_alerts(cfg: Config) -> AlertPublisher | None:
+    """The alert publisher, when alerts have a topic."""
+    if cfg.alerts.topic is None:
+        return None
+    queue = journal.AlertQueue(journal.connect_journal(cfg.state_path))
+    return AlertPublisher(connection(cfg), queue, qos=cfg.alerts.qos, retain=cfg.alerts.retain)
 
 
 def build_drain(cfg: Config) -> Drain:
@@ -202,14 +233,16 @@ def run_worker(
     parent = os.getppid()
     # a worker orphaned by a killed MQTT process may still be finishing: let it
     lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=grace_s * 2 + 30)
-    engine, drain = build_engine(cfg), build_drain(cfg)
-    engine_stop, drain_finishing = threading.Event(), threading.Event()
+    engine, drain, alerts = build_engine(cfg), build_drain(cfg), build_alerts(cfg)
+    engine_stop, drain_finishing, alerts_stop = (threading.Event() for _ in range(3))
     threads = [
         threading.Thread(target=engine.run, args=(engine_stop,), name="engine"),
         threading.Thread(
             target=drain.run, args=(drain_finishing,), kwargs={"grace_s": grace_s}, name="drain"
         ),
     ]
+    if alerts is not None:
+        threads.append(threading.Thread(target=alerts.run, args=(alerts_stop,), name="alerts"))
     for t in threads:
         t.start()
     while not finish.wait(PARENT_CHECK_S):
@@ -229,4 +262,7 @@ def run_worker(
         log.exception("could not commit the open KPIs; they are recomputed at the next start")
     drain.run(drain_finishing, grace_s=grace_s)
     drain.sink.close()
+    alerts_stop.set()  # unsent alerts stay in the journal for the next start
+    for t in threads[2:]:
+        t.join()
     lock.close()

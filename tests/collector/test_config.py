@@ -168,6 +168,13 @@ plant:
 
 CONFIG_ERRORS = [
     (
+        "alert-topic-wildcard",
+        MINIMAL + "alerts:\n  topic: cellmon/+/{cell}\n",
+        "cellmon.yaml:6: alerts.topic: 'cellmon/+/{cell}' has level '+': levels are non-empty, "
+        "without + or #, and placeholders ({potline}, {cell}, {rule}, {severity}) are whole "
+        "levels",
+    ),
+    (
         "timezone",
         """\
 plant:
@@ -364,7 +371,8 @@ grafana: {}
 plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:1: grafana: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "state_dir, metrics_interval_s, instance, plant, targets, pfc, anode_response",
+        "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
+        "anode_response",
     ),
     (
         "literal",
@@ -549,7 +557,8 @@ plant:
       baseline_sec_kwh_per_t: 13450
 """,
         "cellmon.yaml:1: defaults: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "state_dir, metrics_interval_s, instance, plant, targets, pfc, anode_response\n"
+        "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
+        "anode_response\n"
         "cellmon.yaml:5: plant.potlines[0].anodes_per_cell: must be >= 1, got 0",
     ),
 ]
