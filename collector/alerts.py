@@ -44,7 +44,7 @@ class AlertFormat:
             "ts": point.time_ns // 1_000_000,
             **tags,
             "state": point.fields["state"],
-            "value": point.fields["value"],
+            "value": point.fields.get("value"),  # none: cleared by a rules change
         }
         return topic, orjson.dumps(payload)
 

@@ -514,15 +514,31 @@ class DerivedRule(Section):
 LIMITS = ("above", "below", "outside")
 
 
+def _setting_limit(value: Any) -> Any:
+    """A limit may name a potline setting, so a potline's targets override it."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number or (isinstance(value, str) and value in CELL_CONSTANTS):
+        return value
+    close = difflib.get_close_matches(value, CELL_CONSTANTS, n=1) if isinstance(value, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"expected a number or a potline setting ({', '.join(CELL_CONSTANTS)}), "
+        f"got {_show(value)}{hint}"
+    )
+
+
+Limit = Annotated[float | str, BeforeValidator(_setting_limit)]
+
+
 class AlarmRule(Section):
     """A field beyond a limit for ``hold_s``, or (``stale_s``) a cell that sent nothing."""
 
     name: LevelName
     severity: Literal["info", "warning", "critical"] = "warning"
     field: FieldName | None = None
-    above: float | None = None
-    below: float | None = None
-    outside: list[float] | None = None
+    above: Limit | None = None
+    below: Limit | None = None
+    outside: list[Limit] | None = None
     hold_s: NonNegative = 0.0
     stale_s: Positive | None = None
     potlines: Scope | None = None
@@ -531,9 +547,12 @@ class AlarmRule(Section):
 
     @field_validator("outside")
     @classmethod
-    def _band(cls, band: list[float] | None) -> list[float] | None:
-        if band is not None and (len(band) != 2 or band[0] >= band[1]):
-            got = ", ".join(map(_number, band))
+    def _band(cls, band: list[float | str] | None) -> list[float | str] | None:
+        if band is None:
+            return band
+        numbers = [x for x in band if not isinstance(x, str)]
+        if len(band) != 2 or (len(numbers) == 2 and numbers[0] >= numbers[1]):
+            got = ", ".join(x if isinstance(x, str) else _number(x) for x in band)
             raise ValueError(f"must be [low, high] with low < high, e.g. [940, 975], got [{got}]")
         return band
 

@@ -116,7 +116,7 @@ def rule_processors(cfg: Config) -> list[Processor]:
     """The processors the rules files configure: rebuilt when the rules are reloaded."""
     return [
         DerivedProcessor(cfg.rules.derived, rule_constants(cfg)),
-        AlarmProcessor(cfg.rules.alarms),
+        AlarmProcessor(cfg.rules.alarms, rule_constants(cfg)),
     ]
 
 

@@ -25,7 +25,7 @@ stamped at the instant the cell became stale (its last sample + ``stale_s``, val
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ NS = 1_000_000_000
 NEVER = int(np.iinfo(np.int64).min)
 RAISED, CLEARED = "raised", "cleared"
 MEASUREMENT = "alarm"
+Limit = float | str
+"""A limit: a number, or the name of a potline setting (``anode_effect_threshold_v``)."""
 COLUMNS = {"cell_voltage_v": "voltage_v", "line_current_ka": "current_ka"}
 """Contract fields that a ``SampleBatch`` keeps as columns rather than in ``extra``."""
 
@@ -61,17 +63,17 @@ class AlarmRule(Protocol):
         ...
 
     @property
-    def above(self) -> float | None:
+    def above(self) -> Limit | None:
         """Raised above this value."""
         ...
 
     @property
-    def below(self) -> float | None:
+    def below(self) -> Limit | None:
         """Raised below this value."""
         ...
 
     @property
-    def outside(self) -> Sequence[float] | None:
+    def outside(self) -> Sequence[Limit] | None:
         """Raised outside this [low, high] band."""
         ...
 
@@ -98,12 +100,13 @@ class AlarmRule(Protocol):
 
 @dataclass(frozen=True)
 class _Alarm:
-    """A rule compiled: its condition as a function of a value column."""
+    """A rule compiled: which side of which limits raises it."""
 
     name: str
     severity: str
     field: str
-    condition: Callable[[np.ndarray], np.ndarray] | None
+    low: Limit | None  # raised below it
+    high: Limit | None  # raised above it
     hold_ns: int
     stale_s: float
     potlines: frozenset[str] | None
@@ -111,16 +114,22 @@ class _Alarm:
 
     @classmethod
     def of(cls, rule: AlarmRule) -> _Alarm:
+        band = rule.outside or (None, None)
         return cls(
             rule.name,
             rule.severity,
             rule.field or "",
-            None if rule.stale_s is not None else _condition(rule),
+            rule.below if rule.below is not None else band[0],
+            rule.above if rule.above is not None else band[1],
             int(rule.hold_s * NS),
             rule.stale_s or 0.0,
             None if rule.potlines is None else frozenset(rule.potlines),
             None if rule.cells is None else frozenset(rule.cells),
         )
+
+    @property
+    def is_stale(self) -> bool:
+        return self.stale_s > 0
 
     def applies(self, potline: str, cell: str) -> bool:
         """Whether the rule watches this cell."""
@@ -132,68 +141,107 @@ class _Alarm:
         """Which of the cells the rule watches."""
         return np.array([self.applies(potline, cell) for potline, cell in cells], dtype=bool)
 
-    def point(self, where: tuple[str, str], state: str, value: float, time_ns: int) -> Point:
-        tags = (
-            ("potline", where[0]),
-            ("cell", where[1]),
-            ("rule", self.name),
-            ("severity", self.severity),
-        )
-        fields: dict[str, FieldValue] = {"state": state, "value": float(value)}
-        return Point(MEASUREMENT, tags, fields, int(time_ns))
+    def holds(self, values: np.ndarray, limit: Callable[[Limit], Any]) -> np.ndarray:
+        """Where the condition holds; ``limit`` gives a limit's value per row."""
+        out = np.zeros(len(values), dtype=bool)
+        if self.low is not None:
+            out |= values < limit(self.low)
+        if self.high is not None:
+            out |= values > limit(self.high)
+        return out
+
+    def point(self, where: tuple[str, str], state: str, value: float | None, time_ns: int) -> Point:
+        return _point(where, self.name, self.severity, state, value, time_ns)
 
 
-def _condition(rule: AlarmRule) -> Callable[[np.ndarray], np.ndarray]:
-    above, below, band = rule.above, rule.below, rule.outside
-    if above is not None:
-        return lambda v: v > above
-    if below is not None:
-        return lambda v: v < below
-    if band is None:
-        raise ValueError(f"alarm {rule.name!r} has no limit and no stale_s")
-    low, high = band
-    return lambda v: (v < low) | (v > high)
+def _point(
+    where: tuple[str, str], rule: str, severity: str, state: str, value: float | None, ns: int
+) -> Point:
+    tags = (("potline", where[0]), ("cell", where[1]), ("rule", rule), ("severity", severity))
+    fields: dict[str, FieldValue] = {"state": state}
+    if value is not None:
+        fields["value"] = float(value)
+    return Point(MEASUREMENT, tags, fields, int(ns))
 
 
 class AlarmProcessor:
     """Raises and clears alarms; writes each transition as an ``alarm`` point.
 
     State: ``{"last": {"potline/cell": ts_ns}, "alarms": {rule: {"potline/cell": [since_ns
-    or None, raised]}}}``; a (rule, cell) with no condition holding has no entry. The
-    entries of a rule that is no longer configured are dropped.
+    or None, raised]}}, "severity": {rule: severity}}``; a (rule, cell) with no condition
+    holding has no entry. When the rules are reloaded, an alarm raised under a rule that is
+    gone, or whose severity changed, is cleared (without a value) at the batch's newest
+    sample, so that no board shows it raised for ever; a rule whose limits changed keeps
+    its state and is judged by the new limits from the next sample on.
     """
 
     name = "alarms"
 
-    def __init__(self, rules: Sequence[AlarmRule]) -> None:
-        """Compile the rules once."""
+    def __init__(
+        self,
+        rules: Sequence[AlarmRule],
+        settings: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """Compile the rules once; ``settings`` gives each potline's values of named limits."""
         alarms = [_Alarm.of(rule) for rule in rules]
-        self._limits = [(a, a.condition) for a in alarms if a.condition is not None]
-        self._stale = [a for a in alarms if a.condition is None]
-        self._names = [a.name for a in alarms]
+        self._limits = [a for a in alarms if not a.is_stale]
+        self._stale = [a for a in alarms if a.is_stale]
+        self._severity = {a.name: a.severity for a in alarms}
+        self._settings = settings or {}
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """The transitions of this batch in time order; derived fields are read from ``extra``."""
         state = state or {}
+        sb = batch.samples
+        if not len(sb):
+            return state, []
         last = dict(state.get("last", {}))
         previous = state.get("alarms", {})
-        alarms = {name: dict(previous.get(name, {})) for name in self._names}
-        sb = batch.samples
-        points: list[Point] = []
-        if len(sb):
-            keys = [f"{potline}/{cell}" for potline, cell in sb.cells]
-            columns: dict[str, np.ndarray] = {}
-            for alarm, condition in self._limits:
-                if alarm.field not in columns:
-                    columns[alarm.field] = _column(sb, alarm.field)
-                values = columns[alarm.field]
-                points += _limit(alarm, condition, sb, keys, values, alarms[alarm.name])
-            if self._stale:
-                points += _Silence(sb, keys, last).points(self._stale, alarms)
-            else:
-                _advance(last, sb, keys)
+        was = state.get("severity", {})
+        points = _retired(previous, was, self._severity, sb)
+        alarms = {
+            name: dict(previous.get(name, {})) if was.get(name, severity) == severity else {}
+            for name, severity in self._severity.items()
+        }
+        keys = [f"{potline}/{cell}" for potline, cell in sb.cells]
+        columns: dict[str, np.ndarray] = {}
+        for alarm in self._limits:
+            if alarm.field not in columns:
+                columns[alarm.field] = _column(sb, alarm.field)
+            points += _limit(alarm, sb, keys, columns[alarm.field], alarms[alarm.name], self._limit)
+        if self._stale:
+            points += _Silence(sb, keys, last).points(self._stale, alarms)
+        else:
+            _advance(last, sb, keys)
         points.sort(key=lambda p: p.time_ns)  # in the order they happened, for a notifier
-        return {"last": last, "alarms": alarms}, points
+        return {"last": last, "alarms": alarms, "severity": self._severity}, points
+
+    def _limit(self, limit: Limit, sb: SampleBatch, code: np.ndarray) -> Any:
+        """A limit's value for each of the rows of cells ``code``: a number, or a setting."""
+        if not isinstance(limit, str):
+            return limit
+        per_cell = [self._settings.get(potline, {}).get(limit, np.nan) for potline, _ in sb.cells]
+        return np.array(per_cell, dtype=np.float64)[code]
+
+
+def _retired(
+    previous: Mapping[str, Mapping[str, Any]],
+    was: Mapping[str, str],
+    now: Mapping[str, str],
+    sb: SampleBatch,
+) -> list[Point]:
+    """Clears for the raised alarms of rules that are gone or changed severity."""
+    at = int(sb.ts_ns.max())
+    points = []
+    for rule, entries in previous.items():
+        severity = was.get(rule)
+        if severity is None or now.get(rule) == severity:
+            continue
+        for key, (_, raised) in entries.items():
+            if raised:
+                potline, cell = key.split("/", 1)
+                points.append(_point((potline, cell), rule, severity, CLEARED, None, at))
+    return points
 
 
 def _column(sb: SampleBatch, field: str) -> np.ndarray:
@@ -205,11 +253,11 @@ def _column(sb: SampleBatch, field: str) -> np.ndarray:
 
 def _limit(
     alarm: _Alarm,
-    condition: Callable[[np.ndarray], np.ndarray],
     sb: SampleBatch,
     keys: list[str],
     values: np.ndarray,
     entries: dict[str, Any],
+    limit: Callable[[Limit, SampleBatch, np.ndarray], Any],
 ) -> list[Point]:
     """Transitions of one limit alarm; updates its ``entries`` (rule state per cell).
 
@@ -221,7 +269,7 @@ def _limit(
         return []
     rows = rows[np.lexsort((sb.ts_ns[rows], sb.cell_id[rows]))]
     code, t, v = sb.cell_id[rows], sb.ts_ns[rows], values[rows]
-    holds = condition(v)
+    holds = alarm.holds(v, lambda lim: limit(lim, sb, code))
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)

@@ -66,7 +66,7 @@ def test_cellmon_service_config_is_valid_and_uses_the_environment() -> None:
 
 
 @pytest.mark.integration
-def test_broker_acl_controllers_publish_cellmon_reads(tmp_path: Path) -> None:
+def test_broker_acl_controllers_publish_cellmon_reads_and_alerts(tmp_path: Path) -> None:
     """The shipped acl and auth settings, on a real Mosquitto with a throwaway password file."""
     passwords = tmp_path / "passwords"
     passwd = find_binary("mosquitto_passwd")
@@ -94,6 +94,8 @@ def test_broker_acl_controllers_publish_cellmon_reads(tmp_path: Path) -> None:
         writer.publish("smelter/P1/C001/telemetry", b"2", qos=1).wait_for_publish(10)
         assert received.wait(10)
         reader.publish("smelter/P1/C001/telemetry", b"3", qos=1).wait_for_publish(10)
+        reader.publish("cellmon/alarms/P1/C001/no_data", b"5", qos=1).wait_for_publish(10)
+        writer.publish("cellmon/alarms/P1/C001/forged", b"6", qos=1).wait_for_publish(10)
         anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anon-{uuid4().hex[:6]}")
         refused = threading.Event()
         anonymous.on_connect = lambda *a: refused.set() if a[3].is_failure else None
@@ -106,10 +108,13 @@ def test_broker_acl_controllers_publish_cellmon_reads(tmp_path: Path) -> None:
         for c in (reader, writer):
             c.loop_stop()
             c.disconnect()
-    # the reader saw the controller's smelter/ messages only: not elsewhere/, not its own
-    assert got[0] == "smelter/P1/C001/telemetry"
-    assert "elsewhere/x" not in got
-    assert got == ["smelter/P1/C001/telemetry", "smelter/P1/C001/event"]
+    # cellmon saw the controller's smelter/ messages and its own alert, nothing else: not
+    # elsewhere/, not its own write to smelter/, not an alert forged by a controller
+    assert sorted(got) == [
+        "cellmon/alarms/P1/C001/no_data",
+        "smelter/P1/C001/event",
+        "smelter/P1/C001/telemetry",
+    ]
 
 
 def client(port: int, user: str, password: str) -> mqtt.Client:

@@ -1114,6 +1114,14 @@ DERIVED_ERRORS = [
         "got 'fatal'",
     ),
     (
+        "alarm-limit-unknown-setting",
+        "alarms:\n  - name: x\n    field: cell_voltage_v\n    above: anode_effect_threshold\n",
+        "rules/more.yaml:4: alarms[0].above: expected a number or a potline setting "
+        "(current_efficiency, baseline_sec_kwh_per_t, anodes_per_cell, sec_savings_kwh_per_t, "
+        "anode_cycle_days, anode_cycle_tolerance_days, anode_effect_threshold_v), got "
+        "'anode_effect_threshold'; did you mean 'anode_effect_threshold_v'?",
+    ),
+    (
         "alarm-name-as-tag",
         "alarms:\n  - name: high voltage\n    stale_s: 60\n",
         "rules/more.yaml:2: alarms[0].name: must be 1 to 32 of A-Z a-z 0-9 _ - (it is a topic "
@@ -1166,7 +1174,15 @@ def test_shipped_derived_field_and_alarms() -> None:
     assert alarms == {
         "high_voltage": ("cell_voltage_v", 4.5, None, None, 600.0, None, "warning"),
         "low_voltage": ("cell_voltage_v", None, 3.8, None, 0.0, None, "warning"),
-        "anode_effect": ("cell_voltage_v", 8.0, None, None, 0.0, None, "critical"),
+        "anode_effect": (
+            "cell_voltage_v",
+            "anode_effect_threshold_v",
+            None,
+            None,
+            0.0,
+            None,
+            "critical",
+        ),
         "high_noise": ("noise_uohm", 25.0, None, None, 1800.0, None, "warning"),
         "bath_temperature": ("bath_temp_c", None, None, [940.0, 975.0], 0.0, None, "warning"),
         "no_data": (None, None, None, None, 0.0, 60.0, "critical"),

@@ -230,6 +230,52 @@ def test_a_removed_rule_leaves_no_state() -> None:
     assert set(state["alarms"]) == {"high_voltage"}
 
 
+def test_a_raised_alarm_of_a_removed_rule_is_cleared_without_a_value() -> None:
+    state, _ = AlarmProcessor([AE]).apply(Batch(samples(trace("P1/A01", [30.0])), []), None)
+    rows = trace("P1/A01", [30.0], start_s=60) + trace("P1/A02", [4.2], start_s=90)
+    _, points = AlarmProcessor([HIGH]).apply(Batch(samples(rows), []), state)
+    assert points == [
+        Point(
+            "alarm",
+            (
+                ("potline", "P1"),
+                ("cell", "A01"),
+                ("rule", "anode_effect"),
+                ("severity", "critical"),
+            ),
+            {"state": "cleared"},
+            T0 + 90 * S,  # the batch's newest sample
+        )
+    ]
+
+
+def test_a_severity_change_clears_the_old_alarm_and_raises_anew_after_the_hold() -> None:
+    state, _ = AlarmProcessor([AE]).apply(Batch(samples(trace("P1/A01", [30.0])), []), None)
+    warning = AE.model_copy(update={"severity": "warning"})
+    _, points = AlarmProcessor([warning]).apply(
+        Batch(samples(trace("P1/A01", [31.0], start_s=60)), []), state
+    )
+    assert [(dict(p.tags)["severity"], p.fields["state"], p.time_ns) for p in points] == [
+        ("critical", "cleared", T0 + 60 * S),
+        ("warning", "raised", T0 + 60 * S),
+    ]
+
+
+def test_a_limit_named_by_a_setting_follows_each_potlines_value() -> None:
+    ae = alarm("anode_effect", field="cell_voltage_v", above="anode_effect_threshold_v")
+    settings = {"P1": {"anode_effect_threshold_v": 8.0}, "P2": {"anode_effect_threshold_v": 7.5}}
+    rows = sorted(
+        trace("P1/A01", [7.8, 8.2]) + trace("P2/B01", [7.8, 8.2]) + trace("P9/Z01", [30.0]),
+        key=lambda r: r[0],
+    )
+    _, points = AlarmProcessor([ae], settings).apply(Batch(samples(rows), []), None)
+    # P2's own threshold raises at 7.8; P1's at 8.2; P9 is not configured: no threshold
+    assert sorted(summary(p) for p in points) == [
+        (0.0, "P2/B01", "anode_effect", "raised", 7.8),
+        (60.0, "P1/A01", "anode_effect", "raised", 8.2),
+    ]
+
+
 def test_a_raised_alarm_survives_a_restart_and_clears_after_it() -> None:
     state, points = AlarmProcessor([AE]).apply(Batch(samples(trace("P1/A01", [30.0])), []), None)
     assert [summary(p)[3] for p in points] == ["raised"]
