@@ -34,6 +34,9 @@ class Metrics:
     written: int = 0
     write_errors: int = 0
     dropped: int = 0
+    alerts_published: int = 0
+    rules_reloads: int = 0
+    rules_rejected: int = 0
     buffered: int = 0
     lag_s: float = 0.0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)

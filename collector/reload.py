@@ -11,13 +11,10 @@ which a running service cannot change under itself.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable
 
-from collector.config import RULES_DIR, Config, ConfigError, load_rules
-
-log = logging.getLogger(__name__)
+from collector.config import RULES_DIR, Config, load_rules
 
 
 class RulesWatcher:
@@ -46,7 +43,10 @@ class RulesWatcher:
         return digest.hexdigest()
 
     def poll(self, *, force: bool = False) -> Config | None:
-        """The config with new rules when they changed (or ``force``) and are valid, else None."""
+        """The config with the new rules when they changed (or ``force``), else None.
+
+        Raises ``ConfigError`` when they changed and are invalid, once per change.
+        """
         now = self._clock()
         if not force:
             if not self.cfg.rules_check_s or now < self._next_check:
@@ -56,18 +56,5 @@ class RulesWatcher:
         if seen == self._seen and not force:
             return None
         self._seen = seen
-        try:
-            rules = load_rules(self.cfg.source)
-        except ConfigError as err:
-            for issue in err.issues:
-                log.error("rules not reloaded: %s", issue)
-            log.error("the rules in force stay until the files are fixed")
-            return None
-        self.cfg = self.cfg.model_copy(update={"rules": rules})
-        log.info(
-            "rules reloaded: %d inputs, %d derived fields, %d alarms",
-            len(rules.inputs),
-            len(rules.derived),
-            len(rules.alarms),
-        )
+        self.cfg = self.cfg.model_copy(update={"rules": load_rules(self.cfg.source)})
         return self.cfg

@@ -12,7 +12,7 @@ import multiprocessing
 import time
 
 from collector import journal, locks
-from collector.config import Config
+from collector.config import Config, ConfigError
 from collector.deadletter import DeadLetters
 from collector.decode import Decoder, Limits
 from collector.metrics import Metrics
@@ -96,11 +96,36 @@ class Service:
         return self._worker.exitcode or 0
 
     def check_rules(self, *, force: bool = False) -> None:
-        """Reload the rules if they changed (or ``force``: SIGHUP) and are valid."""
-        cfg = self.rules.poll(force=force)
-        if cfg is not None:
-            self.source.reconfigure(templates(cfg), decoder(cfg))
-            self._reload.set()
+        """Reload the rules if they changed (or ``force``: SIGHUP) and are valid.
+
+        Invalid rules are logged with ``file:line`` and the rules in force stay; both
+        outcomes are counted, so a board shows a reload that did not take.
+        """
+        try:
+            cfg = self.rules.poll(force=force)
+        except ConfigError as err:
+            for issue in err.issues:
+                log.error("rules not reloaded: %s", issue)
+            log.error("the rules in force stay until the files are fixed")
+            self._count(rules_rejected=1)
+            return
+        if cfg is None:
+            return
+        self.source.reconfigure(templates(cfg), decoder(cfg))
+        self._reload.set()
+        self._count(rules_reloads=1)
+        r = cfg.rules
+        log.info(
+            "rules reloaded: %d inputs, %d derived fields, %d alarms",
+            *(len(x) for x in (r.inputs, r.derived, r.alarms)),
+        )
+
+    def _count(self, **counts: int) -> None:
+        conn = journal.connect_inbox(self.cfg.state_path)
+        try:
+            journal.add_counters(conn, counts)
+        finally:
+            conn.close()
 
     def worker_alive(self) -> bool:
         """False once the worker died (the service should then be restarted)."""

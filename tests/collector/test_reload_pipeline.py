@@ -113,6 +113,11 @@ def test_rules_changed_mid_stream(
     log = pipeline.new_log()
     assert f"rules not reloaded: {rules}:18: derived[1].expr: unknown name 'cell_voltage'" in log
 
+    (metrics,) = influx_v1.query(
+        "SELECT last(rules_reloads) AS ok, last(rules_rejected) AS refused FROM cellmon", db
+    )
+    assert (metrics["ok"], metrics["refused"]) == (1, 1)
+
     rows = raw(influx_v1, db)
     assert len(rows) == 3 * PART * 3  # nothing lost, nothing twice
     assert len({(r["cell"], r["time"]) for r in rows}) == len(rows)
