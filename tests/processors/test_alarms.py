@@ -122,6 +122,22 @@ def test_the_hold_counts_from_the_first_sample_of_the_run() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("limit", "bad", "good"),
+    [({"above": 4.5}, 4.6, 4.4), ({"below": 3.8}, 3.7, 3.9), ({"outside": [3.8, 4.5]}, 4.6, 4.0)],
+    ids=["above", "below", "outside"],
+)
+def test_every_limit_kind_holds_raises_and_clears(limit: dict, bad: float, good: float) -> None:
+    # one sample a minute, hold 3 min: a 2-min excursion (t=60, 120) raises nothing; the
+    # next one starts at t=240 and has held 180 s at t=420, raised there; cleared at t=480
+    rule = alarm("x", field="cell_voltage_v", hold_s=180, **limit)
+    volts = [good, bad, bad, good, bad, bad, bad, bad, good]
+    assert run([rule], trace("P1/A01", volts)) == [
+        (420.0, "P1/A01", "x", "raised", bad),
+        (480.0, "P1/A01", "x", "cleared", good),
+    ]
+
+
 def test_hold_split_anywhere_by_batches_gives_the_same_points() -> None:
     volts = [4.3] + [4.6] * 11 + [4.7, 4.4] + [4.6] * 5 + [4.4] + [4.6] * 11
     rows = trace("P1/A01", volts) + trace("P1/A02", [4.6] * 12, start_s=30.0)
