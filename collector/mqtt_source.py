@@ -141,13 +141,16 @@ class MqttSource:
         self._flush()
         templates, self.decoder = self._next
         self._next = None
-        old = {t.subscription for t in self.templates}
+        old = {t.subscription: t.qos for t in self.templates}
         new = {t.subscription: t.qos for t in templates}
         self.templates = templates
-        gone = sorted(old - set(new))
+        gone = sorted(set(old) - set(new))
         if gone:
             self.client.unsubscribe(gone)
-        self.client.subscribe([(f, q) for f, q in new.items()])
+        # only what changed: a repeated subscription makes the broker resend retained messages
+        added = [(f, q) for f, q in new.items() if old.get(f) != q]
+        if added:
+            self.client.subscribe(added)
         log.info("inputs switched: subscribed to %s", ", ".join(sorted(new)))
 
     # paho callbacks (run in this source's thread, inside client.loop)
