@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 
+from tests.harness import kill_leftovers
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, ServerError, VictoriaMetrics
 
 ServerT = TypeVar("ServerT", Mosquitto, InfluxV1, VictoriaMetrics)
@@ -54,3 +55,10 @@ def influx_db(influx_v1: InfluxV1) -> str:
     name = f"test_{uuid4().hex[:12]}"
     influx_v1.create_database(name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_pipelines() -> Iterator[None]:
+    """A test that fails before stopping its ``cellmon run`` must not leave it running."""
+    yield
+    kill_leftovers()

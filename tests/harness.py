@@ -78,7 +78,11 @@ plant:
 
 
 class Pipeline:
-    """``cellmon run`` in a subprocess, its log in a file the test can read."""
+    """``cellmon run`` in a subprocess, its log in a file the test can read.
+
+    Every started pipeline is in ``RUNNING`` until it exits, so that the test session can
+    kill those a failed test left behind (``tests/conftest.py``).
+    """
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
@@ -96,7 +100,9 @@ class Pipeline:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # its worker is killed with it (kill_leftovers)
             )
+        RUNNING.append(self)
         wait_for(self._connected, timeout_s, self.new_log)
 
     def _connected(self) -> bool:
@@ -124,6 +130,18 @@ class Pipeline:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(30)
+
+
+RUNNING: list[Pipeline] = []
+
+
+def kill_leftovers() -> None:
+    """Kill the process group of every pipeline a test did not stop, worker included."""
+    while RUNNING:
+        proc = RUNNING.pop().proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 def wait_for(
