@@ -67,12 +67,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the configuration and rules; each error as ``file:line: key: message``."""
+    """Validate the configuration and rules; each error as ``file:line: key: message``.
+
+    With ``--sample FILE``, also run the rules on the messages of FILE and print what each
+    produced; exit 1 when one of them was rejected, so a CI job can hold a sample to it.
+    """
     cfg = load_or_exit(args.config)
-    inputs = ", ".join(r.topic for r in cfg.rules.inputs)
+    r = cfg.rules
+    inputs = ", ".join(rule.topic for rule in r.inputs)
     potlines = ", ".join(p.id for p in cfg.plant.potlines)
-    print(f"{args.config}: OK (potlines: {potlines}; inputs: {inputs})")
-    return 0
+    print(
+        f"{args.config}: OK (potlines: {potlines}; inputs: {inputs}; "
+        f"{len(r.derived)} derived fields; {len(r.alarms)} alarms)"
+    )
+    if args.sample is None:
+        return 0
+    from collector.sample_check import format_report, run_sample
+
+    try:
+        report = run_sample(cfg, Path(args.sample))
+    except ConfigError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        return 2
+    print(format_report(report), end="")
+    return 1 if any(m.rejections for m in report.messages) else 0
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -100,6 +119,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
         _add_config(p)
         p.set_defaults(func=func)
+        if name == "check":
+            p.add_argument(
+                "--sample",
+                metavar="FILE",
+                help="run the rules on the messages of FILE (JSON Lines of topic, payload)",
+            )
     for name, (module_name, summary) in MODULE_COMMANDS.items():
         p = sub.add_parser(name, help=summary)
         if name in argv:

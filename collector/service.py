@@ -30,7 +30,7 @@ __all__ = ["DEAD_LETTER_FILE", "REJECTED_FILE", "Service"]
 
 def templates(cfg: Config) -> list[TopicTemplate]:
     """The compiled input topic templates of the rules."""
-    return [compile_template(r.topic, r.kind, r.qos, r.mapping()) for r in cfg.rules.inputs]
+    return [compile_template(r.topic, r.kind, r.qos, r.mapping(), r.name) for r in cfg.rules.inputs]
 
 
 def decoder(cfg: Config) -> Decoder:

@@ -25,6 +25,7 @@ class Route:
     potline: str
     cell: str
     mapping: InputMapping | None = None
+    input: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class TopicTemplate:
     levels: tuple[str, ...]
     qos: int = 1
     mapping: InputMapping | None = None
+    name: str = ""
 
     @property
     def subscription(self) -> str:
@@ -55,7 +57,7 @@ class TopicTemplate:
                 return None
         if not (_valid_level(potline) and _valid_level(cell)):
             return None
-        return Route(self.kind, potline, cell, self.mapping)
+        return Route(self.kind, potline, cell, self.mapping, self.name)
 
 
 def _valid_level(level: str) -> bool:
@@ -63,10 +65,15 @@ def _valid_level(level: str) -> bool:
 
 
 def compile_template(
-    template: str, kind: str, qos: int = 1, mapping: InputMapping | None = None
+    template: str,
+    kind: str,
+    qos: int = 1,
+    mapping: InputMapping | None = None,
+    name: str = "",
 ) -> TopicTemplate:
     """Compile a topic template; its validity is checked by the config loader."""
-    return TopicTemplate(kind=kind, levels=tuple(template.split("/")), qos=qos, mapping=mapping)
+    levels = tuple(template.split("/"))
+    return TopicTemplate(kind=kind, levels=levels, qos=qos, mapping=mapping, name=name)
 
 
 class TopicRouter:
