@@ -44,6 +44,8 @@ def panel(
     unit: str = "none",
     table: bool = False,
     thresholds: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    transformations: list[dict[str, Any]] | None = None,
     x: int = 0,
     y: int = 0,
     w: int = 12,
@@ -63,14 +65,76 @@ def panel(
     if thresholds:
         defaults["thresholds"] = thresholds
         defaults["color"] = {"mode": "thresholds"}
-    return {
+    out = {
         "title": title,
         "type": kind,
         "datasource": DS,
         "targets": targets,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
     }
+    if transformations:
+        out["transformations"] = transformations
+    return out
+
+
+STATE_COLOURS = [
+    {
+        "matcher": {"id": "byName", "options": "state"},
+        "properties": [
+            {
+                "id": "mappings",
+                "value": [
+                    {
+                        "type": "value",
+                        "options": {
+                            "raised": {"color": "red", "index": 0},
+                            "cleared": {"color": "green", "index": 1},
+                        },
+                    }
+                ],
+            },
+            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+        ],
+    },
+    {
+        "matcher": {"id": "byName", "options": "severity"},
+        "properties": [
+            {
+                "id": "mappings",
+                "value": [
+                    {
+                        "type": "value",
+                        "options": {
+                            "critical": {"color": "red", "index": 0},
+                            "warning": {"color": "orange", "index": 1},
+                            "info": {"color": "blue", "index": 2},
+                        },
+                    }
+                ],
+            },
+            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+        ],
+    },
+]
+"""Alarm tables: a raised alarm red, a cleared one green; severity by colour."""
+
+ONLY_RAISED = [
+    {
+        "id": "filterByValue",
+        "options": {
+            "type": "include",
+            "match": "any",
+            "filters": [
+                {
+                    "fieldName": "state",
+                    "config": {"id": "equal", "options": {"value": "raised"}},
+                }
+            ],
+        },
+    }
+]
+"""Of each alarm's last transition, those that left it raised: the alarms standing now."""
 
 
 def sec_thresholds(target: float = 13350, baseline: float = 13450) -> dict[str, Any]:
@@ -228,6 +292,30 @@ def overview() -> dict[str, Any]:
                 y=13,
                 w=24,
             ),
+            panel(
+                "Cells in alarm",
+                "table",
+                [
+                    f'SELECT last("state") AS "state", "value" FROM "alarm" WHERE {POTLINE} '
+                    'AND $timeFilter GROUP BY "cell", "rule", "severity"'
+                ],
+                table=True,
+                overrides=STATE_COLOURS,
+                transformations=ONLY_RAISED,
+                y=21,
+            ),
+            panel(
+                "Alarm transitions",
+                "table",
+                [
+                    f'SELECT "state", "value" FROM "alarm" WHERE {POTLINE} AND $timeFilter '
+                    'GROUP BY "cell", "rule", "severity"'
+                ],
+                table=True,
+                overrides=STATE_COLOURS,
+                x=12,
+                y=21,
+            ),
         ],
         [POTLINE_VAR],
     )
@@ -304,7 +392,18 @@ def cell_detail() -> dict[str, Any]:
                 [f'SELECT "duration_s", "peak_v" FROM "anode_effect" WHERE {CELL} AND $timeFilter'],
                 table=True,
                 y=24,
-                w=24,
+            ),
+            panel(
+                "Alarms",
+                "table",
+                [
+                    f'SELECT "state", "value" FROM "alarm" WHERE {CELL} AND $timeFilter '
+                    'GROUP BY "rule", "severity"'
+                ],
+                table=True,
+                overrides=STATE_COLOURS,
+                x=12,
+                y=24,
             ),
         ],
         [POTLINE_VAR, CELL_VAR],
@@ -318,6 +417,12 @@ def cell_detail() -> dict[str, Any]:
                 "Anode effects",
                 f'SELECT "peak_v" AS "text" FROM "anode_effect" WHERE {CELL} AND $timeFilter',
                 "red",
+            ),
+            annotation(
+                "Alarms raised",
+                f'SELECT "value" AS "text" FROM "alarm" WHERE {CELL} AND "state" = \'raised\' '
+                "AND $timeFilter",
+                "orange",
             ),
         ],
     )

@@ -13,13 +13,20 @@ import orjson
 import pytest
 
 from simulator.potline import PotlineSim, SimParams
-from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import DEFAULT_RULES, ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 BOARDS = ROOT / "config" / "grafana" / "dashboards"
 NS = 1_000_000_000
 DAY = 86_400 * NS
 ZONE = ZoneInfo("Asia/Shanghai")
+ALARMS = """\
+alarms:
+  - name: anode_effect  # the simulated anode effects raise and clear it
+    field: cell_voltage_v
+    above: anode_effect_threshold_v
+    severity: critical
+"""
 
 
 def builder():  # a module loaded from its path
@@ -84,7 +91,13 @@ def filled(
     influx_v1.create_database(db)
     work = tmp_path_factory.mktemp("boards")
     pipeline = Pipeline(
-        write_config(work, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=db),
+        write_config(
+            work,
+            mqtt_port=plant_broker.port,
+            influx_url=influx_v1.url,
+            database=db,
+            rules=DEFAULT_RULES + ALARMS,
+        ),
         work / "cellmon.log",
     )
     pipeline.start()
