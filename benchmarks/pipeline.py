@@ -103,6 +103,9 @@ def run_ceiling(port: int, n: int) -> tuple[float, int]:
     return count / seconds, rss
 
 
+SHIPPED_RULES = ROOT / "config" / "rules" / "default.yaml"
+
+
 def influx_count(influx: InfluxV1, db: str) -> int:
     rows = influx.query("SELECT count(voltage_v) FROM cell", db)
     return int(rows[0]["count"]) if rows else 0
@@ -117,6 +120,7 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
         database=db,
         client_id=PIPELINE_ID,
         metrics_interval_s=10,
+        rules=SHIPPED_RULES.read_text(),  # what a plant runs: derived field and alarms
     )
     log_path = work / "cellmon.log"
     with open(log_path, "wb") as log:

@@ -79,9 +79,15 @@ def encode_samples(
     """
     lines: list[str] = []
     append = lines.append
+    keys: dict[str, str] = {}  # field keys escaped once per batch, not once per sample
     for c, t, v, i, ex in zip(cell_idx, ts_ns, voltage_v, current_ka, extra, strict=True):
         if ex:
-            more = "".join([f",{escape_key(k)}={x!r}" for k, x in ex.items()])
+            more = "".join(
+                [
+                    f",{keys.get(k) or keys.setdefault(k, escape_key(k))}={x!r}"
+                    for k, x in ex.items()
+                ]
+            )
             append(f"{prefixes[c]}voltage_v={v!r},current_ka={i!r}{more} {t}")
         else:
             append(f"{prefixes[c]}voltage_v={v!r},current_ka={i!r} {t}")

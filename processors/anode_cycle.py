@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.model import Batch, Event, FieldValue, Point
+from processors.model import Batch, Event, FieldValue, Point, SampleBatch
 from processors.periods import KINDS, Calendar, period_index
 
 NS = 1_000_000_000
@@ -95,7 +95,7 @@ class AnodeCycleProcessor:
                     point.fields,
                 ]
         points += self._follow(pending, cells)
-        _update_levels(levels, cells, self._bucket_ns)
+        _update_levels(levels, batch.samples, self._bucket_ns)
         newest = max([newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
             newest = max(newest, int(batch.samples.ts_ns.max()))
@@ -259,19 +259,32 @@ def _level(
 
 
 def _update_levels(
-    levels: dict[str, dict[str, list[float]]],
-    cells: dict[str, tuple[np.ndarray, np.ndarray]],
-    bucket_ns: int,
+    levels: dict[str, dict[str, list[float]]], samples: SampleBatch, bucket_ns: int
 ) -> None:
-    """Add the batch to each cell's pre-window buckets, keeping the newest two."""
-    for key, (t, v) in cells.items():
-        buckets = levels.setdefault(key, {})
-        index, inverse = np.unique(t // bucket_ns, return_inverse=True)
-        sums = np.bincount(inverse, weights=v)
-        counts = np.bincount(inverse)
-        for b, s, n in zip(index.tolist(), sums.tolist(), counts.tolist(), strict=True):
-            acc = buckets.setdefault(str(b), [0.0, 0])
-            acc[0] += s
-            acc[1] += n
+    """Add the batch to each cell's pre-window buckets, keeping the newest two.
+
+    One sort for the whole batch: per-cell numpy calls would cost more than the sums once
+    a batch spreads a few samples over hundreds of cells.
+    """
+    if not len(samples):
+        return
+    bucket = samples.ts_ns // bucket_ns
+    order = np.lexsort((bucket, samples.cell_id))
+    code, b, v = samples.cell_id[order], bucket[order], samples.voltage_v[order]
+    starts = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (b[1:] != b[:-1])])
+    sums = np.add.reduceat(v, starts)
+    counts = np.diff(np.r_[starts, len(code)])
+    names = samples.cells
+    touched = set()
+    for c, k, total, n in zip(
+        code[starts].tolist(), b[starts].tolist(), sums.tolist(), counts.tolist(), strict=True
+    ):
+        key = f"{names[c][0]}/{names[c][1]}"
+        acc = levels.setdefault(key, {}).setdefault(str(k), [0.0, 0])
+        acc[0] += total
+        acc[1] += n
+        touched.add(key)
+    for key in touched:
+        buckets = levels[key]
         for old in sorted(buckets, key=int)[:-2]:
             del buckets[old]
