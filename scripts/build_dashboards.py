@@ -78,44 +78,25 @@ def panel(
     return out
 
 
+def colour_by_value(field: str, colours: dict[str, str], cell: str) -> dict[str, Any]:
+    """A table column whose cells are coloured by their text (``cell``: Grafana cell type)."""
+    options = {
+        value: {"color": colour, "index": k} for k, (value, colour) in enumerate(colours.items())
+    }
+    return {
+        "matcher": {"id": "byName", "options": field},
+        "properties": [
+            {"id": "mappings", "value": [{"type": "value", "options": options}]},
+            {"id": "custom.cellOptions", "value": {"type": cell}},
+        ],
+    }
+
+
 STATE_COLOURS = [
-    {
-        "matcher": {"id": "byName", "options": "state"},
-        "properties": [
-            {
-                "id": "mappings",
-                "value": [
-                    {
-                        "type": "value",
-                        "options": {
-                            "raised": {"color": "red", "index": 0},
-                            "cleared": {"color": "green", "index": 1},
-                        },
-                    }
-                ],
-            },
-            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-        ],
-    },
-    {
-        "matcher": {"id": "byName", "options": "severity"},
-        "properties": [
-            {
-                "id": "mappings",
-                "value": [
-                    {
-                        "type": "value",
-                        "options": {
-                            "critical": {"color": "red", "index": 0},
-                            "warning": {"color": "orange", "index": 1},
-                            "info": {"color": "blue", "index": 2},
-                        },
-                    }
-                ],
-            },
-            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
-        ],
-    },
+    colour_by_value("state", {"raised": "red", "cleared": "green"}, "color-background"),
+    colour_by_value(
+        "severity", {"critical": "red", "warning": "orange", "info": "blue"}, "color-text"
+    ),
 ]
 """Alarm tables: a raised alarm red, a cleared one green; severity by colour."""
 
