@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from collector.mapping import TS_UNITS, UNITS, InputMapping, compile_mapping
+from collector.mapping import ID_FIELDS, TS_UNITS, UNITS, InputMapping, compile_mapping
 from collector.yamlsource import ConfigError, ConfigIssue, KeyPath, YamlDoc, dotted, load_yaml
 from processors.expressions import (
     CELL_CONSTANTS,
@@ -134,11 +134,6 @@ def _topic_template(topic: str) -> str:
     levels = topic.split("/")
     for placeholder in PLACEHOLDERS:
         count = levels.count(placeholder)
-        if count == 0:
-            raise ValueError(
-                f"{topic!r} lacks {placeholder} as a whole level, "
-                "e.g. 'smelter/{potline}/{cell}/telemetry'"
-            )
         if count > 1:
             raise ValueError(f"{topic!r} has {placeholder} {count} times; it must appear once")
     for level in levels:
@@ -436,8 +431,12 @@ class InputRule(Section):
 
 def _layout_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
     """Each mapped field is one the kind has, read from a key of its own, in a known unit."""
-    problems: list[tuple[KeyPath, str]] = []
-    known = ("ts", *SAMPLE_FIELDS) if rule.kind == "telemetry" else ("ts", "type")
+    problems = _id_problems(rule)
+    known = (
+        ("ts", *ID_FIELDS, *SAMPLE_FIELDS)
+        if rule.kind == "telemetry"
+        else ("ts", *ID_FIELDS, "type")
+    )
     sources: dict[str, str] = {}
     for target, source in rule.fields.items():
         where: KeyPath = ("fields", target)
@@ -459,12 +458,34 @@ def _layout_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
     return problems
 
 
+def _id_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
+    """The potline and the cell each come from the topic, or else from a payload key."""
+    levels = rule.topic.split("/")
+    problems: list[tuple[KeyPath, str]] = []
+    for name in ID_FIELDS:
+        placeholder = "{" + name + "}"
+        if placeholder in levels and name in rule.fields:
+            message = f"the {name} is already the topic's {placeholder}: remove one of the two"
+            problems.append((("fields", name), message))
+        elif placeholder not in levels and name not in rule.fields:
+            message = (
+                f"{rule.topic!r} lacks {placeholder} as a whole level, e.g. "
+                f"'smelter/{{potline}}/{{cell}}/telemetry'; or name the payload key that "
+                f"holds it under fields ({name}: <key>)"
+            )
+            problems.append((("topic",), message))
+    return problems
+
+
 def _unit_problems(target: str, source: FieldSource) -> list[tuple[str, str]]:
     scaled = source.scale is not None or source.offset is not None
-    if target in ("ts", "type") and scaled:
-        return [
-            ("scale", f"{target} is not scaled" + ("; give its unit" if target == "ts" else ""))
-        ]
+    if target in ("type", *ID_FIELDS):
+        if source.unit is not None or scaled:
+            key = "unit" if source.unit is not None else "scale"
+            return [(key, f"{target} is a name: it takes no unit or scale")]
+        return []
+    if target == "ts" and scaled:
+        return [("scale", "ts is not scaled; give its unit")]
     if source.unit is None:
         return []
     if scaled:

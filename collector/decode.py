@@ -152,13 +152,18 @@ class Decoder:
         try:
             if type(obj) is not dict:
                 raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
-            fields = obj if route.mapping is None else route.mapping.apply(obj)
+            where = (route.potline, route.cell)
+            if route.mapping is None:
+                fields = obj
+            else:
+                fields = route.mapping.apply(obj)
+                where = route.mapping.where(fields, where)
             ts_ns = parse_ts(fields["ts"]) if "ts" in fields else _missing("ts")
             self._check_time(ts_ns, now_ns)
             if route.kind == "telemetry":
-                out.samples.append(self._telemetry(route, fields, ts_ns))
+                out.samples.append(self._telemetry(where, fields, ts_ns))
             else:
-                out.events.append(_event(route, fields, ts_ns))
+                out.events.append(_event(where, fields, ts_ns))
         except Invalid as bad:
             raw = payload if single else _dump(obj)
             detail = bad.detail if route.mapping is None else route.mapping.relabel(bad.detail)
@@ -171,7 +176,7 @@ class Decoder:
         if ts_ns < _MIN_TS_NS:
             raise Invalid("out_of_bounds", "ts: before 2000-01-01 (controller clock not set?)")
 
-    def _telemetry(self, route: Route, obj: dict[str, Any], ts_ns: int) -> SampleRow:
+    def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
         lim = self.limits
         v = _number(obj, "cell_voltage_v", lim.voltage_min_v, lim.voltage_max_v)
         i = _number(obj, "line_current_ka", lim.current_min_ka, lim.current_max_ka)
@@ -187,7 +192,7 @@ class Decoder:
                 if not math.isfinite(x):
                     raise Invalid("non_finite", f"{key}: {x} is not a finite number")
                 extra[key] = float(x)
-        return (route.potline, route.cell, ts_ns, v, i, extra)
+        return (*where, ts_ns, v, i, extra)
 
 
 def _missing(key: str) -> int:
@@ -208,7 +213,7 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
     return float(x)
 
 
-def _event(route: Route, obj: dict[str, Any], ts_ns: int) -> EventRow:
+def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
     kind = obj.get("type")
     if kind is None:
         raise Invalid("missing_key", "type: required key is missing")
@@ -224,7 +229,7 @@ def _event(route: Route, obj: dict[str, Any], ts_ns: int) -> EventRow:
         _number(data, "metal_kg", 0.0, math.inf)
         if data["metal_kg"] <= 0:
             raise Invalid("out_of_bounds", f"metal_kg: must be > 0, got {data['metal_kg']}")
-    return (route.potline, route.cell, ts_ns, kind, data)
+    return (*where, ts_ns, kind, data)
 
 
 def _check_anode_change(data: dict[str, Any]) -> None:

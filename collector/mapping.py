@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.decode import Invalid
+from collector.topics import valid_level
 
 Convert = Callable[[float], float]
 
@@ -32,6 +33,8 @@ UNITS: dict[str, dict[str, Convert]] = {
 }
 """The units a controller may send each contract field in, and how to reach the contract's."""
 
+ID_FIELDS = ("potline", "cell")
+"""The ids a topic level gives, or else a payload key."""
 TS_UNITS = {"ms": 1_000, "s": 1, "us": 1_000_000, "ns": 1_000_000_000}
 """Epoch timestamps: units per second. The contract's is ms; RFC 3339 strings pass as they are."""
 
@@ -68,6 +71,7 @@ class InputMapping:
     ts_per_s: int
     consumed: frozenset[str]
     labels: Mapping[str, str]
+    ids: tuple[str, ...] = ()  # "potline", "cell": the ones taken from the payload
 
     def locate(self, doc: Any) -> Any:
         """The object or array of objects at ``path`` in a payload."""
@@ -94,6 +98,23 @@ class InputMapping:
                 value = self.types.get(value, value)
             out[f.target] = value
         return out
+
+    def where(self, fields: dict[str, Any], topic: tuple[str, str]) -> tuple[str, str]:
+        """(potline, cell): from the payload for the ids it holds, else from the topic."""
+        if not self.ids:
+            return topic
+        found = dict(zip(ID_FIELDS, topic, strict=True))
+        for name in self.ids:
+            if name not in fields:
+                raise Invalid("missing_key", f"{name}: required key is missing")
+            value = fields.pop(name)
+            text = str(value) if type(value) is int else value
+            if type(text) is not str or not valid_level(text):
+                raise Invalid(
+                    "bad_id", f"{name}: {value!r} is not an id (1 to 32 of A-Z a-z 0-9 _ -)"
+                )
+            found[name] = text
+        return found["potline"], found["cell"]
 
     def relabel(self, detail: str) -> str:
         """A validation detail about a contract key, reworded to name the controller's key."""
@@ -151,6 +172,7 @@ def compile_mapping(
         ts_per_s=ts_per_s,
         consumed=consumed,
         labels=labels,
+        ids=tuple(name for name in ID_FIELDS if name in fields),
     )
 
 

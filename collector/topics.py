@@ -55,12 +55,15 @@ class TopicTemplate:
                 cell = got
             elif want != got:
                 return None
-        if not (_valid_level(potline) and _valid_level(cell)):
+        # a level the template names must be an id; one it lacks comes from the payload
+        if "{potline}" in self.levels and not valid_level(potline):
+            return None
+        if "{cell}" in self.levels and not valid_level(cell):
             return None
         return Route(self.kind, potline, cell, self.mapping, self.name)
 
 
-def _valid_level(level: str) -> bool:
+def valid_level(level: str) -> bool:
     return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
 
 

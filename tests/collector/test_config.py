@@ -511,7 +511,8 @@ plant:
     assert issues_of(path) == [
         "cellmon.yaml:2: plant.potlines[0].baseline_sec_kwh_per_t: must be > 0, got -1",
         "rules/default.yaml:2: inputs[0].topic: 'a/{potline}' lacks {cell} as a whole level, "
-        "e.g. 'smelter/{potline}/{cell}/telemetry'",
+        "e.g. 'smelter/{potline}/{cell}/telemetry'; or name the payload key that holds it "
+        "under fields (cell: <key>)",
     ]
 
 
@@ -606,7 +607,8 @@ RULES_ERRORS = [
         "topic-without-cell",
         {"default.yaml": "inputs:\n  - {name: t, topic: 'smelter/{potline}/t', kind: event}\n"},
         "rules/default.yaml:2: inputs[0].topic: 'smelter/{potline}/t' lacks {cell} as a whole "
-        "level, e.g. 'smelter/{potline}/{cell}/telemetry'",
+        "level, e.g. 'smelter/{potline}/{cell}/telemetry'; or name the payload key that holds "
+        "it under fields (cell: <key>)",
     ),
     (
         "potline-twice",
@@ -624,8 +626,8 @@ inputs:
     (
         "placeholder-inside-level",
         {"default.yaml": "inputs:\n  - {name: t, topic: 'pl-{potline}/{cell}', kind: event}\n"},
-        "rules/default.yaml:2: inputs[0].topic: 'pl-{potline}/{cell}' lacks {potline} as a "
-        "whole level, e.g. 'smelter/{potline}/{cell}/telemetry'",
+        "rules/default.yaml:2: inputs[0].topic: 'pl-{potline}/{cell}' has level 'pl-{potline}': "
+        "only {potline} and {cell} may be placeholders, each a whole level",
     ),
     (
         "plus-wildcard",
@@ -743,7 +745,8 @@ inputs:
         "mapping-bad-target",
         {"default.yaml": MAPPED.format(fields="      voltage_v: U\n")},
         "rules/default.yaml:6: inputs[0].fields.voltage_v: 'voltage_v' is not a field name; "
-        "telemetry fields: ts, cell_voltage_v, line_current_ka, bath_temp_c, noise_uohm, "
+        "telemetry fields: ts, potline, cell, cell_voltage_v, line_current_ka, bath_temp_c, "
+        "noise_uohm, "
         "or a new name for a pass-through key",
     ),
     (
@@ -762,6 +765,21 @@ inputs:
         "mapping-types-on-telemetry",
         {"default.yaml": MAPPED.format(fields="      ts: t\n") + "    types: {AC: anode_change}\n"},
         "rules/default.yaml:7: inputs[0].types: types name event types: only for kind: event",
+    ),
+    (
+        "mapping-cell-twice",
+        {"default.yaml": MAPPED.format(fields="      cell: pot\n")},
+        "rules/default.yaml:6: inputs[0].fields.cell: the cell is already the topic's {cell}: "
+        "remove one of the two",
+    ),
+    (
+        "mapping-cell-with-unit",
+        {
+            "default.yaml": "inputs:\n  - name: gw\n    topic: plant/{potline}/gw\n"
+            "    kind: telemetry\n    fields:\n      cell: {key: pot, scale: 2}\n"
+        },
+        "rules/default.yaml:6: inputs[0].fields.cell.scale: cell is a name: it takes no unit "
+        "or scale",
     ),
     (
         "rules-syntax-error",

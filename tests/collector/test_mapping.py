@@ -35,6 +35,14 @@ inputs:
       bath_temp_c: {key: temp_K, unit: K}
       noise_uohm: {key: noise, scale: 0.5, offset: 1}
       pressure_kpa: p
+  - name: gateway
+    topic: plant/{potline}/gateway
+    kind: telemetry
+    path: pots
+    fields:
+      cell: pot
+      cell_voltage_v: {key: U, unit: mV}
+      line_current_ka: {key: I, unit: kA}
   - name: pot-events
     topic: plant/{potline}/pots/{cell}/log
     kind: event
@@ -154,3 +162,24 @@ def test_rejections_name_the_controllers_key(
     ]
     assert (topic, got_reason, got_detail) == ("plant/P1/pots/C1/data", reason, detail)
     assert orjson.loads(payload) == doc  # the controller's own payload is kept
+
+
+def test_a_gateway_names_each_cell_in_the_payload(decoder: Decoder) -> None:
+    doc = {
+        "pots": [
+            {"ts": NOW_MS - 1000, "pot": "C117", "U": 4150, "I": 400.5},
+            {"ts": NOW_MS - 1000, "pot": 118, "U": 4200, "I": 400.5},  # a number is an id too
+            {"ts": NOW_MS - 1000, "pot": "C 119", "U": 4200, "I": 400.5},
+            {"ts": NOW_MS - 1000, "U": 4200, "I": 400.5},
+        ]
+    }
+    out = decode(decoder, "plant/L2/gateway", doc)
+    ts = NOW_NS - 10**9
+    assert out.samples == [
+        ("L2", "C117", ts, 4.15, 400.5, None),
+        ("L2", "118", ts, 4.2, 400.5, None),
+    ]
+    assert [(r.reason, r.detail) for r in out.rejections] == [
+        ("bad_id", "pot (as cell): 'C 119' is not an id (1 to 32 of A-Z a-z 0-9 _ -)"),
+        ("missing_key", "pot (as cell): required key is missing"),
+    ]

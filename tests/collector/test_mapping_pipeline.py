@@ -1,11 +1,12 @@
 """A controller with its own layout gives the same points as one speaking the contract.
 
-The same twelve hours of a simulated potline and the same events are published twice over
+The same twelve hours of a simulated potline and the same events are published three times over
 the real Mosquitto: in the contract's layout to one ``cellmon run``, and to another in a
 foreign layout (other topics, other key names, millivolts, amperes, nano-ohms, epoch
 seconds, samples nested in an envelope, event codes and tonnes) that its input rules map.
-Each run writes its own InfluxDB database; the ``cell``, ``sec_cell`` and event points of
-the two must be the same.
+A third run takes the same data from a potline gateway that sends every pot of an instant
+in one message, each object naming its pot. Each run writes its own InfluxDB database; the
+``cell``, ``sec_cell`` and event points of all three must be the same.
 
 The values are chosen on the grids both layouts can carry exactly (whole mV, A and nΩ,
 binary fractions of a tonne), so the raw points must be equal bit for bit.
@@ -55,6 +56,23 @@ inputs:
       metal_kg: {key: tonnes, unit: t}
     types: {AC: anode_change, TAP: metal_tap}
 """
+
+
+GATEWAY_RULES = """\
+inputs:
+  - name: gateway
+    topic: plant/{potline}/gateway
+    kind: telemetry
+    path: pots
+    fields:
+      cell: pot
+      ts: {key: t, unit: s}
+      cell_voltage_v: {key: U_mV, unit: mV}
+      line_current_ka: {key: I_A, unit: A}
+      bath_temp_c: T
+      noise_uohm: {key: n, unit: nOhm}
+""" + FOREIGN_RULES[FOREIGN_RULES.index("  - name: pot-log") :]
+"""A potline gateway: one message per instant with every pot in it, named in the payload."""
 
 
 def start_ns() -> int:
@@ -131,6 +149,30 @@ def foreign_messages(cols: Columns) -> list[tuple[str, bytes]]:
     return messages
 
 
+def gateway_messages(cols: Columns) -> list[tuple[str, bytes]]:
+    """Each instant's samples of every cell in one message; the events as the foreign ones."""
+    t_s = (cols.ts_ns // NS).tolist()
+    amps = np.rint(cols.line_current_ka * 1000).astype(np.int64).tolist()
+    millivolts = np.rint(cols.cell_voltage_v * 1000).astype(np.int64).tolist()
+    nano_ohms = np.rint(cols.noise_uohm * 1000).astype(np.int64).tolist()
+    baths = cols.bath_temp_c.tolist()
+    messages = []
+    for k, t in enumerate(t_s):
+        pots = [
+            {
+                "pot": cell,
+                "t": t,
+                "U_mV": millivolts[k][c],
+                "I_A": amps[k],
+                "T": baths[k][c],
+                "n": nano_ohms[k][c],
+            }
+            for c, cell in enumerate(cols.cells)
+        ]
+        messages.append(("plant/P1/gateway", orjson.dumps({"pots": pots})))
+    return messages + [m for m in foreign_messages(cols) if m[0].endswith("/log")]
+
+
 def run(
     directory: Path, broker: Mosquitto, influx: InfluxV1, db: str, rules: str, messages: list
 ) -> None:
@@ -156,25 +198,17 @@ def databases(
     plant_broker: Mosquitto,
     influx_v1: InfluxV1,
     columns: Columns,
-) -> tuple[str, str]:
-    contract, foreign = "layout_contract", "layout_foreign"
-    run(
-        tmp_path_factory.mktemp("contract"),
-        plant_broker,
-        influx_v1,
-        contract,
-        DEFAULT_RULES,
-        contract_messages(columns),
-    )
-    run(
-        tmp_path_factory.mktemp("foreign"),
-        plant_broker,
-        influx_v1,
-        foreign,
-        FOREIGN_RULES,
-        foreign_messages(columns),
-    )
-    return contract, foreign
+) -> dict[str, str]:
+    """Layout name → the database its run wrote."""
+    layouts = {
+        "contract": (DEFAULT_RULES, contract_messages(columns)),
+        "foreign": (FOREIGN_RULES, foreign_messages(columns)),
+        "gateway": (GATEWAY_RULES, gateway_messages(columns)),
+    }
+    for name, (rules, messages) in layouts.items():
+        directory = tmp_path_factory.mktemp(name)
+        run(directory, plant_broker, influx_v1, f"layout_{name}", rules, messages)
+    return {name: f"layout_{name}" for name in layouts}
 
 
 def points(influx: InfluxV1, db: str, measurement: str) -> dict[tuple, dict]:
@@ -184,12 +218,24 @@ def points(influx: InfluxV1, db: str, measurement: str) -> dict[tuple, dict]:
     }
 
 
+def both(influx: InfluxV1, databases: dict[str, str], layout: str, measurement: str):
+    """(the contract layout's points, the other layout's)."""
+    return (
+        points(influx, databases["contract"], measurement),
+        points(influx, databases[layout], measurement),
+    )
+
+
+LAYOUTS = pytest.mark.parametrize("layout", ["foreign", "gateway"])
+
+
+@LAYOUTS
 def test_raw_cell_points_are_identical(
-    databases: tuple[str, str], influx_v1: InfluxV1, columns: Columns
+    databases: dict[str, str], influx_v1: InfluxV1, columns: Columns, layout: str
 ) -> None:
-    contract, foreign = (points(influx_v1, db, "cell") for db in databases)
+    contract, other = both(influx_v1, databases, layout, "cell")
     assert len(contract) == STEPS * CELLS
-    assert foreign == contract
+    assert other == contract
     c001 = [r for r in contract.values() if r["cell"] == "C001"]
     first = min(c001, key=lambda r: r["time"])
     assert (first["time"], first["voltage_v"], first["current_ka"]) == (
@@ -199,12 +245,15 @@ def test_raw_cell_points_are_identical(
     )
 
 
-def test_kwh_per_tonne_points_are_the_same(databases: tuple[str, str], influx_v1: InfluxV1) -> None:
-    contract, foreign = (points(influx_v1, db, "sec_cell") for db in databases)
+@LAYOUTS
+def test_kwh_per_tonne_points_are_the_same(
+    databases: dict[str, str], influx_v1: InfluxV1, layout: str
+) -> None:
+    contract, other = both(influx_v1, databases, layout, "sec_cell")
     assert {r["period"] for r in contract.values()} == {"shift", "day", "month"}
-    assert foreign.keys() == contract.keys()
+    assert other.keys() == contract.keys()
     for key, want in contract.items():
-        got = foreign[key]
+        got = other[key]
         assert got.keys() == want.keys()
         for field, value in want.items():
             if isinstance(value, float):  # batches may cut the sums in other places
@@ -215,10 +264,11 @@ def test_kwh_per_tonne_points_are_the_same(databases: tuple[str, str], influx_v1
     assert tapped[0]["metal_t"] == 1.5 + 1.625  # the taps count in the month's figures
 
 
+@LAYOUTS
 @pytest.mark.parametrize("measurement", ["metal_tap", "anode_change", "cell_event"])
 def test_event_points_are_identical(
-    databases: tuple[str, str], influx_v1: InfluxV1, measurement: str
+    databases: dict[str, str], influx_v1: InfluxV1, measurement: str, layout: str
 ) -> None:
-    contract, foreign = (points(influx_v1, db, measurement) for db in databases)
+    contract, other = both(influx_v1, databases, layout, measurement)
     assert contract
-    assert foreign == contract
+    assert other == contract
