@@ -100,7 +100,7 @@ class Replay:
         self.decoder = decoder(cfg)
         self.inbox = journal.Inbox(journal.connect_inbox(state))
         self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
-        self.engine = build_engine(cfg)
+        self.engine = build_engine(cfg, alerts=False)  # history pages nobody
         self.drain = build_drain(cfg)
 
     def run(self, chunk_rows: int) -> int:

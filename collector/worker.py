@@ -169,11 +169,14 @@ def build_sink(cfg: Config) -> Sink:
     )
 
 
-def build_engine(cfg: Config) -> Engine:
-    """The processor stage over the state directory's journal."""
+def build_engine(cfg: Config, *, alerts: bool = True) -> Engine:
+    """The processor stage over the state directory's journal.
+
+    ``alerts=False`` for history (a replay): its alarms are written, and page nobody.
+    """
     state = cfg.state_path
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
-    topic = cfg.alerts.topic
+    topic = cfg.alerts.topic if alerts else None
     return Engine(
         store,
         build_processors(cfg),

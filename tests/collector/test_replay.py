@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from collector.deadletter import read_dead_letters
-from tests.harness import ROOT, write_config
+from tests.harness import DEFAULT_RULES, ROOT, write_config
 from tests.servers import InfluxV1
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,28 @@ def test_replay_writes_the_same_points_as_live_would(
     assert f"accepted 0, rejected 1 (out_of_bounds 1), duplicates {STEPS + 4}" in again.stdout
     shift_again = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'shift'", influx_db)
     assert shift_again == shift
+
+
+def test_replayed_alarms_are_written_and_page_nobody(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    path = tmp_path / "history.csv"
+    frame().to_csv(path, index=False)
+    config = write_config(
+        tmp_path / "cfg",
+        mqtt_port=1,
+        influx_url=influx_v1.url,
+        database=influx_db,
+        rules=DEFAULT_RULES + "alarms:\n  - {name: hot, field: cell_voltage_v, above: 4.0}\n",
+        extra="alerts:\n  topic: cellmon/alarms/{potline}/{cell}/{rule}\n",
+    )
+    state = tmp_path / "state"
+    done = replay(path, config, state)
+    assert done.returncode == 0, done.stderr
+    # 4.2 V from the first sample: raised there, and never cleared
+    rows = influx_v1.query("SELECT * FROM alarm", influx_db)
+    assert [(r["time"], r["state"], r["value"]) for r in rows] == [
+        (T0_MS * 1_000_000, "raised", 4.2)
+    ]
+    with sqlite3.connect(state / "journal.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
