@@ -3,7 +3,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from collector import journal
+from collector.alerts import AlertFormat
 from collector.engine import Engine
 from processors.model import Batch, Point
 
@@ -98,3 +101,41 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
     body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert b"twice=8" in body  # 2 × 4.0 before the swap
     assert b"twice=15" in body  # 3 × 5.0 after it
+
+
+class Alarming:
+    """Raises an alarm on the first sample of each batch."""
+
+    name = "alarms"
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        tags = (("potline", "P1"), ("cell", "C1"), ("rule", "hot"), ("severity", "critical"))
+        t = int(batch.samples.ts_ns[0])
+        return state, [Point("alarm", tags, {"state": "raised", "value": 5.0}, t)]
+
+
+def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
+    tmp_path: Path,
+) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    engine = Engine(store, [Alarming()], instance="test", alerts=AlertFormat("a/{cell}/{rule}"))
+    engine.step()
+    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    assert b"alarm,cell=C1,potline=P1,rule=hot,severity=critical" in body
+    queue = journal.AlertQueue(journal.connect_journal(tmp_path))
+    ((first, topic, payload),) = queue.take(10)
+    assert topic == "a/C1/hot"
+    assert orjson.loads(payload) == {
+        "ts": T // 1_000_000,
+        "potline": "P1",
+        "cell": "C1",
+        "rule": "hot",
+        "severity": "critical",
+        "state": "raised",
+        "value": 5.0,
+    }
+    queue.delete_upto(first, 1)
+    assert queue.take(10) == []
+    assert store.counters()["alerts_published"] == 1
