@@ -18,6 +18,7 @@ import itertools
 import logging
 import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from collector import journal
 from collector.config import ConfigError, load_config
 from collector.embedded_broker import EmbeddedBroker
 from collector.metrics import Metrics
@@ -364,7 +366,8 @@ class Demo:
             f"output {self.sink_path}\ndead letters {self.dead_letter_path}\nCtrl-C to stop",
             style="dim",
         )
-        return Group(header, top, _cells_table(tail.latest()), footer)
+        raised = raised_alarms(self.service.cfg.state_path)
+        return Group(header, top, _cells_table(tail.latest(), raised), footer)
 
     def _counters(self, m: Metrics) -> Table:
         rates = self.rates
@@ -499,18 +502,41 @@ def _reasons_table(reasons: Mapping[str, int]) -> Table:
     return table
 
 
-def _cells_table(readings: list[CellReading]) -> Table:
+def raised_alarms(state_dir: Path) -> dict[str, list[str]]:
+    """Cell → the rules of its alarms standing now, from the alarm processor's checkpoint.
+
+    The checkpoint is committed with every batch, so this is exactly what the ``alarm``
+    points say, without scanning the output for them.
+    """
+    try:
+        conn = journal.connect_journal(state_dir)
+        try:
+            state = journal.read_state(conn, "alarms") or {}
+        finally:
+            conn.close()
+    except sqlite3.Error:  # being created: nothing raised yet
+        return {}
+    raised: dict[str, list[str]] = {}
+    for rule, entries in sorted(state.get("alarms", {}).items()):
+        for key, (_, up) in entries.items():
+            if up:
+                raised.setdefault(key.split("/", 1)[1], []).append(rule)
+    return raised
+
+
+def _cells_table(readings: list[CellReading], raised: Mapping[str, list[str]]) -> Table:
     table = Table(
         title="latest samples written", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1)
     )
-    for name in ("cell", "sample time (UTC)", "voltage V", "current kA"):
-        table.add_column(name, justify="left" if name.startswith(("cell", "sample")) else "right")
+    for name in ("cell", "sample time (UTC)", "voltage V", "current kA", "alarms"):
+        table.add_column(name, justify="right" if name.endswith(("V", "kA")) else "left")
     for r in readings:
         voltage = f"{r.voltage_v:.3f}"
         if r.voltage_v > ANODE_EFFECT_V:
             voltage = f"[bold red]anode effect {voltage}[/bold red]"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time_ns / NS_PER_S))
-        table.add_row(r.cell, stamp, voltage, f"{r.current_ka:.2f}")
+        alarms = ", ".join(raised.get(r.cell, []))
+        table.add_row(r.cell, stamp, voltage, f"{r.current_ka:.2f}", f"[red]{alarms}[/red]")
     return table
 
 

@@ -231,8 +231,7 @@ class Store:
 
     def load_state(self, name: str) -> Any:
         """Return a processor's checkpointed state, or None before its first checkpoint."""
-        row = self._conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        return read_state(self._conn, name)
 
     def commit(
         self,
@@ -276,6 +275,12 @@ class Store:
     def backlog(self) -> tuple[int, int | None]:
         """(lines waiting, production time of the oldest) of the outbox."""
         return backlog(self._conn)
+
+
+def read_state(conn: sqlite3.Connection, name: str) -> Any:
+    """A processor's checkpointed state in a journal, or None before its first checkpoint."""
+    row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
+    return orjson.loads(row[0]) if row else None
 
 
 def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from collector import journal
 from collector.deadletter import read_dead_letters
+from collector.demo import raised_alarms
 
 REPO = Path(__file__).resolve().parents[2]
 CELLS = {f"C{i:03d}" for i in range(1, 7)}
@@ -56,3 +58,15 @@ def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: P
     assert written == len(lines)
     assert str(state / "points.lp") in summary
     assert str(state / "deadletter.jsonl") in summary
+
+
+def test_raised_alarms_are_read_from_the_alarm_processors_checkpoint(tmp_path: Path) -> None:
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    alarms = {
+        "high_voltage": {"P1/C1": [1, True], "P1/C2": [5, False]},  # C2 only holding
+        "anode_effect": {"P1/C1": [3, True]},
+        "no_data": {"P1/C3": [None, True]},
+    }
+    store.commit(0, {"alarms": {"last": {}, "alarms": alarms}}, [], 0, {})
+    assert raised_alarms(tmp_path) == {"C1": ["anode_effect", "high_voltage"], "C3": ["no_data"]}
+    assert raised_alarms(tmp_path / "new") == {}  # before the first batch
