@@ -64,6 +64,7 @@ class TopicTemplate:
 
 
 def valid_level(level: str) -> bool:
+    """Whether a string may be a potline or cell id: it becomes a tag and a topic level."""
     return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
 
 

@@ -216,7 +216,12 @@ def _reload(cfg: Config, engine: Engine) -> None:
     except ConfigError as err:  # changed again since: the MQTT process reports it
         log.warning("rules changed while reloading; keeping these (%s)", err.issues[0])
         return
-    engine.replace(rule_processors(cfg.model_copy(update={"rules": rules})))
+    try:
+        processors = rule_processors(cfg.model_copy(update={"rules": rules}))
+    except Exception:  # a rule the check let through and the processor refuses: keep the old
+        log.exception("the reloaded rules could not be built; keeping the rules in force")
+        return
+    engine.replace(processors)
 
 
 def run_worker(
