@@ -12,7 +12,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.alerts import AlertFormat
+from collector import journal
+from collector.alerts import AlertFormat, AlertPublisher
+from collector.mqtt_source import Connection
 from processors.model import Point
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
@@ -119,3 +121,33 @@ def test_alarm_transitions_are_published_retained(
         ((t0 + 60_000) * 1_000_000, "raised", 4.6),
         ((t0 + 80_000) * 1_000_000, "cleared", 4.0),
     ]
+
+
+@pytest.mark.integration
+def test_alerts_wait_in_the_journal_while_the_broker_is_down(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    broker.stop()  # its port, with no broker behind it yet
+    state = tmp_path / "state"
+    store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    alerts = [(f"t/{k}", orjson.dumps({"k": k})) for k in range(3)]
+    store.commit(0, {}, [], 0, {}, alerts)
+    queue = journal.AlertQueue(journal.connect_journal(state))
+    conn = Connection("127.0.0.1", broker.port, f"cellmon-{uuid4().hex[:6]}", reconnect_max_s=1)
+    publisher = AlertPublisher(conn, queue)
+    stop = threading.Event()
+    thread = threading.Thread(target=publisher.run, args=(stop,))
+    thread.start()
+    try:
+        assert [row[1] for row in queue.take(10)] == ["t/0", "t/1", "t/2"]  # nowhere to go
+        broker.start()
+        wait_for(lambda: queue.take(10) == [], 30)
+        listener = Listener(broker.port, "t/#")  # subscribes after: the retained copies
+        wait_for(lambda: len(listener.messages) == 3, 10)
+        listener.close()
+    finally:
+        stop.set()
+        thread.join(30)
+        broker.stop()
+    assert sorted(listener.messages) == [(f"t/{k}", {"k": k}, True) for k in range(3)]
+    assert store.counters()["alerts_published"] == 3
