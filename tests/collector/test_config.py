@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from collector.config import (
-    AlarmRule,
     Config,
     ConfigError,
     ConfigIssue,
@@ -15,6 +14,7 @@ from collector.config import (
     load_config,
     secret,
 )
+from collector.rules import AlarmRule
 from processors.expressions import CELL_CONSTANTS
 
 REPO = Path(__file__).resolve().parents[2]
