@@ -116,13 +116,20 @@ def contract_messages(cols: Columns) -> list[tuple[str, bytes]]:
     return telemetry + log
 
 
+def in_controller_units(cols: Columns) -> tuple[list, list, list, list, list]:
+    """Epoch s, whole A, whole mV, whole nΩ and °C, as the other controllers send them."""
+    return (
+        (cols.ts_ns // NS).tolist(),
+        np.rint(cols.line_current_ka * 1000).astype(np.int64).tolist(),
+        np.rint(cols.cell_voltage_v * 1000).astype(np.int64).tolist(),
+        np.rint(cols.noise_uohm * 1000).astype(np.int64).tolist(),
+        cols.bath_temp_c.tolist(),
+    )
+
+
 def foreign_messages(cols: Columns) -> list[tuple[str, bytes]]:
     """The same data as a foreign controller sends it, converted here by hand."""
-    t_s = (cols.ts_ns // NS).tolist()
-    amps = np.rint(cols.line_current_ka * 1000).astype(np.int64).tolist()
-    millivolts = np.rint(cols.cell_voltage_v * 1000).astype(np.int64).tolist()
-    nano_ohms = np.rint(cols.noise_uohm * 1000).astype(np.int64).tolist()
-    baths = cols.bath_temp_c.tolist()
+    t_s, amps, millivolts, nano_ohms, baths = in_controller_units(cols)
     messages = []
     for first in range(0, len(t_s), ARRAY):
         for c, cell in enumerate(cols.cells):
@@ -151,11 +158,7 @@ def foreign_messages(cols: Columns) -> list[tuple[str, bytes]]:
 
 def gateway_messages(cols: Columns) -> list[tuple[str, bytes]]:
     """Each instant's samples of every cell in one message; the events as the foreign ones."""
-    t_s = (cols.ts_ns // NS).tolist()
-    amps = np.rint(cols.line_current_ka * 1000).astype(np.int64).tolist()
-    millivolts = np.rint(cols.cell_voltage_v * 1000).astype(np.int64).tolist()
-    nano_ohms = np.rint(cols.noise_uohm * 1000).astype(np.int64).tolist()
-    baths = cols.bath_temp_c.tolist()
+    t_s, amps, millivolts, nano_ohms, baths = in_controller_units(cols)
     messages = []
     for k, t in enumerate(t_s):
         pots = [

@@ -6,20 +6,9 @@ import pytest
 
 from collector.config import ConfigError, load_config
 from collector.reload import RulesWatcher
+from tests.collector.config_files import MINIMAL, RULES
 
-CONFIG = """\
-rules_check_s: {check_s}
-plant:
-  potlines:
-    - id: P1
-      baseline_sec_kwh_per_t: 13450
-"""
-RULES = """\
-inputs:
-  - name: telemetry
-    topic: smelter/{potline}/{cell}/telemetry
-    kind: telemetry
-"""
+CONFIG = "rules_check_s: {check_s}\n" + MINIMAL
 DERIVED = RULES + "derived:\n  - name: r\n    expr: cell_voltage_v * 2\n"
 BROKEN = RULES + "derived:\n  - name: r\n    expr: cell_voltage * 2\n"
 
