@@ -260,7 +260,11 @@ class Engine:
             stop.wait(POLL_S)
 
 
-def _deriver(processors: Sequence[Processor]) -> Callable[[SampleBatch], SampleBatch] | None:
-    """The first processor with a ``derive`` method adds its fields to the raw points."""
+def _deriver(processors: Sequence[Processor]) -> Callable[[SampleBatch], Any] | None:
+    """The first processor with a ``derive`` method adds its fields to the raw points.
+
+    ``derive(samples)`` gives an object whose ``extra`` is the samples' ``extra`` with the
+    derived values added (``processors.derived.Derivation``).
+    """
     derivers = [p for p in processors if hasattr(p, "derive")]
     return derivers[0].derive if derivers else None

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -83,7 +83,6 @@ class MqttSource:
     def __init__(
         self,
         conn: Connection,
-        templates: Sequence[TopicTemplate],
         decoder: Decoder,
         inbox: Inbox,
         dead_letters: DeadLetters,
@@ -93,7 +92,6 @@ class MqttSource:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.conn = conn
-        self.templates = list(templates)
         self.decoder = decoder
         self.inbox = inbox
         self.dead_letters = dead_letters
@@ -104,7 +102,8 @@ class MqttSource:
         self._pending: list[tuple[int, int]] = []
         self._messages = 0
         self._stopping = threading.Event()
-        self._next: tuple[list[TopicTemplate], Decoder] | None = None
+        self._next: Decoder | None = None
+        self._next_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
         self.client = self._make_client()
@@ -127,23 +126,31 @@ class MqttSource:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def reconfigure(self, templates: Sequence[TopicTemplate], decoder: Decoder) -> None:
+    @property
+    def templates(self) -> list[TopicTemplate]:
+        """The input topic templates in force: the decoder's."""
+        return self.decoder.router.templates
+
+    def reconfigure(self, decoder: Decoder) -> None:
         """Switch to new input rules between two messages (from any thread).
 
         What was decoded with the old rules is committed first, so each message is decoded
         once, by the rules in force when it arrived.
         """
-        self._next = (list(templates), decoder)
+        with self._next_lock:
+            self._next = decoder
 
     def _switch(self) -> None:
-        if self._next is None:
+        if self._next is None:  # the common case, without the lock
+            return
+        with self._next_lock:
+            decoder, self._next = self._next, None
+        if decoder is None:
             return
         self._flush()
-        templates, self.decoder = self._next
-        self._next = None
         old = {t.subscription: t.qos for t in self.templates}
-        new = {t.subscription: t.qos for t in templates}
-        self.templates = templates
+        self.decoder = decoder
+        new = {t.subscription: t.qos for t in self.templates}
         gone = sorted(set(old) - set(new))
         if gone:
             self.client.unsubscribe(gone)

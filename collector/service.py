@@ -63,7 +63,6 @@ class Service:
         self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
         self.source = MqttSource(
             connection(cfg),
-            templates(cfg),
             decoder(cfg),
             journal.Inbox(journal.connect_inbox(state)),
             self.dead_letters,
@@ -111,7 +110,7 @@ class Service:
             return
         if cfg is None:
             return
-        self.source.reconfigure(templates(cfg), decoder(cfg))
+        self.source.reconfigure(decoder(cfg))
         self._reload.set()
         self._count(rules_reloads=1)
         r = cfg.rules
