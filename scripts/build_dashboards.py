@@ -517,7 +517,95 @@ def energy() -> dict[str, Any]:
     )
 
 
-BOARDS = {"overview": overview, "cell": cell_detail, "anodes": anodes, "energy": energy}
+def health() -> dict[str, Any]:
+    """The pipeline itself, from its self-metrics: for the plant's IT and the on-call engineer.
+
+    The counters are cumulative, so rates are derivatives between consecutive points and the
+    stats are what a counter moved within the range (``spread``).
+    """
+    rate = (
+        'SELECT non_negative_derivative(last("{}"), 1s) AS "{}" FROM "cellmon" '
+        'WHERE $timeFilter GROUP BY time($__interval), "instance" fill(none)'
+    )
+    moved = 'SELECT spread("{}") AS "{}" FROM "cellmon" WHERE $timeFilter GROUP BY "instance"'
+    red_above_zero = {
+        "mode": "absolute",
+        "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+    }
+    stat_w = 4
+    return dashboard(
+        "cellmon-health",
+        "cellmon health",
+        [
+            panel(
+                title,
+                "stat",
+                [moved.format(field, field)],
+                thresholds=red_above_zero,
+                x=k * stat_w,
+                w=stat_w,
+                h=4,
+            )
+            for k, (title, field) in enumerate(
+                [
+                    ("Rejected messages", "rejected"),
+                    ("Late samples", "late"),
+                    ("Processor errors", "processor_errors"),
+                    ("Database write errors", "write_errors"),
+                    ("Samples dropped (buffer full)", "dropped"),
+                    ("Rules edits refused", "rules_rejected"),
+                ]
+            )
+        ]
+        + [
+            panel(
+                "Throughput",
+                "timeseries",
+                [
+                    rate.format("received", "received/s"),
+                    rate.format("written", "written/s"),
+                    rate.format("rejected", "rejected/s"),
+                ],
+                unit="ops",
+                y=4,
+            ),
+            panel(
+                "Backlog to the database",
+                "timeseries",
+                [
+                    'SELECT last("lag_s") AS "lag_s" FROM "cellmon" WHERE $timeFilter '
+                    'GROUP BY time($__interval), "instance" fill(none)',
+                    'SELECT last("buffered") AS "buffered lines" FROM "cellmon" WHERE $timeFilter '
+                    'GROUP BY time($__interval), "instance" fill(none)',
+                ],
+                x=12,
+                y=4,
+            ),
+            panel(
+                "Rules reloads and alerts",
+                "table",
+                [
+                    'SELECT last("rules_reloads") AS "reloads", last("rules_rejected") AS '
+                    '"refused", last("alerts_published") AS "alerts published" FROM "cellmon" '
+                    'WHERE $timeFilter GROUP BY "instance"'
+                ],
+                table=True,
+                y=12,
+                w=24,
+                h=5,
+            ),
+        ],
+        [],
+    )
+
+
+BOARDS = {
+    "overview": overview,
+    "cell": cell_detail,
+    "anodes": anodes,
+    "energy": energy,
+    "health": health,
+}
 
 
 def render() -> dict[str, str]:
