@@ -110,6 +110,12 @@ def filled(
         return bool(rows) and rows[0]["count"] >= len(cols) * 4
 
     wait_for(done, 300, pipeline.new_log)
+
+    def metrics_points() -> int:  # the health board's rates need a few, seconds apart
+        rows = influx_v1.query('SELECT count("received") FROM "cellmon"', db)
+        return rows[0]["count"] if rows else 0
+
+    wait_for(lambda: metrics_points() >= 3, 60, pipeline.new_log)
     assert pipeline.terminate() == 0
     effects = influx_v1.query("SELECT duration_s FROM anode_effect GROUP BY cell", db)
     assert effects, "the simulation must have anode effects for the cell board"
