@@ -46,6 +46,7 @@ def panel(
     thresholds: dict[str, Any] | None = None,
     overrides: list[dict[str, Any]] | None = None,
     transformations: list[dict[str, Any]] | None = None,
+    no_value: str | None = None,
     x: int = 0,
     y: int = 0,
     w: int = 12,
@@ -62,6 +63,8 @@ def panel(
         for k, q in enumerate(queries)
     ]
     defaults: dict[str, Any] = {"unit": unit}
+    if no_value is not None:  # shown instead of "No data" when the query has no rows
+        defaults["noValue"] = no_value
     if thresholds:
         defaults["thresholds"] = thresholds
         defaults["color"] = {"mode": "thresholds"}
@@ -116,6 +119,25 @@ ONLY_RAISED = [
     }
 ]
 """Of each alarm's last transition, those that left it raised: the alarms standing now."""
+
+ALARM_SERIES = 'GROUP BY "cell", "rule", "severity"'
+"""One alarm: a potline's cell, rule and severity. A rules change that alters an alarm's
+severity clears it under the old one, so only the series of the new severity can stand."""
+
+
+def last_transitions(where: str) -> str:
+    """Each alarm's last transition in the range, with its value."""
+    return (
+        f'SELECT last("state") AS "state", "value" FROM "alarm" WHERE {where} AND $timeFilter '
+        + ALARM_SERIES
+    )
+
+
+def alarms_standing(where: str) -> str:
+    """How many alarms stand: last transitions that left them raised (none: no rows)."""
+    last = f'SELECT last("state") AS "state" FROM "alarm" WHERE {where} AND $timeFilter'
+    raised = "\"state\" = 'raised'"
+    return f'SELECT count("state") AS "alarms" FROM ({last} {ALARM_SERIES}) WHERE {raised}'
 
 
 def sec_thresholds(target: float = 13350, baseline: float = 13450) -> dict[str, Any]:
@@ -276,10 +298,7 @@ def overview() -> dict[str, Any]:
             panel(
                 "Cells in alarm",
                 "table",
-                [
-                    f'SELECT last("state") AS "state", "value" FROM "alarm" WHERE {POTLINE} '
-                    'AND $timeFilter GROUP BY "cell", "rule", "severity"'
-                ],
+                [last_transitions(POTLINE)],
                 table=True,
                 overrides=STATE_COLOURS,
                 transformations=ONLY_RAISED,
@@ -296,6 +315,18 @@ def overview() -> dict[str, Any]:
                 overrides=STATE_COLOURS,
                 x=12,
                 y=21,
+            ),
+            panel(
+                "Alarms standing",
+                "stat",
+                [alarms_standing(POTLINE)],
+                no_value="0",
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+                },
+                y=10,
+                h=3,
             ),
         ],
         [POTLINE_VAR],

@@ -27,7 +27,12 @@ alarms:
     field: cell_voltage_v
     above: anode_effect_threshold_v
     severity: critical
+  - name: no_data  # longer than a published block of samples, so only SILENT goes stale
+    stale_s: 3600
+    severity: critical
 """
+SILENT = "C099"
+"""A cell that sends one sample at the start of the day, then nothing: its alarm stands."""
 
 
 def builder():  # a module loaded from its path
@@ -88,6 +93,8 @@ def filled(
     telemetry = [
         (f"smelter/P1/{cols.cells[c]}/telemetry", body) for c, body in cols.encode(array_size=60)
     ]
+    once = {"ts": int(cols.ts_ns[0]) // 1_000_000, "cell_voltage_v": 4.2, "line_current_ka": 400.0}
+    telemetry.insert(0, (f"smelter/P1/{SILENT}/telemetry", orjson.dumps(once)))
     db = "boards"
     influx_v1.create_database(db)
     work = tmp_path_factory.mktemp("boards")
@@ -107,7 +114,7 @@ def filled(
 
     def done() -> bool:
         rows = influx_v1.query("SELECT count(voltage_v) FROM cell", db)
-        return bool(rows) and rows[0]["count"] >= len(cols) * 4
+        return bool(rows) and rows[0]["count"] >= len(cols) * 4 + 1
 
     wait_for(done, 300, pipeline.new_log)
 
@@ -132,6 +139,12 @@ def test_panel_query_returns_rows(
     filled: tuple[str, int, int, str], influx_v1: InfluxV1, board: str, title: str, query: str
 ) -> None:
     db, t0, t1, cell = filled
+    concrete = substitute(query, board, t0, t1, cell)
+    assert influx_v1.query(concrete, db), f"{board} / {title}: no rows for {concrete}"
+
+
+def substitute(query: str, board: str, t0: int, t1: int, cell: str) -> str:
+    """The query as Grafana sends it for the range t0..t1, potline P1 and the cell."""
     concrete = (
         query.replace("$timeFilter", f"time >= {t0} AND time <= {t1}")
         .replace("$__interval", "1s" if board == "health" else "10m")  # the run took seconds
@@ -139,4 +152,39 @@ def test_panel_query_returns_rows(
         .replace("$cell", cell)
     )
     assert not re.search(r"\$\w", concrete), f"a variable or macro left: {concrete}"
-    assert influx_v1.query(concrete, db), f"{board} / {title}: no rows for {concrete}"
+    return concrete
+
+
+@pytest.mark.integration
+def test_overview_shows_the_alarms_left_raised(
+    filled: tuple[str, int, int, str], influx_v1: InfluxV1
+) -> None:
+    """The overview's standing alarms are those whose last transition in the raw points raised
+    them; the silent cell's among them, raised an hour after its only sample."""
+    db, t0, t1, cell = filled
+    points = influx_v1.query('SELECT * FROM "alarm" WHERE "potline" = \'P1\' GROUP BY *', db)
+    last: dict[tuple[str, str, str], dict] = {}
+    for p in sorted(points, key=lambda p: p["time"]):
+        last[(p["cell"], p["rule"], p["severity"])] = p
+    standing = {key: p for key, p in last.items() if p["state"] == "raised"}
+    silent = standing[(SILENT, "no_data", "critical")]
+    first = influx_v1.query(
+        f'SELECT first("voltage_v") FROM "cell" WHERE "cell" = \'{SILENT}\'', db
+    )
+    assert (silent["time"], silent["value"]) == (first[0]["time"] + 3600 * NS, 3600.0)
+
+    overview = {
+        panel["title"]: panel["targets"][0]["query"]
+        for panel in json.loads((BOARDS / "overview.json").read_text())["panels"]
+    }
+
+    def run(title: str) -> list[dict]:
+        return influx_v1.query(substitute(overview[title], "overview", t0, t1, cell), db)
+
+    shown = {  # what the table keeps after its filter on state
+        (r["cell"], r["rule"], r["severity"]): (r["time"], r["value"])
+        for r in run("Cells in alarm")
+        if r["state"] == "raised"
+    }
+    assert shown == {key: (p["time"], p["value"]) for key, p in standing.items()}
+    assert [r["alarms"] for r in run("Alarms standing")] == [len(standing)]
