@@ -8,6 +8,12 @@ Brokers bound the unacknowledged QoS 1 messages in flight to a client (Mosquitto
 default), so the source cannot wait for large batches. It drives paho's loop itself and
 commits whenever the socket has nothing more to read right now, or ``ack_batch`` messages
 are pending: small groups under a slow trickle, full groups at full speed.
+
+No payload can stop ingestion (contract 5.5): the message callback catches everything per
+message, and a commit group that fails is committed again message by message, so the one
+message the journal cannot take is dead-lettered as ``unstorable`` and acknowledged while
+the others flow. Only the journal itself failing (disk full, I/O error) holds messages back,
+unacknowledged, until it recovers.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import select
+import sqlite3
 import ssl
 import struct
 import threading
@@ -27,7 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from collector.deadletter import DeadLetters
-from collector.decode import Decoded, Decoder
+from collector.decode import Decoded, Decoder, EventRow, Rejection, SampleRow
 from collector.journal import Inbox
 from collector.topics import TopicTemplate
 
@@ -35,6 +42,11 @@ log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
 MISC_EVERY_S = 1.0
+# The journal's own failures: they say nothing about the message, so it waits for the disk.
+JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
+JOURNAL_RETRY_S = 1.0
+# A refused login or an unreachable broker is logged once, then reminded of this often.
+REMIND_EVERY_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +112,10 @@ class MqttSource:
         self._clock = clock
         self._decoded = Decoded()
         self._pending: list[tuple[int, int]] = []
-        self._messages = 0
+        # per message of the group: (topic, payload, end of its samples, events, rejections)
+        self._marks: list[tuple[str, bytes, int, int, int]] = []
+        self._failure = _FailureLog()
+        self._accepted_login = False
         self._stopping = threading.Event()
         self._next: Decoder | None = None
         self._next_lock = threading.Lock()
@@ -166,9 +181,11 @@ class MqttSource:
         self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("broker refused the connection: %s", rc)
+            self._failure.report(f"broker refused the connection: {rc}")
             return
+        self._accepted_login = True
         client.subscribe([(t.subscription, t.qos) for t in self.templates])
+        self._failure.recovered()
         log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
         self.connected.set()
 
@@ -176,34 +193,41 @@ class MqttSource:
         self, _c: object, _ud: object, _flags: object, rc: object, _props: object = None
     ) -> None:
         self.connected.clear()
-        if not self._stopping.is_set():
+        if self._accepted_login and not self._stopping.is_set():
             log.warning("disconnected from broker: %s", rc)
 
     def _on_message(self, _c: object, _ud: object, msg: mqtt.MQTTMessage) -> None:
+        """Decode one message; nothing it holds may raise into paho's loop."""
+        d = self._decoded
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", errors="replace")
-        self.decoder.decode(topic, bytes(msg.payload), self._clock(), self._decoded)
-        self._messages += 1
+        payload = bytes(msg.payload)
+        try:
+            self.decoder.decode(topic, payload, self._clock(), d)
+        except Exception as err:  # the decoder never raises; this keeps the thread alive if it did
+            log.exception("decoder raised on a message from %s; dead-lettered", topic)
+            reason = f"{type(err).__name__}: {err}"
+            d.rejections.append(Rejection(topic, "decode_error", reason, payload))
+        self._marks.append((topic, payload, len(d.samples), len(d.events), len(d.rejections)))
         if msg.qos:
             self._pending.append((msg.mid, msg.qos))
 
     # the loop
 
     def _run(self) -> None:
+        """Connect, receive, reconnect; the backoff grows until a login is accepted."""
         failures = 0
         while not self._stopping.is_set():
-            if not self._connect():
-                failures += 1
-                self._backoff(failures)
-                continue
-            failures = 0
-            self._receive()
-            self._flush()
-            self._pending.clear()  # unacknowledged on a lost connection: redelivered
+            self._accepted_login = False
+            if self._connect():
+                self._receive()
+                self._flush()
+                self._pending.clear()  # unacknowledged on a lost connection: redelivered
+            failures = 0 if self._accepted_login else failures + 1
             if not self._stopping.is_set():
-                self._backoff(1)
+                self._backoff(max(failures, 1))
         try:
             self.client.disconnect()
         except Exception:  # best effort on the way out
@@ -213,7 +237,7 @@ class MqttSource:
         try:
             self.client.connect(self.conn.host, self.conn.port, keepalive=self.conn.keepalive_s)
         except OSError as err:
-            log.warning("cannot connect to %s:%d: %s", self.conn.host, self.conn.port, err)
+            self._failure.report(f"cannot connect to {self.conn.host}:{self.conn.port}: {err}")
             return False
         return True
 
@@ -232,17 +256,18 @@ class MqttSource:
         read = client.loop_read
         next_misc = time.monotonic() + MISC_EVERY_S
         while not self._stopping.is_set():
-            before = self._messages
+            before = len(self._marks)
             rc = read()
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                if self._messages == before:
+                if len(self._marks) == before:
                     self._flush()
                     self._switch()
                     rc = client.loop(self.ack_interval_s)
                 elif len(self._pending) >= self.ack_batch:
                     self._flush()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                log.warning("connection lost: %s", mqtt.error_string(rc))
+                if self._accepted_login:
+                    log.warning("connection lost: %s", mqtt.error_string(rc))
                 return
             if time.monotonic() >= next_misc:
                 next_misc = time.monotonic() + MISC_EVERY_S
@@ -274,28 +299,107 @@ class MqttSource:
                 return
 
     def _has_work(self) -> bool:
-        d = self._decoded
-        return bool(self._pending or d.samples or d.events or d.rejections)
+        return bool(self._pending or self._marks)
 
     def _flush(self) -> None:
-        """Commit what was decoded, then acknowledge it; retried until the disk takes it."""
+        """Commit what was decoded, then acknowledge it.
+
+        The group is committed whole; if that fails for a reason other than the journal's
+        own, it is committed message by message, and a message that still fails is
+        dead-lettered as ``unstorable``. A journal failure is retried until the disk
+        takes it (the messages stay unacknowledged meanwhile).
+        """
         if not self._has_work():
             return
         d = self._decoded
-        while True:
-            try:
-                now = self._clock()
-                if d.rejections:
-                    self.dead_letters.append(d.rejections, now)
-                counts = {"messages": self._messages, "rejected": len(d.rejections)}
-                counts.update(Counter(f"rejected_{r.reason}" for r in d.rejections))
-                self.inbox.append(d.samples, d.events, counts)
-                break
-            except Exception:
-                log.exception("journal commit failed; retrying (messages stay unacknowledged)")
-                if self._stopping.wait(1.0):
-                    return
+        group = (d.samples, d.events, d.rejections, len(self._marks))
+        outcome = self._commit_retrying(*group)
+        if outcome is False:
+            return  # stopping: nothing acknowledged, the broker redelivers
+        if outcome is not True:
+            log.warning("a commit group failed (%s); committing its messages one by one", outcome)
+            if not self._commit_one_by_one():
+                return
         self._acknowledge()
         self._pending.clear()
-        self._messages = 0
+        self._marks.clear()
         d.clear()
+
+    def _commit_one_by_one(self) -> bool:
+        """Commit each message of the group alone; False when stopped before the end."""
+        d = self._decoded
+        s0 = e0 = r0 = 0
+        for topic, payload, s1, e1, r1 in self._marks:
+            part = (d.samples[s0:s1], d.events[e0:e1], d.rejections[r0:r1], 1)
+            outcome = self._commit_retrying(*part, dead_lettered=True)
+            if outcome is False:
+                return False
+            if outcome is not True:
+                log.error("a message from %s cannot be stored; dead-lettered: %s", topic, outcome)
+                unstorable = Rejection(topic, "unstorable", outcome, payload)
+                if self._commit_retrying([], [], [unstorable], 1) is not True:
+                    return False
+            s0, e0, r0 = s1, e1, r1
+        return True
+
+    def _commit_retrying(
+        self,
+        samples: list[SampleRow],
+        events: list[EventRow],
+        rejections: list[Rejection],
+        messages: int,
+        *,
+        dead_lettered: bool = False,
+    ) -> bool | str:
+        """True once committed, False when stopped, else why the data could not be stored.
+
+        ``dead_lettered``: the rejections were written by an earlier attempt of the group.
+        """
+        while True:
+            try:
+                if rejections and not dead_lettered:
+                    self.dead_letters.append(rejections, self._clock())
+                    dead_lettered = True
+                counts = {"messages": messages, "rejected": len(rejections)}
+                counts.update(Counter(f"rejected_{r.reason}" for r in rejections))
+                self.inbox.append(samples, events, counts)
+                return True
+            except JOURNAL_ERRORS:
+                log.exception("journal commit failed; retrying (messages stay unacknowledged)")
+                if self._stopping.wait(JOURNAL_RETRY_S):
+                    return False
+            except Exception as err:
+                return f"{type(err).__name__}: {err}"
+
+
+class _FailureLog:
+    """One log line per distinct connection failure, and a reminder while it lasts.
+
+    A broker that refuses a wrong password answers every attempt the same way: half a
+    million identical lines a day would bury everything else in the log.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: str | None = None
+        self._since = 0.0
+        self._attempts = 0
+        self._reminded = 0.0
+
+    def report(self, what: str) -> None:
+        """Log a failure if it is new, or if it has lasted another ``REMIND_EVERY_S``."""
+        now = self._clock()
+        self._attempts += 1
+        if what != self._last:
+            self._last, self._since, self._reminded, self._attempts = what, now, now, 1
+            log.error("%s (retrying with backoff)", what)
+        elif now - self._reminded >= REMIND_EVERY_S:
+            self._reminded = now
+            minutes = (now - self._since) / 60
+            log.error("still failing: %s (%d attempts in %.0f min)", what, self._attempts, minutes)
+
+    def recovered(self) -> None:
+        """Connected again: the next failure is news."""
+        if self._last is not None:
+            log.info("connection restored after %d failed attempts", self._attempts)
+        self._last = None

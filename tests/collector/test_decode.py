@@ -1,5 +1,6 @@
 import pytest
 
+from collector import decode as decode_module
 from collector.decode import Decoded, Decoder, Limits, parse_ts
 from collector.topics import TopicRouter, compile_template
 
@@ -113,7 +114,7 @@ BAD = [
         "overflow",
         TELEMETRY,
         b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 1e999}',
-        "non_finite",
+        "out_of_bounds",
     ),
     (
         "extra-infinity",
@@ -151,7 +152,95 @@ BAD = [
         b'{"ts": "2024-03-01T00:00:00", "cell_voltage_v": 4.2, "line_current_ka": 300}',
         "bad_ts",
     ),
+    (
+        "week-date",
+        TELEMETRY,
+        b'{"ts": "2009-W07-2T10:00:00+08:00", "cell_voltage_v": 4.2, "line_current_ka": 300}',
+        "bad_ts",
+    ),
+    (
+        "basic-format",
+        TELEMETRY,
+        b'{"ts": "20240301T000000Z", "cell_voltage_v": 4.2, "line_current_ka": 300}',
+        "bad_ts",
+    ),
+    (
+        "month-13",
+        TELEMETRY,
+        b'{"ts": "2024-13-01T00:00:00Z", "cell_voltage_v": 4.2, "line_current_ka": 300}',
+        "bad_ts",
+    ),
+    (
+        "ts-before-2000",
+        TELEMETRY,
+        b'{"ts": "1999-12-31T23:59:59Z", "cell_voltage_v": 4.2, "line_current_ka": 300}',
+        "out_of_bounds",
+    ),
+    (
+        "ts-400-digits",
+        TELEMETRY,
+        b'{"ts": 1%s, "cell_voltage_v": 4.2, "line_current_ka": 300}' % (b"0" * 400),
+        "out_of_bounds",
+    ),
+    (
+        "voltage-400-digits",
+        TELEMETRY,
+        b'{"ts": 1709251200000, "cell_voltage_v": 1%s, "line_current_ka": 300}' % (b"0" * 400),
+        "out_of_bounds",
+    ),
+    (
+        "extra-400-digits",
+        TELEMETRY,
+        b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300, "x": -1%s}'
+        % (b"0" * 400),
+        "out_of_bounds",
+    ),
+    (
+        "extra-key-newline",
+        TELEMETRY,
+        b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300, "a\\nb": 1}',
+        "bad_key",
+    ),
+    (
+        "extra-key-empty",
+        TELEMETRY,
+        b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300, "": 1}',
+        "bad_key",
+    ),
+    (
+        "extra-key-surrogate",
+        TELEMETRY,
+        b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300, "\\ud800": 1}',
+        "bad_utf8",
+    ),
     ("event-no-type", EVENT, b'{"ts": 1709251200000}', "missing_key"),
+    ("type-newline", EVENT, b'{"ts": 1709251200000, "type": "a\\nb"}', "bad_key"),
+    ("field-tab", EVENT, b'{"ts": 1709251200000, "type": "note", "a\\tb": 1}', "bad_key"),
+    ("field-time", EVENT, b'{"ts": 1709251200000, "type": "note", "time": 1}', "bad_key"),
+    (
+        "string-control",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "note", "text": "bell\\u0007"}',
+        "bad_key",
+    ),
+    (
+        "string-surrogate",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "note", "text": "\\udc00x"}',
+        "bad_utf8",
+    ),
+    (
+        "nested-out-of-range",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "note", "detail": {"n": [1e400]}}',
+        "out_of_bounds",
+    ),
+    (
+        "block-newline",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "anode_change", "anode": 3, "block": "59\\r0"}',
+        "bad_key",
+    ),
     (
         "anode-zero",
         EVENT,
@@ -190,6 +279,104 @@ def test_rejections(decoder: Decoder, topic: str, payload: bytes, reason: str) -
     assert out.rejections[0].topic == topic
     assert out.rejections[0].payload == payload
     assert out.rejections[0].detail
+
+
+@pytest.fixture
+def roomy() -> Decoder:
+    """A decoder with the contract's 256 KiB payload limit, for the deep payloads."""
+    router = TopicRouter(
+        [
+            compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
+            compile_template("smelter/{potline}/{cell}/event", "event"),
+        ]
+    )
+    return Decoder(router, Limits())
+
+
+def nested(depth: int, open_: bytes = b'{"a":', close: bytes = b"}") -> bytes:
+    """An event whose ``detail`` is ``depth`` levels deep, the event object counting as one."""
+    inner = open_ * (depth - 2) + b'{"x": 1}' + close * (depth - 2)
+    return b'{"ts": 1709251200000, "type": "note", "detail": %s}' % inner
+
+
+@pytest.mark.parametrize("depth", [33, 300, 40_000])
+def test_deeper_than_32_levels_is_too_deep(roomy: Decoder, depth: int) -> None:
+    out = decode(roomy, EVENT, nested(depth))
+    assert out.events == []
+    assert [r.reason for r in out.rejections] == ["too_deep"]
+
+
+def test_32_levels_are_accepted_and_strings_do_not_count(roomy: Decoder) -> None:
+    deep = nested(32)
+    out = decode(roomy, EVENT, deep.replace(b'"x"', b'"{{{{[[[[{{{{[[[[{{{{"'))
+    assert out.rejections == []
+    assert len(out.events) == 1
+
+
+def test_arrays_100000_deep_are_too_deep(roomy: Decoder) -> None:
+    out = decode(roomy, TELEMETRY, b"[" * 100_000 + b"]" * 100_000)
+    assert [r.reason for r in out.rejections] == ["too_deep"]
+
+
+def test_deep_and_non_finite_is_too_deep_not_a_recursion_error(roomy: Decoder) -> None:
+    payload = b"[" * 5000 + b"NaN" + b"]" * 5000
+    out = decode(roomy, TELEMETRY, payload)
+    assert [r.reason for r in out.rejections] == ["too_deep"]
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("2024-03-01t00:00:00z", NOW_NS),
+        ("2024-03-01T00:00:00.123456789Z", NOW_NS + 123_456_789),
+        ("2024-03-01T00:00:00.1234567891234Z", NOW_NS + 123_456_789),
+        ("2024-02-29T19:00:00-05:00", NOW_NS),
+    ],
+    ids=["lower-case", "nanoseconds", "beyond-ns-truncated", "minus-5"],
+)
+def test_rfc3339_forms(text: str, ns: int) -> None:
+    assert parse_ts(text) == ns
+
+
+def test_string_keys_that_line_protocol_can_carry_are_accepted(decoder: Decoder) -> None:
+    payload = (
+        b'{"ts": 1709251200000, "type": "note", "x\\\\": 1.5, "a b,c=d\\"q": "590\\\\",'
+        b' "emoji \xf0\x9f\x94\xa5": "\xe7\x94\xb5"}'
+    )
+    out = decode(decoder, EVENT, payload)
+    assert out.rejections == []
+    assert out.events[0][4] == {"x\\": 1.5, 'a b,c=d"q': "590\\", "emoji \U0001f525": "\u7535"}
+
+
+def test_a_surrogate_in_an_array_rejects_that_object_only(decoder: Decoder) -> None:
+    payload = (
+        b'[{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300, "x": NaN},'
+        b' {"ts": 1709251201000, "type": "t", "cell_voltage_v": 4.2, "line_current_ka": 300,'
+        b' "s\\ud800": 2},'
+        b' {"ts": 1709251202000, "cell_voltage_v": 4.3, "line_current_ka": 299}]'
+    )
+    out = decode(decoder, TELEMETRY, payload)
+    assert [s[2] for s in out.samples] == [NOW_NS + 2_000_000_000]
+    assert [r.reason for r in out.rejections] == ["non_finite", "bad_utf8"]
+    assert b"\\ud800" in out.rejections[1].payload
+
+
+def test_an_unforeseen_exception_rejects_the_message_and_takes_back_its_rows(
+    decoder: Decoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(obj: object) -> bytes:
+        raise RuntimeError("dump broke")
+
+    monkeypatch.setattr(decode_module, "_dump", broken)
+    good = b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300}'
+    out = Decoded()
+    decoder.decode(TELEMETRY, good, NOW_NS, out)
+    # the second object's rejection itself fails: the first object must not stay behind
+    decoder.decode(TELEMETRY, b"[%s, 7]" % good, NOW_NS, out)
+    assert len(out.samples) == 1
+    assert [(r.reason, r.detail) for r in out.rejections] == [
+        ("decode_error", "RuntimeError: dump broke")
+    ]
 
 
 def test_array_keeps_good_objects_and_rejects_bad_ones_one_by_one(decoder: Decoder) -> None:
