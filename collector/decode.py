@@ -129,7 +129,7 @@ def _parse_rfc3339(value: str) -> int:
     """Exactly RFC 3339 (``t`` and ``z`` too), to the nanosecond; other ISO 8601 is refused."""
     m = _RFC3339.fullmatch(value)
     if m is None:
-        raise Invalid("bad_ts", f"ts: not an RFC 3339 timestamp with an offset: {value!r}")
+        raise Invalid("bad_ts", f"ts: not an RFC 3339 timestamp: {value!r}")
     date, time, fraction, offset = m.groups()
     zone = "+00:00" if offset in ("Z", "z") else offset
     try:
