@@ -343,6 +343,8 @@ def _check_event_field(key: str, x: Any) -> None:
         bad = _CONTROL.search(x)
         if bad is not None:
             raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
+    elif type(x) is OutOfRange:
+        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
     elif type(x) in (dict, list):
         _check_nested(key, x)
 

@@ -1,18 +1,33 @@
 """Real servers for the integration tests, started once per test session.
 
 A missing server is an error, never a skip: a green run must mean the integration tests ran.
+
+Property and fuzz tests run the ``ci`` hypothesis profile: a fixed seed and a bounded
+number of examples, so every run of ``make test`` tries the same cases. For a longer hunt
+on a workstation: ``HYPOTHESIS_PROFILE=long .venv/bin/pytest -k "fuzz or property"``.
 """
 
+import os
 from collections.abc import Iterator
 from typing import TypeVar
 from uuid import uuid4
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import kill_leftovers
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, ServerError, VictoriaMetrics
 
 ServerT = TypeVar("ServerT", Mosquitto, InfluxV1, VictoriaMetrics)
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci", max_examples=300, derandomize=True, deadline=None, suppress_health_check=_SLOW_OK
+)
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, suppress_health_check=_SLOW_OK
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def serve(server: ServerT) -> Iterator[ServerT]:

@@ -230,6 +230,12 @@ BAD = [
         "bad_utf8",
     ),
     (
+        "field-out-of-range",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "note", "x": 1e400}',
+        "out_of_bounds",
+    ),
+    (
         "nested-out-of-range",
         EVENT,
         b'{"ts": 1709251200000, "type": "note", "detail": {"n": [1e400]}}',
