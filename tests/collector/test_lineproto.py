@@ -13,7 +13,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from collector.lineproto import (
@@ -178,9 +178,10 @@ def test_what_the_encoder_refuses_influxdb_cannot_store(
 # Text as the decoder accepts it: no control character, no lone surrogate, with the
 # characters line protocol treats specially made frequent. `time` is left out as a key:
 # InfluxDB reserves it (the encoder refuses it, see above).
-SPECIAL = st.sampled_from([BACKSLASH, ",", "=", " ", '"', "#", "'", "😀", "é", "\u2028"])
+SPECIAL = st.sampled_from([BACKSLASH, ",", "=", " ", '"', "#", "😀", "\u2028", "a"])
 CHARS = st.one_of(SPECIAL, st.characters(exclude_categories=("Cc", "Cs")))
-TEXT = st.text(CHARS, min_size=1, max_size=12).filter(lambda s: s != "time")
+TEXT = st.one_of(st.text(SPECIAL, min_size=1, max_size=6), st.text(CHARS, min_size=1, max_size=12))
+TEXT = TEXT.filter(lambda s: s != "time")
 VALUES = st.one_of(st.just(1.5), st.text(CHARS, max_size=12))
 measurements = (f"m{k}" for k in count())
 
@@ -200,7 +201,7 @@ def carried(tags: dict[str, str], fields: dict[str, Any]) -> bool:
 
 
 @pytest.mark.integration
-@settings(max_examples=int(EXAMPLES or 60), derandomize=EXAMPLES is None, deadline=None)
+@settings(max_examples=int(EXAMPLES or 100), derandomize=EXAMPLES is None, deadline=None)
 @given(
     tags=st.dictionaries(TEXT, TEXT, max_size=3),
     fields=st.dictionaries(TEXT, VALUES, min_size=1, max_size=3),
@@ -210,6 +211,7 @@ def test_what_is_encoded_is_stored_exactly(
 ) -> None:
     tags = {k: v for k, v in tags.items() if k not in fields}
     point = Point(next(measurements), tuple(tags.items()), fields, T)
+    event("refused" if not carried(tags, fields) else "stored")
     if not carried(tags, fields):
         with pytest.raises(Unencodable):
             encode_point(point)
