@@ -3,6 +3,10 @@
 Runs in its own thread. Each step reads the rows after the checkpointed position, turns
 them into a typed ``Batch``, applies every processor in order and commits the line
 protocol, the processors' states and the new position in one transaction.
+
+A point or sample that line protocol cannot carry (``collector.lineproto.Unencodable``) is
+counted as ``unencodable`` and kept in the rejected file with the reason, like the lines the
+database refuses: retrying cannot make it encodable, and it must not hold up the others.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
 from collector.journal import EVENT, KPI, RAW, InboxRow, Store
-from collector.lineproto import encode_points, encode_samples, series_prefix
+from collector.lineproto import Rejected, Unencodable, encode_points, encode_samples, series_prefix
 from collector.metrics import Metrics
 from processors.alarms import MEASUREMENT as ALARM
 from processors.base import Flushing, Processor
@@ -33,6 +38,8 @@ CHECKPOINT_EVERY_S = 1.0
 # speed, where each processor's fixed cost per batch no longer shows.
 POLL_S = 0.1
 RETRY_MAX_S = 30.0
+# (line count, body, what could not be encoded) of a chunk of output
+Encoded = tuple[int, bytes, list[Rejected]]
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
 
@@ -51,13 +58,18 @@ class Engine:
         batch_rows: int = 20_000,
         clock: Callable[[], int] = time.time_ns,
         alerts: Callable[[Point], tuple[str, bytes]] | None = None,
+        rejected_path: Path | None = None,
     ) -> None:
-        """``alerts`` makes the (topic, payload) of an ``alarm`` point; None: no alerts."""
+        """``alerts`` makes the (topic, payload) of an ``alarm`` point; None: no alerts.
+
+        ``rejected_path`` is the file that keeps what cannot be encoded; None: the log does.
+        """
         self.store = store
         self.processors = list(processors)
         self.instance = instance
         self.batch_rows = batch_rows
         self._alert = alerts
+        self._rejected_path = rejected_path
         self._clock = clock
         self._metrics_every_ns = int(metrics_interval_s * 1e9)
         self._next_metrics_ns = clock() + self._metrics_every_ns
@@ -67,6 +79,7 @@ class Engine:
         self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
         self._prefixes: dict[int, str] = {}
+        self._bad_cells: dict[int, str] = {}  # cell id -> why its series cannot be encoded
         self._derive = _deriver(self.processors)
         self._next_checkpoint_ns = 0
         self._replacements: list[Processor] = []
@@ -102,9 +115,10 @@ class Engine:
             return 0
         position = rows[-1][0] if rows else self._position
         raw, n_late, kpi_points, states, failed = self._apply(rows)
-        n_kpi, kpi = encode_points([*kpi_points, *extra_points])
+        n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
+        unencodable = self._keep([*raw[2], *kpi_rejected])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
-        counts = {"late": n_late, "processor_errors": failed}
+        counts = {"late": n_late, "processor_errors": failed, "unencodable": unencodable}
         alerts = self._alerts(kpi_points)
         self.store.commit(position, states, chunks, now, counts, alerts)
         self._position = position
@@ -112,6 +126,24 @@ class Engine:
         self._newest = states[ORDERING_STATE]
         self._maybe_prune(now)
         return len(rows)
+
+    def _keep(self, rejected: list[Rejected]) -> int:
+        """Keep what could not be encoded, before the commit: at least once, never lost."""
+        if not rejected:
+            return 0
+        if self._rejected_path is None:
+            for r in rejected:
+                log.error("cannot encode: %s: %s", r.reason, r.what)
+            return len(rejected)
+        log.error(
+            "%d cannot be encoded, kept in %s; the first: %s",
+            len(rejected),
+            self._rejected_path,
+            rejected[0].reason,
+        )
+        with open(self._rejected_path, "a", encoding="utf-8") as f:
+            f.writelines(f"# unencodable: {r.reason}\n# {r.what}\n" for r in rejected)
+        return len(rejected)
 
     def _alerts(self, points: list[Point]) -> list[tuple[str, bytes]]:
         if self._alert is None:
@@ -134,14 +166,13 @@ class Engine:
                 states[proc.name], produced = proc.flush(states.get(proc.name))
                 points.extend(produced)
         points.append(self.metrics(now).point(self.instance, now))
-        n, body = encode_points(points)
+        n, body, rejected = encode_points(points)
         states[ORDERING_STATE] = self._newest
-        self.store.commit(self._position, states, [(KPI, n, body)], now, {})
+        counts = {"unencodable": self._keep(rejected)}
+        self.store.commit(self._position, states, [(KPI, n, body)], now, counts)
         self._states = states
 
-    def _apply(
-        self, rows: list[InboxRow]
-    ) -> tuple[tuple[int, bytes], int, list[Point], dict[str, Any], int]:
+    def _apply(self, rows: list[InboxRow]) -> tuple[Encoded, int, list[Point], dict[str, Any], int]:
         """(raw lines, late count, points, states, failures) of a batch; nothing committed.
 
         A processor that raises keeps its previous state and loses this batch, counted in
@@ -165,15 +196,13 @@ class Engine:
             points.extend(produced)
         return raw, n_late, points, states, failed
 
-    def _samples(
-        self, rows: list[InboxRow]
-    ) -> tuple[SampleBatch, tuple[int, bytes], dict[str, int], int]:
+    def _samples(self, rows: list[InboxRow]) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
         """Raw lines for every sample, and the in-order ones as a batch for integration."""
         cells = self.store.cells
         if not rows:
             i8, f8 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
             empty = SampleBatch([], i8, i8, f8, f8, [])
-            return empty, (0, b""), self._newest, 0
+            return empty, (0, b"", []), self._newest, 0
         _, cid, ts, _, v, i, body = zip(*rows, strict=True)
         extra = [orjson.loads(b) if b else None for b in body]
         codes = np.fromiter(cid, dtype=np.int64, count=len(cid))
@@ -189,12 +218,7 @@ class Engine:
                 extra,
             )
             extra = self._derive(everything).extra
-        prefixes = self._prefixes
-        for c in set(cid):
-            if c not in prefixes:
-                potline, cell = cells.name(c)
-                prefixes[c] = series_prefix("cell", (("potline", potline), ("cell", cell)))
-        raw = encode_samples(prefixes, cid, ts, v, i, extra)  # type: ignore[arg-type]
+        raw = self._raw(cid, ts, v, i, extra)
         late, newest = late_mask(codes, ts_arr, self._cell_key, self._newest)
         n_late = int(late.sum())
         keep = ~late
@@ -208,7 +232,48 @@ class Engine:
             current_ka=np.asarray(i, dtype=np.float64)[keep],
             extra=[extra[k] for k in kept.tolist()] if n_late else extra,
         )
-        return batch, (len(rows), raw), newest, n_late
+        return batch, raw, newest, n_late
+
+    def _raw(
+        self,
+        cid: Sequence[int],
+        ts: Sequence[int],
+        v: Sequence[float],
+        i: Sequence[float],
+        extra: Sequence[Any],
+    ) -> Encoded:
+        """The raw ``cell`` lines.
+
+        The samples of a cell whose series cannot be encoded are rejected, with the reason.
+        """
+        bad = {c for c in set(cid) if not self._known_prefix(c)}
+        if not bad:
+            return encode_samples(self._prefixes, cid, ts, v, i, extra)
+        samples = list(zip(cid, ts, v, i, extra, strict=True))
+        rejected = [self._bad_sample(*s) for s in samples if s[0] in bad]
+        good = [s for s in samples if s[0] not in bad]
+        if not good:
+            return 0, b"", rejected
+        n, body, more = encode_samples(self._prefixes, *zip(*good, strict=True))
+        return n, body, [*rejected, *more]
+
+    def _known_prefix(self, cid: int) -> bool:
+        """Whether the series prefix of a cell can be encoded, formatted and cached once."""
+        if cid in self._prefixes:
+            return True
+        if cid in self._bad_cells:
+            return False
+        potline, cell = self.store.cells.name(cid)
+        try:
+            self._prefixes[cid] = series_prefix("cell", (("potline", potline), ("cell", cell)))
+        except Unencodable as err:
+            self._bad_cells[cid] = str(err)
+            return False
+        return True
+
+    def _bad_sample(self, cid: int, ts: int, v: float, i: float, extra: Any) -> Rejected:
+        potline, cell = self.store.cells.name(cid)
+        return Rejected(self._bad_cells[cid], repr(("cell", potline, cell, ts, v, i, extra)))
 
     def _cell_key(self, cid: int) -> str:
         potline, cell = self.store.cells.name(cid)

@@ -31,6 +31,7 @@ class Metrics:
     duplicates: int = 0
     late: int = 0
     processor_errors: int = 0
+    unencodable: int = 0
     written: int = 0
     write_errors: int = 0
     dropped: int = 0

@@ -184,6 +184,7 @@ def build_engine(cfg: Config, *, alerts: bool = True) -> Engine:
         metrics_interval_s=cfg.metrics_interval_s,
         dedup_window_s=cfg.ingest.dedup_window_s,
         alerts=AlertFormat(topic) if topic else None,
+        rejected_path=state / REJECTED_FILE,
     )
 
 

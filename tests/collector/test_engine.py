@@ -139,3 +139,53 @@ def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
     queue.delete_upto(first, 1)
     assert queue.take(10) == []
     assert store.counters()["alerts_published"] == 1
+
+
+class Unwriteable:
+    """Emits a good point, one whose tag InfluxDB cannot carry and one whose value is no value."""
+
+    name = "unwriteable"
+    bad = Point("anode", (("block", "590\\"),), {"x": 1.0}, T)
+    broken = Point("anode", (), {"x": [1.0]}, T)  # type: ignore[dict-item]
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        return state, [Point("anode", (("block", "590"),), {"x": 1.0}, T), self.bad, self.broken]
+
+
+def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
+    tmp_path: Path,
+) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    inbox.append(
+        [
+            ("P1", "C1", T, 4.2, 300.0, None),
+            ("P1", "C1", T + 1, 4.2, 300.0, {"x\\": 1.5}),  # a key that ends with a backslash
+            ("P1", "C1\\", T + 2, 4.2, 300.0, None),  # a cell name that does
+            ("P1", "C1", T + 3, 4.3, 300.0, {"ok": 2.5}),
+        ],
+        [],
+        {},
+    )
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    rejected = tmp_path / "rejected.lp"
+    engine = Engine(store, [Unwriteable()], instance="test", rejected_path=rejected)
+
+    assert engine.step() == 4
+    assert engine.step() == 0  # nothing is retried
+    assert store.counters()["unencodable"] == 4
+    assert store.position() == 4
+    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    assert body.splitlines() == [
+        f"cell,cell=C1,potline=P1 voltage_v=4.2,current_ka=300.0 {T}".encode(),
+        f"cell,cell=C1,potline=P1 voltage_v=4.3,current_ka=300.0,ok=2.5 {T + 3}".encode(),
+        f"anode,block=590 x=1.0 {T}".encode(),
+    ]
+    kept = rejected.read_text().splitlines()
+    assert len(kept) == 8
+    assert all(line.startswith("# unencodable: ") for line in kept[::2])
+    assert all(line.startswith("# ") for line in kept[1::2])
+    reprs = "\n".join(kept[1::2])
+    assert repr({"x\\": 1.5}) in reprs
+    assert repr("C1\\") in reprs
+    assert repr(Unwriteable.bad) in reprs
+    assert repr(Unwriteable.broken) in reprs
