@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from collector.lineproto import Unencodable, escape_field_key, escape_tag
 from collector.topics import Route, TopicRouter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,7 +38,7 @@ _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
-# What the line protocol cannot carry in a key, a tag value or a string field.
+# What the line protocol cannot carry in a string field.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -304,13 +305,24 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
     return float(x)
 
 
-def check_key(key: str, what: str = "key") -> None:
-    """Refuse a key or tag value the line protocol cannot carry (contract 5.5: ``bad_key``)."""
-    if not key:
-        raise Invalid("bad_key", f"{what} is empty")
-    bad = _CONTROL.search(key)
-    if bad is not None:
-        raise Invalid("bad_key", f"{key!r}: {what} holds the control character {bad.group()!r}")
+def check_key(key: str) -> None:
+    """Refuse a field key the line protocol cannot carry exactly (contract 5.5: ``bad_key``).
+
+    The encoder's own rule decides (``lineproto``), so what is accepted here is what
+    InfluxDB stores under the same name: no control character, and no backslash that
+    would escape the delimiter after it.
+    """
+    try:
+        escape_field_key(key)
+    except Unencodable as err:
+        raise Invalid("bad_key", str(err)) from None
+
+
+def _check_tag(value: str, what: str) -> None:
+    try:
+        escape_tag(value)
+    except Unencodable as err:
+        raise Invalid("bad_key", f"{what}: {err}") from None
 
 
 def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
@@ -319,7 +331,7 @@ def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
         raise Invalid("missing_key", "type: required key is missing")
     if type(kind) is not str or not kind:
         raise Invalid("wrong_type", f"type: expected a non-empty string, got {kind!r}")
-    check_key(kind, "type")
+    _check_tag(kind, "type")
     data = {k: v for k, v in obj.items() if k not in ("ts", "type")}
     for key, x in data.items():
         _check_event_field(key, x)
@@ -335,8 +347,6 @@ def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
 def _check_event_field(key: str, x: Any) -> None:
     """An event's top-level key and value become a field of the raw ``cell_event`` point."""
     check_key(key)
-    if key == "time":
-        raise Invalid("bad_key", "time: a reserved name in InfluxDB, not a field")
     if type(x) is float and not math.isfinite(x):
         raise Invalid("non_finite", f"{key}: {x} is not a finite number")
     if type(x) is str:
@@ -350,12 +360,17 @@ def _check_event_field(key: str, x: Any) -> None:
 
 
 def _check_nested(key: str, x: Any) -> None:
-    """Nested values are stored as JSON text, which has no number beyond a float.
+    """Nested values are stored as JSON text: no number beyond a float, no control character.
 
     Depth is bounded before parsing, so the recursion is too.
     """
-    for v in x.values() if type(x) is dict else x:
+    items = x.items() if type(x) is dict else enumerate(x)
+    for k, v in items:
         t = type(v)
+        if type(k) is str and _CONTROL.search(k):
+            raise Invalid("bad_key", f"{key}: a nested key holds a control character")
+        if t is str and _CONTROL.search(v):
+            raise Invalid("bad_key", f"{key}: a nested string holds a control character")
         if t is OutOfRange:
             raise Invalid("out_of_bounds", f"{key}: {v!r} does not fit a number")
         if t is dict or t is list:
@@ -375,7 +390,8 @@ def _check_anode_change(data: dict[str, Any]) -> None:
         raise Invalid("missing_key", "block: required key is missing")
     if type(block) is not str:
         raise Invalid("wrong_type", f"block: expected a string, got {block!r}")
-    check_key(block, "block")
+    if block:  # an empty tag value is left out of the line, not refused
+        _check_tag(block, "block")
     if "butt_mm" in data:
         _number(data, "butt_mm", 0.0, math.inf)
 

@@ -346,12 +346,34 @@ def test_rfc3339_forms(text: str, ns: int) -> None:
 
 def test_string_keys_that_line_protocol_can_carry_are_accepted(decoder: Decoder) -> None:
     payload = (
-        b'{"ts": 1709251200000, "type": "note", "x\\\\": 1.5, "a b,c=d\\"q": "590\\\\",'
-        b' "emoji \xf0\x9f\x94\xa5": "\xe7\x94\xb5"}'
+        b'{"ts": 1709251200000, "type": "note", "a b,c=d\\"q": "590\\\\",'
+        b' "emoji \xf0\x9f\x94\xa5": "\xe7\x94\xb5", "x\\\\y": 1.5}'
     )
     out = decode(decoder, EVENT, payload)
     assert out.rejections == []
-    assert out.events[0][4] == {"x\\": 1.5, 'a b,c=d"q': "590\\", "emoji \U0001f525": "\u7535"}
+    assert out.events[0][4] == {'a b,c=d"q': "590\\", "emoji \U0001f525": "\u7535", "x\\y": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        (b'{"ts": 1709251200000, "type": "note", "x\\\\": 1.5}', "ends with a backslash"),
+        (b'{"ts": 1709251200000, "type": "note", "x\\\\ y": 1.5}', "odd run of backslashes"),
+        (
+            b'{"ts": 1709251200000, "type": "anode_change", "anode": 3, "block": "590\\\\"}',
+            "block: tag value '590\\\\' ends with a backslash",
+        ),
+        (b'{"ts": 1709251200000, "type": "note", "d": {"k": ["\\u007f"]}}', "control"),
+    ],
+    ids=["field-key", "field-key-before-space", "block", "nested-control"],
+)
+def test_what_influxdb_cannot_store_exactly_is_bad_key(
+    decoder: Decoder, payload: bytes, detail: str
+) -> None:
+    """InfluxDB 1.x cannot store a name ending in a backslash under that name (lineproto)."""
+    out = decode(decoder, EVENT, payload)
+    assert [r.reason for r in out.rejections] == ["bad_key"]
+    assert detail in out.rejections[0].detail
 
 
 def test_a_surrogate_in_an_array_rejects_that_object_only(decoder: Decoder) -> None:
