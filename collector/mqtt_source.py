@@ -84,6 +84,14 @@ def paho_client(
     return client
 
 
+def source_client(conn: Connection) -> mqtt.Client:
+    """The source's client: its own id, a persistent session, acknowledgements by hand."""
+    return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
+
+
+ClientFactory = Callable[[Connection], mqtt.Client]
+
+
 class MqttSource:
     """Subscribes to the input templates and feeds the journal's inbox.
 
@@ -102,7 +110,9 @@ class MqttSource:
         ack_batch: int = 20,
         ack_interval_ms: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
+        client_factory: ClientFactory = source_client,
     ) -> None:
+        """``client_factory`` makes the paho client (tests give one that records)."""
         self.conn = conn
         self.decoder = decoder
         self.inbox = inbox
@@ -121,10 +131,10 @@ class MqttSource:
         self._next_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
-        self.client = self._make_client()
+        self.client = self._make_client(client_factory)
 
-    def _make_client(self) -> mqtt.Client:
-        client = paho_client(self.conn, self.conn.client_id, clean_session=False, manual_ack=True)
+    def _make_client(self, factory: ClientFactory) -> mqtt.Client:
+        client = factory(self.conn)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
