@@ -96,27 +96,43 @@ class _Intervals:
 def _split(
     calendar: Calendar, kind: str, names: list[str], iv: _Intervals, whole: list[np.ndarray]
 ) -> list[Contribution]:
-    """Sum the intervals per cell and period; the few that cross a boundary are split."""
+    """Sum the intervals per cell and period; the few that cross boundaries are split.
+
+    An interval longer than a period (a ``max_gap_s`` above the shortest shift) is cut at
+    every boundary it crosses. The first piece stays in the interval's place and the others
+    are appended, so the sums add in the same order whatever the number of pieces.
+    """
     starts = calendar.starts(kind, int(iv.t0.min()), int(iv.t1.max()))
     n = len(starts)
     k0 = period_index(starts, iv.t0)
-    cross = np.flatnonzero(period_index(starts, iv.t1, end=True) > k0)
-    keys, sums = iv.code * n + k0, whole
+    k1 = period_index(starts, iv.t1, end=True)
+    cross = np.flatnonzero(k1 > k0)
+    keys, sums = [iv.code * n + k0], [[w.copy() for w in whole]]
     if len(cross):
-        c, t0, t1 = iv.code[cross], iv.t0[cross], iv.t1[cross]
-        p0, p1, i0, i1 = iv.p0[cross], iv.p1[cross], iv.i0[cross], iv.i1[cross]
-        b = starts[k0[cross] + 1]
-        frac = (b - t0) / (t1 - t0)
-        pb, ib = p0 + frac * (p1 - p0), i0 + frac * (i1 - i0)
-        first = [trapezoids(t0, b, p0, pb), trapezoids(t0, b, i0, ib), (b - t0) / NS]
-        second = [trapezoids(b, t1, pb, p1), trapezoids(b, t1, ib, i1), (t1 - b) / NS]
-        sums = [w.copy() for w in whole]
-        for q in range(3):
-            sums[q][cross] = first[q]
-        keys = np.concatenate([keys, c * n + k0[cross] + 1])
-        sums = [np.concatenate([sums[q], second[q]]) for q in range(3)]
-    uniq, inv = np.unique(keys, return_inverse=True)
-    totals = [np.bincount(inv, weights=w).tolist() for w in sums]
+        parts = (iv.code, iv.t0, iv.t1, iv.p0, iv.p1, iv.i0, iv.i1, k0, k1)
+        c, t0, t1, p0, p1, i0, i1, k, kend = (x[cross] for x in parts)
+        a, pa, ia = t0, p0, i0  # where the next piece starts
+        first = True
+        while len(c):
+            inner = k < kend
+            b = np.where(inner, starts[np.minimum(k + 1, n - 1)], t1)
+            frac = (b - t0) / (t1 - t0)
+            pb = np.where(inner, p0 + frac * (p1 - p0), p1)
+            ib = np.where(inner, i0 + frac * (i1 - i0), i1)
+            piece = [trapezoids(a, b, pa, pb), trapezoids(a, b, ia, ib), (b - a) / NS]
+            if first:
+                for q in range(3):
+                    sums[0][q][cross] = piece[q]
+                first = False
+            else:
+                keys.append(c * n + k)
+                sums.append(piece)
+            c, t0, t1, p0, p1, i0, i1, kend = (x[inner] for x in (c, t0, t1, p0, p1, i0, i1, kend))
+            a, pa, ia, k = b[inner], pb[inner], ib[inner], k[inner] + 1
+    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    totals = [
+        np.bincount(inv, weights=np.concatenate([s[q] for s in sums])).tolist() for q in range(3)
+    ]
     return [
         Contribution(names[u // n], kind, int(starts[u % n]), int(starts[u % n + 1]), e, q, s)
         for u, e, q, s in zip(uniq.tolist(), *totals, strict=True)

@@ -146,11 +146,6 @@ def test_a_sample_on_the_boundary_ends_one_period_and_opens_the_next() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integrate splits an interval at one boundary only: with max_gap_s longer than a "
-    "shift the rest of the interval lands in the next period, beyond its end",
-)
 def test_an_interval_across_two_boundaries_is_split_at_both() -> None:
     # max_gap 10 h; samples at 07:00 and 17:00, 1200 kW: shift 1 gets 07:00–08:00 (1 h),
     # shift 2 08:00–16:00 (8 h), shift 3 16:00–17:00 (1 h): 1200, 9600, 1200 kWh
