@@ -174,3 +174,91 @@ def test_a_refused_login_backs_off_and_is_logged_once(
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1, refusals
     assert "Not authorized" in refusals[0] or "not authorised" in refusals[0].lower()
+
+
+class RecordingClient:
+    """What ``MqttSource._receive`` asks of paho, replayed from a script of messages.
+
+    ``loop_read`` delivers the next message of the script through the source's own
+    callback, as paho does; each PUBACK, sent through paho or written to the socket in
+    one go, is logged beside the journal's commits.
+    """
+
+    def __init__(self, script: list[mqtt.MQTTMessage], log: list[tuple[str, int]]) -> None:
+        self.script = script
+        self.log = log
+        self.on_message: Any = None
+        self.source: MqttSource | None = None
+
+    def loop_read(self) -> mqtt.MQTTErrorCode:
+        if self.script:
+            self.on_message(self, None, self.script.pop(0))
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop(self, _timeout: float) -> mqtt.MQTTErrorCode:
+        if not self.script:
+            assert self.source is not None
+            self.source._stopping.set()
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_misc(self) -> mqtt.MQTTErrorCode:
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def socket(self) -> RecordingClient:
+        return self
+
+    def want_write(self) -> bool:
+        return False
+
+    def send(self, data: bytes) -> int:
+        for offset in range(0, len(data), 4):  # PUBACK: 0x40, 2, packet id
+            self.log.append(("puback", int.from_bytes(data[offset + 2 : offset + 4], "big")))
+        return len(data)
+
+    def ack(self, mid: int, _qos: int) -> None:
+        self.log.append(("puback", mid))
+
+
+class LoggedInbox(journal.Inbox):
+    def __init__(self, conn: sqlite3.Connection, log: list[tuple[str, int]]) -> None:
+        super().__init__(conn)
+        self.log = log
+        self.committed = 0
+
+    def append(
+        self, samples: list[SampleRow], events: list[EventRow], counts: Any
+    ) -> journal.Appended:
+        result = super().append(samples, events, counts)
+        self.committed += counts["messages"]
+        self.log.append(("commit", self.committed))
+        return result
+
+
+def test_no_puback_leaves_before_the_commit_of_its_message(state: Path) -> None:
+    """Message k (mid k) may be acknowledged only once k messages are committed."""
+    log: list[tuple[str, int]] = []
+    script = [message(k, "smelter/P1/C01/telemetry", sample(k)) for k in range(1, 58)]
+    client = RecordingClient(script, log)
+    router = TopicRouter([compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")])
+    source = MqttSource(
+        Connection("127.0.0.1", 1, "test"),
+        Decoder(router, Limits()),
+        LoggedInbox(journal.connect_inbox(state), log),
+        DeadLetters(state / "deadletter.jsonl"),
+        ack_batch=20,
+        clock=lambda: NOW_NS,
+        client_factory=lambda _conn: client,  # type: ignore[arg-type,return-value]
+    )
+    client.source = source
+    source._receive()
+    committed = 0
+    acked = []
+    for what, n in log:
+        if what == "commit":
+            committed = n
+        else:
+            assert n <= committed, f"PUBACK of message {n} sent with {committed} committed"
+            acked.append(n)
+    assert sorted(acked) == list(range(1, 58))
+    assert committed == 57
+    assert 3 <= sum(1 for what, _ in log if what == "commit") <= 57
