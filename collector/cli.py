@@ -11,10 +11,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.config import Config, ConfigError, load_config
+from collector.config import Config, ConfigError, ConfigIssue, load_config
 from collector.locks import Busy
 
 DEFAULT_CONFIG = "config/cellmon.yaml"
+MAX_ISSUES_SHOWN = 100
 
 log = logging.getLogger("cellmon")
 
@@ -24,16 +25,27 @@ SWITCH_INTERVAL_S = 0.0002
 
 
 def load_or_exit(path: str | Path) -> Config:
-    """The config, or every issue on stderr as ``file:line: key: message`` and exit 2.
+    """The config, or its issues on stderr as ``file:line: key: message`` and exit 2.
 
     Shared by every command, so they all refuse a bad config the same way.
     """
     try:
         return load_config(path)
     except ConfigError as err:
-        for issue in err.issues:
-            print(issue, file=sys.stderr)
+        print_issues(err.issues)
         raise SystemExit(2) from None
+
+
+def print_issues(issues: Sequence[ConfigIssue]) -> None:
+    """The first ``MAX_ISSUES_SHOWN`` issues on stderr, then how many more there are.
+
+    Past a hundred problems the file is not a config with mistakes but the wrong file, and
+    half a million lines would only bury the first, which says so.
+    """
+    for issue in issues[:MAX_ISSUES_SHOWN]:
+        print(issue, file=sys.stderr)
+    if len(issues) > MAX_ISSUES_SHOWN:
+        print(f"... and {len(issues) - MAX_ISSUES_SHOWN} more problems", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,8 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         report = run_sample(cfg, Path(args.sample))
     except ConfigError as err:
-        for issue in err.issues:
-            print(issue, file=sys.stderr)
+        print_issues(err.issues)
         return 2
     print(format_report(report), end="")
     return 1 if any(m.rejections for m in report.messages) else 0
