@@ -52,6 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
 
     SIGHUP, or a change of a rules file, reloads the rules (see ``collector.reload``).
+    Exit codes: 0 everything written; 1 the worker died; 2 a bad config or a state directory
+    in use; 3 (``EXIT_BUFFERED``) the database refused writes for ``sink.shutdown_s`` after
+    the stop, and the points it did not take are written at the next start.
     """
     from collector.service import Service
 

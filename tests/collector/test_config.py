@@ -64,6 +64,7 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("sink.flush_interval_s", 1.0),
         ("sink.max_buffer_mib", 1024.0),
         ("sink.retry_max_s", 30.0),
+        ("sink.shutdown_s", 20.0),
         ("state_dir", "var/cellmon"),
         ("state_path", Path("var/cellmon")),
         ("metrics_interval_s", 10.0),
