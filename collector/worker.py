@@ -276,8 +276,13 @@ def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_leve
     alerts_stop.set()  # unsent alerts stay in the journal for the next start
     for t in threads[2:]:
         t.join()
-    buffered = drain.outbox.size()[1]
     lock.close()
+    _exit_if_buffered(cfg, drain)
+
+
+def _exit_if_buffered(cfg: Config, drain: Drain) -> None:
+    """Exit with ``EXIT_BUFFERED`` when points wait on disk, so a supervisor sees it."""
+    buffered = drain.outbox.size()[1]
     if buffered:
         log.error(
             "%d points still buffered in %s; they are written at the next start",

@@ -25,7 +25,9 @@ KeyPath = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 1 << 20
 """The largest config or rules file read; a hand-edited one is a thousand times smaller."""
-FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+FAST_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = (
+    yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+)
 """libyaml's loader where pyyaml was built with it; same nodes, marks and constructed data."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DOCUMENT_KEY = "(document)"
@@ -106,7 +108,9 @@ def _parse(file: str, text: str) -> YamlDoc:
         return _compose(file, text, yaml.SafeLoader)
 
 
-def _compose(file: str, text: str, loader_class: type[yaml.SafeLoader]) -> YamlDoc:
+def _compose(
+    file: str, text: str, loader_class: type[yaml.SafeLoader | yaml.CSafeLoader]
+) -> YamlDoc:
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
