@@ -11,10 +11,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.config import Config, ConfigError, load_config
+from collector.config import Config, ConfigError, ConfigIssue, load_config
 from collector.locks import Busy
 
 DEFAULT_CONFIG = "config/cellmon.yaml"
+MAX_ISSUES_SHOWN = 100
 
 log = logging.getLogger("cellmon")
 
@@ -24,22 +25,36 @@ SWITCH_INTERVAL_S = 0.0002
 
 
 def load_or_exit(path: str | Path) -> Config:
-    """The config, or every issue on stderr as ``file:line: key: message`` and exit 2.
+    """The config, or its issues on stderr as ``file:line: key: message`` and exit 2.
 
     Shared by every command, so they all refuse a bad config the same way.
     """
     try:
         return load_config(path)
     except ConfigError as err:
-        for issue in err.issues:
-            print(issue, file=sys.stderr)
+        print_issues(err.issues)
         raise SystemExit(2) from None
+
+
+def print_issues(issues: Sequence[ConfigIssue]) -> None:
+    """The first ``MAX_ISSUES_SHOWN`` issues on stderr, then how many more there are.
+
+    Past a hundred problems the file is not a config with mistakes but the wrong file, and
+    half a million lines would only bury the first, which says so.
+    """
+    for issue in issues[:MAX_ISSUES_SHOWN]:
+        print(issue, file=sys.stderr)
+    if len(issues) > MAX_ISSUES_SHOWN:
+        print(f"... and {len(issues) - MAX_ISSUES_SHOWN} more problems", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
 
     SIGHUP, or a change of a rules file, reloads the rules (see ``collector.reload``).
+    Exit codes: 0 everything written; 1 the worker died; 2 a bad config or a state directory
+    in use; 3 (``EXIT_BUFFERED``) the database refused writes for ``sink.shutdown_s`` after
+    the stop, and the points it did not take are written at the next start.
     """
     from collector.service import Service
 
@@ -87,8 +102,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         report = run_sample(cfg, Path(args.sample))
     except ConfigError as err:
-        for issue in err.issues:
-            print(issue, file=sys.stderr)
+        print_issues(err.issues)
         return 2
     print(format_report(report), end="")
     return 1 if any(m.rejections for m in report.messages) else 0

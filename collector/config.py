@@ -159,7 +159,11 @@ class AlertsConfig(Section):
 
 
 class SinkConfig(Section):
-    """How points leave the journal; the file sink is for the demo and for tests."""
+    """How points leave the journal; the file sink is for the demo and for tests.
+
+    ``shutdown_s`` bounds a stop while the database refuses writes: the points it did not
+    take stay in the journal for the next start, and ``cellmon run`` exits 3 to say so.
+    """
 
     type: Literal["influx", "file"] = "influx"
     path: NonEmpty = "points.lp"
@@ -167,6 +171,7 @@ class SinkConfig(Section):
     flush_interval_s: Positive = 1.0
     max_buffer_mib: Positive = 1024.0
     retry_max_s: Positive = 30.0
+    shutdown_s: Positive = 20.0
 
 
 class Targets(Section):

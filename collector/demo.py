@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collector import journal
+from collector.cli import print_issues
 from collector.config import ConfigError, load_config
 from collector.embedded_broker import EmbeddedBroker
 from collector.metrics import Metrics
@@ -108,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         base = load_config(DEMO_CONFIG)
     except ConfigError as err:
-        for issue in err.issues:
-            print(issue, file=sys.stderr)
+        print_issues(err.issues)
         return 2
     state = Path(args.state_dir)
     problem = _start_afresh(state)

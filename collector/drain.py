@@ -5,6 +5,11 @@ oldest raw-sample rows are dropped (and counted) so that KPI points, which canno
 recomputed from anything else, are never lost. Lines the database refuses as invalid are
 isolated by bisection and kept in ``rejected.lp`` with the reason, so one bad line does
 not block or lose the good ones.
+
+At shutdown the database gets ``shutdown_s`` in all to take what is left, however many
+passes the caller makes (the worker makes two: before and after the open KPIs are
+committed), so a stop while the database refuses writes takes a bounded, known time; what
+it did not take stays in the journal and goes out at the next start.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ class Drain:
         flush_interval_s: float = 1.0,
         max_buffer_bytes: int = 1 << 30,
         retry_max_s: float = 30.0,
+        shutdown_s: float = 20.0,
         clock: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.outbox = outbox
         self.sink = sink
@@ -43,8 +51,12 @@ class Drain:
         self.flush_interval_ns = int(flush_interval_s * 1e9)
         self.max_buffer_bytes = max_buffer_bytes
         self.retry_max_s = retry_max_s
+        self.shutdown_s = shutdown_s
         self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._failures = 0
+        self._deadline: float | None = None
 
     def step(self, *, force: bool = False) -> bool:
         """Write one chunk if it is due; True when something was written.
@@ -98,32 +110,37 @@ class Drain:
         log.warning("write failed (%s); %d lines buffered; retry in %.1f s", err, lines, delay)
         return delay
 
-    def run(self, finishing: threading.Event, *, grace_s: float) -> None:
-        """Drain until ``finishing`` is set and the outbox is empty.
+    def run(self, finishing: threading.Event) -> None:
+        """Drain until ``finishing`` is set and the outbox is empty, or the deadline passed.
 
-        ``finishing`` says no more output will come; from then on the database has
-        ``grace_s`` to take what is left, and whatever it does not take stays on disk for
-        the next start.
+        ``finishing`` says no more output will come. The first time a run sees it, the
+        database has ``shutdown_s`` from then on, shared with any later run; each run still
+        tries at least once, so a database that is back takes the last points.
         """
-        deadline = float("inf")
         while True:
-            if finishing.is_set() and deadline == float("inf"):
-                deadline = time.monotonic() + grace_s
+            if finishing.is_set() and self._deadline is None:
+                self._deadline = self._monotonic() + self.shutdown_s
             try:
                 wrote = self.step(force=finishing.is_set())
             except SinkError as err:
-                delay = self._on_failure(err)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.error("database unavailable at shutdown; output stays buffered on disk")
-                    return
-                if finishing.is_set():
-                    time.sleep(min(delay, remaining))
-                else:
-                    finishing.wait(delay)
-                continue
+                if self._back_off(err, finishing):
+                    continue
+                log.error("database unavailable at shutdown; output stays buffered on disk")
+                return
             if wrote:
                 continue
             if finishing.is_set():
                 return
             finishing.wait(min(0.2, self.flush_interval_ns / 1e9))
+
+    def _back_off(self, err: SinkError, finishing: threading.Event) -> bool:
+        """Wait before the next try; False once the shutdown deadline has passed."""
+        delay = self._on_failure(err)
+        if self._deadline is None:
+            finishing.wait(delay)  # a stop cuts the wait short, and starts the deadline
+            return True
+        remaining = self._deadline - self._monotonic()
+        if remaining <= 0:
+            return False
+        self._sleep(min(delay, remaining))
+        return True

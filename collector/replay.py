@@ -108,9 +108,7 @@ class Replay:
         started = time.perf_counter()
         before = self.engine.store.counters()
         finishing = threading.Event()
-        writer = threading.Thread(
-            target=self.drain.run, args=(finishing,), kwargs={"grace_s": 30.0}, name="drain"
-        )
+        writer = threading.Thread(target=self.drain.run, args=(finishing,), name="drain")
         writer.start()
         rows = 0
         with tqdm(unit=" rows", disable=self.quiet, file=sys.stderr) as progress:
@@ -123,7 +121,7 @@ class Replay:
         finishing.set()
         writer.join()
         self.engine.finish()
-        self.drain.run(finishing, grace_s=30.0)
+        self.drain.run(finishing)
         self.drain.sink.close()
         self.dead_letters.close()
         self._summary(rows, before, time.perf_counter() - started)

@@ -54,10 +54,9 @@ class Service:
     at any time in between.
     """
 
-    def __init__(self, cfg: Config, *, log_level: str = "INFO", shutdown_grace_s: float = 30.0):
+    def __init__(self, cfg: Config, *, log_level: str = "INFO"):
         self.cfg = cfg
         self.log_level = log_level
-        self.shutdown_grace_s = shutdown_grace_s
         state = cfg.state_path
         self._lock = locks.hold(state / SERVICE_LOCK)
         self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
@@ -74,7 +73,7 @@ class Service:
         self.rules = RulesWatcher(cfg)
         self._worker = ctx.Process(
             target=run_worker,
-            args=(cfg, self._finish, self._reload, log_level, shutdown_grace_s),
+            args=(cfg, self._finish, self._reload, log_level),
             name="cellmon-worker",
         )
 
@@ -84,7 +83,11 @@ class Service:
         self.source.start()
 
     def stop(self) -> int:
-        """Stop receiving, let the worker process and write it all; its exit code."""
+        """Stop receiving, let the worker process and write it all; its exit code.
+
+        That is 0 when everything was written, ``EXIT_BUFFERED`` when the database refused
+        the rest for ``sink.shutdown_s``, 1 when the worker failed.
+        """
         log.info("stopping: no more messages taken")
         self.source.stop()
         self._finish.set()

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 REJECTED_FILE = "rejected.lp"
 WORKER_LOCK = "worker.lock"
 PARENT_CHECK_S = 0.5
+FINISH_MARGIN_S = 30.0
+"""Beyond ``sink.shutdown_s``: for the engine to finish and for one last write to time out."""
+EXIT_BUFFERED = 3
+"""The worker's exit code, and so ``cellmon run``'s, when points stay buffered on disk."""
 
 
 def sec_settings(cfg: Config) -> SecSettings:
@@ -207,6 +211,7 @@ def build_drain(cfg: Config) -> Drain:
         flush_interval_s=s.flush_interval_s,
         max_buffer_bytes=int(s.max_buffer_mib * 2**20),
         retry_max_s=s.retry_max_s,
+        shutdown_s=s.shutdown_s,
     )
 
 
@@ -225,13 +230,13 @@ def _reload(cfg: Config, engine: Engine) -> None:
     engine.replace(processors)
 
 
-def run_worker(
-    cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str, grace_s: float
-) -> None:
+def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str) -> None:
     """Process and write until ``finish`` is set, then finish the rest and return.
 
     ``finish`` means the MQTT side has committed its last message; ``reload`` that it found
-    new valid rules, which the worker loads for itself.
+    new valid rules, which the worker loads for itself. The database has ``sink.shutdown_s``
+    in all to take the rest; what it did not take stays buffered, and the worker exits with
+    ``EXIT_BUFFERED`` to say so.
 
     Signals are the MQTT process's business: it decides when the worker finishes, so a
     Ctrl-C or a SIGTERM sent to the whole process group cannot cut the worker short.
@@ -241,14 +246,12 @@ def run_worker(
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = os.getppid()
     # a worker orphaned by a killed MQTT process may still be finishing: let it
-    lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=grace_s * 2 + 30)
+    lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=cfg.sink.shutdown_s + FINISH_MARGIN_S)
     engine, drain, alerts = build_engine(cfg), build_drain(cfg), build_alerts(cfg)
     engine_stop, drain_finishing, alerts_stop = (threading.Event() for _ in range(3))
     threads = [
         threading.Thread(target=engine.run, args=(engine_stop,), name="engine"),
-        threading.Thread(
-            target=drain.run, args=(drain_finishing,), kwargs={"grace_s": grace_s}, name="drain"
-        ),
+        threading.Thread(target=drain.run, args=(drain_finishing,), name="drain"),
     ]
     if alerts is not None:
         threads.append(threading.Thread(target=alerts.run, args=(alerts_stop,), name="alerts"))
@@ -269,9 +272,22 @@ def run_worker(
         engine.finish()  # open KPIs and the last self-metrics, after the drain has written
     except Exception:
         log.exception("could not commit the open KPIs; they are recomputed at the next start")
-    drain.run(drain_finishing, grace_s=grace_s)
+    drain.run(drain_finishing)
     drain.sink.close()
     alerts_stop.set()  # unsent alerts stay in the journal for the next start
     for t in threads[2:]:
         t.join()
     lock.close()
+    _exit_if_buffered(cfg, drain)
+
+
+def _exit_if_buffered(cfg: Config, drain: Drain) -> None:
+    """Exit with ``EXIT_BUFFERED`` when points wait on disk, so a supervisor sees it."""
+    buffered = drain.outbox.size()[1]
+    if buffered:
+        log.error(
+            "%d points still buffered in %s; they are written at the next start",
+            buffered,
+            cfg.state_path,
+        )
+        raise SystemExit(EXIT_BUFFERED)

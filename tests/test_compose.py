@@ -65,6 +65,19 @@ def test_cellmon_service_config_is_valid_and_uses_the_environment() -> None:
     assert SERVICES["simulator"]["profiles"] == ["demo"]
 
 
+def seconds(duration: str) -> float:
+    """A compose duration such as ``1m30s`` in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_cellmon_is_given_its_shutdown_time_before_it_is_killed() -> None:
+    cfg = load_config(ROOT / "config" / "cellmon.compose.yaml")
+    assert seconds(SERVICES["cellmon"]["stop_grace_period"]) > cfg.sink.shutdown_s
+
+
 @pytest.mark.integration
 def test_broker_acl_controllers_publish_cellmon_reads_and_alerts(tmp_path: Path) -> None:
     """The shipped acl and auth settings, on a real Mosquitto with a throwaway password file."""

@@ -29,11 +29,15 @@ def cellmon(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_prints_every_error_as_file_line_key_message(tmp_path: Path) -> None:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "inputs.yaml").write_text(
+def write_rules(directory: Path) -> None:
+    (directory / "rules").mkdir()
+    (directory / "rules" / "inputs.yaml").write_text(
         "inputs:\n  - {name: t, topic: 'smelter/{potline}/{cell}/telemetry', kind: telemetry}\n"
     )
+
+
+def test_check_prints_every_error_as_file_line_key_message(tmp_path: Path) -> None:
+    write_rules(tmp_path)
     config = tmp_path / "cellmon.yaml"
     config.write_text(BAD)
     done = cellmon("check", "--config", str(config))
@@ -42,6 +46,34 @@ def test_check_prints_every_error_as_file_line_key_message(tmp_path: Path) -> No
         f"{config}:3: mqtt.prot: unknown key; did you mean 'port'?",
         f"{config}:5: plant.max_gap_s: expected a number, got 'abc'",
         f"{config}:7: plant.potlines[0].baseline_sec_kwh_per_t: missing required key",
+    ]
+
+
+def test_check_prints_the_first_hundred_problems_and_counts_the_rest(tmp_path: Path) -> None:
+    write_rules(tmp_path)
+    config = tmp_path / "cellmon.yaml"
+    head = "plant:\n  potlines:\n    - {id: P1, baseline_sec_kwh_per_t: 13450}\n"
+    keys = [f"zz_{i:03d}" for i in range(250)]
+    config.write_text(head + "".join(f"{key}: 1\n" for key in keys))
+    done = cellmon("check", "--config", str(config))
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    first_key_line = head.count("\n") + 1
+    shown = [f"{config}:{first_key_line + i}: {key}: unknown key" for i, key in enumerate(keys)]
+    assert [line.split(";")[0] for line in lines[:-1]] == shown[:100]
+    assert lines[-1] == f"... and {len(keys) - 100} more problems"
+
+
+def test_check_refuses_an_oversize_config_in_one_line(tmp_path: Path) -> None:
+    write_rules(tmp_path)
+    config = tmp_path / "cellmon.yaml"
+    text = "".join(f"unknown_{i}: {i}\n" for i in range(200_000))
+    config.write_text(text)
+    done = cellmon("check", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{config}:1: (file): file of {len(text.encode())} bytes exceeds the 1 MiB limit "
+        "for a config file"
     ]
 
 
@@ -62,10 +94,7 @@ def test_run_refuses_a_bad_config_before_connecting(tmp_path: Path) -> None:
 def test_a_second_instance_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
     lock = hold(tmp_path / "state" / "cellmon.lock")
     try:
-        (tmp_path / "rules").mkdir()
-        (tmp_path / "rules" / "inputs.yaml").write_text(
-            "inputs:\n  - {name: t, topic: 'smelter/{potline}/{cell}/telemetry', kind: telemetry}\n"
-        )
+        write_rules(tmp_path)
         config = tmp_path / "cellmon.yaml"
         config.write_text(
             f"state_dir: {tmp_path / 'state'}\n"

@@ -13,7 +13,7 @@ from collector.config import (
     load_config,
     secret,
 )
-from tests.collector.config_files import MINIMAL, issues_of, write
+from tests.collector.config_files import MINIMAL, RULES, issues_of, write
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,6 +64,7 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("sink.flush_interval_s", 1.0),
         ("sink.max_buffer_mib", 1024.0),
         ("sink.retry_max_s", 30.0),
+        ("sink.shutdown_s", 20.0),
         ("state_dir", "var/cellmon"),
         ("state_path", Path("var/cellmon")),
         ("metrics_interval_s", 10.0),
@@ -552,6 +553,42 @@ plant:
 """,
     )
     assert [p.id for p in load_config("cellmon.yaml").plant.potlines] == ["P1", "P2"]
+
+
+# Files too large to be a config: refused before they are parsed.
+
+ONE_MIB = 1024 * 1024
+
+
+def padded(text: str, size: int) -> str:
+    """``text``, a tab that YAML refuses, and unknown keys: ``size`` bytes in all."""
+    text += "\tnot: yaml\n"
+    keys = "".join(f"unknown_{i}: {i}\n" for i in range(size // 10))
+    return text + keys[: size - len(text)]
+
+
+def test_a_config_file_over_the_limit_is_one_issue(workdir: Path) -> None:
+    text = padded(MINIMAL, ONE_MIB + 1)
+    path = write(workdir, text)
+    assert issues_of(path) == [
+        f"cellmon.yaml:1: (file): file of {len(text.encode())} bytes exceeds the 1 MiB limit "
+        "for a config file"
+    ]
+
+
+def test_a_rules_file_over_the_limit_is_one_issue(workdir: Path) -> None:
+    rules = padded(RULES, 3 * ONE_MIB)
+    path = write(workdir, MINIMAL, {"default.yaml": rules})
+    assert issues_of(path) == [
+        f"rules/default.yaml:1: (file): file of {3 * ONE_MIB} bytes exceeds the 1 MiB limit "
+        "for a config file"
+    ]
+
+
+def test_a_file_at_the_limit_is_read(workdir: Path) -> None:
+    text = MINIMAL + "#" * (ONE_MIB - len(MINIMAL) - 1) + "\n"
+    assert len(text.encode()) == ONE_MIB
+    assert load_config(write(workdir, text)).plant.potlines[0].id == "P1"
 
 
 # Targets, lookups and secrets.

@@ -152,3 +152,35 @@ def test_broker_restart_reconnects_resubscribes_and_loses_nothing(
         assert pipeline.terminate() == 0
     finally:
         broker.stop()
+
+
+def test_a_stop_while_the_database_is_down_leaves_the_points_for_the_next_start(
+    tmp_path: Path, plant_broker: Mosquitto, influx: InfluxV1
+) -> None:
+    config = write_config(
+        tmp_path,
+        mqtt_port=plant_broker.port,
+        influx_url=influx.url,
+        database="plant",
+        sink_options="  shutdown_s: 2\n",
+    )
+    state = tmp_path / "state"
+    pipeline = Pipeline(config, tmp_path / "cellmon.log")
+    pipeline.start()
+    publish_all(plant_broker.port, messages(0, 20))
+    wait_for(lambda: count(influx, "cell", "voltage_v") == 200, 60, pipeline.new_log)
+    influx.stop()
+    publish_all(plant_broker.port, messages(20, 30))
+    wait_for(lambda: accepted(state) == 500, 60, pipeline.new_log)
+    wait_for(lambda: "write failed" in pipeline.new_log(), 60, pipeline.new_log)
+    assert pipeline.terminate() == 3
+    left = buffered_lines(state)
+    assert left >= 300  # at least the raw samples received while the database was down
+    assert f"{left} points still buffered in {state}; they are written at the next start" in (
+        pipeline.new_log()
+    )
+    influx.start()
+    pipeline.start()
+    wait_for(lambda: buffered_lines(state) == 0, 60, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    assert count(influx, "cell", "voltage_v") == 500
