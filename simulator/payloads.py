@@ -17,7 +17,15 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import orjson
 
-from simulator.parameters import CHUNK_STEPS, NS_PER_MS, NS_PER_S, Seeds, SimParams
+from simulator.parameters import (
+    CHUNK_STEPS,
+    NS_PER_MS,
+    NS_PER_S,
+    CellTraits,
+    Seeds,
+    SimParams,
+    Stream,
+)
 from simulator.physics import CellPhysics
 from simulator.schedules import AnodeChanges, Schedules, Taps
 
@@ -230,10 +238,9 @@ class PotlineSim:
         self.start_ns = start_ns - start_ns % NS_PER_MS
         self.interval_ns = interval_ns
         seeds = Seeds(seed, potline)
-        self._physics = CellPhysics(seeds, cells, self.params)
-        self._schedules = Schedules(
-            seeds, cells, self.params, self._physics.traits, self._physics.line
-        )
+        traits = CellTraits.draw(seeds.rng(Stream.CELLS), cells, self.params)
+        self._physics = CellPhysics(seeds, self.params, traits)
+        self._schedules = Schedules(seeds, self.params, traits, self._physics.line)
 
     # ---- time grid ------------------------------------------------------------------
 

@@ -92,12 +92,12 @@ class Signals(NamedTuple):
 class CellPhysics:
     """The line current and the cells' voltage, bath temperature and noise at any times."""
 
-    def __init__(self, seeds: Seeds, cells: int, params: SimParams) -> None:
+    def __init__(self, seeds: Seeds, params: SimParams, traits: CellTraits) -> None:
         self.params = params
-        self.cells = cells
+        self.traits = traits
+        self.cells = len(traits.resistance_uohm)
         self._seeds = seeds
         self.line = LineCurrent.draw(seeds.rng(Stream.LINE), params)
-        self.traits = CellTraits.draw(seeds.rng(Stream.CELLS), cells, params)
 
     def signals(
         self,

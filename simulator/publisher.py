@@ -42,7 +42,7 @@ class PublishOptions:
     at its time after the first), k > 0 k times faster. ``array_size`` k > 1 sends each
     cell's samples as arrays of k objects, as a controller flushing its buffer.
     ``bad_fraction`` of the telemetry messages are malformed, one kind of
-    ``MALFORMED_KINDS`` each; ``dup_fraction`` of the clean ones are published twice.
+    ``payloads.MALFORMED_KINDS`` each; ``dup_fraction`` of the clean ones are published twice.
     """
 
     host: str = "127.0.0.1"

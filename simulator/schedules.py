@@ -64,10 +64,10 @@ class Schedules:
     """The anode changes and metal taps of all cells, at any window of time."""
 
     def __init__(
-        self, seeds: Seeds, cells: int, params: SimParams, traits: CellTraits, line: LineCurrent
+        self, seeds: Seeds, params: SimParams, traits: CellTraits, line: LineCurrent
     ) -> None:
         self.params = params
-        self.cells = cells
+        self.cells = len(traits.anode_phase_s)
         self._seeds = seeds
         self._traits = traits
         self._line = line
