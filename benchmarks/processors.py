@@ -20,7 +20,7 @@ from processors.model import Batch, SampleBatch
 from processors.ordering import late_mask
 from processors.periods import Calendar
 from processors.sec import SecProcessor, SecSettings
-from simulator.potline import PotlineSim
+from simulator.payloads import PotlineSim
 
 NS = 1_000_000_000
 

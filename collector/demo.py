@@ -40,7 +40,8 @@ from collector.config import ConfigError, load_config
 from collector.embedded_broker import EmbeddedBroker
 from collector.metrics import Metrics
 from collector.service import DEAD_LETTER_FILE, Service, templates
-from simulator.potline import NS_PER_S, PotlineSim
+from simulator.parameters import NS_PER_S
+from simulator.payloads import PotlineSim
 from simulator.publisher import PublishCounts, PublishOptions, publish
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"

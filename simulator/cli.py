@@ -8,14 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from simulator.potline import NS_PER_S, PotlineSim
-from simulator.publisher import (
-    DEFAULT_EVENT_TOPIC,
-    DEFAULT_TELEMETRY_TOPIC,
-    MAX_ARRAY_SIZE,
-    PublishOptions,
-    publish,
-)
+from simulator.parameters import NS_PER_S
+from simulator.payloads import DEFAULT_EVENT_TOPIC, DEFAULT_TELEMETRY_TOPIC, PotlineSim
+from simulator.publisher import MAX_ARRAY_SIZE, PublishOptions, publish
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,6 @@ returned say exactly what was sent, so a receiver can be checked against them.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -15,18 +14,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.potline import NS_PER_S, Payload, PotlineSim, Record, dumps
+from simulator.parameters import NS_PER_S
+from simulator.payloads import (
+    DEFAULT_EVENT_TOPIC,
+    DEFAULT_TELEMETRY_TOPIC,
+    Payload,
+    PotlineSim,
+    Record,
+    Spoiler,
+    dumps,
+    topic,
+)
 
-DEFAULT_TELEMETRY_TOPIC = "smelter/{potline}/{cell}/telemetry"
-DEFAULT_EVENT_TOPIC = "smelter/{potline}/{cell}/event"
-MALFORMED_KINDS = ("bad_json", "missing_key", "out_of_range", "non_finite")
 # ~115 bytes a sample: 2,000 keeps an array under the contract's 256 KiB payload limit.
 MAX_ARRAY_SIZE = 2000
-OUT_OF_RANGE_V = 150.0
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -38,7 +42,7 @@ class PublishOptions:
     at its time after the first), k > 0 k times faster. ``array_size`` k > 1 sends each
     cell's samples as arrays of k objects, as a controller flushing its buffer.
     ``bad_fraction`` of the telemetry messages are malformed, one kind of
-    ``MALFORMED_KINDS`` each; ``dup_fraction`` of the clean ones are published twice.
+    ``payloads.MALFORMED_KINDS`` each; ``dup_fraction`` of the clean ones are published twice.
     """
 
     host: str = "127.0.0.1"
@@ -173,47 +177,6 @@ class _Pacer:
             time.sleep(delay)
 
 
-class _Spoiler:
-    """Decides, reproducibly, which telemetry messages to spoil or repeat, and spoils them."""
-
-    def __init__(self, options: PublishOptions) -> None:
-        self._rng = np.random.default_rng([options.seed, 0x5B0_11])
-        self._bad = options.bad_fraction
-        self._dup = options.dup_fraction
-
-    def kind(self) -> str | None:
-        """A malformed kind for the next message, or None to send it clean."""
-        if self._rng.random() >= self._bad:
-            return None
-        return MALFORMED_KINDS[self._rng.integers(len(MALFORMED_KINDS))]
-
-    def repeat(self) -> bool:
-        return bool(self._rng.random() < self._dup)
-
-    def encode(self, objects: list[Payload], single: bool, kind: str | None) -> bytes:
-        """The message's JSON, with one object (or, for bad JSON, all) spoiled by ``kind``."""
-        if kind is None:
-            return dumps(objects[0] if single else objects)
-        if kind == "bad_json":
-            raw = dumps(objects[0] if single else objects)
-            return raw[: len(raw) // 2]
-        spoiled = list(objects)
-        victim = int(self._rng.integers(len(objects)))
-        spoiled[victim] = _spoil(objects[victim], kind)
-        body = spoiled[0] if single else spoiled
-        # json, not orjson: only it writes the NaN of a non-finite value, as sloppy
-        # controller firmware does.
-        return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _spoil(obj: Payload, kind: str) -> Payload:
-    """A copy of a telemetry object with the defect ``kind``."""
-    if kind == "missing_key":
-        return {key: value for key, value in obj.items() if key != "cell_voltage_v"}
-    value = OUT_OF_RANGE_V if kind == "out_of_range" else float("nan")
-    return {**obj, "cell_voltage_v": value}
-
-
 class _Publisher:
     """One publishing run: buffers each cell's samples into arrays and counts as it goes."""
 
@@ -221,7 +184,7 @@ class _Publisher:
         self._sim = sim
         self._options = options
         self._connection = connection
-        self._spoiler = _Spoiler(options)
+        self._spoiler = Spoiler(options.seed, options.bad_fraction, options.dup_fraction)
         self._buffers: dict[str, list[Payload]] = {}
         self.counts = PublishCounts()
 
@@ -259,8 +222,7 @@ class _Publisher:
         self.counts.samples += 0 if kind == "bad_json" else len(objects) - 1
 
     def _send(self, template: str, cell: str, payload: bytes) -> None:
-        topic = template.format(potline=self._sim.potline, cell=cell)
-        self._connection.send(topic, payload)
+        self._connection.send(topic(template, self._sim.potline, cell), payload)
         self.counts.messages += 1
 
 

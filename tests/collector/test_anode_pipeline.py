@@ -13,7 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
-from simulator.potline import Columns, PotlineSim, SimEvent, SimParams
+from simulator.parameters import SimParams
+from simulator.payloads import Columns, PotlineSim, SimEvent
 from tests.harness import Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import pytest
 
-from simulator.potline import Columns, PotlineSim
+from simulator.payloads import Columns, PotlineSim
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.potline import Columns, PotlineSim
+from simulator.payloads import Columns, PotlineSim
 from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from simulator.potline import PotlineSim, SimParams
+from simulator.parameters import SimParams
+from simulator.payloads import PotlineSim
 from tests.harness import DEFAULT_RULES, ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 

@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator import cli
-from simulator.potline import PotlineSim
+from simulator.payloads import PotlineSim
 from simulator.publisher import PublishOptions, publish
 
 pytestmark = pytest.mark.integration
