@@ -125,7 +125,7 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
     log_path = work / "cellmon.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(config)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

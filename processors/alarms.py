@@ -45,7 +45,7 @@ COLUMNS = {"cell_voltage_v": "voltage_v", "line_current_ka": "current_ka"}
 
 
 class AlarmRule(Protocol):
-    """What the processor reads of an ``alarms`` rule (``collector.rules.AlarmRule``)."""
+    """What the processor reads of an ``alarms`` rule (``collector.config.rules.AlarmRule``)."""
 
     @property
     def name(self) -> str:

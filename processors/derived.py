@@ -34,7 +34,7 @@ Failures = dict[tuple[str, str, str], int]
 
 
 class DerivedRule(Protocol):
-    """What the processor reads of a ``derived`` rule (``collector.rules.DerivedRule``)."""
+    """What the processor reads of a ``derived`` rule (``collector.config.rules.DerivedRule``)."""
 
     @property
     def name(self) -> str:

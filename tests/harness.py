@@ -95,7 +95,14 @@ class Pipeline:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "collector.cli", "run", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "collector.commands.cli",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ],
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.rules import AlarmRule, DerivedRule
+from collector.config.rules import AlarmRule, DerivedRule
 from processors.alarms import AlarmProcessor
 from processors.derived import DerivedProcessor
 from processors.model import Batch, Point, SampleBatch

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.rules import DerivedRule
+from collector.config.rules import DerivedRule
 from processors.derived import DerivedProcessor
 from processors.expressions import ExpressionError
 from processors.model import Batch, Point, SampleBatch

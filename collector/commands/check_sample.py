@@ -1,0 +1,262 @@
+"""``cellmon check --sample FILE``: the rules run on a few real payloads, before deploying.
+
+An engineer who adds an input layout, a derived field or an alarm wants to see what it
+does to real messages, not only that it validates. The sample file holds messages as the
+controllers send them; each goes through the live decoder (input mapping and validation),
+the derived fields and the alarms exactly as ``cellmon run`` would take them, and the
+report says, per message, which input took it and what came out, or why it was refused.
+
+The sample file is JSON Lines, one message per line::
+
+    {"topic": "smelter/P1/C001/telemetry", "payload": {"ts": 1732400000000, ...}}
+
+``payload`` is the JSON the controller sends (object or array), or a string holding the
+raw payload (to try a malformed one). Blank lines and lines starting with ``#`` are skipped.
+Samples are judged whatever their age: the decoder's clock is put past the newest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from collector.config.models import Config, ConfigError, ConfigIssue
+from collector.runtime.service import decoder
+from collector.runtime.worker import rule_constants
+from collector.source.decode import Decoded, EventRow, Rejection, SampleRow
+from processors.alarms import AlarmProcessor
+from processors.derived import DerivedProcessor
+from processors.expressions import parse_expression, unknown_names
+from processors.model import Batch, Point, SampleBatch
+from processors.ordering import late_mask
+
+FAR_FUTURE_NS = 2**62  # the decoder's "now": a sample file is history, never future
+
+
+@dataclass
+class Message:
+    """One line of the sample file and what the decoder made of it."""
+
+    line: int
+    topic: str
+    input: str
+    samples: list[SampleRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Every message, each accepted sample's fields after the derived ones, and the alarms."""
+
+    source: str
+    messages: list[Message]
+    fields: list[dict[str, float]]  # per accepted sample, in file order
+    notes: list[str]  # per accepted sample: "", "duplicate", "late"
+    alarms: list[Point]
+    derived: dict[str, list[str]]  # derived field -> the names its expression reads
+    alarm_rules: list[tuple[str, str]]  # (name, severity)
+    settings: dict[str, dict[str, float]]  # per potline, as expressions see them
+
+
+def read_sample(path: Path) -> list[tuple[int, str, bytes]]:
+    """(line, topic, payload bytes) of each message, or ``ConfigError`` naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([ConfigIssue(str(path), 0, "file", f"cannot read: {err}")]) from None
+    out, issues = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            issues.append(ConfigIssue(str(path), number, "line", f"not JSON: {err}"))
+            continue
+        problem = _shape_problem(item)
+        if problem:
+            issues.append(ConfigIssue(str(path), number, *problem))
+            continue
+        payload = item["payload"]
+        raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+        out.append((number, item["topic"], raw))
+    if issues:
+        raise ConfigError(issues)
+    return out
+
+
+def _shape_problem(item: Any) -> tuple[str, str] | None:
+    if not isinstance(item, dict):
+        return "line", 'expected an object {"topic": ..., "payload": ...}'
+    unknown = sorted(set(item) - {"topic", "payload"})
+    if unknown:
+        return unknown[0], "unknown key; expected topic and payload"
+    if not isinstance(item.get("topic"), str):
+        return "topic", "missing, or not a string"
+    if "payload" not in item:
+        return "payload", "missing"
+    return None
+
+
+def run_sample(cfg: Config, path: Path) -> Report:
+    """Decode every message of the file and apply the rules to what was accepted."""
+    dec = decoder(cfg)
+    messages = []
+    for number, topic, payload in read_sample(path):
+        out = Decoded()
+        dec.decode(topic, payload, FAR_FUTURE_NS, out)
+        route = dec.router.route(topic)
+        name = route.input if route is not None else ""
+        messages.append(
+            Message(number, topic, name, list(out.samples), list(out.events), out.rejections)
+        )
+    rows = [s for m in messages for s in m.samples]
+    notes, keep = _dedup(rows)
+    batch = _batch([rows[k] for k in keep])
+    derived = DerivedProcessor(cfg.rules.derived, rule_constants(cfg))
+    extra = derived.derive(batch).extra
+    fields: list[dict[str, float]] = [{} for _ in rows]
+    for k, e in zip(keep, extra, strict=True):
+        fields[k] = dict(e or {})
+    late, _ = late_mask(batch.cell_id, batch.ts_ns, str, {})
+    for k, is_late in zip(keep, late.tolist(), strict=True):
+        notes[k] = "late" if is_late else notes[k]
+    in_order = SampleBatch(
+        batch.cells,
+        batch.cell_id[~late],
+        batch.ts_ns[~late],
+        batch.voltage_v[~late],
+        batch.current_ka[~late],
+        [e for e, lt in zip(extra, late.tolist(), strict=True) if not lt],
+    )
+    alarms = AlarmProcessor(cfg.rules.alarms, rule_constants(cfg))
+    _, points = alarms.apply(Batch(in_order, []), None)
+    return Report(
+        source=str(path),
+        messages=messages,
+        fields=fields,
+        notes=notes,
+        alarms=points,
+        derived={d.name: unknown_names(parse_expression(d.expr), ()) for d in cfg.rules.derived},
+        alarm_rules=[(a.name, a.severity) for a in cfg.rules.alarms],
+        settings=rule_constants(cfg),
+    )
+
+
+def _dedup(rows: list[SampleRow]) -> tuple[list[str], list[int]]:
+    """Notes per row ("duplicate" for a repeated potline, cell and ts) and the rows kept."""
+    seen: set[tuple[str, str, int]] = set()
+    notes, keep = [], []
+    for k, (potline, cell, ts, *_rest) in enumerate(rows):
+        if (potline, cell, ts) in seen:
+            notes.append("duplicate")
+            continue
+        seen.add((potline, cell, ts))
+        notes.append("")
+        keep.append(k)
+    return notes, keep
+
+
+def _batch(rows: list[SampleRow]) -> SampleBatch:
+    cells = sorted({(r[0], r[1]) for r in rows})
+    index = {c: k for k, c in enumerate(cells)}
+    return SampleBatch(
+        cells=cells,
+        cell_id=np.array([index[(r[0], r[1])] for r in rows], dtype=np.int64),
+        ts_ns=np.array([r[2] for r in rows], dtype=np.int64),
+        voltage_v=np.array([r[3] for r in rows], dtype=np.float64),
+        current_ka=np.array([r[4] for r in rows], dtype=np.float64),
+        extra=[r[5] for r in rows],
+    )
+
+
+def format_report(report: Report) -> str:
+    """The report as the engineer reads it: per message, then per rule."""
+    lines: list[str] = []
+    k = 0
+    for m in report.messages:
+        where = f"{report.source}:{m.line}: {m.topic}"
+        taken = len(m.samples) + len(m.events)
+        if taken:
+            lines.append(f"{where}: input {m.input}: {_count(m)}")
+        for s in m.samples:
+            lines.append("    " + _sample_line(s, report.fields[k], report.notes[k], report))
+            k += 1
+        for potline, cell, ts, kind, data in m.events:
+            lines.append(f"    {potline}/{cell} {_time(ts)} {kind} {orjson.dumps(data).decode()}")
+        for r in m.rejections:
+            lines.append(f"{where}: rejected ({r.reason}): {r.detail}")
+    lines.append("")
+    lines.append("alarms:" if report.alarm_rules else "alarms: none configured")
+    for name, severity in report.alarm_rules:
+        mine = [p for p in report.alarms if dict(p.tags)["rule"] == name]
+        lines.append(f"  {name} ({severity}): " + (f"{_transitions(mine)}" if mine else "nothing"))
+        lines.extend(f"    {_alarm_line(p)}" for p in mine)
+    return "\n".join(lines) + "\n"
+
+
+def _count(m: Message) -> str:
+    parts = []
+    if m.samples:
+        parts.append(f"{len(m.samples)} sample{'s' if len(m.samples) > 1 else ''}")
+    if m.events:
+        parts.append(f"{len(m.events)} event{'s' if len(m.events) > 1 else ''}")
+    if m.rejections:
+        parts.append(f"{len(m.rejections)} rejected")
+    return ", ".join(parts)
+
+
+def _sample_line(s: SampleRow, fields: dict[str, float], note: str, report: Report) -> str:
+    potline, cell, ts, volts, amps, extra = s
+    given = {"cell_voltage_v": volts, "line_current_ka": amps, **(extra or {})}
+    shown = " ".join(f"{k}={_num(v)}" for k, v in given.items() if k not in report.derived)
+    text = f"{potline}/{cell} {_time(ts)} {shown}"
+    if note == "duplicate":
+        return text + "  (duplicate: dropped, as cellmon run would)"
+    readable = {*given, *report.settings.get(potline, {}), *fields}
+    values = [
+        f"{name}={_num(fields[name])}" if name in fields else f"{name}={_why(reads, readable)}"
+        for name, reads in report.derived.items()
+    ]
+    if values:
+        text += "  → " + " ".join(values)
+    if note == "late":
+        text += "  (late: written raw, not judged by alarms)"
+    return text
+
+
+def _why(reads: list[str], readable: set[str]) -> str:
+    """Why a sample has no value for a derived field (the counters' two reasons)."""
+    absent = [name for name in reads if name not in readable]
+    if absent:
+        return f"(no value: {', '.join(absent)} absent)"
+    return "(no value: math error, e.g. a division by zero)"
+
+
+def _transitions(points: list[Point]) -> str:
+    states = [str(p.fields["state"]) for p in points]
+    return ", ".join(f"{states.count(s)} {s}" for s in ("raised", "cleared") if s in states)
+
+
+def _alarm_line(p: Point) -> str:
+    tags = dict(p.tags)
+    value = p.fields.get("value")
+    shown = f" value {_num(float(value))}" if isinstance(value, float) else ""
+    return f"{p.fields['state']} {tags['potline']}/{tags['cell']} {_time(p.time_ns)}{shown}"
+
+
+def _time(ns: int) -> str:
+    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC)
+    ms = ns // 1_000_000 % 1000
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"

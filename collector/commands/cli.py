@@ -1,0 +1,166 @@
+"""The ``cellmon`` command line (contract section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from collector.config.models import Config, ConfigError, ConfigIssue, load_config
+from collector.journal.locks import Busy
+
+DEFAULT_CONFIG = "config/cellmon.yaml"
+MAX_ISSUES_SHOWN = 100
+
+log = logging.getLogger("cellmon")
+
+# The MQTT thread releases the GIL on every socket read; with CPython's default of 5 ms it
+# would wait that long behind the processor thread each time. 0.2 ms keeps it responsive.
+SWITCH_INTERVAL_S = 0.0002
+
+
+def load_or_exit(path: str | Path) -> Config:
+    """The config, or its issues on stderr as ``file:line: key: message`` and exit 2.
+
+    Shared by every command, so they all refuse a bad config the same way.
+    """
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print_issues(err.issues)
+        raise SystemExit(2) from None
+
+
+def print_issues(issues: Sequence[ConfigIssue]) -> None:
+    """The first ``MAX_ISSUES_SHOWN`` issues on stderr, then how many more there are.
+
+    Past a hundred problems the file is not a config with mistakes but the wrong file, and
+    half a million lines would only bury the first, which says so.
+    """
+    for issue in issues[:MAX_ISSUES_SHOWN]:
+        print(issue, file=sys.stderr)
+    if len(issues) > MAX_ISSUES_SHOWN:
+        print(f"... and {len(issues) - MAX_ISSUES_SHOWN} more problems", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
+
+    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
+    Exit codes: 0 everything written; 1 the worker died; 2 a bad config or a state directory
+    in use; 3 (``EXIT_BUFFERED``) the database refused writes for ``sink.shutdown_s`` after
+    the stop, and the points it did not take are written at the next start.
+    """
+    from collector.runtime.service import Service
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        service = Service(load_or_exit(args.config), log_level=args.log_level.upper())
+    except Busy as err:
+        print(f"cellmon: another cellmon runs on this state directory ({err})", file=sys.stderr)
+        return 2
+    stop, hangup = threading.Event(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    service.start()
+    log.info("running; state in %s", service.cfg.state_path)
+    while not stop.wait(0.5):
+        if not service.worker_alive():
+            log.error("the worker process died; stopping (restart the service)")
+            service.stop()
+            return 1
+        force = hangup.is_set()
+        hangup.clear()
+        service.check_rules(force=force)
+    return service.stop()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration and rules; each error as ``file:line: key: message``.
+
+    With ``--sample FILE``, also run the rules on the messages of FILE and print what each
+    produced; exit 1 when one of them was rejected, so a CI job can hold a sample to it.
+    """
+    cfg = load_or_exit(args.config)
+    r = cfg.rules
+    inputs = ", ".join(rule.topic for rule in r.inputs)
+    potlines = ", ".join(p.id for p in cfg.plant.potlines)
+    print(
+        f"{args.config}: OK (potlines: {potlines}; inputs: {inputs}; "
+        f"{len(r.derived)} derived fields; {len(r.alarms)} alarms)"
+    )
+    if args.sample is None:
+        return 0
+    from collector.commands.check_sample import format_report, run_sample
+
+    try:
+        report = run_sample(cfg, Path(args.sample))
+    except ConfigError as err:
+        print_issues(err.issues)
+        return 2
+    print(format_report(report), end="")
+    return 1 if any(m.rejections for m in report.messages) else 0
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+    )
+
+
+# Commands that live in their own module, each with add_arguments(parser) and run(args);
+# only the module of the command being run is imported (the demo pulls in a broker).
+MODULE_COMMANDS = {
+    "simulate": ("simulator.cli", "Publish a simulated potline's telemetry and events."),
+    "demo": (
+        "collector.commands.demo",
+        "The whole pipeline with an embedded broker and a live view.",
+    ),
+    "replay": ("collector.commands.replay", "Feed historical samples and events (CSV or Parquet)."),
+    "report": ("collector.commands.report", "Write an HTML summary of a period from InfluxDB."),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """All subcommands; the one named in ``argv`` registers its own options."""
+    parser = argparse.ArgumentParser(prog="cellmon", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("run", cmd_run), ("check", cmd_check)):
+        p = sub.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
+        _add_config(p)
+        p.set_defaults(func=func)
+        if name == "check":
+            p.add_argument(
+                "--sample",
+                metavar="FILE",
+                help="run the rules on the messages of FILE (JSON Lines of topic, payload)",
+            )
+    for name, (module_name, summary) in MODULE_COMMANDS.items():
+        p = sub.add_parser(name, help=summary)
+        if name in argv:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cellmon`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,388 @@
+"""The durable journal: two SQLite files (WAL) in the state directory.
+
+It is the transactional outbox of the pipeline, split so that each file has one busy
+writer. ``inbox.sqlite`` belongs to the MQTT source: it appends accepted input and only then
+acknowledges the broker. ``journal.sqlite`` belongs to the processor stage: in one
+transaction it appends line protocol to ``outbox``, saves processor state and advances its
+position in the inbox, so a crash resumes exactly where the last commit left off. The sink
+stage deletes outbox rows only after the database accepted them.
+
+Counters live in the same files and advance in the same transactions as the data they
+count, so the self-metrics are exact and survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.source.decode import EventRow, SampleRow
+
+SAMPLE, EVENT = 0, 1
+RAW, KPI = 0, 1
+INBOX_FILE = "inbox.sqlite"
+JOURNAL_FILE = "journal.sqlite"
+
+_COUNTERS = "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+# The unique key leads with ts: samples arrive roughly in time order, so each commit touches
+# the right edge of the index instead of one page per cell.
+INBOX_SCHEMA = (
+    _COUNTERS
+    + """
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY, potline TEXT NOT NULL, cell TEXT NOT NULL, UNIQUE (potline, cell));
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL, ts INTEGER NOT NULL,
+    dkey INTEGER NOT NULL, kind INTEGER NOT NULL, v REAL, i REAL, body BLOB,
+    UNIQUE (ts, cell_id, dkey));
+"""
+)
+JOURNAL_SCHEMA = (
+    _COUNTERS
+    + """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
+"""
+)
+_ADD = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+)
+
+InboxRow = tuple[int, int, int, int, float | None, float | None, bytes | None]
+
+
+def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open a journal file, creating it on first use; one connection per thread.
+
+    WAL with ``synchronous=NORMAL`` survives a crash of the process (the commit is in the
+    WAL before the broker is acknowledged); ``FULL`` also survives a power cut, at the
+    price of an fsync per commit.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(schema)
+    return conn
+
+
+def connect_inbox(state_dir: Path) -> sqlite3.Connection:
+    """The inbox file; checkpoints are left to the processor stage, off the MQTT thread."""
+    conn = connect(state_dir / INBOX_FILE, INBOX_SCHEMA)
+    conn.execute("PRAGMA wal_autocheckpoint=20000")
+    return conn
+
+
+def connect_journal(state_dir: Path) -> sqlite3.Connection:
+    """The processor stage's file: state, position and outbox."""
+    return connect(state_dir / JOURNAL_FILE, JOURNAL_SCHEMA)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def add_counters(conn: sqlite3.Connection, counts: Mapping[str, int]) -> None:
+    """Advance counters inside the caller's transaction."""
+    conn.executemany(_ADD, [(k, v) for k, v in counts.items() if v])
+
+
+def read_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every counter of one journal file."""
+    return dict(conn.execute("SELECT name, value FROM counters").fetchall())
+
+
+def event_key(kind: str, data: dict[str, Any]) -> int:
+    """Identify an event for de-duplication: two anodes changed at the same instant differ."""
+    digest = hashlib.blake2b(orjson.dumps([kind, data], option=orjson.OPT_SORT_KEYS), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True) or 1
+
+
+class CellIds:
+    """Stable small integers for (potline, cell), so the inbox stores no repeated strings."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._ids: dict[tuple[str, str], int] = {}
+        self._names: dict[int, tuple[str, str]] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every known cell; called when another stage has added one."""
+        for cid, potline, cell in self._conn.execute("SELECT id, potline, cell FROM cells"):
+            self._ids[(potline, cell)] = cid
+            self._names[cid] = (potline, cell)
+
+    def id(self, potline: str, cell: str) -> int:
+        """Return the id of a cell, registering it on first sight (inside the caller's txn)."""
+        key = (potline, cell)
+        try:
+            return self._ids[key]
+        except KeyError:
+            cur = self._conn.execute(
+                "INSERT INTO cells (potline, cell) VALUES (?, ?) RETURNING id", key
+            )
+            cid = int(cur.fetchone()[0])
+            self._ids[key] = cid
+            self._names[cid] = key
+            return cid
+
+    def name(self, cid: int) -> tuple[str, str]:
+        """Return (potline, cell) of an id."""
+        try:
+            return self._names[cid]
+        except KeyError:
+            self.reload()
+            return self._names[cid]
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Outcome of one ingest commit."""
+
+    inserted: int
+    duplicates: int
+
+
+class Inbox:
+    """The MQTT thread's side: append accepted samples and events, de-duplicated."""
+
+    _INSERT = (
+        "INSERT OR IGNORE INTO inbox (cell_id, ts, dkey, kind, v, i, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.cells = CellIds(conn)
+
+    def append(
+        self, samples: list[SampleRow], events: list[EventRow], counts: Mapping[str, int]
+    ) -> Appended:
+        """Commit samples and events; rows already present (QoS 1 redelivery) are skipped.
+
+        ``counts`` (messages, rejections by reason) advance in the same transaction, with
+        ``accepted``, ``duplicates`` and ``received`` derived here.
+        """
+        ids = self.cells.id
+        dumps = orjson.dumps
+        rows: list[tuple[Any, ...]] = [
+            (ids(p, c), ts, 0, SAMPLE, v, i, dumps(extra) if extra else None)
+            for p, c, ts, v, i, extra in samples
+        ]
+        rows.extend(
+            (ids(p, c), ts, event_key(k, d), EVENT, None, None, dumps({"type": k, **d}))
+            for p, c, ts, k, d in events
+        )
+        conn = self._conn
+        with transaction(conn):
+            inserted = conn.executemany(self._INSERT, rows).rowcount if rows else 0
+            duplicates = len(rows) - inserted
+            received = len(rows) + counts.get("rejected", 0)
+            add_counters(
+                conn,
+                {**counts, "accepted": inserted, "duplicates": duplicates, "received": received},
+            )
+        return Appended(inserted, duplicates)
+
+
+class Store:
+    """The processor stage's side: read the inbox, checkpoint state, position and output."""
+
+    def __init__(self, inbox: sqlite3.Connection, conn: sqlite3.Connection) -> None:
+        self._inbox = inbox
+        self._conn = conn
+        self.cells = CellIds(inbox)
+
+    def position(self) -> int:
+        """Sequence number of the last inbox row whose effects are committed."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'position'").fetchone()
+        return int(row[0]) if row else 0
+
+    def read(self, after: int, limit: int) -> list[InboxRow]:
+        """Inbox rows after a position, in arrival order."""
+        return self._inbox.execute(
+            "SELECT seq, cell_id, ts, kind, v, i, body FROM inbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def load_state(self, name: str) -> Any:
+        """Return a processor's checkpointed state, or None before its first checkpoint."""
+        return read_state(self._conn, name)
+
+    def commit(
+        self,
+        position: int,
+        states: dict[str, Any],
+        chunks: Iterable[tuple[int, int, bytes]],
+        now_ns: int,
+        counts: Mapping[str, int],
+        alerts: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Atomically record the output chunks (kind, lines, body), alerts, states, position."""
+        conn = self._conn
+        with transaction(conn):
+            add_counters(conn, counts)
+            conn.executemany("INSERT INTO alerts (topic, payload) VALUES (?, ?)", alerts)
+            conn.executemany(
+                "INSERT INTO outbox (kind, lines, nbytes, created_ns, body) VALUES (?, ?, ?, ?, ?)",
+                [(k, n, len(b), now_ns, b) for k, n, b in chunks if n],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (name, body) VALUES (?, ?)",
+                [(name, orjson.dumps(body)) for name, body in states.items()],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (position,)
+            )
+
+    def prune(self, upto_seq: int) -> int:
+        """Forget processed inbox rows up to a sequence number (the de-duplication window)."""
+        upto = min(upto_seq, self.position())
+        return self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (upto,)).rowcount
+
+    def checkpoint(self) -> None:
+        """Fold the inbox's WAL into its database without blocking the MQTT thread."""
+        self._inbox.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def counters(self) -> dict[str, int]:
+        """The counters of both files."""
+        return read_counters(self._inbox) | read_counters(self._conn)
+
+    def backlog(self) -> tuple[int, int | None]:
+        """(lines waiting, production time of the oldest) of the outbox."""
+        return backlog(self._conn)
+
+
+def read_state(conn: sqlite3.Connection, name: str) -> Any:
+    """A processor's checkpointed state in a journal, or None before its first checkpoint."""
+    row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
+    return orjson.loads(row[0]) if row else None
+
+
+def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:
+    """(lines waiting in the outbox, production time of the oldest)."""
+    lines, oldest = conn.execute("SELECT total(lines), min(created_ns) FROM outbox").fetchone()
+    return int(lines), oldest
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Outbox rows read together for one write to the database."""
+
+    last_id: int
+    lines: int
+    body: bytes
+    oldest_ns: int
+
+
+class Outbox:
+    """The sink stage's side: oldest output first, deleted only once written."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, max_lines: int) -> Chunk | None:
+        """The oldest rows, up to about ``max_lines`` lines (at least one row)."""
+        parts: list[bytes] = []
+        lines = 0
+        last_id = oldest = 0
+        cur = self._conn.execute("SELECT id, lines, created_ns, body FROM outbox ORDER BY id")
+        for row_id, n, created, body in cur:
+            if parts and lines + n > max_lines:
+                break
+            oldest = oldest or created
+            parts.append(body)
+            lines += n
+            last_id = row_id
+        cur.close()
+        if not parts:
+            return None
+        return Chunk(last_id, lines, b"".join(parts), oldest)
+
+    def delete_upto(self, last_id: int, lines: int) -> None:
+        """Remove what the database accepted, counting it as written."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+            add_counters(conn, {"written": lines})
+
+    def count(self, **counts: int) -> None:
+        """Advance counters on their own (errors, drops)."""
+        add_counters(self._conn, counts)
+
+    def size(self) -> tuple[int, int]:
+        """(rows' bytes, lines) waiting."""
+        row = self._conn.execute("SELECT total(nbytes), total(lines) FROM outbox").fetchone()
+        return int(row[0]), int(row[1])
+
+    def backlog(self) -> tuple[int, int | None]:
+        """(lines waiting, production time of the oldest), for the buffered and lag gauges."""
+        return backlog(self._conn)
+
+    def drop_oldest_raw(self, max_bytes: int) -> int:
+        """Delete the oldest raw-sample rows until the buffer fits; KPI rows are never dropped.
+
+        Returns the number of lines dropped.
+        """
+        dropped = 0
+        total, _ = self.size()
+        cur = self._conn.execute(
+            "SELECT id, lines, nbytes FROM outbox WHERE kind = ? ORDER BY id", (RAW,)
+        )
+        victims: list[int] = []
+        for row_id, n, nbytes in cur:
+            if total <= max_bytes:
+                break
+            victims.append(row_id)
+            total -= nbytes
+            dropped += n
+        cur.close()
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+            add_counters(conn, {"dropped": dropped})
+        return dropped
+
+
+class AlertQueue:
+    """Alerts committed with the points that raised them, deleted once the broker has them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, limit: int) -> list[tuple[int, str, bytes]]:
+        """The oldest (id, topic, payload), in the order they were raised."""
+        return self._conn.execute(
+            "SELECT id, topic, payload FROM alerts ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+
+    def delete_upto(self, last_id: int, published: int) -> None:
+        """Remove what the broker acknowledged, counting it."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM alerts WHERE id <= ?", (last_id,))
+            add_counters(conn, {"alerts_published": published})

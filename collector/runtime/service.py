@@ -1,0 +1,149 @@
+"""Builds the running pipeline from a validated config and runs it until told to stop.
+
+Config and runtime are two things: the frozen ``Config`` comes in, and only the objects
+built here hold sockets, threads, processes and the journal. The MQTT source runs in this
+process; the processor and sink stages run in a worker process (``collector.runtime.worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+
+from collector.config.models import Config, ConfigError
+from collector.journal import locks
+from collector.journal import store as journal
+from collector.runtime.metrics import Metrics
+from collector.runtime.reload import RulesWatcher
+from collector.runtime.worker import REJECTED_FILE, connection, run_worker
+from collector.source.deadletter import DeadLetters
+from collector.source.decode import Decoder, Limits
+from collector.source.mqtt import MqttSource
+from collector.source.topics import TopicRouter, TopicTemplate, compile_template
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_FILE = "deadletter.jsonl"
+SERVICE_LOCK = "cellmon.lock"
+__all__ = ["DEAD_LETTER_FILE", "REJECTED_FILE", "Service"]
+
+
+def templates(cfg: Config) -> list[TopicTemplate]:
+    """The compiled input topic templates of the rules."""
+    return [compile_template(r.topic, r.kind, r.qos, r.mapping(), r.name) for r in cfg.rules.inputs]
+
+
+def decoder(cfg: Config) -> Decoder:
+    """A decoder with the configured limits."""
+    ing = cfg.ingest
+    limits = Limits(
+        max_payload_bytes=ing.max_payload_bytes,
+        future_tolerance_s=ing.future_tolerance_s,
+        voltage_min_v=ing.voltage_min_v,
+        voltage_max_v=ing.voltage_max_v,
+        current_min_ka=ing.current_min_ka,
+        current_max_ka=ing.current_max_ka,
+    )
+    return Decoder(TopicRouter(templates(cfg)), limits)
+
+
+class Service:
+    """The MQTT source here, the engine and drain in a worker process.
+
+    Call order: ``start()`` once, then ``stop()`` once; ``metrics`` and ``worker_alive``
+    at any time in between.
+    """
+
+    def __init__(self, cfg: Config, *, log_level: str = "INFO"):
+        self.cfg = cfg
+        self.log_level = log_level
+        state = cfg.state_path
+        self._lock = locks.hold(state / SERVICE_LOCK)
+        self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
+        self.source = MqttSource(
+            connection(cfg),
+            decoder(cfg),
+            journal.Inbox(journal.connect_inbox(state)),
+            self.dead_letters,
+            ack_batch=cfg.ingest.ack_batch,
+            ack_interval_ms=cfg.ingest.ack_interval_ms,
+        )
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._finish, self._reload = ctx.Event(), ctx.Event()
+        self.rules = RulesWatcher(cfg)
+        self._worker = ctx.Process(
+            target=run_worker,
+            args=(cfg, self._finish, self._reload, log_level),
+            name="cellmon-worker",
+        )
+
+    def start(self) -> None:
+        """Start the worker, then receive."""
+        self._worker.start()
+        self.source.start()
+
+    def stop(self) -> int:
+        """Stop receiving, let the worker process and write it all; its exit code.
+
+        That is 0 when everything was written, ``EXIT_BUFFERED`` when the database refused
+        the rest for ``sink.shutdown_s``, 1 when the worker failed.
+        """
+        log.info("stopping: no more messages taken")
+        self.source.stop()
+        self._finish.set()
+        self._worker.join()
+        self.dead_letters.close()
+        log.info("stopped: %s", self.metrics)
+        self._lock.close()
+        return self._worker.exitcode or 0
+
+    def check_rules(self, *, force: bool = False) -> None:
+        """Reload the rules if they changed (or ``force``: SIGHUP) and are valid.
+
+        Invalid rules are logged with ``file:line`` and the rules in force stay; both
+        outcomes are counted, so a board shows a reload that did not take.
+        """
+        try:
+            cfg = self.rules.poll(force=force)
+        except ConfigError as err:
+            for issue in err.issues:
+                log.error("rules not reloaded: %s", issue)
+            log.error("the rules in force stay until the files are fixed")
+            self._count(rules_rejected=1)
+            return
+        if cfg is None:
+            return
+        self.source.reconfigure(decoder(cfg))
+        self._reload.set()
+        self._count(rules_reloads=1)
+        r = cfg.rules
+        log.info(
+            "rules reloaded: %d inputs, %d derived fields, %d alarms",
+            *(len(x) for x in (r.inputs, r.derived, r.alarms)),
+        )
+
+    def _count(self, **counts: int) -> None:
+        conn = journal.connect_inbox(self.cfg.state_path)
+        try:
+            journal.add_counters(conn, counts)
+        finally:
+            conn.close()
+
+    def worker_alive(self) -> bool:
+        """False once the worker died (the service should then be restarted)."""
+        return self._worker.is_alive()
+
+    @property
+    def metrics(self) -> Metrics:
+        """A snapshot of every stage's counters and the outbox gauges."""
+        state = self.cfg.state_path
+        inbox, conn = journal.connect_inbox(state), journal.connect_journal(state)
+        try:
+            counters = journal.read_counters(inbox) | journal.read_counters(conn)
+            lines, oldest = journal.backlog(conn)
+        finally:
+            inbox.close()
+            conn.close()
+        lag = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
+        return Metrics.from_counters(counters, lines, lag)

@@ -1,0 +1,458 @@
+"""Payload decoding and validation to contract section 1.
+
+Runs in the MQTT thread for every message, so it is written for speed: one orjson parse,
+type checks by identity, and no exceptions on the good path. A bad object is turned into
+a ``Rejection`` with a stable reason code (counted) and a human detail (dead-lettered);
+in an array the good objects are kept.
+
+Whatever is accepted must be storable as it is, in the journal (orjson) and in the line
+protocol (contract 5.5): so the depth is bounded before anything parses it, numbers fit a
+float, strings are valid UTF-8, and keys and tag values hold no control character. Any
+other exception is turned into a ``decode_error`` rejection of the message: no payload can
+raise out of ``Decoder.decode``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from collector.sinks.lineproto import Unencodable, escape_field_key, escape_tag
+from collector.source.topics import Route, TopicRouter
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MIN_TS_NS = 946_684_800_000_000_000  # 2000-01-01: earlier means an unset controller clock
+_TELEMETRY_KEYS = frozenset(("ts", "cell_voltage_v", "line_current_ka"))
+_OPTIONAL_NUMBERS = ("bath_temp_c", "noise_uohm")
+_RESERVED_FIELDS = frozenset(("time", "voltage_v", "current_ka"))
+MAX_DEPTH = 32
+# ``ts`` as RFC 3339 section 5.6 writes it: full-date "T" full-time, with an offset.
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+# What the line protocol cannot carry in a string field.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+_KEY_CACHE_LIMIT = 10_000
+
+SampleRow = tuple[str, str, int, float, float, dict[str, float] | None]
+EventRow = tuple[str, str, int, str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The physical bounds and tolerances a payload is checked against."""
+
+    max_payload_bytes: int = 262_144
+    future_tolerance_s: float = 300.0
+    voltage_min_v: float = 0.0
+    voltage_max_v: float = 100.0
+    current_min_ka: float = 0.0
+    current_max_ka: float = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message, or one object of an array, that was refused, and why."""
+
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What the decoder made of a run of messages; the ingest flushes it as one batch."""
+
+    samples: list[SampleRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Empty the buffer after it was committed."""
+        self.samples.clear()
+        self.events.clear()
+        self.rejections.clear()
+
+
+class Invalid(Exception):
+    """Internal signal from a field check: reason code and detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class OutOfRange:
+    """A JSON number no float can hold (``1e400``, a 400-digit integer), kept by its text.
+
+    Only the lenient parser makes these; the checks reject them as ``out_of_bounds`` where
+    a number is read, and anywhere else in an event.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _is_number(x: object) -> bool:
+    t = type(x)
+    return t is float or t is int
+
+
+def parse_ts(value: object) -> int:
+    """Return the UTC nanoseconds of a contract timestamp (epoch ms or RFC 3339 with offset)."""
+    if type(value) is int:
+        return value * 1_000_000
+    if type(value) is str:
+        return _parse_rfc3339(value)
+    if type(value) is OutOfRange:
+        raise Invalid("out_of_bounds", f"ts: {value!r} does not fit a number")
+    raise Invalid("wrong_type", f"ts: expected epoch ms or an RFC 3339 string, got {value!r}")
+
+
+def _parse_rfc3339(value: str) -> int:
+    """Exactly RFC 3339 (``t`` and ``z`` too), to the nanosecond; other ISO 8601 is refused."""
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        raise Invalid("bad_ts", f"ts: not an RFC 3339 timestamp: {value!r}")
+    date, time, fraction, offset = m.groups()
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        dt = datetime.fromisoformat(f"{date}T{time}{zone}")
+    except ValueError:
+        raise Invalid("bad_ts", f"ts: not a valid date and time: {value!r}") from None
+    ns = int((fraction or "").ljust(9, "0"))
+    return ((dt - _EPOCH) // _MICROSECOND) * 1000 + ns
+
+
+class Decoder:
+    """Turns (topic, payload) into sample and event rows or rejections."""
+
+    def __init__(self, router: TopicRouter, limits: Limits) -> None:
+        self.router = router
+        self.limits = limits
+        self._future_ns = int(limits.future_tolerance_s * 1e9)
+        self._keys: set[str] = set()
+
+    def decode(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> None:
+        """Decode one message into ``out``; never raises.
+
+        An exception no check foresaw rejects the whole message as ``decode_error``, and
+        whatever its objects had added to ``out`` is taken back, so the counts add up.
+        """
+        marks = len(out.samples), len(out.events), len(out.rejections)
+        try:
+            self._decode(topic, payload, now_ns, out)
+        except Exception as err:
+            del out.samples[marks[0] :], out.events[marks[1] :], out.rejections[marks[2] :]
+            detail = f"{type(err).__name__}: {err}"
+            out.rejections.append(Rejection(topic, "decode_error", detail, payload))
+
+    def _decode(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> None:
+        route = self.router.route(topic)
+        if route is None:
+            out.rejections.append(Rejection(topic, "bad_topic", "topic matches no input", payload))
+            return
+        if len(payload) > self.limits.max_payload_bytes:
+            detail = f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}"
+            out.rejections.append(Rejection(topic, "too_large", detail, payload))
+            return
+        if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
+            detail = f"payload nested deeper than {MAX_DEPTH} levels"
+            out.rejections.append(Rejection(topic, "too_deep", detail, payload))
+            return
+        lenient = False
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as err:
+            doc = _lenient_json(topic, payload, err, out)
+            if doc is None:
+                return
+            lenient = True
+        if route.mapping is not None:
+            try:
+                doc = route.mapping.locate(doc)
+            except Invalid as bad:
+                out.rejections.append(Rejection(topic, bad.reason, bad.detail, payload))
+                return
+        if type(doc) is list:
+            for obj in doc:
+                self._one(
+                    route, topic, obj, now_ns, out, single=False, payload=payload, lenient=lenient
+                )
+        else:
+            self._one(route, topic, doc, now_ns, out, single=True, payload=payload, lenient=lenient)
+
+    def decode_object(self, route: Route, source: str, obj: Any, now_ns: int, out: Decoded) -> None:
+        """Validate one object that did not come over MQTT (a replayed row) exactly like live.
+
+        ``source`` stands in for the topic in rejections.
+        """
+        self._one(route, source, obj, now_ns, out, single=False, payload=b"", lenient=True)
+
+    def _one(
+        self,
+        route: Route,
+        topic: str,
+        obj: Any,
+        now_ns: int,
+        out: Decoded,
+        *,
+        single: bool,
+        payload: bytes,
+        lenient: bool,
+    ) -> None:
+        """Validate one object; ``lenient``: it did not come from orjson, so check its text."""
+        try:
+            if type(obj) is not dict:
+                raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
+            if lenient:
+                _check_storable(obj)
+            where = (route.potline, route.cell)
+            if route.mapping is None:
+                fields = obj
+            else:
+                fields = route.mapping.apply(obj)
+                where = route.mapping.where(fields, where)
+            ts_ns = parse_ts(fields["ts"]) if "ts" in fields else _missing("ts")
+            self._check_time(ts_ns, now_ns)
+            if route.kind == "telemetry":
+                out.samples.append(self._telemetry(where, fields, ts_ns))
+            else:
+                out.events.append(_event(where, fields, ts_ns))
+        except Invalid as bad:
+            raw = payload if single else _dump(obj)
+            detail = bad.detail if route.mapping is None else route.mapping.relabel(bad.detail)
+            out.rejections.append(Rejection(topic, bad.reason, detail, raw))
+        except Exception as err:  # a case no check foresaw: this object only
+            raw = payload if single else _dump(obj)
+            detail = f"{type(err).__name__}: {err}"
+            out.rejections.append(Rejection(topic, "decode_error", detail, raw))
+
+    def _check_time(self, ts_ns: int, now_ns: int) -> None:
+        if ts_ns > now_ns + self._future_ns:
+            ahead = (ts_ns - now_ns) // 1_000_000_000  # an integer: ts may be huge
+            raise Invalid("future_ts", f"ts: {ahead} s in the future")
+        if ts_ns < _MIN_TS_NS:
+            raise Invalid("out_of_bounds", "ts: before 2000-01-01 (controller clock not set?)")
+
+    def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
+        lim = self.limits
+        v = _number(obj, "cell_voltage_v", lim.voltage_min_v, lim.voltage_max_v)
+        i = _number(obj, "line_current_ka", lim.current_min_ka, lim.current_max_ka)
+        extra: dict[str, float] | None = None
+        if len(obj) > 3:
+            for key in _OPTIONAL_NUMBERS:
+                if key in obj and not _is_number(obj[key]):
+                    raise Invalid("wrong_type", f"{key}: expected a number, got {obj[key]!r}")
+            extra = {}
+            for key, x in obj.items():
+                if key in _TELEMETRY_KEYS or key in _RESERVED_FIELDS:
+                    continue
+                if not _is_number(x):
+                    if type(x) is OutOfRange:
+                        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+                    continue
+                if key not in self._keys:
+                    self._check_key(key)
+                x = float(x)
+                if not math.isfinite(x):
+                    raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+                extra[key] = x
+        return (*where, ts_ns, v, i, extra)
+
+    def _check_key(self, key: str) -> None:
+        """A field key seen for the first time; the good ones are remembered."""
+        check_key(key)
+        if len(self._keys) >= _KEY_CACHE_LIMIT:
+            self._keys.clear()
+        self._keys.add(key)
+
+
+def _missing(key: str) -> int:
+    raise Invalid("missing_key", f"{key}: required key is missing")
+
+
+def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
+    try:
+        x = obj[key]
+    except KeyError:
+        raise Invalid("missing_key", f"{key}: required key is missing") from None
+    if not _is_number(x):
+        if type(x) is OutOfRange:
+            raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+        raise Invalid("wrong_type", f"{key}: expected a number, got {x!r}")
+    if type(x) is float and not math.isfinite(x):
+        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+    if not low <= x <= high:
+        raise Invalid("out_of_bounds", f"{key}: {x} outside {low:g}..{high:g}")
+    return float(x)
+
+
+def check_key(key: str) -> None:
+    """Refuse a field key the line protocol cannot carry exactly (contract 5.5: ``bad_key``).
+
+    The encoder's own rule decides (``lineproto``), so what is accepted here is what
+    InfluxDB stores under the same name: no control character, and no backslash that
+    would escape the delimiter after it.
+    """
+    try:
+        escape_field_key(key)
+    except Unencodable as err:
+        raise Invalid("bad_key", str(err)) from None
+
+
+def _check_tag(value: str, what: str) -> None:
+    try:
+        escape_tag(value)
+    except Unencodable as err:
+        raise Invalid("bad_key", f"{what}: {err}") from None
+
+
+def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
+    kind = obj.get("type")
+    if kind is None:
+        raise Invalid("missing_key", "type: required key is missing")
+    if type(kind) is not str or not kind:
+        raise Invalid("wrong_type", f"type: expected a non-empty string, got {kind!r}")
+    _check_tag(kind, "type")
+    data = {k: v for k, v in obj.items() if k not in ("ts", "type")}
+    for key, x in data.items():
+        _check_event_field(key, x)
+    if kind == "anode_change":
+        _check_anode_change(data)
+    elif kind == "metal_tap":
+        _number(data, "metal_kg", 0.0, math.inf)
+        if data["metal_kg"] <= 0:
+            raise Invalid("out_of_bounds", f"metal_kg: must be > 0, got {data['metal_kg']}")
+    return (*where, ts_ns, kind, data)
+
+
+def _check_event_field(key: str, x: Any) -> None:
+    """An event's top-level key and value become a field of the raw ``cell_event`` point."""
+    check_key(key)
+    if type(x) is float and not math.isfinite(x):
+        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+    if type(x) is str:
+        bad = _CONTROL.search(x)
+        if bad is not None:
+            raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
+    elif type(x) is OutOfRange:
+        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+    elif type(x) in (dict, list):
+        _check_nested(key, x)
+
+
+def _check_nested(key: str, x: Any) -> None:
+    """Nested values are stored as JSON text: no number beyond a float, no control character.
+
+    Depth is bounded before parsing, so the recursion is too.
+    """
+    items = x.items() if type(x) is dict else enumerate(x)
+    for k, v in items:
+        t = type(v)
+        if type(k) is str and _CONTROL.search(k):
+            raise Invalid("bad_key", f"{key}: a nested key holds a control character")
+        if t is str and _CONTROL.search(v):
+            raise Invalid("bad_key", f"{key}: a nested string holds a control character")
+        if t is OutOfRange:
+            raise Invalid("out_of_bounds", f"{key}: {v!r} does not fit a number")
+        if t is dict or t is list:
+            _check_nested(key, v)
+
+
+def _check_anode_change(data: dict[str, Any]) -> None:
+    anode = data.get("anode")
+    if anode is None:
+        raise Invalid("missing_key", "anode: required key is missing")
+    if type(anode) is not int:
+        raise Invalid("wrong_type", f"anode: expected an integer, got {anode!r}")
+    if anode < 1:
+        raise Invalid("out_of_bounds", f"anode: must be >= 1, got {anode}")
+    block = data.get("block")
+    if block is None:
+        raise Invalid("missing_key", "block: required key is missing")
+    if type(block) is not str:
+        raise Invalid("wrong_type", f"block: expected a string, got {block!r}")
+    if block:  # an empty tag value is left out of the line, not refused
+        _check_tag(block, "block")
+    if "butt_mm" in data:
+        _number(data, "butt_mm", 0.0, math.inf)
+
+
+def _depth(payload: bytes) -> int:
+    """How deep the brackets of a payload nest, strings left out; no parser recursion."""
+    depth = deepest = 0
+    for b in _BRACKETS.findall(_JSON_STRING.sub(b"", payload)):
+        depth += 1 if b in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _lenient_json(topic: str, payload: bytes, err: Exception, out: Decoded) -> Any:
+    """Parse what orjson refused when it is only non-finite numbers, so they can be named.
+
+    ``NaN`` and ``1e999`` are not JSON, but controllers send them; the stdlib parser reads
+    them, and the per-object checks then reject just the objects that carry them. Numbers
+    no float holds become ``OutOfRange`` (``out_of_bounds``); integers past 64 bits become
+    floats, as orjson reads them. The stdlib lets lone surrogates through: ``_one`` checks.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as uerr:
+        detail = f"payload is not UTF-8: {uerr}"
+        out.rejections.append(Rejection(topic, "not_utf8", detail, payload))
+        return None
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
+    except ValueError:
+        out.rejections.append(Rejection(topic, "not_json", f"payload is not JSON: {err}", payload))
+        return None
+
+
+def _parse_int(text: str) -> int | float | OutOfRange:
+    n = int(text)
+    if -(2**63) <= n < 2**64:
+        return n
+    try:
+        return float(n)
+    except OverflowError:
+        return OutOfRange(text)
+
+
+def _parse_float(text: str) -> float | OutOfRange:
+    x = float(text)
+    return x if math.isfinite(x) else OutOfRange(text)
+
+
+def _check_storable(obj: dict[str, Any]) -> None:
+    """A lone surrogate, which the stdlib parser keeps, cannot be stored (nor be UTF-8)."""
+    try:
+        orjson.dumps(obj, default=repr)
+    except TypeError as err:
+        raise Invalid("bad_utf8", f"a string is not valid Unicode: {err}") from None
+
+
+def _dump(obj: Any) -> bytes:
+    """Serialise a rejected array element; the stdlib keeps NaN visible where orjson nulls it."""
+    text = json.dumps(obj, default=repr, ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped, so the dead letter shows it
+        return json.dumps(obj, default=repr).encode()

@@ -1,0 +1,415 @@
+"""The MQTT source: receive, decode, commit to the journal, then acknowledge.
+
+paho's manual acknowledgement carries the "ack after durable write" guarantee: a message
+is acknowledged only once its samples (or its rejection) are committed, so the broker
+redelivers anything a crash interrupted and nothing it believes delivered is lost.
+
+Brokers bound the unacknowledged QoS 1 messages in flight to a client (Mosquitto: 20 by
+default), so the source cannot wait for large batches. It drives paho's loop itself and
+commits whenever the socket has nothing more to read right now, or ``ack_batch`` messages
+are pending: small groups under a slow trickle, full groups at full speed.
+
+No payload can stop ingestion (contract 5.5): the message callback catches everything per
+message, and a commit group that fails is committed again message by message, so the one
+message the journal cannot take is dead-lettered as ``unstorable`` and acknowledged while
+the others flow. Only the journal itself failing (disk full, I/O error) holds messages back,
+unacknowledged, until it recovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import select
+import sqlite3
+import ssl
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from collector.journal.store import Inbox
+from collector.source.deadletter import DeadLetters
+from collector.source.decode import Decoded, Decoder, EventRow, Rejection, SampleRow
+from collector.source.topics import TopicTemplate
+
+log = logging.getLogger(__name__)
+
+_PUBACK = struct.Struct("!BBH")
+MISC_EVERY_S = 1.0
+# The journal's own failures: they say nothing about the message, so it waits for the disk.
+JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
+JOURNAL_RETRY_S = 1.0
+# A refused login or an unreachable broker is logged once, then reminded of this often.
+REMIND_EVERY_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach the broker; secrets already resolved from the environment."""
+
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    reconnect_max_s: float = 30.0
+
+
+def paho_client(
+    conn: Connection, client_id: str, *, clean_session: bool, manual_ack: bool = False
+) -> mqtt.Client:
+    """A paho client with the connection's credentials and TLS, not yet connected."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if conn.username is not None:
+        client.username_pw_set(conn.username, conn.password)
+    if conn.tls:  # with no ca_file, the system's CA certificates
+        client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
+    return client
+
+
+def source_client(conn: Connection) -> mqtt.Client:
+    """The source's client: its own id, a persistent session, acknowledgements by hand."""
+    return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
+
+
+ClientFactory = Callable[[Connection], mqtt.Client]
+
+
+class MqttSource:
+    """Subscribes to the input templates and feeds the journal's inbox.
+
+    Call order: ``start()`` once, then ``stop()`` once. ``stop`` stops reading, commits and
+    acknowledges what was already received, and disconnects; messages still in the socket
+    stay unacknowledged and come back with the persistent session.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        decoder: Decoder,
+        inbox: Inbox,
+        dead_letters: DeadLetters,
+        *,
+        ack_batch: int = 20,
+        ack_interval_ms: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+        client_factory: ClientFactory = source_client,
+    ) -> None:
+        """``client_factory`` makes the paho client (tests give one that records)."""
+        self.conn = conn
+        self.decoder = decoder
+        self.inbox = inbox
+        self.dead_letters = dead_letters
+        self.ack_batch = ack_batch
+        self.ack_interval_s = ack_interval_ms / 1000
+        self._clock = clock
+        self._decoded = Decoded()
+        self._pending: list[tuple[int, int]] = []
+        # per message of the group: (topic, payload, end of its samples, events, rejections)
+        self._marks: list[tuple[str, bytes, int, int, int]] = []
+        self._failure = _FailureLog()
+        self._accepted_login = False
+        self._stopping = threading.Event()
+        self._next: Decoder | None = None
+        self._next_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.client = self._make_client(client_factory)
+
+    def _make_client(self, factory: ClientFactory) -> mqtt.Client:
+        client = factory(self.conn)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect (retrying with backoff) and receive in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop receiving; everything received so far is committed and acknowledged."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def templates(self) -> list[TopicTemplate]:
+        """The input topic templates in force: the decoder's."""
+        return self.decoder.router.templates
+
+    def reconfigure(self, decoder: Decoder) -> None:
+        """Switch to new input rules between two messages (from any thread).
+
+        What was decoded with the old rules is committed first, so each message is decoded
+        once, by the rules in force when it arrived.
+        """
+        with self._next_lock:
+            self._next = decoder
+
+    def _switch(self) -> None:
+        if self._next is None:  # the common case, without the lock
+            return
+        with self._next_lock:
+            decoder, self._next = self._next, None
+        if decoder is None:
+            return
+        self._flush()
+        old = {t.subscription: t.qos for t in self.templates}
+        self.decoder = decoder
+        new = {t.subscription: t.qos for t in self.templates}
+        gone = sorted(set(old) - set(new))
+        if gone:
+            self.client.unsubscribe(gone)
+        # only what changed: a repeated subscription makes the broker resend retained messages
+        added = [(f, q) for f, q in new.items() if old.get(f) != q]
+        if added:
+            self.client.subscribe(added)
+        log.info("inputs switched: subscribed to %s", ", ".join(sorted(new)))
+
+    # paho callbacks (run in this source's thread, inside client.loop)
+
+    def _on_connect(
+        self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            self._failure.report(f"broker refused the connection: {rc}")
+            return
+        self._accepted_login = True
+        client.subscribe([(t.subscription, t.qos) for t in self.templates])
+        self._failure.recovered()
+        log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _c: object, _ud: object, _flags: object, rc: object, _props: object = None
+    ) -> None:
+        self.connected.clear()
+        if self._accepted_login and not self._stopping.is_set():
+            log.warning("disconnected from broker: %s", rc)
+
+    def _on_message(self, _c: object, _ud: object, msg: mqtt.MQTTMessage) -> None:
+        """Decode one message; nothing it holds may raise into paho's loop."""
+        d = self._decoded
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", errors="replace")
+        payload = bytes(msg.payload)
+        try:
+            self.decoder.decode(topic, payload, self._clock(), d)
+        except Exception as err:  # the decoder never raises; this keeps the thread alive if it did
+            log.exception("decoder raised on a message from %s; dead-lettered", topic)
+            reason = f"{type(err).__name__}: {err}"
+            d.rejections.append(Rejection(topic, "decode_error", reason, payload))
+        self._marks.append((topic, payload, len(d.samples), len(d.events), len(d.rejections)))
+        if msg.qos:
+            self._pending.append((msg.mid, msg.qos))
+
+    # the loop
+
+    def _run(self) -> None:
+        """Connect, receive, reconnect; the backoff grows until a login is accepted."""
+        failures = 0
+        while not self._stopping.is_set():
+            self._accepted_login = False
+            if self._connect():
+                self._receive()
+                self._flush()
+                self._pending.clear()  # unacknowledged on a lost connection: redelivered
+            failures = 0 if self._accepted_login else failures + 1
+            if not self._stopping.is_set():
+                self._backoff(max(failures, 1))
+        try:
+            self.client.disconnect()
+        except Exception:  # best effort on the way out
+            log.debug("disconnect failed", exc_info=True)
+
+    def _connect(self) -> bool:
+        try:
+            self.client.connect(self.conn.host, self.conn.port, keepalive=self.conn.keepalive_s)
+        except OSError as err:
+            self._failure.report(f"cannot connect to {self.conn.host}:{self.conn.port}: {err}")
+            return False
+        return True
+
+    def _backoff(self, failures: int) -> None:
+        delay = min(self.conn.reconnect_max_s, 0.25 * 2 ** min(failures, 10))
+        self._stopping.wait(delay * (0.8 + 0.4 * random.random()))
+
+    def _receive(self) -> None:
+        """Read and commit until the connection drops or the source is stopped.
+
+        Read one packet at a time while packets keep coming; when a read brings no
+        message, the broker is waiting for our acknowledgements (or has nothing to send),
+        so commit, then wait on the socket.
+        """
+        client = self.client
+        read = client.loop_read
+        next_misc = time.monotonic() + MISC_EVERY_S
+        while not self._stopping.is_set():
+            before = len(self._marks)
+            rc = read()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if len(self._marks) == before:
+                    self._flush()
+                    self._switch()
+                    rc = client.loop(self.ack_interval_s)
+                elif len(self._pending) >= self.ack_batch:
+                    self._flush()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self._accepted_login:
+                    log.warning("connection lost: %s", mqtt.error_string(rc))
+                return
+            if time.monotonic() >= next_misc:
+                next_misc = time.monotonic() + MISC_EVERY_S
+                client.loop_misc()  # keepalive pings while data never stops
+                self._switch()  # rules reloaded while data never stops
+
+    def _acknowledge(self) -> None:
+        """Send the PUBACKs of the pending messages, in one write when we can.
+
+        paho sends each acknowledgement with its own system call (and one more to wake a
+        loop thread we do not use): a third of the MQTT thread's time at full speed. When
+        paho has nothing queued (``want_write`` is false) no packet of its can be cut in
+        two, so the PUBACKs (0x40, length 2, packet id) go out together.
+        """
+        pending = self._pending
+        sock = self.client.socket()
+        if sock is None or self.client.want_write() or any(q != 1 for _, q in pending):
+            for mid, qos in pending:
+                self.client.ack(mid, qos)
+            return
+        data = b"".join([_PUBACK.pack(0x40, 2, mid) for mid, _ in pending])
+        while data:
+            try:
+                data = data[sock.send(data) :]
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                select.select([], [sock], [], 1.0)
+            except OSError as err:  # the connection is gone: the broker redelivers
+                log.warning("acknowledgement not sent: %s", err)
+                return
+
+    def _has_work(self) -> bool:
+        return bool(self._pending or self._marks)
+
+    def _flush(self) -> None:
+        """Commit what was decoded, then acknowledge it.
+
+        The group is committed whole; if that fails for a reason other than the journal's
+        own, it is committed message by message, and a message that still fails is
+        dead-lettered as ``unstorable``. A journal failure is retried until the disk
+        takes it (the messages stay unacknowledged meanwhile).
+        """
+        if not self._has_work():
+            return
+        d = self._decoded
+        group = (d.samples, d.events, d.rejections, len(self._marks))
+        outcome = self._commit_retrying(*group)
+        if outcome is False:
+            return  # stopping: nothing acknowledged, the broker redelivers
+        if outcome is not True:
+            log.warning("a commit group failed (%s); committing its messages one by one", outcome)
+            if not self._commit_one_by_one():
+                return
+        self._acknowledge()
+        self._pending.clear()
+        self._marks.clear()
+        d.clear()
+
+    def _commit_one_by_one(self) -> bool:
+        """Commit each message of the group alone; False when stopped before the end."""
+        d = self._decoded
+        s0 = e0 = r0 = 0
+        for topic, payload, s1, e1, r1 in self._marks:
+            part = (d.samples[s0:s1], d.events[e0:e1], d.rejections[r0:r1], 1)
+            outcome = self._commit_retrying(*part, dead_lettered=True)
+            if outcome is False:
+                return False
+            if outcome is not True:
+                log.error("a message from %s cannot be stored; dead-lettered: %s", topic, outcome)
+                unstorable = Rejection(topic, "unstorable", outcome, payload)
+                if self._commit_retrying([], [], [unstorable], 1) is not True:
+                    return False
+            s0, e0, r0 = s1, e1, r1
+        return True
+
+    def _commit_retrying(
+        self,
+        samples: list[SampleRow],
+        events: list[EventRow],
+        rejections: list[Rejection],
+        messages: int,
+        *,
+        dead_lettered: bool = False,
+    ) -> bool | str:
+        """True once committed, False when stopped, else why the data could not be stored.
+
+        ``dead_lettered``: the rejections were written by an earlier attempt of the group.
+        """
+        while True:
+            try:
+                if rejections and not dead_lettered:
+                    self.dead_letters.append(rejections, self._clock())
+                    dead_lettered = True
+                counts = {"messages": messages, "rejected": len(rejections)}
+                counts.update(Counter(f"rejected_{r.reason}" for r in rejections))
+                self.inbox.append(samples, events, counts)
+                return True
+            except JOURNAL_ERRORS:
+                log.exception("journal commit failed; retrying (messages stay unacknowledged)")
+                if self._stopping.wait(JOURNAL_RETRY_S):
+                    return False
+            except Exception as err:
+                return f"{type(err).__name__}: {err}"
+
+
+class _FailureLog:
+    """One log line per distinct connection failure, and a reminder while it lasts.
+
+    A broker that refuses a wrong password answers every attempt the same way: half a
+    million identical lines a day would bury everything else in the log.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: str | None = None
+        self._since = 0.0
+        self._attempts = 0
+        self._reminded = 0.0
+
+    def report(self, what: str) -> None:
+        """Log a failure if it is new, or if it has lasted another ``REMIND_EVERY_S``."""
+        now = self._clock()
+        self._attempts += 1
+        if what != self._last:
+            self._last, self._since, self._reminded, self._attempts = what, now, now, 1
+            log.error("%s (retrying with backoff)", what)
+        elif now - self._reminded >= REMIND_EVERY_S:
+            self._reminded = now
+            minutes = (now - self._since) / 60
+            log.error("still failing: %s (%d attempts in %.0f min)", what, self._attempts, minutes)
+
+    def recovered(self) -> None:
+        """Connected again: the next failure is news."""
+        if self._last is not None:
+            log.info("connection restored after %d failed attempts", self._attempts)
+        self._last = None

@@ -1,0 +1,101 @@
+"""Topic templates compiled once into matchers, and a per-topic cache of the result.
+
+A plant has a few thousand topics and millions of messages, so the template match runs
+once per topic string, not once per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.source.mapping import InputMapping
+
+LEVEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_LEVEL_LEN = 32
+CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a topic leads: the input kind, the cell it names and its payload layout."""
+
+    kind: str
+    potline: str
+    cell: str
+    mapping: InputMapping | None = None
+    input: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTemplate:
+    """A template such as ``smelter/{potline}/{cell}/telemetry``, split into levels."""
+
+    kind: str
+    levels: tuple[str, ...]
+    qos: int = 1
+    mapping: InputMapping | None = None
+    name: str = ""
+
+    @property
+    def subscription(self) -> str:
+        """The MQTT filter that receives every topic the template can match."""
+        return "/".join("+" if lv in ("{potline}", "{cell}") else lv for lv in self.levels)
+
+    def match(self, topic_levels: list[str]) -> Route | None:
+        """Return the route for a topic, or None when it does not fit the template."""
+        if len(topic_levels) != len(self.levels):
+            return None
+        potline = cell = ""
+        for want, got in zip(self.levels, topic_levels, strict=True):
+            if want == "{potline}":
+                potline = got
+            elif want == "{cell}":
+                cell = got
+            elif want != got:
+                return None
+        # a level the template names must be an id; one it lacks comes from the payload
+        if "{potline}" in self.levels and not valid_level(potline):
+            return None
+        if "{cell}" in self.levels and not valid_level(cell):
+            return None
+        return Route(self.kind, potline, cell, self.mapping, self.name)
+
+
+def valid_level(level: str) -> bool:
+    """Whether a string may be a potline or cell id: it becomes a tag and a topic level."""
+    return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
+
+
+def compile_template(
+    template: str,
+    kind: str,
+    qos: int = 1,
+    mapping: InputMapping | None = None,
+    name: str = "",
+) -> TopicTemplate:
+    """Compile a topic template; its validity is checked by the config loader."""
+    levels = tuple(template.split("/"))
+    return TopicTemplate(kind=kind, levels=levels, qos=qos, mapping=mapping, name=name)
+
+
+class TopicRouter:
+    """Routes topics to (kind, potline, cell), remembering every answer it gave."""
+
+    def __init__(self, templates: list[TopicTemplate]) -> None:
+        self.templates = templates
+        self._cache: dict[str, Route | None] = {}
+
+    def route(self, topic: str) -> Route | None:
+        """Return the route of a topic, or None when no template matches it."""
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        levels = topic.split("/")
+        route = next((r for t in self.templates if (r := t.match(levels))), None)
+        self._cache[topic] = route
+        return route

@@ -1,0 +1,72 @@
+"""``cellmon demo`` end to end, as a process: broker, simulator, pipeline and file sink."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from collector.commands.demo import raised_alarms
+from collector.journal import store as journal
+from collector.source.deadletter import read_dead_letters
+
+REPO = Path(__file__).resolve().parents[3]
+CELLS = {f"C{i:03d}" for i in range(1, 7)}
+CELL_LINE = re.compile(r"cell,cell=(C\d{3}),potline=P1 \S*\bvoltage_v=([-\d.e]+)[, ]")
+# What the simulator's malformed kinds become at the collector.
+REASONS = {"not_json", "missing_key", "out_of_bounds", "non_finite"}
+
+
+def number(pattern: str, text: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in the summary:\n{text}"
+    return int(found.group(1))
+
+
+def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    argv = ["demo", "--duration-s", "8", "--no-live", "--cells", "6", "--speed", "120"]
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.commands.cli", *argv, "--state-dir", str(state)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    summary = done.stdout[done.stdout.index("cellmon demo:") :]  # after the progress lines
+
+    lines = [line for line in (state / "points.lp").read_text().splitlines() if line]
+    readings = [m.groups() for m in map(CELL_LINE.match, lines) if m]
+    assert len(readings) == sum(line.startswith("cell,") for line in lines)
+    assert {cell for cell, _ in readings} == CELLS
+    assert all(3 <= float(volts) <= 60 for _, volts in readings)
+    dead = read_dead_letters(state / "deadletter.jsonl")
+    assert dead
+    assert {d["reason"] for d in dead} <= REASONS
+
+    published_samples = number(r"published (\d+) samples", summary)
+    published_events = number(r"samples, (\d+) events", summary)
+    accepted = number(r"accepted (\d+)", summary)
+    rejected = number(r"rejected (\d+)", summary)
+    written = number(r"(\d+) points written", summary)
+    # Every well-formed sample is accepted once and written once as a raw `cell` point;
+    # events are accepted too but become other points.
+    assert len(readings) == published_samples == accepted - published_events
+    assert rejected == len(dead)
+    assert written == len(lines)
+    assert str(state / "points.lp") in summary
+    assert str(state / "deadletter.jsonl") in summary
+
+
+def test_raised_alarms_are_read_from_the_alarm_processors_checkpoint(tmp_path: Path) -> None:
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    alarms = {
+        "high_voltage": {"P1/C1": [1, True], "P1/C2": [5, False]},  # C2 only holding
+        "anode_effect": {"P1/C1": [3, True]},
+        "no_data": {"P1/C3": [None, True]},
+    }
+    store.commit(0, {"alarms": {"last": {}, "alarms": alarms}}, [], 0, {})
+    assert raised_alarms(tmp_path) == {"C1": ["anode_effect", "high_voltage"], "C3": ["no_data"]}
+    assert raised_alarms(tmp_path / "new") == {}  # before the first batch

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from collector.journal import store as journal
+
+T = 1_709_251_200_000_000_000
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def open_store(state: Path) -> journal.Store:
+    return journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+
+
+def sample(cell: str, ts: int, v: float = 4.2) -> tuple:
+    return ("P1", cell, ts, v, 300.0, None)
+
+
+def test_duplicates_are_counted_and_skipped(state: Path) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(state))
+    first = inbox.append([sample("C1", T), sample("C2", T, 4.1)], [], {"messages": 2})
+    again = inbox.append(
+        [sample("C1", T), ("P1", "C1", T + 1, 4.3, 300.0, {"x": 1.0})],
+        [],
+        {"messages": 1, "rejected": 1, "rejected_not_json": 1},
+    )
+    assert (first.inserted, first.duplicates) == (2, 0)
+    assert (again.inserted, again.duplicates) == (1, 1)
+    rows = open_store(state).read(0, 10)
+    assert [(r[2], r[4]) for r in rows] == [(T, 4.2), (T, 4.1), (T + 1, 4.3)]
+    assert open_store(state).counters() == {
+        "messages": 3,
+        "received": 5,  # 4 objects and one unparseable message
+        "accepted": 3,
+        "duplicates": 1,
+        "rejected": 1,
+        "rejected_not_json": 1,
+    }
+
+
+def test_two_anodes_changed_at_the_same_instant_are_two_events(state: Path) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(state))
+    a = {"anode": 1, "block": "590"}
+    b = {"anode": 2, "block": "590"}
+    changes = [("P1", "C1", T, "anode_change", a), ("P1", "C1", T, "anode_change", b)]
+    first = inbox.append([], changes, {})
+    again = inbox.append([], [("P1", "C1", T, "anode_change", dict(a))], {})
+    assert (first.inserted, again.inserted, again.duplicates) == (2, 0, 1)
+
+
+def test_commit_is_atomic_and_survives_reopen(state: Path) -> None:
+    journal.Inbox(journal.connect_inbox(state)).append([sample("C1", T)], [], {})
+    chunks = [(journal.RAW, 1, b"a 1\n"), (journal.KPI, 0, b"")]
+    open_store(state).commit(1, {"energy": {"P1/C1": 1.5}}, chunks, T, {"late": 2})
+    reopened = open_store(state)
+    assert reopened.position() == 1
+    assert reopened.load_state("energy") == {"P1/C1": 1.5}
+    assert reopened.load_state("absent") is None
+    assert reopened.read(1, 10) == []
+    assert reopened.counters()["late"] == 2
+    assert reopened.backlog() == (1, T)
+
+
+def test_outbox_takes_oldest_first_and_drops_only_raw(state: Path) -> None:
+    chunks = [(journal.RAW, 2, b"r1\nr2\n"), (journal.KPI, 1, b"k1\n"), (journal.RAW, 1, b"r3\n")]
+    open_store(state).commit(0, {}, chunks, T, {})
+    outbox = journal.Outbox(journal.connect_journal(state))
+    assert outbox.size() == (12, 4)  # 6 + 3 + 3 bytes
+    first = outbox.take(max_lines=3)
+    assert (first.lines, first.body) == (3, b"r1\nr2\nk1\n")
+    assert outbox.drop_oldest_raw(max_bytes=3) == 3  # both raw rows go, the KPI row stays
+    assert outbox.size() == (3, 1)
+    outbox.delete_upto(first.last_id, first.lines)
+    assert outbox.take(10) is None
+    assert open_store(state).counters() == {"dropped": 3, "written": 3}

@@ -1,0 +1,108 @@
+"""The drain at shutdown: one deadline for a refusing database, however many passes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from collector.journal import store as journal
+from collector.sinks import SinkError
+from collector.sinks.drain import Drain
+
+T = 1_709_251_200_000_000_000
+LINES = [f"cell,potline=P1,cell=C{c:02d} voltage_v=4.2 {T}\n".encode() for c in range(30)]
+
+
+class FakeTime:
+    """A monotonic clock that only moves when the drain sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Refusing:
+    """A database that refuses every write as unavailable, until it is ``back``."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+        self.back = False
+        self.written: list[bytes] = []
+
+    def write(self, lines: bytes) -> None:
+        self.tries += 1
+        if not self.back:
+            raise SinkError("connection refused", retryable=True)
+        self.written.append(lines)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> journal.Outbox:
+    state = tmp_path / "state"
+    store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    store.commit(1, {}, [(journal.RAW, len(LINES), b"".join(LINES))], T, {})
+    return journal.Outbox(journal.connect_journal(state))
+
+
+def drain_of(outbox: journal.Outbox, sink: Refusing, clock: FakeTime, tmp_path: Path) -> Drain:
+    return Drain(
+        outbox,
+        sink,
+        rejected_path=tmp_path / "rejected.lp",
+        batch_lines=10,
+        retry_max_s=30.0,
+        shutdown_s=5.0,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+    )
+
+
+def stopped() -> threading.Event:
+    finishing = threading.Event()
+    finishing.set()
+    return finishing
+
+
+def test_a_refusing_database_gets_shutdown_s_and_the_points_stay(
+    outbox: journal.Outbox, tmp_path: Path
+) -> None:
+    clock, sink = FakeTime(), Refusing()
+    drain_of(outbox, sink, clock, tmp_path).run(stopped())
+    # backoff 0.5, 1, 2, then the 1.5 s left of the 5: a fifth try at the deadline, and out
+    assert clock.now == 100.0 + 5.0
+    assert sink.tries == 5
+    assert outbox.size() == (len(b"".join(LINES)), len(LINES))
+
+
+def test_a_second_pass_shares_the_deadline(outbox: journal.Outbox, tmp_path: Path) -> None:
+    clock, sink = FakeTime(), Refusing()
+    drain = drain_of(outbox, sink, clock, tmp_path)
+    finishing = stopped()
+    drain.run(finishing)
+    ended, tries = clock.now, sink.tries
+    drain.run(finishing)
+    assert (clock.now, sink.tries) == (ended, tries + 1)  # one more try, no second grace
+    assert outbox.size()[1] == len(LINES)
+
+
+def test_a_database_back_after_the_deadline_still_takes_everything(
+    outbox: journal.Outbox, tmp_path: Path
+) -> None:
+    clock, sink = FakeTime(), Refusing()
+    drain = drain_of(outbox, sink, clock, tmp_path)
+    finishing = stopped()
+    drain.run(finishing)
+    sink.back = True
+    drain.run(finishing)
+    assert b"".join(sink.written) == b"".join(LINES)
+    assert outbox.size() == (0, 0)

@@ -1,0 +1,208 @@
+"""Fuzzing the decoder: arbitrary bytes and arbitrary JSON, depth and size at the edges.
+
+Whatever comes in, the decoder must not raise, must account for every object (accepted or
+rejected with a reason it documents, never the catch-all ``decode_error``), and whatever it
+accepted must go into the real journal and through the line protocol encoder. The
+``ci`` hypothesis profile (tests/conftest.py) fixes the seed; ``HYPOTHESIS_PROFILE=long``
+searches longer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.journal import store as journal
+from collector.sinks.lineproto import encode_point, encode_samples, series_prefix
+from collector.source.decode import MAX_DEPTH, Decoded, Decoder, Limits
+from collector.source.topics import TopicRouter, compile_template
+from processors.events import EventPoints
+from processors.model import Batch, Event, SampleBatch
+
+NOW_MS = 1_709_251_200_000
+NOW_NS = NOW_MS * 1_000_000
+LIMITS = Limits(max_payload_bytes=64 * 1024)
+MESSAGE_REASONS = {"bad_topic", "too_large", "too_deep", "not_utf8", "not_json", "decode_error"}
+OBJECT_REASONS = {
+    "not_object",
+    "missing_key",
+    "wrong_type",
+    "non_finite",
+    "out_of_bounds",
+    "future_ts",
+    "bad_ts",
+    "bad_key",
+    "bad_utf8",
+}
+NO_SAMPLES = SampleBatch([], *(np.zeros(0, dtype=t) for t in ("i8", "i8", "f8", "f8")), [])
+TOPICS = ["smelter/P1/C01/telemetry", "smelter/P1/C01/event", "smelter/P1/C 1/telemetry"]
+
+# Text as a hostile controller writes it: any code point, lone surrogates and controls too.
+text = st.text(st.characters(codec=None), max_size=12)
+numbers = st.one_of(
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 4.2, 300, 1e308, -1e-308, 2**63, 2**64, 10**400]),
+)
+scalars = st.one_of(st.none(), st.booleans(), numbers, text)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=20,
+)
+timestamps = st.one_of(
+    st.integers(min_value=NOW_MS - 10**12, max_value=NOW_MS + 10**6),
+    st.sampled_from(
+        [
+            "2024-02-29T23:00:00Z",
+            "2024-02-29t23:00:00.5z",
+            "2024-02-29T23:00:00+08:00",
+            "2024-W09-4T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "2024-02-30T00:00:00Z",
+        ]
+    ),
+    values,
+)
+volts = st.one_of(st.floats(min_value=-1, max_value=120), numbers, values)
+
+
+@st.composite
+def contract_like(draw: st.DrawFn) -> dict[str, Any]:
+    """An object near the contract, so the fuzzing reaches the checks behind the first."""
+    obj: dict[str, Any] = {}
+    if draw(st.booleans()):
+        obj["ts"] = draw(timestamps)
+    if draw(st.booleans()):
+        obj["cell_voltage_v"] = draw(volts)
+        obj["line_current_ka"] = draw(st.one_of(st.floats(min_value=-1, max_value=1200), volts))
+    else:
+        obj["type"] = draw(st.sampled_from(["anode_change", "metal_tap", "note"]) | values)
+        obj["anode"] = draw(st.integers(min_value=-2, max_value=50) | values)
+        obj["block"] = draw(st.sampled_from(["590", "590\\", "5\n90"]) | values)
+        obj["metal_kg"] = draw(volts)
+    obj.update(draw(st.dictionaries(text, values, max_size=4)))
+    return obj
+
+
+def nest(doc: Any, depth: int) -> Any:
+    for _ in range(depth):
+        doc = {"ts": NOW_MS, "type": "note", "d": doc}
+    return doc
+
+
+documents = st.one_of(
+    contract_like(),
+    st.lists(st.one_of(contract_like(), values), max_size=6),
+    st.builds(nest, contract_like(), st.integers(min_value=MAX_DEPTH - 3, max_value=MAX_DEPTH + 2)),
+    values,
+)
+
+
+def as_json(doc: Any) -> bytes:
+    """The stdlib writes what controllers send: NaN, Infinity, huge integers, \\ud800."""
+    return json.dumps(doc).encode()
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Decoder:
+    router = TopicRouter(
+        [
+            compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
+            compile_template("smelter/{potline}/{cell}/event", "event"),
+        ]
+    )
+    return Decoder(router, LIMITS)
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory: pytest.TempPathFactory) -> journal.Inbox:
+    return journal.Inbox(journal.connect_inbox(tmp_path_factory.mktemp("state")))
+
+
+def objects_in(payload: bytes) -> int | None:
+    """How many objects a payload holds for the decoder, or None if it is not JSON."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return len(doc) if type(doc) is list else 1
+
+
+def check(decoder: Decoder, inbox: journal.Inbox, topic: str, payload: bytes) -> None:
+    out = Decoded()
+    decoder.decode(topic, payload, NOW_NS, out)  # must not raise
+    reasons = [r.reason for r in out.rejections]
+    assert "decode_error" not in reasons, out.rejections
+    assert all(r.detail for r in out.rejections)
+    message_level = [r for r in reasons if r in MESSAGE_REASONS]
+    if message_level:
+        assert len(out.rejections) == 1 and not out.samples and not out.events
+    else:
+        assert set(reasons) <= OBJECT_REASONS
+        count = objects_in(payload)
+        assert count is not None
+        assert len(out.samples) + len(out.events) + len(out.rejections) == count
+    stored(inbox, out)
+
+
+def stored(inbox: journal.Inbox, out: Decoded) -> None:
+    """What was accepted goes into the journal and through the encoder, as in ``run``."""
+    before = journal.read_counters(inbox._conn)
+    counts = {"messages": 1, "rejected": len(out.rejections)}
+    result = inbox.append(out.samples, out.events, counts)
+    after = journal.read_counters(inbox._conn)
+    grew = {k: after.get(k, 0) - before.get(k, 0) for k in ("received", "accepted", "duplicates")}
+    assert grew["received"] == grew["accepted"] + len(out.rejections) + grew["duplicates"]
+    assert result.inserted == grew["accepted"]
+    for s in out.samples:
+        assert 0.0 <= s[3] <= 100.0 and 0.0 <= s[4] <= 1000.0
+        assert all(math.isfinite(x) for x in (s[5] or {}).values())
+    prefix = [series_prefix("cell", (("potline", "P1"), ("cell", "C01")))]
+    n = len(out.samples)
+    lines, _, rejected = encode_samples(
+        prefix,
+        [0] * n,
+        [s[2] for s in out.samples],
+        [s[3] for s in out.samples],
+        [s[4] for s in out.samples],
+        [s[5] for s in out.samples],
+    )
+    assert (lines, rejected) == (n, [])
+    events = [Event(p, c, t, k, d) for p, c, t, k, d in out.events]
+    for point in EventPoints().apply(Batch(NO_SAMPLES, events), None)[1]:
+        line = encode_point(point)  # raises Unencodable for what the decoder should refuse
+        assert line is not None and "\n" not in line
+
+
+@given(st.sampled_from(TOPICS), st.binary(max_size=600))
+def test_fuzz_arbitrary_bytes(decoder: Decoder, inbox: journal.Inbox, topic: str, payload: bytes):
+    check(decoder, inbox, topic, payload)
+
+
+@given(st.sampled_from(TOPICS[:2]), documents)
+def test_fuzz_arbitrary_json(decoder: Decoder, inbox: journal.Inbox, topic: str, doc: Any):
+    check(decoder, inbox, topic, as_json(doc))
+
+
+@given(st.integers(min_value=1, max_value=200_000), st.sampled_from([b"[", b'{"a":']))
+def test_fuzz_depth_and_size_at_the_edges(
+    decoder: Decoder, inbox: journal.Inbox, depth: int, opener: bytes
+) -> None:
+    closer = b"]" if opener == b"[" else b"}"
+    payload = opener * depth + b"1" + closer * depth
+    out = Decoded()
+    decoder.decode("smelter/P1/C01/event", payload, NOW_NS, out)
+    want = "too_large" if len(payload) > LIMITS.max_payload_bytes else "too_deep"
+    if depth > MAX_DEPTH:
+        assert [r.reason for r in out.rejections] == [want]
+    else:  # within the bounds: refused for what it is, a list or an object without ts
+        assert [r.reason for r in out.rejections] == [
+            "not_object" if opener == b"[" else "missing_key"
+        ]
