@@ -13,6 +13,7 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -77,7 +78,7 @@ class Counts:
     count: int = 0
     seconds: float = 0.0
     charge_kah: float = 0.0
-    cells: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)  # sorted
     written_at_ns: int = 0
     changed: bool = False  # an effect was counted: write it on this step
 
@@ -140,7 +141,8 @@ class AnodeEffectProcessor:
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period now."""
         st = _State.of(state)
-        return st.to_json(), self._write(st, final=True)
+        points = self._write(st, final=True)
+        return st.to_json(), points
 
     def _charge(self, st: _State, sb: SampleBatch) -> None:
         """Charge and reporting cells per period, for the emissions per tonne and cell-day."""
@@ -157,7 +159,7 @@ class AnodeEffectProcessor:
             if acc is not None:
                 acc.charge_kah += contrib.charge_kah
                 if contrib.cell.cell not in acc.cells:
-                    acc.cells.append(contrib.cell.cell)
+                    bisect.insort(acc.cells, contrib.cell.cell)
 
     # detection
 

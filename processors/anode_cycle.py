@@ -159,7 +159,7 @@ class _State:
             "history": cells_to_json(history, dict),
             "ledger": self.ledger.to_json(asdict),
             "levels": cells_to_json(self.levels, _buckets_to_json),
-            "pending": [f.to_json() for f in self.pending.values()],
+            "pending": [f.to_json() for _, f in sorted(self.pending.items())],
             "newest": self.newest,
             "overdue_day": self.overdue_day,
         }
@@ -276,7 +276,7 @@ class AnodeCycleProcessor:
         """
         band = self.s.response.band_v
         points = []
-        for key, f in list(pending.items()):
+        for key, f in sorted(pending.items()):
             t, v = cells.get(f.cell, (np.zeros(0, np.int64), np.zeros(0)))
             newest = int(t[-1]) if len(t) else None
             after = (t > f.ts_ns) & (t <= f.ts_ns + self._window_ns)

@@ -53,7 +53,11 @@ def period_at(calendar: Calendar, kind: str, t_ns: int) -> tuple[int, int]:
 
 @dataclass
 class Ledger(Generic[A]):
-    """Open periods in the order they opened; ``done`` per (potline, kind)."""
+    """Open periods, and per (potline, kind) the end of the newest closed one.
+
+    Periods are walked and written in key order, never in the order they opened, so that
+    neither the points' order nor the JSON depends on how the data was cut into batches.
+    """
 
     periods: dict[PeriodKey, Period[A]] = field(default_factory=dict)
     done: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -78,8 +82,8 @@ class Ledger(Generic[A]):
         self.done[mark] = max(self.done.get(mark, 0), end)
 
     def items(self) -> Iterator[tuple[PeriodKey, Period[A]]]:
-        """The open periods, oldest opened first; safe to ``close`` while iterating."""
-        return iter(list(self.periods.items()))
+        """The open periods in key order; safe to ``close`` while iterating."""
+        return iter(sorted(self.periods.items()))
 
     def to_json(self, acc: Callable[[A], Any]) -> dict[str, Any]:
         """The ledger as JSON data, each accumulator through ``acc``."""
@@ -92,9 +96,12 @@ class Ledger(Generic[A]):
                     "end_ns": p.end_ns,
                     "acc": acc(p.acc),
                 }
-                for k, p in self.periods.items()
+                for k, p in self.items()
             ],
-            "done": [{"potline": p, "kind": k, "end_ns": end} for (p, k), end in self.done.items()],
+            "done": [
+                {"potline": p, "kind": k, "end_ns": end}
+                for (p, k), end in sorted(self.done.items())
+            ],
         }
 
     @classmethod

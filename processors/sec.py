@@ -116,7 +116,8 @@ class SecProcessor:
         """Write every open period's running values now (at shutdown, at a replay's end)."""
         step = _Step.of(state)
         step.touched = {(key, cell) for key, p in step.ledger.items() for cell in p.acc}
-        return step.state(), self._close_and_write(step, final=True)
+        points = self._close_and_write(step, final=True)
+        return step.state(), points
 
     # integration
 
