@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from processors import legacy
 from processors.energy import FARADAY_T_PER_KAH
 from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
 from processors.ledger import (
@@ -96,7 +97,7 @@ class _State:
 
     @classmethod
     def of(cls, state: Mapping[str, Any] | None) -> _State:
-        state = state or {}
+        state = legacy.upgraded(state, _from_legacy) or {}
         return cls(
             last_from_json(state.get("last")),
             cells_from_json(state.get("seen"), int),
@@ -111,6 +112,27 @@ class _State:
             "open": cells_to_json(self.open, Opened._asdict),
             "ledger": self.ledger.to_json(asdict),
         }
+
+
+def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: periods [count, s, kA·h, cells, written, end]."""
+
+    def counts(acc: list[Any]) -> tuple[int, dict[str, Any]]:
+        count, seconds, charge, cells, written, end = acc
+        changed = written < 0
+        fields = {"count": count, "seconds": seconds, "charge_kah": charge}
+        fields |= {"cells": sorted(cells), "written_at_ns": 0 if changed else written}
+        return end, {**fields, "changed": changed}
+
+    return {
+        "last": legacy.last_samples(old.get("last", {})),
+        "seen": legacy.by_cell(old.get("seen", {}), int),
+        "open": legacy.by_cell(
+            old.get("open", {}),
+            lambda o: {"start_ns": o[0], "peak_v": o[1], "last_above_ns": o[2]},
+        ),
+        "ledger": legacy.ledger(old, counts),
+    }
 
 
 class AnodeEffectProcessor:

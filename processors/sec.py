@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from processors import legacy
 from processors.energy import Goal, measured_ce_pct, sec_fields
 from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
 from processors.ledger import (
@@ -81,7 +82,7 @@ class _Step:
 
     @classmethod
     def of(cls, state: Mapping[str, Any] | None) -> _Step:
-        state = state or {}
+        state = legacy.upgraded(state, _from_legacy) or {}
         ledger = Ledger.from_json(state.get("ledger"), _cells_from_json)
         return cls(last_from_json(state.get("last")), ledger)
 
@@ -91,6 +92,22 @@ class _Step:
     def newest(self, potline: str, cell: str) -> int:
         last = self.last.get(CellKey(potline, cell))
         return 0 if last is None else last.ts_ns
+
+
+def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: positional [E, Q, S, M, written, complete]."""
+    names = ("energy_kwh", "charge_kah", "covered_s", "metal_kg", "written_at_ns", "complete")
+
+    def cells(period: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        totals = {c: dict(zip(names, acc, strict=True)) for c, acc in period["cells"].items()}
+        for t in totals.values():
+            t["written_at_ns"], t["complete"] = int(t["written_at_ns"]), bool(t["complete"])
+        return period["end"], totals
+
+    return {
+        "last": legacy.last_samples(old.get("last", {})),
+        "ledger": legacy.ledger(old, cells),
+    }
 
 
 class SecProcessor:
