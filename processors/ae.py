@@ -13,20 +13,30 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import bisect
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from processors import legacy
 from processors.energy import FARADAY_T_PER_KAH
-from processors.integrate import integrate
-from processors.model import Batch, FieldValue, Point
-from processors.periods import KINDS, Calendar, period_index
+from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
+from processors.ledger import (
+    CellKey,
+    Ledger,
+    PeriodKey,
+    cells_from_json,
+    cells_to_json,
+    newest_by_potline,
+    period_at,
+)
+from processors.model import Batch, FieldValue, Point, SampleBatch
+from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
-# per potline period: count, AE seconds, charge kA·h, cells that sent telemetry, written at
-COUNT, SECONDS, CHARGE, CELLS, WRITTEN_AT, END = range(6)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,77 @@ class AESettings:
     kinds: tuple[str, ...] = KINDS
 
 
+class Opened(NamedTuple):
+    """An effect still going at the end of a batch."""
+
+    start_ns: int
+    peak_v: float
+    last_above_ns: int
+
+
+@dataclass(slots=True)
+class Counts:
+    """A potline period's effects, charge and reporting cells; when it was last written."""
+
+    count: int = 0
+    seconds: float = 0.0
+    charge_kah: float = 0.0
+    cells: list[str] = field(default_factory=list)  # sorted
+    written_at_ns: int = 0
+    changed: bool = False  # an effect was counted: write it on this step
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Counts:
+        return cls(**{**data, "cells": list(data["cells"])})
+
+
+@dataclass
+class _State:
+    last: LastSamples
+    seen: dict[CellKey, int]
+    open: dict[CellKey, Opened]
+    ledger: Ledger[Counts]
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any] | None) -> _State:
+        state = legacy.upgraded(state, _from_legacy) or {}
+        return cls(
+            last_from_json(state.get("last")),
+            cells_from_json(state.get("seen"), int),
+            cells_from_json(state.get("open"), lambda d: Opened(**d)),
+            Ledger.from_json(state.get("ledger"), Counts.of),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last": last_to_json(self.last),
+            "seen": cells_to_json(self.seen, int),
+            "open": cells_to_json(self.open, Opened._asdict),
+            "ledger": self.ledger.to_json(asdict),
+        }
+
+
+def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: periods [count, s, kA·h, cells, written, end]."""
+
+    def counts(acc: list[Any]) -> tuple[int, dict[str, Any]]:
+        count, seconds, charge, cells, written, end = acc
+        changed = written < 0
+        fields = {"count": count, "seconds": seconds, "charge_kah": charge}
+        fields |= {"cells": sorted(cells), "written_at_ns": 0 if changed else written}
+        return end, {**fields, "changed": changed}
+
+    return {
+        "last": legacy.last_samples(old.get("last", {})),
+        "seen": legacy.by_cell(old.get("seen", {}), int),
+        "open": legacy.by_cell(
+            old.get("open", {}),
+            lambda o: {"start_ns": o[0], "peak_v": o[1], "last_above_ns": o[2]},
+        ),
+        "ledger": legacy.ledger(old, counts),
+    }
+
+
 class AnodeEffectProcessor:
     """Detects anode effects; writes each one and its potline's rates and emissions."""
 
@@ -67,51 +148,47 @@ class AnodeEffectProcessor:
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Detect, count and write."""
-        st = _copy(state)
+        st = _State.of(state)
         points: list[Point] = []
         sb = batch.samples
         if len(sb):
             for c, t, v in sb.by_cell():
-                potline, cell = sb.cells[c]
-                if potline in self.s.thresholds_v:
-                    points += self._detect(st, potline, cell, t, v)
-            for contrib in integrate(
-                sb,
-                st["last"],
-                self.s.calendar,
-                self.s.kinds,
-                self._gap_ns,
-                counts=self.s.thresholds_v.__contains__,
-            ):
-                acc = self._period(
-                    st,
-                    contrib.cell_key.split("/")[0],
-                    contrib.kind,
-                    contrib.start_ns,
-                    contrib.end_ns,
-                )
-                if acc is not None:
-                    acc[CHARGE] += contrib.charge_kah
-                    cell = contrib.cell_key.split("/", 1)[1]
-                    if cell not in acc[CELLS]:
-                        acc[CELLS].append(cell)
+                key = CellKey(*sb.cells[c])
+                if key.potline in self.s.thresholds_v:
+                    points += self._detect(st, key, t, v)
+            self._charge(st, sb)
         points += self._write(st, final=False)
-        return st, points
+        return st.to_json(), points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period now."""
-        st = _copy(state)
-        return st, self._write(st, final=True)
+        st = _State.of(state)
+        points = self._write(st, final=True)
+        return st.to_json(), points
+
+    def _charge(self, st: _State, sb: SampleBatch) -> None:
+        """Charge and reporting cells per period, for the emissions per tonne and cell-day."""
+        for contrib in integrate(
+            sb,
+            st.last,
+            self.s.calendar,
+            self.s.kinds,
+            self._gap_ns,
+            counts=self.s.thresholds_v.__contains__,
+        ):
+            key = PeriodKey(contrib.cell.potline, contrib.kind, contrib.start_ns)
+            acc = st.ledger.add(key, contrib.end_ns, Counts)
+            if acc is not None:
+                acc.charge_kah += contrib.charge_kah
+                if contrib.cell.cell not in acc.cells:
+                    bisect.insort(acc.cells, contrib.cell.cell)
 
     # detection
 
-    def _detect(
-        self, st: dict[str, Any], potline: str, cell: str, t: np.ndarray, v: np.ndarray
-    ) -> list[Point]:
-        key = f"{potline}/{cell}"
-        above = v > self.s.thresholds_v[potline]
-        prev_t = st["seen"].get(key)
-        opened: list[Any] | None = st["open"].pop(key, None)  # [start, peak, last above]
+    def _detect(self, st: _State, key: CellKey, t: np.ndarray, v: np.ndarray) -> list[Point]:
+        above = v > self.s.thresholds_v[key.potline]
+        prev_t = st.seen.get(key)
+        opened = st.open.pop(key, None)
         gap = np.empty(len(t), dtype=bool)
         gap[0] = prev_t is not None and t[0] - prev_t > self._gap_ns
         gap[1:] = np.diff(t) > self._gap_ns
@@ -120,108 +197,82 @@ class AnodeEffectProcessor:
         start_idx = 0
         for k in np.flatnonzero((above != was_above) | gap).tolist():
             if opened is not None and (gap[k] or not above[k]):
-                peak = max(opened[1], float(v[start_idx:k].max())) if k > start_idx else opened[1]
-                last_above = int(t[k - 1]) if k > start_idx else opened[2]
+                if k > start_idx:
+                    peak = max(opened.peak_v, float(v[start_idx:k].max()))
+                    last_above = int(t[k - 1])
+                else:
+                    peak, last_above = opened.peak_v, opened.last_above_ns
                 end = last_above if gap[k] else int(t[k])
-                points += self._ended(st, potline, cell, opened[0], end, peak, gap[k])
+                points += self._ended(st, key, opened.start_ns, end, peak, bool(gap[k]))
                 opened = None
             if opened is None and above[k]:
-                opened = [int(t[k]), float(v[k]), int(t[k])]
+                opened = Opened(int(t[k]), float(v[k]), int(t[k]))
                 start_idx = k
         if opened is not None:
-            if len(t) > start_idx:
-                opened[1] = max(opened[1], float(v[start_idx:].max()))
-                opened[2] = int(t[np.flatnonzero(above)[-1]]) if above.any() else opened[2]
-            st["open"][key] = opened
-        st["seen"][key] = int(t[-1])
+            st.open[key] = _extended(opened, t[start_idx:], v[start_idx:], above[start_idx:])
+        st.seen[key] = int(t[-1])
         return points
 
     def _ended(
-        self,
-        st: dict[str, Any],
-        potline: str,
-        cell: str,
-        start: int,
-        end: int,
-        peak: float,
-        interrupted: bool,
+        self, st: _State, key: CellKey, start: int, end: int, peak: float, interrupted: bool
     ) -> list[Point]:
         duration = (end - start) / NS
         if duration < self.s.min_duration_s:
             return []
         for kind in self.s.kinds:
-            starts = self.s.calendar.starts(kind, start, start)
-            k = int(period_index(starts, [start])[0])
-            acc = self._period(st, potline, kind, int(starts[k]), int(starts[k + 1]))
+            p_start, p_end = period_at(self.s.calendar, kind, start)
+            acc = st.ledger.add(PeriodKey(key.potline, kind, p_start), p_end, Counts)
             if acc is not None:
-                acc[COUNT] += 1
-                acc[SECONDS] += duration
-                acc[WRITTEN_AT] = -1  # changed: write it on this step
+                acc.count += 1
+                acc.seconds += duration
+                acc.changed = True
         fields: dict[str, FieldValue] = {"duration_s": duration, "peak_v": peak}
         if interrupted:
             fields["interrupted"] = True
-        return [Point("anode_effect", (("potline", potline), ("cell", cell)), fields, start)]
+        tags = (("potline", key.potline), ("cell", key.cell))
+        return [Point("anode_effect", tags, fields, start)]
 
     # periods
 
-    def _period(
-        self, st: dict[str, Any], potline: str, kind: str, start: int, end: int
-    ) -> list[Any] | None:
-        if end <= st["done"].get(f"{potline}|{kind}", 0):
-            return None  # closed: its last point stands
-        return st["periods"].setdefault(f"{potline}|{kind}|{start}", [0, 0.0, 0.0, [], 0, end])
-
-    def _write(self, st: dict[str, Any], *, final: bool) -> list[Point]:
-        newest: dict[str, int] = {}
-        for key, t in st["seen"].items():
-            potline = key.split("/", 1)[0]
-            newest[potline] = max(newest.get(potline, 0), t)
+    def _write(self, st: _State, *, final: bool) -> list[Point]:
+        newest = newest_by_potline(st.seen)
         points = []
-        for key in list(st["periods"]):
-            potline, kind, start = key.split("|")
-            acc = st["periods"][key]
-            now = newest.get(potline, 0)
-            closing = now >= acc[END] + self._grace_ns
-            due = acc[WRITTEN_AT] < 0 or now - acc[WRITTEN_AT] >= self._update_ns
+        for key, period in st.ledger.items():
+            acc = period.acc
+            now = newest.get(key.potline, 0)
+            closing = st.ledger.past_grace(key, now, self._grace_ns)
+            due = acc.changed or now - acc.written_at_ns >= self._update_ns
             if closing or final or due:
-                acc[WRITTEN_AT] = now
-                points.append(self._point(potline, kind, int(start), acc))
+                acc.written_at_ns, acc.changed = now, False
+                points.append(self._point(key, period.end_ns, acc))
             if closing:
-                del st["periods"][key]
-                st["done"][f"{potline}|{kind}"] = max(
-                    st["done"].get(f"{potline}|{kind}", 0), acc[END]
-                )
+                st.ledger.close(key)
         return points
 
-    def _point(self, potline: str, kind: str, start: int, acc: list[Any]) -> Point:
+    def _point(self, key: PeriodKey, end: int, acc: Counts) -> Point:
         p = self.s.pfc
-        minutes = acc[SECONDS] / 60.0
-        cell_days = len(acc[CELLS]) * (acc[END] - start) / DAY_NS
-        metal_t = FARADAY_T_PER_KAH * acc[CHARGE] * self.s.current_efficiency[potline]
-        fields: dict[str, FieldValue] = {"count": acc[COUNT], "minutes": minutes}
+        minutes = acc.seconds / 60.0
+        cell_days = len(acc.cells) * (end - key.start_ns) / DAY_NS
+        metal_t = FARADAY_T_PER_KAH * acc.charge_kah * self.s.current_efficiency[key.potline]
+        fields: dict[str, FieldValue] = {"count": acc.count, "minutes": minutes}
         if cell_days > 0:
             aem = minutes / cell_days
             cf4 = p.slope_cf4 * aem * metal_t
             c2f6 = cf4 * p.c2f6_ratio
             fields |= {
-                "aef_per_cell_day": acc[COUNT] / cell_days,
+                "aef_per_cell_day": acc.count / cell_days,
                 "ae_min_per_cell_day": aem,
                 "cf4_kg": cf4,
                 "c2f6_kg": c2f6,
                 "co2e_t": (cf4 * p.gwp_cf4 + c2f6 * p.gwp_c2f6) / 1000.0,
             }
-        return Point("ae_potline", (("potline", potline), ("period", kind)), fields, start)
+        tags = (("potline", key.potline), ("period", key.kind))
+        return Point("ae_potline", tags, fields, key.start_ns)
 
 
-def _copy(state: Any) -> dict[str, Any]:
-    state = state or {}
-    return {
-        "last": {k: list(v) for k, v in state.get("last", {}).items()},
-        "seen": dict(state.get("seen", {})),
-        "open": {k: list(v) for k, v in state.get("open", {}).items()},
-        "periods": {
-            k: [*v[:CELLS], list(v[CELLS]), *v[CELLS + 1 :]]
-            for k, v in state.get("periods", {}).items()
-        },
-        "done": dict(state.get("done", {})),
-    }
+def _extended(opened: Opened, t: np.ndarray, v: np.ndarray, above: np.ndarray) -> Opened:
+    """The open effect with the batch's samples since it started (all, if before it)."""
+    if not len(t):
+        return opened
+    last_above = int(t[np.flatnonzero(above)[-1]]) if above.any() else opened.last_above_ns
+    return Opened(opened.start_ns, max(opened.peak_v, float(v.max())), last_above)

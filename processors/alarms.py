@@ -26,142 +26,26 @@ stamped at the instant the cell became stale (its last sample + ``stale_s``, val
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from processors.model import Batch, FieldValue, Point, SampleBatch
+from processors.alarm_rules import (
+    CLEARED,
+    COLUMNS,
+    MEASUREMENT,
+    NEVER,
+    NS,
+    RAISED,
+    Alarm,
+    AlarmRule,
+    Limit,
+    alarm_point,
+)
+from processors.model import Batch, Point, SampleBatch
 
-NS = 1_000_000_000
-NEVER = int(np.iinfo(np.int64).min)
-RAISED, CLEARED = "raised", "cleared"
-MEASUREMENT = "alarm"
-Limit = float | str
-"""A limit: a number, or the name of a potline setting (``anode_effect_threshold_v``)."""
-COLUMNS = {"cell_voltage_v": "voltage_v", "line_current_ka": "current_ka"}
-"""Contract fields that a ``SampleBatch`` keeps as columns rather than in ``extra``."""
-
-
-class AlarmRule(Protocol):
-    """What the processor reads of an ``alarms`` rule (``collector.config.rules.AlarmRule``)."""
-
-    @property
-    def name(self) -> str:
-        """The ``rule`` tag."""
-        ...
-
-    @property
-    def severity(self) -> str:
-        """The ``severity`` tag."""
-        ...
-
-    @property
-    def field(self) -> str | None:
-        """The watched field; None for a stale alarm."""
-        ...
-
-    @property
-    def above(self) -> Limit | None:
-        """Raised above this value."""
-        ...
-
-    @property
-    def below(self) -> Limit | None:
-        """Raised below this value."""
-        ...
-
-    @property
-    def outside(self) -> Sequence[Limit] | None:
-        """Raised outside this [low, high] band."""
-        ...
-
-    @property
-    def hold_s(self) -> float:
-        """How long the condition must hold first."""
-        ...
-
-    @property
-    def stale_s(self) -> float | None:
-        """For a stale alarm: the silence that raises it."""
-        ...
-
-    @property
-    def potlines(self) -> Sequence[str] | None:
-        """Only these potlines; None for all."""
-        ...
-
-    @property
-    def cells(self) -> Sequence[str] | None:
-        """Only these cells (the ``cell`` tag); None for all."""
-        ...
-
-
-@dataclass(frozen=True)
-class _Alarm:
-    """A rule compiled: which side of which limits raises it."""
-
-    name: str
-    severity: str
-    field: str
-    low: Limit | None  # raised below it
-    high: Limit | None  # raised above it
-    hold_ns: int
-    stale_s: float
-    potlines: frozenset[str] | None
-    cells: frozenset[str] | None
-
-    @classmethod
-    def of(cls, rule: AlarmRule) -> _Alarm:
-        band = rule.outside or (None, None)
-        return cls(
-            rule.name,
-            rule.severity,
-            rule.field or "",
-            rule.below if rule.below is not None else band[0],
-            rule.above if rule.above is not None else band[1],
-            int(rule.hold_s * NS),
-            rule.stale_s or 0.0,
-            None if rule.potlines is None else frozenset(rule.potlines),
-            None if rule.cells is None else frozenset(rule.cells),
-        )
-
-    @property
-    def is_stale(self) -> bool:
-        return self.stale_s > 0
-
-    def applies(self, potline: str, cell: str) -> bool:
-        """Whether the rule watches this cell."""
-        return (self.potlines is None or potline in self.potlines) and (
-            self.cells is None or cell in self.cells
-        )
-
-    def scope(self, cells: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Which of the cells the rule watches."""
-        return np.array([self.applies(potline, cell) for potline, cell in cells], dtype=bool)
-
-    def holds(self, values: np.ndarray, limit: Callable[[Limit], Any]) -> np.ndarray:
-        """Where the condition holds; ``limit`` gives a limit's value per row."""
-        out = np.zeros(len(values), dtype=bool)
-        if self.low is not None:
-            out |= values < limit(self.low)
-        if self.high is not None:
-            out |= values > limit(self.high)
-        return out
-
-    def point(self, where: tuple[str, str], state: str, value: float | None, time_ns: int) -> Point:
-        return _point(where, self.name, self.severity, state, value, time_ns)
-
-
-def _point(
-    where: tuple[str, str], rule: str, severity: str, state: str, value: float | None, ns: int
-) -> Point:
-    tags = (("potline", where[0]), ("cell", where[1]), ("rule", rule), ("severity", severity))
-    fields: dict[str, FieldValue] = {"state": state}
-    if value is not None:
-        fields["value"] = float(value)
-    return Point(MEASUREMENT, tags, fields, int(ns))
+__all__ = ["MEASUREMENT", "AlarmProcessor", "AlarmRule"]
 
 
 class AlarmProcessor:
@@ -183,7 +67,7 @@ class AlarmProcessor:
         settings: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         """Compile the rules once; ``settings`` gives each potline's values of named limits."""
-        alarms = [_Alarm.of(rule) for rule in rules]
+        alarms = [Alarm.of(rule) for rule in rules]
         self._limits = [a for a in alarms if not a.is_stale]
         self._stale = [a for a in alarms if a.is_stale]
         self._severity = {a.name: a.severity for a in alarms}
@@ -240,7 +124,7 @@ def _retired(
         for key, (_, raised) in entries.items():
             if raised:
                 potline, cell = key.split("/", 1)
-                points.append(_point((potline, cell), rule, severity, CLEARED, None, at))
+                points.append(alarm_point((potline, cell), rule, severity, CLEARED, None, at))
     return points
 
 
@@ -252,7 +136,7 @@ def _column(sb: SampleBatch, field: str) -> np.ndarray:
 
 
 def _limit(
-    alarm: _Alarm,
+    alarm: Alarm,
     sb: SampleBatch,
     keys: list[str],
     values: np.ndarray,
@@ -335,7 +219,7 @@ class _Silence:
         self.first[np.unique(sb.cell_id, return_index=True)[1]] = True
         _advance(last, sb, keys)
 
-    def points(self, rules: list[_Alarm], alarms: dict[str, dict[str, Any]]) -> list[Point]:
+    def points(self, rules: list[Alarm], alarms: dict[str, dict[str, Any]]) -> list[Point]:
         """The transitions of the stale rules; updates their entries in ``alarms``."""
         points: list[Point] = []
         for alarm in rules:
@@ -343,7 +227,7 @@ class _Silence:
             points += self._at_end(alarm, alarms[alarm.name])
         return points
 
-    def _within(self, alarm: _Alarm, entries: dict[str, Any]) -> list[Point]:
+    def _within(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """A cell's sample clears its stale alarm, raised before it or in this batch."""
         sb, stale_ns = self.sb, int(alarm.stale_s * NS)
         was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
@@ -361,7 +245,7 @@ class _Silence:
             entries.pop(self.keys[c], None)
         return points
 
-    def _at_end(self, alarm: _Alarm, entries: dict[str, Any]) -> list[Point]:
+    def _at_end(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """Every known cell that is silent for ``stale_s`` at the end of the batch."""
         stale_ns = int(alarm.stale_s * NS)
         newest = _newest_by_potline(self.last)

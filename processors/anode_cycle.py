@@ -9,18 +9,26 @@ and replaying older events seeds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from processors.model import Batch, Event, FieldValue, Point, SampleBatch
-from processors.periods import KINDS, Calendar, period_index
+from processors import legacy
+from processors.ledger import (
+    CellKey,
+    Ledger,
+    PeriodKey,
+    cells_from_json,
+    cells_to_json,
+    period_at,
+)
+from processors.model import AnodeChange, Batch, Event, FieldValue, Point, SampleBatch
+from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
-# per period: changes, changes with a known cycle, sum of known cycles, on target, target block
-CHANGES, KNOWN, CYCLE_SUM, ON_TARGET, TARGET_BLOCK = range(5)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,153 @@ class AnodeSettings:
     response: Response = Response()
 
 
+class Position(NamedTuple):
+    """An anode position of a cell."""
+
+    potline: str
+    cell: str
+    anode: int
+
+
+@dataclass(slots=True)
+class Shares:
+    """A potline period's changes: with a known cycle, their cycles, on target, right block."""
+
+    changes: int = 0
+    known: int = 0
+    cycle_sum_days: float = 0.0
+    on_target: int = 0
+    target_block: int = 0
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A cell's voltage sum over one pre-window bucket."""
+
+    sum_v: float = 0.0
+    samples: int = 0
+
+
+@dataclass(slots=True)
+class Followed:
+    """A change whose voltage response is being followed; its point, to rewrite when known."""
+
+    position: Position
+    ts_ns: int
+    pre_v: float
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, FieldValue]
+    peak_v: float = 0.0
+    left: bool = False  # the voltage left the band
+
+    @property
+    def cell(self) -> CellKey:
+        return CellKey(self.position.potline, self.position.cell)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "position": list(self.position),
+            "ts_ns": self.ts_ns,
+            "pre_v": self.pre_v,
+            "tags": [list(tag) for tag in self.tags],
+            "fields": dict(self.fields),
+            "peak_v": self.peak_v,
+            "left": self.left,
+        }
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Followed:
+        tags = tuple((name, value) for name, value in data["tags"])
+        position = Position(*data["position"])
+        return cls(**{**data, "position": position, "tags": tags, "fields": dict(data["fields"])})
+
+
+Levels = dict[CellKey, dict[int, Bucket]]
+
+
+@dataclass
+class _State:
+    history: dict[Position, int] = field(default_factory=dict)
+    ledger: Ledger[Shares] = field(default_factory=Ledger)
+    levels: Levels = field(default_factory=dict)
+    pending: dict[tuple[Position, int], Followed] = field(default_factory=dict)
+    newest: int = 0
+    overdue_day: int = 0
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any] | None) -> _State:
+        state = legacy.upgraded(state, _from_legacy)
+        if not state:
+            return cls()
+        by_cell = cells_from_json(state["history"], dict)
+        followed = [Followed.of(f) for f in state["pending"]]
+        return cls(
+            {
+                Position(*c, int(a)): t
+                for c, by_anode in by_cell.items()
+                for a, t in by_anode.items()
+            },
+            Ledger.from_json(state["ledger"], lambda d: Shares(**d)),
+            cells_from_json(state["levels"], _buckets_of),
+            {(f.position, f.ts_ns): f for f in followed},
+            state["newest"],
+            state["overdue_day"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        history: dict[CellKey, dict[str, int]] = {}
+        for pos, t in self.history.items():
+            history.setdefault(CellKey(pos.potline, pos.cell), {})[str(pos.anode)] = t
+        return {
+            "history": cells_to_json(history, dict),
+            "ledger": self.ledger.to_json(asdict),
+            "levels": cells_to_json(self.levels, _buckets_to_json),
+            "pending": [f.to_json() for _, f in sorted(self.pending.items())],
+            "newest": self.newest,
+            "overdue_day": self.overdue_day,
+        }
+
+
+def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: "potline/cell/anode" keys, positional lists."""
+    history: dict[str, Any] = {}
+    for key, t in old.get("history", {}).items():
+        potline, cell, anode = key.split("/")
+        history.setdefault(potline, {}).setdefault(cell, {})[anode] = t
+    names = ("changes", "known", "cycle_sum_days", "on_target", "target_block")
+    pending = [
+        {
+            "position": [*key.split("/")[:2], int(key.split("/")[2])],
+            "ts_ns": t_change,
+            "pre_v": pre,
+            "tags": tags,
+            "fields": fields,
+            "peak_v": peak,
+            "left": bool(left),
+        }
+        for key, (_, t_change, pre, peak, left, tags, fields) in old.get("pending", {}).items()
+    ]
+    return {
+        "history": history,
+        "ledger": legacy.ledger(old, lambda a: (a[-1], dict(zip(names, a[:-1], strict=True)))),
+        "levels": legacy.by_cell(
+            old.get("levels", {}),
+            lambda buckets: {b: {"sum_v": x[0], "samples": x[1]} for b, x in buckets.items()},
+        ),
+        "pending": pending,
+        "newest": int(old.get("newest", 0)),
+        "overdue_day": int(old.get("overdue_day", 0)),
+    }
+
+
+def _buckets_of(data: Mapping[str, Any]) -> dict[int, Bucket]:
+    return {int(b): Bucket(**x) for b, x in data.items()}
+
+
+def _buckets_to_json(buckets: Mapping[int, Bucket]) -> dict[str, Any]:
+    return {str(b): asdict(x) for b, x in buckets.items()}
+
+
 class AnodeCycleProcessor:
     """Cycle, deviation and on-target flag per change; potline shares per period."""
 
@@ -65,74 +220,41 @@ class AnodeCycleProcessor:
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Write each change, its potline's periods, and the overdue list once a day."""
-        state = state or {}
-        history: dict[str, int] = dict(state.get("history", {}))
-        periods = {k: list(v) for k, v in state.get("periods", {}).items()}
-        done: dict[str, int] = dict(state.get("done", {}))
-        newest = int(state.get("newest", 0))
+        st = _State.of(state)
         points: list[Point] = []
-        touched: set[str] = set()
-        levels = {
-            k: {b: list(v) for b, v in lv.items()} for k, lv in state.get("levels", {}).items()
-        }
-        pending = {k: list(v) for k, v in state.get("pending", {}).items()}
+        touched: set[PeriodKey] = set()
         cells = _cell_samples(batch)
         for ev in sorted(
             (e for e in batch.events if e.type == "anode_change"), key=lambda e: e.ts_ns
         ):
-            point = self._change(ev, history, periods, done, touched)
+            point = self._change(ev, st, touched)
             points.append(point)
-            key = f"{ev.potline}/{ev.cell}"
-            pre = _level(levels.get(key, {}), cells.get(key), ev.ts_ns, self._bucket_ns)
-            if pre is not None:
-                pending[f"{key}/{ev.data['anode']}/{ev.ts_ns}"] = [
-                    key,
-                    ev.ts_ns,
-                    pre,
-                    0.0,
-                    0,
-                    [list(t) for t in point.tags],
-                    point.fields,
-                ]
-        points += self._follow(pending, cells)
-        _update_levels(levels, batch.samples, self._bucket_ns)
-        newest = max([newest, *(e.ts_ns for e in batch.events)])
+            self._start_following(st, ev, point, cells.get(CellKey(ev.potline, ev.cell)))
+        points += self._follow(st.pending, cells)
+        _update_levels(st.levels, batch.samples, self._bucket_ns)
+        st.newest = max([st.newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
-            newest = max(newest, int(batch.samples.ts_ns.max()))
+            st.newest = max(st.newest, int(batch.samples.ts_ns.max()))
         for key in sorted(touched):
-            points.append(self._potline_point(key, periods[key]))
-        self._close(periods, done, newest)
-        last_day = int(state.get("overdue_day", 0))
-        day = self._day_start(newest) if newest else 0
-        if day > last_day:
-            points.extend(self._overdue(history, newest, day))
-        new_state = {
-            "levels": levels,
-            "pending": pending,
-            "history": history,
-            "periods": periods,
-            "done": done,
-            "newest": newest,
-            "overdue_day": max(day, last_day),
-        }
-        return new_state, points
+            points.append(self._potline_point(key, st.ledger.periods[key].acc))
+        for key, _ in st.ledger.items():
+            if st.ledger.past_grace(key, st.newest, self._grace_ns):
+                st.ledger.close(key)  # its last point stands
+        day = self._day_start(st.newest) if st.newest else 0
+        if day > st.overdue_day:
+            points.extend(self._overdue(st.history, st.newest, day))
+            st.overdue_day = day
+        return st.to_json(), points
 
-    def _change(
-        self,
-        ev: Event,
-        history: dict[str, int],
-        periods: dict[str, list[Any]],
-        done: dict[str, int],
-        touched: set[str],
-    ) -> Point:
-        anode, block = int(ev.data["anode"]), str(ev.data["block"])
-        key = f"{ev.potline}/{ev.cell}/{anode}"
-        previous = history.get(key)
+    def _change(self, ev: Event, st: _State, touched: set[PeriodKey]) -> Point:
+        change = AnodeChange.of(ev)
+        position = Position(ev.potline, ev.cell, change.anode)
+        previous = st.history.get(position)
         target = self.s.targets.get(ev.potline, AnodeTargets())
         fields: dict[str, FieldValue] = {"target_days": target.cycle_days}
         cycle = None
         if previous is None or ev.ts_ns > previous:
-            history[key] = ev.ts_ns
+            st.history[position] = ev.ts_ns
             if previous is not None:
                 cycle = (ev.ts_ns - previous) / DAY_NS
         if cycle is not None:
@@ -140,28 +262,47 @@ class AnodeCycleProcessor:
             fields["cycle_days"] = cycle
             fields["deviation_days"] = deviation
             fields["on_target"] = abs(deviation) <= target.tolerance_days
-        if "butt_mm" in ev.data:
-            fields["butt_mm"] = float(ev.data["butt_mm"])
+        if change.butt_mm is not None:
+            fields["butt_mm"] = change.butt_mm
         on_target = bool(fields.get("on_target", False))
         for kind in self.s.kinds:
-            starts = self.s.calendar.starts(kind, ev.ts_ns, ev.ts_ns)
-            k = int(period_index(starts, [ev.ts_ns])[0])
-            start, end = int(starts[k]), int(starts[k + 1])
-            if end <= done.get(f"{ev.potline}|{kind}", 0):
+            start, end = period_at(self.s.calendar, kind, ev.ts_ns)
+            key = PeriodKey(ev.potline, kind, start)
+            acc = st.ledger.add(key, end, Shares)
+            if acc is None:
                 continue  # a closed period keeps its counts
-            pkey = f"{ev.potline}|{kind}|{start}"
-            acc = periods.setdefault(pkey, [0, 0, 0.0, 0, 0, end])
-            acc[CHANGES] += 1
-            acc[TARGET_BLOCK] += int(block == target.block)
+            acc.changes += 1
+            acc.target_block += int(change.block == target.block)
             if cycle is not None:
-                acc[KNOWN] += 1
-                acc[CYCLE_SUM] += cycle
-                acc[ON_TARGET] += int(on_target)
-            touched.add(pkey)
-        tags = (("potline", ev.potline), ("cell", ev.cell), ("anode", str(anode)), ("block", block))
+                acc.known += 1
+                acc.cycle_sum_days += cycle
+                acc.on_target += int(on_target)
+            touched.add(key)
+        tags = (
+            ("potline", ev.potline),
+            ("cell", ev.cell),
+            ("anode", str(change.anode)),
+            ("block", change.block),
+        )
         return Point("anode_change", tags, fields, ev.ts_ns)
 
-    def _follow(self, pending: dict[str, list[Any]], cells: dict[str, Any]) -> list[Point]:
+    def _start_following(
+        self, st: _State, ev: Event, point: Point, samples: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        """Follow the response to a change whose cell's level before it is known."""
+        cell = CellKey(ev.potline, ev.cell)
+        pre = _level(st.levels.get(cell, {}), samples, ev.ts_ns, self._bucket_ns)
+        if pre is not None:
+            position = Position(ev.potline, ev.cell, AnodeChange.of(ev).anode)
+            st.pending[(position, ev.ts_ns)] = Followed(
+                position, ev.ts_ns, pre, point.tags, dict(point.fields)
+            )
+
+    def _follow(
+        self,
+        pending: dict[tuple[Position, int], Followed],
+        cells: Mapping[CellKey, tuple[np.ndarray, np.ndarray]],
+    ) -> list[Point]:
         """Peak deviation and recovery of each followed change; written once known.
 
         Recovered means back within the band after having left it; a response that never
@@ -169,87 +310,76 @@ class AnodeCycleProcessor:
         """
         band = self.s.response.band_v
         points = []
-        for pkey in list(pending):
-            cell_key, t_change, pre, peak, left, tags, fields = pending[pkey]
-            t, v = cells.get(cell_key, (np.zeros(0, np.int64), np.zeros(0)))
-            after = (t > t_change) & (t <= t_change + self._window_ns)
-            t, dev = t[after], np.abs(v[after] - pre)
+        for key, f in sorted(pending.items()):
+            t, v = cells.get(f.cell, (np.zeros(0, np.int64), np.zeros(0)))
+            newest = int(t[-1]) if len(t) else None
+            after = (t > f.ts_ns) & (t <= f.ts_ns + self._window_ns)
+            t, dev = t[after], np.abs(v[after] - f.pre_v)
             outside = dev > band
             recovered_at = None
-            if left or outside.any():
-                first_out = 0 if left else int(np.argmax(outside))
+            if f.left or outside.any():
+                first_out = 0 if f.left else int(np.argmax(outside))
                 back = np.flatnonzero(~outside[first_out:])
                 stop = first_out + int(back[0]) if len(back) else len(t)
-                peak = max(peak, float(dev[:stop].max()) if stop else 0.0)
-                left = 1
+                f.peak_v = max(f.peak_v, float(dev[:stop].max()) if stop else 0.0)
+                f.left = True
                 recovered_at = int(t[stop]) if len(back) else None
             elif len(dev):
-                peak = max(peak, float(dev.max()))
-            newest = cells[cell_key][0] if cell_key in cells else None
-            window_over = newest is not None and int(newest[-1]) >= t_change + self._window_ns
+                f.peak_v = max(f.peak_v, float(dev.max()))
+            window_over = newest is not None and newest >= f.ts_ns + self._window_ns
             if recovered_at is None and not window_over:
-                pending[pkey] = [cell_key, t_change, pre, peak, left, tags, fields]
                 continue
-            del pending[pkey]
-            done_fields = {**fields, "peak_dev_mv": peak * 1000.0}
+            del pending[key]
+            fields = {**f.fields, "peak_dev_mv": f.peak_v * 1000.0}
             if recovered_at is not None:
-                done_fields["recovery_min"] = (recovered_at - t_change) / NS / 60.0
-            points.append(
-                Point("anode_change", tuple(tuple(x) for x in tags), done_fields, t_change)
-            )
+                fields["recovery_min"] = (recovered_at - f.ts_ns) / NS / 60.0
+            points.append(Point("anode_change", f.tags, fields, f.ts_ns))
         return points
 
-    def _potline_point(self, key: str, acc: list[Any]) -> Point:
-        potline, kind, start = key.split("|")
+    def _potline_point(self, key: PeriodKey, acc: Shares) -> Point:
         fields: dict[str, FieldValue] = {
-            "changes": acc[CHANGES],
-            "target_block_share_pct": 100.0 * acc[TARGET_BLOCK] / acc[CHANGES],
+            "changes": acc.changes,
+            "target_block_share_pct": 100.0 * acc.target_block / acc.changes,
         }
-        if acc[KNOWN]:
-            fields["mean_cycle_days"] = acc[CYCLE_SUM] / acc[KNOWN]
-            fields["on_target_pct"] = 100.0 * acc[ON_TARGET] / acc[KNOWN]
-        tags = (("potline", potline), ("period", kind))
-        return Point("anode_potline", tags, fields, int(start))
-
-    def _close(self, periods: dict[str, list[Any]], done: dict[str, int], newest: int) -> None:
-        """Forget periods long past: their last point stands."""
-        for key in [k for k, acc in periods.items() if newest >= acc[-1] + self._grace_ns]:
-            potline, kind, _ = key.split("|")
-            end = periods.pop(key)[-1]
-            done[f"{potline}|{kind}"] = max(done.get(f"{potline}|{kind}", 0), end)
+        if acc.known:
+            fields["mean_cycle_days"] = acc.cycle_sum_days / acc.known
+            fields["on_target_pct"] = 100.0 * acc.on_target / acc.known
+        tags = (("potline", key.potline), ("period", key.kind))
+        return Point("anode_potline", tags, fields, key.start_ns)
 
     def _day_start(self, t_ns: int) -> int:
-        starts = self.s.calendar.starts("day", t_ns, t_ns)
-        return int(starts[int(period_index(starts, [t_ns])[0])])
+        return period_at(self.s.calendar, "day", t_ns)[0]
 
-    def _overdue(self, history: dict[str, int], now: int, day: int) -> list[Point]:
+    def _overdue(self, history: Mapping[Position, int], now: int, day: int) -> list[Point]:
         """The positions whose last change is older than the target cycle and tolerance."""
         points = []
-        for key, last in sorted(history.items()):
-            potline, cell, anode = key.split("/")
-            target = self.s.targets.get(potline, AnodeTargets())
+        for pos, last in sorted(history.items()):
+            target = self.s.targets.get(pos.potline, AnodeTargets())
             age = (now - last) / DAY_NS
             late = age - target.cycle_days - target.tolerance_days
             if late > 0:
-                tags = (("potline", potline), ("cell", cell), ("anode", anode))
+                tags = (("potline", pos.potline), ("cell", pos.cell), ("anode", str(pos.anode)))
                 fields: dict[str, FieldValue] = {"days_since_change": age, "overdue_days": late}
                 points.append(Point("anode_overdue", tags, fields, day))
         return points
 
 
-def _cell_samples(batch: Batch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _cell_samples(batch: Batch) -> dict[CellKey, tuple[np.ndarray, np.ndarray]]:
     """Each cell's (ts, voltage) of the batch, in time order."""
     names = batch.samples.cells
-    return {f"{names[c][0]}/{names[c][1]}": (t, v) for c, t, v in batch.samples.by_cell()}
+    return {CellKey(*names[c]): (t, v) for c, t, v in batch.samples.by_cell()}
 
 
 def _level(
-    buckets: dict[str, list[float]], samples: Any, t_change: int, bucket_ns: int
+    buckets: Mapping[int, Bucket],
+    samples: tuple[np.ndarray, np.ndarray] | None,
+    t_change: int,
+    bucket_ns: int,
 ) -> float | None:
     """Mean voltage over the current and the previous pre-window bucket before a change."""
     first = t_change // bucket_ns - 1
-    total = sum(s for b, (s, _) in buckets.items() if int(b) >= first)
-    count = sum(n for b, (_, n) in buckets.items() if int(b) >= first)
+    total = sum(x.sum_v for b, x in buckets.items() if b >= first)
+    count = sum(x.samples for b, x in buckets.items() if b >= first)
     if samples is not None:
         t, v = samples
         inside = (t < t_change) & (t // bucket_ns >= first)
@@ -258,9 +388,7 @@ def _level(
     return total / count if count else None
 
 
-def _update_levels(
-    levels: dict[str, dict[str, list[float]]], samples: SampleBatch, bucket_ns: int
-) -> None:
+def _update_levels(levels: Levels, samples: SampleBatch, bucket_ns: int) -> None:
     """Add the batch to each cell's pre-window buckets, keeping the newest two.
 
     One sort for the whole batch: per-cell numpy calls would cost more than the sums once
@@ -279,12 +407,12 @@ def _update_levels(
     for c, k, total, n in zip(
         code[starts].tolist(), b[starts].tolist(), sums.tolist(), counts.tolist(), strict=True
     ):
-        key = f"{names[c][0]}/{names[c][1]}"
-        acc = levels.setdefault(key, {}).setdefault(str(k), [0.0, 0])
-        acc[0] += total
-        acc[1] += n
+        key = CellKey(*names[c])
+        acc = levels.setdefault(key, {}).setdefault(k, Bucket())
+        acc.sum_v += total
+        acc.samples += n
         touched.add(key)
     for key in touched:
         buckets = levels[key]
-        for old in sorted(buckets, key=int)[:-2]:
+        for old in sorted(buckets)[:-2]:
             del buckets[old]

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from processors.model import Batch, FieldValue, Point
+from processors.model import Batch, FieldValue, MetalTap, Point
 
 
 def _raw_fields(data: dict[str, Any]) -> dict[str, FieldValue]:
@@ -35,6 +35,6 @@ class EventPoints:
             fields = _raw_fields(ev.data)
             points.append(Point("cell_event", (*tags, ("type", ev.type)), fields, ev.ts_ns))
             if ev.type == "metal_tap":
-                tap: dict[str, FieldValue] = {"metal_kg": float(ev.data["metal_kg"])}
+                tap: dict[str, FieldValue] = {"metal_kg": MetalTap.of(ev).metal_kg}
                 points.append(Point("metal_tap", tags, tap, ev.ts_ns))
         return state, points

@@ -7,24 +7,46 @@ that straddles a period boundary is split there with U·I and I interpolated lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from processors.energy import trapezoids
+from processors.ledger import CellKey, cells_from_json, cells_to_json
 from processors.model import SampleBatch
 from processors.periods import Calendar, period_index
 
 NS = 1_000_000_000
-LastSamples = dict[str, list[float]]  # "potline/cell" -> [ts_ns, voltage_v, current_ka]
+
+
+class LastSample(NamedTuple):
+    """A cell's newest sample, which opens its next interval."""
+
+    ts_ns: int
+    voltage_v: float
+    current_ka: float
+
+
+LastSamples = dict[CellKey, LastSample]
+
+
+def last_to_json(last: LastSamples) -> dict[str, Any]:
+    """``{potline: {cell: {ts_ns, voltage_v, current_ka}}}``."""
+    return cells_to_json(last, LastSample._asdict)
+
+
+def last_from_json(data: Mapping[str, Any] | None) -> LastSamples:
+    """The samples ``last_to_json`` wrote."""
+    return cells_from_json(data, lambda d: LastSample(**d))
 
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
     """What one batch adds to one cell's period."""
 
-    cell_key: str
+    cell: CellKey
     kind: str
     start_ns: int
     end_ns: int
@@ -48,7 +70,7 @@ def integrate(
     """
     if len(samples) == 0:
         return []
-    names = [f"{p}/{c}" for p, c in samples.cells]
+    names = [CellKey(p, c) for p, c in samples.cells]
     order = np.lexsort((samples.ts_ns, samples.cell_id))
     code = samples.cell_id[order]
     t, v, i = samples.ts_ns[order], samples.voltage_v[order], samples.current_ka[order]
@@ -59,12 +81,12 @@ def integrate(
     for j in np.flatnonzero(first).tolist():
         prev = last.get(names[code[j]])
         if prev is not None:
-            t0[j], v0[j], i0[j] = int(prev[0]), prev[1], prev[2]
+            t0[j], v0[j], i0[j] = prev.ts_ns, prev.voltage_v, prev.current_ka
             has_prev[j] = True
     for j in np.flatnonzero(final).tolist():
-        last[names[code[j]]] = [int(t[j]), float(v[j]), float(i[j])]
+        last[names[code[j]]] = LastSample(int(t[j]), float(v[j]), float(i[j]))
     ok = has_prev & (t > t0) & (t - t0 <= max_gap_ns)
-    ok &= np.array([counts(n.split("/")[0]) for n in names], dtype=bool)[code]
+    ok &= np.array([counts(n.potline) for n in names], dtype=bool)[code]
     if not ok.any():
         return []
     iv = _Intervals(code[ok], t0[ok], t[ok], v0[ok] * i0[ok], v[ok] * i[ok], i0[ok], i[ok])
@@ -94,7 +116,7 @@ class _Intervals:
 
 
 def _split(
-    calendar: Calendar, kind: str, names: list[str], iv: _Intervals, whole: list[np.ndarray]
+    calendar: Calendar, kind: str, names: list[CellKey], iv: _Intervals, whole: list[np.ndarray]
 ) -> list[Contribution]:
     """Sum the intervals per cell and period; the few that cross boundaries are split.
 

@@ -1,7 +1,10 @@
 """Typed messages that flow between the collector and the processors.
 
 Samples travel in columnar batches (``SampleBatch``) because the hot path handles them by
-the hundred thousand; events are rare and stay as objects.
+the hundred thousand; events are rare and stay as objects. An event keeps its decoded JSON
+``data``, which the raw ``cell_event`` point writes as it came; the processors that need
+the meaning of an anode change or a tap read it through the typed payloads, so that a key
+is spelled, and a value converted, in one place.
 """
 
 from __future__ import annotations
@@ -34,6 +37,34 @@ class Event:
     ts_ns: int
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AnodeChange:
+    """An ``anode_change`` event's payload: the position, its new block type, the butt."""
+
+    anode: int
+    block: str
+    butt_mm: float | None = None
+
+    @classmethod
+    def of(cls, event: Event) -> AnodeChange:
+        """The payload of an event the decoder validated (anode an integer ≥ 1, block text)."""
+        data = event.data
+        butt = data.get("butt_mm")
+        return cls(int(data["anode"]), str(data["block"]), None if butt is None else float(butt))
+
+
+@dataclass(frozen=True, slots=True)
+class MetalTap:
+    """A ``metal_tap`` event's payload: the metal tapped from the cell."""
+
+    metal_kg: float
+
+    @classmethod
+    def of(cls, event: Event) -> MetalTap:
+        """The payload of an event the decoder validated (metal_kg > 0)."""
+        return cls(float(event.data["metal_kg"]))
 
 
 @dataclass(slots=True)

@@ -16,18 +16,24 @@ After that the period is closed: nothing arriving later changes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from processors import legacy
 from processors.energy import Goal, measured_ce_pct, sec_fields
-from processors.integrate import integrate
-from processors.model import Batch, Point
-from processors.periods import KINDS, Calendar, period_index
+from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
+from processors.ledger import (
+    CellKey,
+    Ledger,
+    PeriodKey,
+    newest_by_potline,
+    period_at,
+)
+from processors.model import Batch, MetalTap, Point
+from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
-# Per cell and period: energy kWh, charge kA·h, covered s, tapped metal kg, the event time
-# of the last write, complete (0/1).
-ENERGY, CHARGE, COVERED, METAL, WRITTEN_AT, COMPLETE = range(6)
 
 
 @dataclass(frozen=True)
@@ -42,26 +48,66 @@ class SecSettings:
     kinds: tuple[str, ...] = KINDS
 
 
+@dataclass(slots=True)
+class Totals:
+    """A cell's sums over a period, and when and how its point was last written."""
+
+    energy_kwh: float = 0.0
+    charge_kah: float = 0.0
+    covered_s: float = 0.0
+    metal_kg: float = 0.0
+    written_at_ns: int = 0
+    complete: bool = False
+
+
+Cells = dict[str, Totals]
+"""A period's totals by cell name (the period's potline is in its key)."""
+
+
+def _cells_from_json(data: Mapping[str, Any]) -> Cells:
+    return {cell: Totals(**t) for cell, t in data.items()}
+
+
+def _cells_to_json(cells: Cells) -> dict[str, Any]:
+    return {cell: asdict(t) for cell, t in cells.items()}
+
+
 @dataclass
 class _Step:
-    """The mutable copy of the state one ``apply`` works on."""
+    """The state one ``apply`` works on, read anew from the JSON state."""
 
-    last: dict[str, list[float]]
-    periods: dict[str, dict[str, Any]]
-    done: dict[str, int]
-    touched: set[tuple[str, str]] = field(default_factory=set)
+    last: LastSamples
+    ledger: Ledger[Cells]
+    touched: set[tuple[PeriodKey, str]] = field(default_factory=set)
 
     @classmethod
-    def of(cls, state: dict[str, Any] | None) -> _Step:
-        state = state or {}
-        periods = {
-            key: {"end": p["end"], "cells": {c: list(v) for c, v in p["cells"].items()}}
-            for key, p in state.get("periods", {}).items()
-        }
-        return cls(dict(state.get("last", {})), periods, dict(state.get("done", {})))
+    def of(cls, state: Mapping[str, Any] | None) -> _Step:
+        state = legacy.upgraded(state, _from_legacy) or {}
+        ledger = Ledger.from_json(state.get("ledger"), _cells_from_json)
+        return cls(last_from_json(state.get("last")), ledger)
 
     def state(self) -> dict[str, Any]:
-        return {"last": self.last, "periods": self.periods, "done": self.done}
+        return {"last": last_to_json(self.last), "ledger": self.ledger.to_json(_cells_to_json)}
+
+    def newest(self, potline: str, cell: str) -> int:
+        last = self.last.get(CellKey(potline, cell))
+        return 0 if last is None else last.ts_ns
+
+
+def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: positional [E, Q, S, M, written, complete]."""
+    names = ("energy_kwh", "charge_kah", "covered_s", "metal_kg", "written_at_ns", "complete")
+
+    def cells(period: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        totals = {c: dict(zip(names, acc, strict=True)) for c, acc in period["cells"].items()}
+        for t in totals.values():
+            t["written_at_ns"], t["complete"] = int(t["written_at_ns"]), bool(t["complete"])
+        return period["end"], totals
+
+    return {
+        "last": legacy.last_samples(old.get("last", {})),
+        "ledger": legacy.ledger(old, cells),
+    }
 
 
 class SecProcessor:
@@ -86,8 +132,9 @@ class SecProcessor:
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period's running values now (at shutdown, at a replay's end)."""
         step = _Step.of(state)
-        step.touched = {(key, cell) for key, p in step.periods.items() for cell in p["cells"]}
-        return step.state(), self._close_and_write(step, final=True)
+        step.touched = {(key, cell) for key, p in step.ledger.items() for cell in p.acc}
+        points = self._close_and_write(step, final=True)
+        return step.state(), points
 
     # integration
 
@@ -100,115 +147,86 @@ class SecProcessor:
             self._gap_ns,
             counts=self.s.goals.__contains__,
         ):
-            values = (c.energy_kwh, c.charge_kah, c.covered_s, 0.0)
-            self._add(step, c.cell_key, c.kind, c.start_ns, c.end_ns, values)
+            key = PeriodKey(c.cell.potline, c.kind, c.start_ns)
+            totals = self._totals(step, key, c.end_ns, c.cell.cell)
+            if totals is not None:
+                totals.energy_kwh += c.energy_kwh
+                totals.charge_kah += c.charge_kah
+                totals.covered_s += c.covered_s
 
-    def _add(
-        self,
-        step: _Step,
-        cell_key: str,
-        kind: str,
-        start: int,
-        end: int,
-        values: tuple[float, float, float, float],
-    ) -> None:
-        potline, cell = cell_key.split("/", 1)
-        if end <= step.done.get(f"{potline}|{kind}", 0):
-            return  # that period is closed; its complete point stands
-        key = f"{potline}|{kind}|{start}"
-        period = step.periods.setdefault(key, {"end": end, "cells": {}})
-        acc = period["cells"].setdefault(cell, [0.0, 0.0, 0.0, 0.0, 0, 0])
-        for q, x in enumerate(values):
-            acc[q] += x
+    def _totals(self, step: _Step, key: PeriodKey, end: int, cell: str) -> Totals | None:
+        """The cell's totals of an open period; None if the period is closed."""
+        cells = step.ledger.add(key, end, dict)
+        if cells is None:
+            return None  # that period is closed; its complete point stands
         step.touched.add((key, cell))
+        return cells.setdefault(cell, Totals())
 
     def _taps(self, batch: Batch, step: _Step) -> None:
+        if "month" not in self.s.kinds:
+            return
         for ev in batch.events:
-            if (
-                ev.type != "metal_tap"
-                or ev.potline not in self.s.goals
-                or "month" not in self.s.kinds
-            ):
+            if ev.type != "metal_tap" or ev.potline not in self.s.goals:
                 continue
-            starts = self.s.calendar.starts("month", ev.ts_ns, ev.ts_ns)
-            k = int(period_index(starts, [ev.ts_ns])[0])
-            metal = float(ev.data["metal_kg"])
-            self._add(
-                step,
-                f"{ev.potline}/{ev.cell}",
-                "month",
-                int(starts[k]),
-                int(starts[k + 1]),
-                (0.0, 0.0, 0.0, metal),
-            )
+            start, end = period_at(self.s.calendar, "month", ev.ts_ns)
+            totals = self._totals(step, PeriodKey(ev.potline, "month", start), end, ev.cell)
+            if totals is not None:
+                totals.metal_kg += MetalTap.of(ev).metal_kg
 
     # writing
 
     def _close_and_write(self, step: _Step, *, final: bool) -> list[Point]:
-        newest = _newest_by_potline(step.last)
+        newest = newest_by_potline({k: last.ts_ns for k, last in step.last.items()})
         points: list[Point] = []
         touched_periods = {key for key, _ in step.touched}
-        for key in list(step.periods):
-            potline, kind, start = key.split("|")
-            period = step.periods[key]
-            end = period["end"]
-            cells = period["cells"]
-            tail = newest.get(potline, 0)
-            closing = tail >= end + self._grace_ns or all(
-                step.last.get(f"{potline}/{c}", [0])[0] >= end for c in cells
-            )
+        for key, period in step.ledger.items():
+            end = period.end_ns
+            closing = step.ledger.past_grace(key, newest.get(key.potline, 0), self._grace_ns)
+            closing = closing or all(step.newest(key.potline, c) >= end for c in period.acc)
             if not (closing or final or key in touched_periods):
                 continue
             wrote = False
-            for cell, acc in cells.items():
-                cell_newest = int(step.last.get(f"{potline}/{cell}", [0])[0])
+            for cell, totals in period.acc.items():
+                cell_newest = step.newest(key.potline, cell)
                 done = closing or cell_newest >= end
-                due = (key, cell) in step.touched and cell_newest - acc[
-                    WRITTEN_AT
-                ] >= self._update_ns
-                if (done and not acc[COMPLETE]) or due or final:
-                    acc[WRITTEN_AT], acc[COMPLETE] = cell_newest, int(done)
-                    points.append(self._cell_point(potline, cell, kind, int(start), acc, done))
+                due = (key, cell) in step.touched and (
+                    cell_newest - totals.written_at_ns >= self._update_ns
+                )
+                if (done and not totals.complete) or due or final:
+                    totals.written_at_ns, totals.complete = cell_newest, done
+                    points.append(self._cell_point(key, cell, totals, done))
                     wrote = True
             if wrote or closing:
-                points.append(self._potline_point(potline, kind, int(start), cells, closing))
+                points.append(self._potline_point(key, period.acc, closing))
             if closing:
-                del step.periods[key]
-                step.done[f"{potline}|{kind}"] = max(step.done.get(f"{potline}|{kind}", 0), end)
+                step.ledger.close(key)
         return points
 
-    def _fields(
-        self, potline: str, kind: str, acc: list[float], n_cells: int, complete: bool
-    ) -> dict[str, Any]:
-        goal = self.s.goals[potline]
-        fields: dict[str, Any] = sec_fields(acc[ENERGY], acc[CHARGE], acc[COVERED] / n_cells, goal)
-        if kind == "month" and acc[METAL] > 0:
-            fields["metal_t"] = acc[METAL] / 1000.0
-            ce = measured_ce_pct(acc[METAL], acc[CHARGE])
+    def _fields(self, key: PeriodKey, t: Totals, n_cells: int, complete: bool) -> dict[str, Any]:
+        goal = self.s.goals[key.potline]
+        fields: dict[str, Any] = sec_fields(t.energy_kwh, t.charge_kah, t.covered_s / n_cells, goal)
+        if key.kind == "month" and t.metal_kg > 0:
+            fields["metal_t"] = t.metal_kg / 1000.0
+            ce = measured_ce_pct(t.metal_kg, t.charge_kah)
             if ce is not None:
                 fields["ce_measured_pct"] = ce
         fields["complete"] = complete
         return fields
 
-    def _cell_point(
-        self, potline: str, cell: str, kind: str, start: int, acc: list[float], complete: bool
-    ) -> Point:
-        tags = (("potline", potline), ("cell", cell), ("period", kind))
-        return Point("sec_cell", tags, self._fields(potline, kind, acc, 1, complete), start)
+    def _cell_point(self, key: PeriodKey, cell: str, totals: Totals, complete: bool) -> Point:
+        tags = (("potline", key.potline), ("cell", cell), ("period", key.kind))
+        return Point("sec_cell", tags, self._fields(key, totals, 1, complete), key.start_ns)
 
-    def _potline_point(
-        self, potline: str, kind: str, start: int, cells: dict[str, list[float]], complete: bool
-    ) -> Point:
-        total = [sum(acc[q] for acc in cells.values()) for q in (ENERGY, CHARGE, COVERED, METAL)]
-        n = max(1, sum(1 for acc in cells.values() if acc[COVERED] > 0))
-        fields = self._fields(potline, kind, total, n, complete)
+    def _potline_point(self, key: PeriodKey, cells: Cells, complete: bool) -> Point:
+        every = cells.values()
+        total = Totals(
+            sum(t.energy_kwh for t in every),
+            sum(t.charge_kah for t in every),
+            sum(t.covered_s for t in every),
+            sum(t.metal_kg for t in every),
+        )
+        n = max(1, sum(1 for t in every if t.covered_s > 0))
+        fields = self._fields(key, total, n, complete)
         fields["cells"] = n
-        return Point("sec_potline", (("potline", potline), ("period", kind)), fields, start)
-
-
-def _newest_by_potline(last: dict[str, list[float]]) -> dict[str, int]:
-    newest: dict[str, int] = {}
-    for cell_key, sample in last.items():
-        potline = cell_key.split("/", 1)[0]
-        newest[potline] = max(newest.get(potline, 0), int(sample[0]))
-    return newest
+        tags = (("potline", key.potline), ("period", key.kind))
+        return Point("sec_potline", tags, fields, key.start_ns)

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, time
 import numpy as np
 import pytest
 
-from processors.integrate import Contribution, integrate
+from processors.integrate import Contribution, LastSample, integrate
+from processors.ledger import CellKey
 from processors.model import SampleBatch
 from processors.periods import Calendar
 
@@ -49,7 +50,7 @@ def only(out: list[Contribution]) -> Contribution:
 def test_constant_cell_over_ten_seconds() -> None:
     # 4 V × 300 kA = 1200 kW for 10 s: 1200 × 10 / 3600 = 3.3333 kWh; 300 × 10/3600 kA·h
     c = only(run([(0, DAY0, 4.0, 300.0), (0, DAY0 + 10 * NS, 4.0, 300.0)]))
-    assert c.cell_key == "P1/C1"
+    assert c.cell == CellKey("P1", "C1")
     assert c.kind == "shift"
     assert (c.start_ns, c.end_ns) == (DAY0, DAY0 + 8 * H)
     assert c.energy_kwh == pytest.approx(12000 / 3600, rel=1e-12)
@@ -89,22 +90,22 @@ def test_a_gap_leaves_out_only_its_own_interval() -> None:
 
 
 def test_a_lone_sample_integrates_nothing_but_is_remembered() -> None:
-    last: dict[str, list[float]] = {}
+    last = {}
     assert run([(0, DAY0, 4.1, 305.0)], last=last) == []
-    assert last == {"P1/C1": [DAY0, 4.1, 305.0]}
+    assert last == {CellKey("P1", "C1"): LastSample(DAY0, 4.1, 305.0)}
 
 
 def test_the_last_sample_of_the_previous_batch_opens_the_first_interval() -> None:
     # last: 4 V / 300 kA at 00:00:00; the batch: 4 V / 300 kA at 00:00:10 → 3.3333 kWh
-    last = {"P1/C1": [DAY0, 4.0, 300.0]}
+    last = {CellKey("P1", "C1"): LastSample(DAY0, 4.0, 300.0)}
     c = only(run([(0, DAY0 + 10 * NS, 4.0, 300.0)], last=last))
     assert c.energy_kwh == pytest.approx(12000 / 3600, rel=1e-12)
-    assert last == {"P1/C1": [DAY0 + 10 * NS, 4.0, 300.0]}
+    assert last == {CellKey("P1", "C1"): LastSample(DAY0 + 10 * NS, 4.0, 300.0)}
 
 
 def test_a_stale_last_sample_opens_nothing() -> None:
     # last at 00:00:00, the batch at 00:02:00: 120 s > 60 s
-    last = {"P1/C1": [DAY0, 4.0, 300.0]}
+    last = {CellKey("P1", "C1"): LastSample(DAY0, 4.0, 300.0)}
     assert run([(0, DAY0 + 120 * NS, 4.0, 300.0)], last=last) == []
 
 
@@ -167,14 +168,17 @@ def test_cells_arriving_interleaved_are_integrated_apart() -> None:
         (0, DAY0 + 10 * NS, 4.0, 300.0),
         (1, DAY0 + 10 * NS, 4.4, 300.0),
     ]
-    last: dict[str, list[float]] = {}
+    last = {}
     out = run(series, cells=("P1/C1", "P1/C2"), last=last)
-    energy = {c.cell_key: c.energy_kwh for c in out}
+    energy = {c.cell: c.energy_kwh for c in out}
     assert energy == {
-        "P1/C1": pytest.approx(12000 / 3600, rel=1e-12),
-        "P1/C2": pytest.approx(13200 / 3600, rel=1e-12),
+        CellKey("P1", "C1"): pytest.approx(12000 / 3600, rel=1e-12),
+        CellKey("P1", "C2"): pytest.approx(13200 / 3600, rel=1e-12),
     }
-    assert last == {"P1/C1": [DAY0 + 10 * NS, 4.0, 300.0], "P1/C2": [DAY0 + 10 * NS, 4.4, 300.0]}
+    assert last == {
+        CellKey("P1", "C1"): LastSample(DAY0 + 10 * NS, 4.0, 300.0),
+        CellKey("P1", "C2"): LastSample(DAY0 + 10 * NS, 4.4, 300.0),
+    }
 
 
 def test_each_kind_gets_the_same_totals_in_its_own_period() -> None:
@@ -194,13 +198,13 @@ def test_potlines_that_do_not_count_are_not_integrated_but_remembered() -> None:
         (0, DAY0 + 10 * NS, 4.0, 300.0),
         (1, DAY0 + 10 * NS, 4.0, 300.0),
     ]
-    last: dict[str, list[float]] = {}
+    last = {}
     out = run(series, cells=("P1/C1", "P2/C1"), last=last, counts=lambda p: p == "P1")
-    assert [c.cell_key for c in out] == ["P1/C1"]
-    assert set(last) == {"P1/C1", "P2/C1"}
+    assert [c.cell for c in out] == [CellKey("P1", "C1")]
+    assert set(last) == {CellKey("P1", "C1"), CellKey("P2", "C1")}
 
 
 def test_an_empty_batch_contributes_nothing() -> None:
-    last: dict[str, list[float]] = {"P1/C1": [DAY0, 4.0, 300.0]}
+    last = {CellKey("P1", "C1"): LastSample(DAY0, 4.0, 300.0)}
     assert run([], last=last) == []
-    assert last == {"P1/C1": [DAY0, 4.0, 300.0]}
+    assert last == {CellKey("P1", "C1"): LastSample(DAY0, 4.0, 300.0)}

@@ -1,0 +1,141 @@
+"""The period ledger: the KPI periods a processor still adds to, and where closed ones end.
+
+kWh/t, anode effects and anode changes all count into shifts, days and months the same
+way: a period opens at its first contribution, takes contributions until it is closed
+(its potline's data ``complete_grace_s`` past its end, or sooner by the processor's own
+rule), and is then forgotten, with only a mark per potline and kind of where the newest
+closed period ends, so that a late contribution to a closed period is refused and its
+last point stands. Keeping that in one place, under typed keys, keeps the three processors
+closing periods the same way, and their checkpointed state in one JSON shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from processors.periods import Calendar, period_index
+
+A = TypeVar("A")
+V = TypeVar("V")
+
+
+class CellKey(NamedTuple):
+    """A cell, named as in its tags."""
+
+    potline: str
+    cell: str
+
+
+class PeriodKey(NamedTuple):
+    """One period of a potline: its kind (shift, day, month) and UTC start."""
+
+    potline: str
+    kind: str
+    start_ns: int
+
+
+@dataclass(slots=True)
+class Period(Generic[A]):
+    """An open period: where it ends, and what the processor has counted in it."""
+
+    end_ns: int
+    acc: A
+
+
+def period_at(calendar: Calendar, kind: str, t_ns: int) -> tuple[int, int]:
+    """Start and end of the period of ``kind`` that holds ``t_ns``."""
+    starts = calendar.starts(kind, t_ns, t_ns)
+    k = int(period_index(starts, [t_ns])[0])
+    return int(starts[k]), int(starts[k + 1])
+
+
+@dataclass
+class Ledger(Generic[A]):
+    """Open periods, and per (potline, kind) the end of the newest closed one.
+
+    Periods are walked and written in key order, never in the order they opened, so that
+    neither the points' order nor the JSON depends on how the data was cut into batches.
+    """
+
+    periods: dict[PeriodKey, Period[A]] = field(default_factory=dict)
+    done: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, key: PeriodKey, end_ns: int, new: Callable[[], A]) -> A | None:
+        """The accumulator of an open period, opened with ``new()`` if need be; None if closed."""
+        if end_ns <= self.done.get((key.potline, key.kind), 0):
+            return None
+        period = self.periods.get(key)
+        if period is None:
+            period = self.periods[key] = Period(end_ns, new())
+        return period.acc
+
+    def past_grace(self, key: PeriodKey, now_ns: int, grace_ns: int) -> bool:
+        """Whether data at ``now_ns`` is ``grace_ns`` or more past the period's end."""
+        return now_ns >= self.periods[key].end_ns + grace_ns
+
+    def close(self, key: PeriodKey) -> None:
+        """Forget the period; contributions to it or to any earlier one are refused."""
+        end = self.periods.pop(key).end_ns
+        mark = (key.potline, key.kind)
+        self.done[mark] = max(self.done.get(mark, 0), end)
+
+    def items(self) -> Iterator[tuple[PeriodKey, Period[A]]]:
+        """The open periods in key order; safe to ``close`` while iterating."""
+        return iter(sorted(self.periods.items()))
+
+    def to_json(self, acc: Callable[[A], Any]) -> dict[str, Any]:
+        """The ledger as JSON data, each accumulator through ``acc``."""
+        return {
+            "periods": [
+                {
+                    "potline": k.potline,
+                    "kind": k.kind,
+                    "start_ns": k.start_ns,
+                    "end_ns": p.end_ns,
+                    "acc": acc(p.acc),
+                }
+                for k, p in self.items()
+            ],
+            "done": [
+                {"potline": p, "kind": k, "end_ns": end}
+                for (p, k), end in sorted(self.done.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None, acc: Callable[[Any], A]) -> Ledger[A]:
+        """A ledger read back from ``to_json``'s data (None: empty), in new objects."""
+        data = data or {}
+        periods = {
+            PeriodKey(p["potline"], p["kind"], p["start_ns"]): Period(p["end_ns"], acc(p["acc"]))
+            for p in data.get("periods", [])
+        }
+        done = {(d["potline"], d["kind"]): d["end_ns"] for d in data.get("done", [])}
+        return cls(periods, done)
+
+
+def cells_to_json(values: Mapping[CellKey, V], to: Callable[[V], Any]) -> dict[str, Any]:
+    """A map by cell as JSON: ``{potline: {cell: to(value)}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        out.setdefault(key.potline, {})[key.cell] = to(value)
+    return out
+
+
+def cells_from_json(data: Mapping[str, Any] | None, of: Callable[[Any], V]) -> dict[CellKey, V]:
+    """The map ``cells_to_json`` wrote, each value through ``of``."""
+    return {
+        CellKey(potline, cell): of(value)
+        for potline, cells in (data or {}).items()
+        for cell, value in cells.items()
+    }
+
+
+def newest_by_potline(newest: Mapping[CellKey, int]) -> dict[str, int]:
+    """Each potline's newest time over its cells' newest times."""
+    out: dict[str, int] = {}
+    for key, t in newest.items():
+        out[key.potline] = max(out.get(key.potline, t), t)
+    return out

@@ -1,0 +1,71 @@
+"""The batches and processors of the old-state fixture (data/states_before_ledger.json),
+written by the release before the period ledger on ``first_batch``; only names that both
+releases have are used here."""
+
+from datetime import UTC, datetime, time
+
+import numpy as np
+
+from processors.ae import AESettings, AnodeEffectProcessor
+from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.energy import Goal
+from processors.model import Batch, Event, SampleBatch
+from processors.periods import Calendar
+from processors.sec import SecProcessor, SecSettings
+
+NS = 1_000_000_000
+SHIFT_CHANGE = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS
+CALENDAR = Calendar("Asia/Shanghai", (time(0), time(8), time(16)))
+CELLS = [("P1", "C1"), ("P1", "C2")]
+
+
+def factories() -> dict:
+    return {
+        "sec": lambda: SecProcessor(
+            SecSettings(CALENDAR, {"P1": Goal(0.925, 13450.0, 100.0, 0.38)})
+        ),
+        "anodes": lambda: AnodeCycleProcessor(
+            AnodeSettings(CALENDAR, {"P1": AnodeTargets()}, response=Response(0.05, 900.0, 300.0))
+        ),
+        "anode_effects": lambda: AnodeEffectProcessor(
+            AESettings(CALENDAR, {"P1": 8.0}, {"P1": 0.925})
+        ),
+    }
+
+
+def _batch(t0: int, t1: int, events: list[Event]) -> Batch:
+    times = list(range(t0, t1, 10 * NS))
+    n = len(times)
+    effect = [
+        35.0 if SHIFT_CHANGE - 300 * NS <= t < SHIFT_CHANGE + 120 * NS else 4.2 for t in times
+    ]
+    return Batch(
+        SampleBatch(
+            list(CELLS),
+            np.array([0, 1] * n, dtype=np.int64),
+            np.repeat(np.array(times, dtype=np.int64), 2),
+            np.array([v for v in effect for _ in range(2)]) + np.tile([0.0, 0.03], n),
+            np.full(2 * n, 300.0),
+            [None] * (2 * n),
+        ),
+        events,
+    )
+
+
+def first_batch() -> Batch:
+    events = [
+        Event("P1", "C1", SHIFT_CHANGE - 900 * NS, "anode_change", {"anode": 3, "block": "590"}),
+        Event("P1", "C2", SHIFT_CHANGE - 60 * NS, "metal_tap", {"metal_kg": 1200.0}),
+        Event(
+            "P1",
+            "C2",
+            SHIFT_CHANGE - 30 * NS,
+            "anode_change",
+            {"anode": 4, "block": "560", "butt_mm": 150.0},
+        ),
+    ]
+    return _batch(SHIFT_CHANGE - 1800 * NS, SHIFT_CHANGE + 60 * NS, events)
+
+
+def second_batch() -> Batch:
+    return _batch(SHIFT_CHANGE + 60 * NS, SHIFT_CHANGE + 1800 * NS, [])
