@@ -73,6 +73,10 @@ class AlarmProcessor:
         self._severity = {a.name: a.severity for a in alarms}
         self._settings = settings or {}
 
+    def alerts(self, points: list[Point]) -> list[Point]:
+        """Every transition it wrote pages (``processors.base.Alerting``)."""
+        return [p for p in points if p.measurement == MEASUREMENT]
+
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """The transitions of this batch in time order; derived fields are read from ``extra``."""
         state = state or {}

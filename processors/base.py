@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from processors.model import Batch, Point
+from processors.model import Batch, Point, SampleBatch
 
 
 class Processor(Protocol):
@@ -32,4 +32,26 @@ class Flushing(Processor, Protocol):
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Return the state and the points of every value not yet written."""
+        ...
+
+
+@runtime_checkable
+class Deriving(Processor, Protocol):
+    """A processor whose values are also fields of the raw ``cell`` points (derived fields).
+
+    The engine asks the first such processor for every sample of a batch, late ones too,
+    before the batch is encoded.
+    """
+
+    def derive(self, samples: SampleBatch) -> list[dict[str, float] | None]:
+        """Each sample's ``extra`` with the derived values added (new dicts; None: none)."""
+        ...
+
+
+@runtime_checkable
+class Alerting(Processor, Protocol):
+    """A processor some of whose points page somebody (alarm transitions)."""
+
+    def alerts(self, points: list[Point]) -> list[Point]:
+        """The points among those it produced that are to be sent as alerts."""
         ...

@@ -99,7 +99,11 @@ class DerivedProcessor:
             self._rules.append(_Rule(rule.name, expression, scope))
             known.add(rule.name)
 
-    def derive(self, samples: SampleBatch) -> Derivation:
+    def derive(self, samples: SampleBatch) -> list[dict[str, float] | None]:
+        """The batch's ``extra`` with the derived values added (``processors.base.Deriving``)."""
+        return self.derivation(samples).extra
+
+    def derivation(self, samples: SampleBatch) -> Derivation:
         """The batch's ``extra`` with the derived values added, and the failures."""
         values, failures = self._evaluate(samples)
         extra = list(samples.extra)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.config.models import load_config
+from collector.config.loader import load_config
 from tests.harness import ROOT
 from tests.servers import Mosquitto, find_binary
 

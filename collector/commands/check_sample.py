@@ -22,18 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
-from collector.config.models import Config, ConfigError, ConfigIssue
-from collector.runtime.service import decoder
-from collector.runtime.worker import rule_constants
+from collector import build
+from collector.config.models import Config
+from collector.config.yamlsource import ConfigError, ConfigIssue
+from collector.engine.batch import derived_extra, first_seen, in_order, sample_batch, sample_key
 from collector.source.decode import Decoded, EventRow, Rejection, SampleRow
 from processors.alarms import AlarmProcessor
 from processors.derived import DerivedProcessor
 from processors.expressions import parse_expression, unknown_names
 from processors.model import Batch, Point, SampleBatch
-from processors.ordering import late_mask
 
 FAR_FUTURE_NS = 2**62  # the decoder's "now": a sample file is history, never future
 
@@ -106,7 +105,7 @@ def _shape_problem(item: Any) -> tuple[str, str] | None:
 
 def run_sample(cfg: Config, path: Path) -> Report:
     """Decode every message of the file and apply the rules to what was accepted."""
-    dec = decoder(cfg)
+    dec = build.decoder(cfg)
     messages = []
     for number, topic, payload in read_sample(path):
         out = Decoded()
@@ -117,26 +116,20 @@ def run_sample(cfg: Config, path: Path) -> Report:
             Message(number, topic, name, list(out.samples), list(out.events), out.rejections)
         )
     rows = [s for m in messages for s in m.samples]
-    notes, keep = _dedup(rows)
+    fresh = first_seen([sample_key(p, c, ts) for p, c, ts, *_ in rows])
+    notes = ["" if new else "duplicate" for new in fresh]
+    keep = [k for k, new in enumerate(fresh) if new]
     batch = _batch([rows[k] for k in keep])
-    derived = DerivedProcessor(cfg.rules.derived, rule_constants(cfg))
-    extra = derived.derive(batch).extra
+    derived = DerivedProcessor(cfg.rules.derived, build.rule_constants(cfg))
+    batch.extra = derived_extra(derived, batch)
     fields: list[dict[str, float]] = [{} for _ in rows]
-    for k, e in zip(keep, extra, strict=True):
+    for k, e in zip(keep, batch.extra, strict=True):
         fields[k] = dict(e or {})
-    late, _ = late_mask(batch.cell_id, batch.ts_ns, str, {})
+    ordered, late, _ = in_order(batch, {})
     for k, is_late in zip(keep, late.tolist(), strict=True):
         notes[k] = "late" if is_late else notes[k]
-    in_order = SampleBatch(
-        batch.cells,
-        batch.cell_id[~late],
-        batch.ts_ns[~late],
-        batch.voltage_v[~late],
-        batch.current_ka[~late],
-        [e for e, lt in zip(extra, late.tolist(), strict=True) if not lt],
-    )
-    alarms = AlarmProcessor(cfg.rules.alarms, rule_constants(cfg))
-    _, points = alarms.apply(Batch(in_order, []), None)
+    alarms = AlarmProcessor(cfg.rules.alarms, build.rule_constants(cfg))
+    _, points = alarms.apply(Batch(ordered, []), None)
     return Report(
         source=str(path),
         messages=messages,
@@ -145,34 +138,20 @@ def run_sample(cfg: Config, path: Path) -> Report:
         alarms=points,
         derived={d.name: unknown_names(parse_expression(d.expr), ()) for d in cfg.rules.derived},
         alarm_rules=[(a.name, a.severity) for a in cfg.rules.alarms],
-        settings=rule_constants(cfg),
+        settings=build.rule_constants(cfg),
     )
 
 
-def _dedup(rows: list[SampleRow]) -> tuple[list[str], list[int]]:
-    """Notes per row ("duplicate" for a repeated potline, cell and ts) and the rows kept."""
-    seen: set[tuple[str, str, int]] = set()
-    notes, keep = [], []
-    for k, (potline, cell, ts, *_rest) in enumerate(rows):
-        if (potline, cell, ts) in seen:
-            notes.append("duplicate")
-            continue
-        seen.add((potline, cell, ts))
-        notes.append("")
-        keep.append(k)
-    return notes, keep
-
-
 def _batch(rows: list[SampleRow]) -> SampleBatch:
-    cells = sorted({(r[0], r[1]) for r in rows})
-    index = {c: k for k, c in enumerate(cells)}
-    return SampleBatch(
-        cells=cells,
-        cell_id=np.array([index[(r[0], r[1])] for r in rows], dtype=np.int64),
-        ts_ns=np.array([r[2] for r in rows], dtype=np.int64),
-        voltage_v=np.array([r[3] for r in rows], dtype=np.float64),
-        current_ka=np.array([r[4] for r in rows], dtype=np.float64),
-        extra=[r[5] for r in rows],
+    names = sorted({(r[0], r[1]) for r in rows})
+    index = {c: k for k, c in enumerate(names)}
+    return sample_batch(
+        names.__getitem__,
+        [index[(r[0], r[1])] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
     )
 
 

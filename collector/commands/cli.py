@@ -11,7 +11,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.config.models import Config, ConfigError, ConfigIssue, load_config
+from collector.config.loader import load_config
+from collector.config.models import Config
+from collector.config.yamlsource import ConfigError, ConfigIssue
 from collector.journal.locks import Busy
 
 DEFAULT_CONFIG = "config/cellmon.yaml"

@@ -34,12 +34,14 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from collector import build
 from collector.commands.cli import print_issues
 from collector.commands.embedded_broker import EmbeddedBroker
-from collector.config.models import ConfigError, load_config
+from collector.config.loader import load_config
+from collector.config.yamlsource import ConfigError
 from collector.journal import store as journal
 from collector.runtime.metrics import Metrics
-from collector.runtime.service import DEAD_LETTER_FILE, Service, templates
+from collector.runtime.service import Service
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
 from simulator.publisher import PublishCounts, PublishOptions, publish
@@ -269,8 +271,8 @@ class Demo:
         self.broker = broker
         self.feed = feed
         state = service.cfg.state_path
-        self.sink_path = state / service.cfg.sink.path
-        self.dead_letter_path = state / DEAD_LETTER_FILE
+        self.sink_path = build.sink_file(service.cfg) or state
+        self.dead_letter_path = state / build.DEAD_LETTER_FILE
         self.rates = Rates()
         self.caught_up = True
         self.worker_exit = 0
@@ -328,7 +330,7 @@ class Demo:
     def _wait_subscribed(self) -> bool:
         """Publish only once cellmon subscribed: until then messages would reach no one."""
         cfg = self.service.cfg
-        wanted = {t.subscription for t in templates(cfg)}
+        wanted = {t.subscription for t in build.templates(cfg)}
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
         while not wanted <= self.broker.subscriptions(cfg.mqtt.client_id):
             if time.monotonic() > deadline:

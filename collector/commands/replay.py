@@ -22,13 +22,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from collector import build
 from collector.commands.cli import load_or_exit
 from collector.config.models import Config
 from collector.journal import locks
 from collector.journal import store as journal
-from collector.runtime.service import DEAD_LETTER_FILE, SERVICE_LOCK, decoder
-from collector.runtime.worker import build_drain, build_engine
-from collector.source.deadletter import DeadLetters
+from collector.runtime.service import SERVICE_LOCK
 from collector.source.decode import Decoded
 from collector.source.topics import Route
 
@@ -98,11 +97,11 @@ class Replay:
         self.cfg = cfg
         self.path = path
         self.quiet = quiet or not sys.stderr.isatty()
-        self.decoder = decoder(cfg)
+        self.decoder = build.decoder(cfg)
         self.inbox = journal.Inbox(journal.connect_inbox(state))
-        self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
-        self.engine = build_engine(cfg, alerts=False)  # history pages nobody
-        self.drain = build_drain(cfg)
+        self.dead_letters = build.dead_letters(cfg)
+        self.engine = build.engine(cfg, alerts=False)  # history pages nobody
+        self.drain = build.drain(cfg)
 
     def run(self, chunk_rows: int) -> int:
         """Read, validate, journal and process every chunk; then write everything."""

@@ -18,9 +18,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
+from collector.engine.batch import (
+    derived_extra,
+    deriver_of,
+    empty_batch,
+    in_order,
+    sample_batch,
+)
 from collector.journal.store import EVENT, KPI, RAW, InboxRow, Store
 from collector.runtime.metrics import Metrics
 from collector.sinks.lineproto import (
@@ -30,10 +36,8 @@ from collector.sinks.lineproto import (
     encode_samples,
     series_prefix,
 )
-from processors.alarms import MEASUREMENT as ALARM
-from processors.base import Flushing, Processor
+from processors.base import Alerting, Flushing, Processor
 from processors.model import Batch, Event, Point, SampleBatch
-from processors.ordering import late_mask
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class Engine:
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
         self._prefixes: dict[int, str] = {}
         self._bad_cells: dict[int, str] = {}  # cell id -> why its series cannot be encoded
-        self._derive = _deriver(self.processors)
+        self._derive = deriver_of(self.processors)
         self._next_checkpoint_ns = 0
         self._replacements: list[Processor] = []
         self._lock = threading.Lock()
@@ -105,7 +109,7 @@ class Engine:
             new, self._replacements = {p.name: p for p in self._replacements}, []
         if new:
             self.processors = [new.get(p.name, p) for p in self.processors]
-            self._derive = _deriver(self.processors)
+            self._derive = deriver_of(self.processors)
             log.info("processors replaced: %s", ", ".join(new))
 
     def step(self) -> int:
@@ -120,12 +124,12 @@ class Engine:
         if not rows and not extra_points:
             return 0
         position = rows[-1][0] if rows else self._position
-        raw, n_late, kpi_points, states, failed = self._apply(rows)
+        raw, n_late, kpi_points, states, failed, paging = self._apply(rows)
         n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
         unencodable = self._keep([*raw[2], *kpi_rejected])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
         counts = {"late": n_late, "processor_errors": failed, "unencodable": unencodable}
-        alerts = self._alerts(kpi_points)
+        alerts = [self._alert(p) for p in paging] if self._alert is not None else []
         self.store.commit(position, states, chunks, now, counts, alerts)
         self._position = position
         self._states.update(states)
@@ -151,11 +155,6 @@ class Engine:
             f.writelines(f"# unencodable: {r.reason}\n# {r.what}\n" for r in rejected)
         return len(rejected)
 
-    def _alerts(self, points: list[Point]) -> list[tuple[str, bytes]]:
-        if self._alert is None:
-            return []
-        return [self._alert(p) for p in points if p.measurement == ALARM]
-
     def metrics(self, now_ns: int) -> Metrics:
         """A snapshot of the counters of every stage and of the outbox gauges."""
         lines, oldest = self.store.backlog()
@@ -178,8 +177,10 @@ class Engine:
         self.store.commit(self._position, states, [(KPI, n, body)], now, counts)
         self._states = states
 
-    def _apply(self, rows: list[InboxRow]) -> tuple[Encoded, int, list[Point], dict[str, Any], int]:
-        """(raw lines, late count, points, states, failures) of a batch; nothing committed.
+    def _apply(
+        self, rows: list[InboxRow]
+    ) -> tuple[Encoded, int, list[Point], dict[str, Any], int, list[Point]]:
+        """(raw lines, late count, points, states, failures, alerts) of a batch, uncommitted.
 
         A processor that raises keeps its previous state and loses this batch, counted in
         ``processor_errors``: one faulty processor must not stop the raw data or the others.
@@ -191,6 +192,7 @@ class Engine:
         points: list[Point] = []
         states: dict[str, Any] = {ORDERING_STATE: newest}
         failed = 0
+        paging: list[Point] = []
         for proc in self.processors:
             previous = self._states.get(proc.name)
             try:
@@ -200,45 +202,21 @@ class Engine:
                 states[proc.name], produced = previous, []
                 failed += 1
             points.extend(produced)
-        return raw, n_late, points, states, failed
+            if isinstance(proc, Alerting):
+                paging.extend(proc.alerts(produced))
+        return raw, n_late, points, states, failed, paging
 
     def _samples(self, rows: list[InboxRow]) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
         """Raw lines for every sample, and the in-order ones as a batch for integration."""
-        cells = self.store.cells
         if not rows:
-            i8, f8 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-            empty = SampleBatch([], i8, i8, f8, f8, [])
-            return empty, (0, b"", []), self._newest, 0
+            return empty_batch(), (0, b"", []), self._newest, 0
         _, cid, ts, _, v, i, body = zip(*rows, strict=True)
         extra = [orjson.loads(b) if b else None for b in body]
-        codes = np.fromiter(cid, dtype=np.int64, count=len(cid))
-        ts_arr = np.fromiter(ts, dtype=np.int64, count=len(ts))
-        if self._derive is not None:  # derived fields go to the raw points too, late ones included
-            u, loc = np.unique(codes, return_inverse=True)
-            everything = SampleBatch(
-                [cells.name(c) for c in u.tolist()],
-                loc.astype(np.int64),
-                ts_arr,
-                np.asarray(v, dtype=np.float64),
-                np.asarray(i, dtype=np.float64),
-                extra,
-            )
-            extra = self._derive(everything).extra
-        raw = self._raw(cid, ts, v, i, extra)
-        late, newest = late_mask(codes, ts_arr, self._cell_key, self._newest)
-        n_late = int(late.sum())
-        keep = ~late
-        kept = np.flatnonzero(keep)
-        uniq, local = np.unique(codes[keep], return_inverse=True)
-        batch = SampleBatch(
-            cells=[cells.name(c) for c in uniq.tolist()],
-            cell_id=local.astype(np.int64),
-            ts_ns=ts_arr[keep],
-            voltage_v=np.asarray(v, dtype=np.float64)[keep],
-            current_ka=np.asarray(i, dtype=np.float64)[keep],
-            extra=[extra[k] for k in kept.tolist()] if n_late else extra,
-        )
-        return batch, raw, newest, n_late
+        everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
+        everything.extra = derived_extra(self._derive, everything)
+        raw = self._raw(cid, ts, v, i, everything.extra)
+        batch, late, newest = in_order(everything, self._newest)
+        return batch, raw, newest, int(late.sum())
 
     def _raw(
         self,
@@ -280,10 +258,6 @@ class Engine:
     def _bad_sample(self, cid: int, ts: int, v: float, i: float, extra: Any) -> Rejected:
         potline, cell = self.store.cells.name(cid)
         return Rejected(self._bad_cells[cid], repr(("cell", potline, cell, ts, v, i, extra)))
-
-    def _cell_key(self, cid: int) -> str:
-        potline, cell = self.store.cells.name(cid)
-        return f"{potline}/{cell}"
 
     def _event(self, row: InboxRow) -> Event:
         potline, cell = self.store.cells.name(row[1])
@@ -329,13 +303,3 @@ class Engine:
             if stop.is_set():
                 return
             stop.wait(POLL_S)
-
-
-def _deriver(processors: Sequence[Processor]) -> Callable[[SampleBatch], Any] | None:
-    """The first processor with a ``derive`` method adds its fields to the raw points.
-
-    ``derive(samples)`` gives an object whose ``extra`` is the samples' ``extra`` with the
-    derived values added (``processors.derived.Derivation``).
-    """
-    derivers = [p for p in processors if hasattr(p, "derive")]
-    return derivers[0].derive if derivers else None

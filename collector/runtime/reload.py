@@ -14,7 +14,8 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from collector.config.models import RULES_DIR, Config, load_rules
+from collector.config.loader import load_rules
+from collector.config.models import RULES_DIR, Config
 
 
 class RulesWatcher:

@@ -11,41 +11,18 @@ import logging
 import multiprocessing
 import time
 
-from collector.config.models import Config, ConfigError
+from collector import build
+from collector.config.models import Config
+from collector.config.yamlsource import ConfigError
 from collector.journal import locks
 from collector.journal import store as journal
 from collector.runtime.metrics import Metrics
 from collector.runtime.reload import RulesWatcher
-from collector.runtime.worker import REJECTED_FILE, connection, run_worker
-from collector.source.deadletter import DeadLetters
-from collector.source.decode import Decoder, Limits
-from collector.source.mqtt import MqttSource
-from collector.source.topics import TopicRouter, TopicTemplate, compile_template
+from collector.runtime.worker import run_worker
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_FILE = "deadletter.jsonl"
 SERVICE_LOCK = "cellmon.lock"
-__all__ = ["DEAD_LETTER_FILE", "REJECTED_FILE", "Service"]
-
-
-def templates(cfg: Config) -> list[TopicTemplate]:
-    """The compiled input topic templates of the rules."""
-    return [compile_template(r.topic, r.kind, r.qos, r.mapping(), r.name) for r in cfg.rules.inputs]
-
-
-def decoder(cfg: Config) -> Decoder:
-    """A decoder with the configured limits."""
-    ing = cfg.ingest
-    limits = Limits(
-        max_payload_bytes=ing.max_payload_bytes,
-        future_tolerance_s=ing.future_tolerance_s,
-        voltage_min_v=ing.voltage_min_v,
-        voltage_max_v=ing.voltage_max_v,
-        current_min_ka=ing.current_min_ka,
-        current_max_ka=ing.current_max_ka,
-    )
-    return Decoder(TopicRouter(templates(cfg)), limits)
 
 
 class Service:
@@ -60,15 +37,8 @@ class Service:
         self.log_level = log_level
         state = cfg.state_path
         self._lock = locks.hold(state / SERVICE_LOCK)
-        self.dead_letters = DeadLetters(state / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
-        self.source = MqttSource(
-            connection(cfg),
-            decoder(cfg),
-            journal.Inbox(journal.connect_inbox(state)),
-            self.dead_letters,
-            ack_batch=cfg.ingest.ack_batch,
-            ack_interval_ms=cfg.ingest.ack_interval_ms,
-        )
+        self.dead_letters = build.dead_letters(cfg)
+        self.source = build.SOURCES["mqtt"](cfg, self.dead_letters)
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self._finish, self._reload = ctx.Event(), ctx.Event()
         self.rules = RulesWatcher(cfg)
@@ -114,7 +84,7 @@ class Service:
             return
         if cfg is None:
             return
-        self.source.reconfigure(decoder(cfg))
+        self.source.reconfigure(build.decoder(cfg))
         self._reload.set()
         self._count(rules_reloads=1)
         r = cfg.rules

@@ -1,19 +1,15 @@
-"""Where output points go: a store that accepts InfluxDB line protocol, or a file.
+"""Where output points go: the sink registry.
 
-A new sink is a module with a class following `Sink`, plus one line in `SINKS`.
+A sink is a module with its ``Config`` (the ``sink:`` section, keyed by ``type``) and a
+``build(cfg)``, following ``collector.sinks.base.SinkPlugin``; adding one is that module
+plus one line here. The config's ``sink`` union is made from this registry.
 """
 
-from collections.abc import Callable
+from collector.sinks import file, influx
+from collector.sinks.base import SinkPlugin
 
-from collector.sinks.base import Sink, SinkError
-from collector.sinks.file import FileSink
-from collector.sinks.influx_v1 import InfluxV1Sink
-from collector.sinks.influx_v2 import InfluxV2Sink
-
-SINKS: dict[str, Callable[..., Sink]] = {
-    "influx_v1": InfluxV1Sink,
-    "influx_v2": InfluxV2Sink,
-    "file": FileSink,
+SINKS: dict[str, SinkPlugin] = {
+    "influx": influx,
+    "file": file,
 }
-
-__all__ = ["SINKS", "FileSink", "InfluxV1Sink", "InfluxV2Sink", "Sink", "SinkError"]
+DEFAULT_SINK = "influx"

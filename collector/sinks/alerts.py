@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import orjson
 import paho.mqtt.client as mqtt
+from pydantic import AfterValidator
 
+from collector.config.schema import Section
 from collector.journal.store import AlertQueue
 from collector.source.mqtt import Connection, paho_client
 from processors.model import Point
@@ -26,6 +29,30 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2
 BATCH = 100
 ACK_TIMEOUT_S = 10.0
+
+
+ALERT_FIELDS = ("{potline}", "{cell}", "{rule}", "{severity}")
+
+
+def _alert_topic(topic: str) -> str:
+    """Alert topics are published to, so every level is literal or one of ALERT_FIELDS."""
+    for level in topic.split("/"):
+        if level in ALERT_FIELDS:
+            continue
+        if not level or any(c in level for c in "+#{}"):
+            raise ValueError(
+                f"{topic!r} has level {level!r}: levels are non-empty, without + or #, and "
+                f"placeholders ({', '.join(ALERT_FIELDS)}) are whole levels"
+            )
+    return topic
+
+
+class AlertsConfig(Section):
+    """Alarm transitions published over MQTT, for a control-room HMI or a pager gateway."""
+
+    topic: Annotated[str, AfterValidator(_alert_topic)] | None = None
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = True
 
 
 @dataclass(frozen=True, slots=True)

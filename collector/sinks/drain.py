@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.journal.store import Outbox
-from collector.sinks import Sink, SinkError
+from collector.sinks.base import Sink, SinkError
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,31 @@
 """Sink that appends line protocol to a local file, for the demo and for sites with no database."""
 
+from __future__ import annotations
+
 import os
 from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from collector.sinks.base import SinkError
+from collector.config.schema import NonEmpty
+from collector.sinks.base import SinkError, SinkOptions
+
+if TYPE_CHECKING:
+    from collector.config.models import Config as CellmonConfig
+
+
+class Config(SinkOptions):
+    """``sink: {type: file}``: line protocol appended to ``path`` in the state directory."""
+
+    type: Literal["file"]
+    path: NonEmpty = "points.lp"
+
+
+def build(cfg: CellmonConfig) -> FileSink:
+    """The file sink of a config whose ``sink.type`` is ``file``."""
+    options = cfg.sink
+    assert isinstance(options, Config)
+    return FileSink(cfg.state_path / options.path)
 
 
 class FileSink:

@@ -22,7 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import model_validator
 
+from collector.config.schema import Count, NonNegative, Positive, Section, fail
 from collector.sinks.lineproto import Unencodable, escape_field_key, escape_tag
 from collector.source.topics import Route, TopicRouter
 
@@ -48,16 +50,37 @@ SampleRow = tuple[str, str, int, float, float, dict[str, float] | None]
 EventRow = tuple[str, str, int, str, dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The physical bounds and tolerances a payload is checked against."""
+class IngestConfig(Section):
+    """Limits of the source stage.
 
-    max_payload_bytes: int = 262_144
-    future_tolerance_s: float = 300.0
+    Acknowledgements go out in small groups because brokers bound the unacknowledged QoS 1
+    messages in flight (Mosquitto: 20); a larger group would stall the broker.
+    """
+
+    ack_batch: Count = 20
+    ack_interval_ms: Positive = 5.0
+    max_payload_bytes: Count = 262144
+    future_tolerance_s: NonNegative = 300.0
+    dedup_window_s: NonNegative = 3600.0
     voltage_min_v: float = 0.0
     voltage_max_v: float = 100.0
     current_min_ka: float = 0.0
     current_max_ka: float = 1000.0
+    dead_letter_max_bytes: Count = 4096
+
+    @model_validator(mode="after")
+    def _ranges(self) -> IngestConfig:
+        problems = [
+            ((high,), f"must be above {low} ({getattr(self, low)}), got {getattr(self, high)}")
+            for low, high in (
+                ("voltage_min_v", "voltage_max_v"),
+                ("current_min_ka", "current_max_ka"),
+            )
+            if getattr(self, low) >= getattr(self, high)
+        ]
+        if problems:
+            fail(problems, self)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +167,7 @@ def _parse_rfc3339(value: str) -> int:
 class Decoder:
     """Turns (topic, payload) into sample and event rows or rejections."""
 
-    def __init__(self, router: TopicRouter, limits: Limits) -> None:
+    def __init__(self, router: TopicRouter, limits: IngestConfig) -> None:
         self.router = router
         self.limits = limits
         self._future_ns = int(limits.future_tolerance_s * 1e9)

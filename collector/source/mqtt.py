@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from pydantic import Field
 
+from collector.config.schema import EnvName, NonEmpty, Positive, Section
 from collector.journal.store import Inbox
 from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoded, Decoder, EventRow, Rejection, SampleRow
@@ -49,21 +51,45 @@ JOURNAL_RETRY_S = 1.0
 REMIND_EVERY_S = 300.0
 
 
-@dataclass(frozen=True, slots=True)
+class TlsConfig(Section):
+    """Files for TLS to the broker; relative paths are from the working directory."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class MqttConfig(Section):
+    """The broker connection. A stable client id lets the broker keep our session while down."""
+
+    host: NonEmpty = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: NonEmpty = "cellmon-1"
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, gt=0)
+    reconnect_max_s: Positive = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Connection:
-    """How to reach the broker; secrets already resolved from the environment."""
+    """How to reach the broker; secrets already resolved from the environment.
+
+    Built from ``MqttConfig`` in ``collector.build``: its defaults are the config's.
+    """
 
     host: str
     port: int
     client_id: str
+    keepalive_s: int
+    reconnect_max_s: float
     username: str | None = None
     password: str | None = None
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    keepalive_s: int = 30
-    reconnect_max_s: float = 30.0
 
 
 def paho_client(

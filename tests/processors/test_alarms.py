@@ -204,7 +204,7 @@ def test_alarm_on_a_derived_field() -> None:
     )
     rule = alarm("high_resistance", field="resistance_uohm", above=10.0)
     sb = samples(trace("P1/A01", [4.2, 4.8, 4.2]))
-    sb = replace(sb, extra=derived.derive(sb).extra)
+    sb = replace(sb, extra=derived.derive(sb))
     _, points = AlarmProcessor([rule]).apply(Batch(sb, []), None)
     assert [summary(p) for p in points] == [
         (60.0, "P1/A01", "high_resistance", "raised", pytest.approx(10.5)),

@@ -48,7 +48,7 @@ def rule(name: str, expr: str, **more: Any) -> DerivedRule:
 def test_pseudo_resistance_by_hand() -> None:
     # (4.2 - 1.65) / 300 * 1000 = 8.5 µΩ; (4.05 - 1.65) / 320 * 1000 = 7.5 µΩ
     samples = batch_of(("P1/A01", 4.2, 300.0, None), ("P1/A02", 4.05, 320.0, {"bath_temp_c": 960}))
-    derivation = DerivedProcessor([RESISTANCE], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([RESISTANCE], CONSTANTS).derivation(samples)
     assert derivation.extra == [
         {"resistance_uohm": pytest.approx(8.5)},
         {"bath_temp_c": 960, "resistance_uohm": pytest.approx(7.5)},
@@ -58,13 +58,13 @@ def test_pseudo_resistance_by_hand() -> None:
 
 def test_the_batch_is_not_modified() -> None:
     samples = batch_of(("P1/A01", 4.2, 300.0, {"bath_temp_c": 960.0}))
-    DerivedProcessor([RESISTANCE], CONSTANTS).derive(samples)
+    DerivedProcessor([RESISTANCE], CONSTANTS).derivation(samples)
     assert samples.extra == [{"bath_temp_c": 960.0}]
 
 
 def test_division_by_zero_leaves_the_value_absent_and_is_counted() -> None:
     samples = batch_of(("P1/A01", 4.2, 0.0, None), ("P1/A02", 4.2, 300.0, None))
-    derivation = DerivedProcessor([RESISTANCE], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([RESISTANCE], CONSTANTS).derivation(samples)
     assert derivation.extra == [None, {"resistance_uohm": pytest.approx(8.5)}]
     assert derivation.failures == {("resistance_uohm", "P1", "math_error"): 1}
 
@@ -77,7 +77,7 @@ def test_missing_optional_field_leaves_the_value_absent_and_is_counted() -> None
         ("P1/A02", 4.2, 300.0, {"noise_uohm": 12.0}),
         ("P2/B01", 4.2, 300.0, None),
     )
-    derivation = DerivedProcessor([superheat], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([superheat], CONSTANTS).derivation(samples)
     assert derivation.extra == [
         {"bath_temp_c": 965.0, "superheat_k": 15.0},
         {"noise_uohm": 12.0},
@@ -96,7 +96,7 @@ def test_potline_settings_by_potline() -> None:
     samples = batch_of(
         ("P1/A01", 4.2, 300.0, None), ("P2/B01", 4.2, 300.0, None), ("P9/Z01", 4.2, 300.0, None)
     )
-    derivation = DerivedProcessor([sec, per_anode], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([sec, per_anode], CONSTANTS).derivation(samples)
     assert derivation.extra == [
         {"sec_kwh_per_t": pytest.approx(13530.81, abs=0.01), "ka_per_anode": 7.5},
         {"sec_kwh_per_t": pytest.approx(13906.67, abs=0.01), "ka_per_anode": 12.5},
@@ -112,7 +112,7 @@ def test_later_rules_read_earlier_derived_fields() -> None:
     # 8.5 µΩ and 9.5 µΩ ((4.5 - 1.65) / 300 * 1000); flag above 9 µΩ
     high = rule("high_resistance", "resistance_uohm > 9")
     samples = batch_of(("P1/A01", 4.2, 300.0, None), ("P1/A02", 4.5, 300.0, None))
-    derivation = DerivedProcessor([RESISTANCE, high], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([RESISTANCE, high], CONSTANTS).derivation(samples)
     assert derivation.extra == [
         {"resistance_uohm": pytest.approx(8.5), "high_resistance": 0.0},
         {"resistance_uohm": pytest.approx(9.5), "high_resistance": 1.0},
@@ -121,7 +121,7 @@ def test_later_rules_read_earlier_derived_fields() -> None:
 
 def test_an_absent_earlier_field_makes_the_later_one_missing() -> None:
     high = rule("high_resistance", "resistance_uohm > 9")
-    derivation = DerivedProcessor([RESISTANCE, high], CONSTANTS).derive(
+    derivation = DerivedProcessor([RESISTANCE, high], CONSTANTS).derivation(
         batch_of(("P1/A01", 4.2, 0.0, None))
     )
     assert derivation.extra == [None]
@@ -138,7 +138,7 @@ def test_row_by_row_expressions_give_the_same_values() -> None:
         "line_current_ka > 0 and (cell_voltage_v - 1.65) / line_current_ka * 1000",
     )
     samples = batch_of(("P1/A01", 4.2, 300.0, None), ("P1/A02", 4.05, 320.0, None))
-    derivation = DerivedProcessor([guarded], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([guarded], CONSTANTS).derivation(samples)
     assert derivation.extra == [
         {"resistance_uohm": pytest.approx(8.5)},
         {"resistance_uohm": pytest.approx(7.5)},
@@ -148,7 +148,7 @@ def test_row_by_row_expressions_give_the_same_values() -> None:
 def test_potline_scope() -> None:
     scoped = rule("resistance_uohm", RESISTANCE.expr, potlines=["P2"])
     samples = batch_of(("P1/A01", 4.2, 0.0, None), ("P2/B01", 4.2, 300.0, None))
-    derivation = DerivedProcessor([scoped], CONSTANTS).derive(samples)
+    derivation = DerivedProcessor([scoped], CONSTANTS).derivation(samples)
     assert derivation.extra == [None, {"resistance_uohm": pytest.approx(8.5)}]
     assert derivation.failures == {}  # P1's division by zero is outside the rule
 
@@ -157,14 +157,14 @@ def test_pass_through_fields_listed_under_fields() -> None:
     # 120 kg of alumina over 300 kA: 0.4 kg/kA
     feed = rule("feed_kg_per_ka", "alumina_feed_kg / line_current_ka", fields=["alumina_feed_kg"])
     samples = batch_of(("P1/A01", 4.2, 300.0, {"alumina_feed_kg": 120.0}))
-    [extra] = DerivedProcessor([feed], CONSTANTS).derive(samples).extra
+    [extra] = DerivedProcessor([feed], CONSTANTS).derivation(samples).extra
     assert extra == {"alumina_feed_kg": 120.0, "feed_kg_per_ka": pytest.approx(0.4)}
 
 
 def test_no_rules_and_no_samples() -> None:
     samples = batch_of(("P1/A01", 4.2, 300.0, {"bath_temp_c": 960.0}))
-    assert DerivedProcessor([], CONSTANTS).derive(samples).extra == [{"bath_temp_c": 960.0}]
-    empty = DerivedProcessor([RESISTANCE], CONSTANTS).derive(batch_of())
+    assert DerivedProcessor([], CONSTANTS).derivation(samples).extra == [{"bath_temp_c": 960.0}]
+    empty = DerivedProcessor([RESISTANCE], CONSTANTS).derivation(batch_of())
     assert (empty.extra, empty.failures) == ([], {})
 
 
@@ -211,7 +211,7 @@ def test_apply_without_failures_writes_nothing() -> None:
 def test_values_are_floats() -> None:
     flag = rule("running", "line_current_ka > 100")
     [extra] = (
-        DerivedProcessor([flag], CONSTANTS).derive(batch_of(("P1/A01", 4.2, 300.0, None))).extra
+        DerivedProcessor([flag], CONSTANTS).derivation(batch_of(("P1/A01", 4.2, 300.0, None))).extra
     )
     assert (
         extra is not None and type(extra["running"]) is float and not math.isnan(extra["running"])

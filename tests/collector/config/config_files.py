@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config.models import ConfigError, load_config
+from collector.config.loader import load_config
+from collector.config.yamlsource import ConfigError
 
 MINIMAL = """\
 plant:

@@ -4,15 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.config.models import (
-    Config,
-    ConfigError,
-    ConfigIssue,
-    Targets,
-    check,
-    load_config,
-    secret,
-)
+from collector.config.loader import check, load_config
+from collector.config.models import Config, Targets, secret
+from collector.config.yamlsource import ConfigError, ConfigIssue
 from tests.collector.config.config_files import MINIMAL, RULES, issues_of, write
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,7 +53,6 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("influx.timeout_s", 10.0),
         ("influx.gzip", True),
         ("sink.type", "influx"),
-        ("sink.path", "points.lp"),
         ("sink.batch_lines", 5000),
         ("sink.flush_interval_s", 1.0),
         ("sink.max_buffer_mib", 1024.0),
@@ -302,6 +295,36 @@ sink:
 plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:2: sink.batch_lines: must be >= 1, got 0",
+    ),
+    (
+        "sink-type",
+        """\
+plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
+sink:
+  type: kafka
+""",
+        "cellmon.yaml:3: sink.type: must be one of 'influx', 'file', got 'kafka'",
+    ),
+    (
+        "sink-key-of-another-type",
+        """\
+plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
+sink:
+  type: influx
+  paht: points.lp
+""",
+        "cellmon.yaml:4: sink.paht: unknown key; expected one of: type, batch_lines, "
+        "flush_interval_s, max_buffer_mib, retry_max_s, shutdown_s",
+    ),
+    (
+        "file-sink-typo",
+        """\
+plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
+sink:
+  type: file
+  paht: points.lp
+""",
+        "cellmon.yaml:4: sink.paht: unknown key; did you mean 'path'?",
     ),
     (
         "override-bound",

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.config.models import ConfigError, PotlineConfig, Targets, load_config
+from collector.config.loader import load_config
+from collector.config.models import PotlineConfig, Targets
 from collector.config.rules import AlarmRule
+from collector.config.yamlsource import ConfigError
 from processors.expressions import CELL_CONSTANTS
 from tests.collector.config.config_files import MINIMAL, RULES, write
 

@@ -68,12 +68,11 @@ class Doubling:
     name = "derived"
     factor = 2.0
 
-    def derive(self, sb: Any) -> Any:
+    def derive(self, sb: Any) -> list[dict[str, float] | None]:
         volts = sb.voltage_v.tolist()
-        extra = [
+        return [
             {**(e or {}), "twice": self.factor * v} for e, v in zip(sb.extra, volts, strict=True)
         ]
-        return type(sb)(sb.cells, sb.cell_id, sb.ts_ns, sb.voltage_v, sb.current_ka, extra)
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         return (state or 0) + 1, []
@@ -104,9 +103,12 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
 
 
 class Alarming:
-    """Raises an alarm on the first sample of each batch."""
+    """Raises an alarm on the first sample of each batch; says so as ``Alerting``."""
 
     name = "alarms"
+
+    def alerts(self, points: list[Point]) -> list[Point]:
+        return points
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         tags = (("potline", "P1"), ("cell", "C1"), ("rule", "hot"), ("severity", "critical"))

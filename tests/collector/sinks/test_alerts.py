@@ -133,7 +133,13 @@ def test_alerts_wait_in_the_journal_while_the_broker_is_down(tmp_path: Path) -> 
     alerts = [(f"t/{k}", orjson.dumps({"k": k})) for k in range(3)]
     store.commit(0, {}, [], 0, {}, alerts)
     queue = journal.AlertQueue(journal.connect_journal(state))
-    conn = Connection("127.0.0.1", broker.port, f"cellmon-{uuid4().hex[:6]}", reconnect_max_s=1)
+    conn = Connection(
+        host="127.0.0.1",
+        port=broker.port,
+        client_id=f"cellmon-{uuid4().hex[:6]}",
+        keepalive_s=30,
+        reconnect_max_s=1,
+    )
     publisher = AlertPublisher(conn, queue)
     stop = threading.Event()
     thread = threading.Thread(target=publisher.run, args=(stop,))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.journal import store as journal
-from collector.sinks import SinkError
+from collector.sinks.base import SinkError
 from collector.sinks.drain import Drain
 
 T = 1_709_251_200_000_000_000

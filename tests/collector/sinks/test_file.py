@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.sinks import FileSink, SinkError
+from collector.sinks.base import SinkError
+from collector.sinks.file import FileSink
 
 BATCH_1 = (
     b'cell,potline=P1,cell=C01 voltage_v=4.213,anode=7i,complete=true,note="tap" '

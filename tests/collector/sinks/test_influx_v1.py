@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.sinks import InfluxV1Sink, SinkError
+from collector.sinks.base import SinkError
+from collector.sinks.influx_v1 import InfluxV1Sink
 from tests.servers import InfluxV1
 
 # 2023-11-14T22:13:20.123456789Z and one minute and one nanosecond later.

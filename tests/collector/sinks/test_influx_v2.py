@@ -11,7 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from collector.sinks import InfluxV2Sink, SinkError
+from collector.sinks.base import SinkError
+from collector.sinks.influx_v2 import InfluxV2Sink
 from tests.servers import VictoriaMetrics
 
 # 2023-11-14T22:13:20.123456789Z and one minute and one nanosecond later.

@@ -1,7 +1,7 @@
 import pytest
 
 from collector.source import decode as decode_module
-from collector.source.decode import Decoded, Decoder, Limits, parse_ts
+from collector.source.decode import Decoded, Decoder, IngestConfig, parse_ts
 from collector.source.topics import TopicRouter, compile_template
 
 NOW_MS = 1_709_251_200_000  # 2024-03-01T00:00:00Z
@@ -18,7 +18,7 @@ def decoder() -> Decoder:
             compile_template("smelter/{potline}/{cell}/event", "event"),
         ]
     )
-    return Decoder(router, Limits(max_payload_bytes=1024))
+    return Decoder(router, IngestConfig(max_payload_bytes=1024))
 
 
 def decode(decoder: Decoder, topic: str, payload: bytes) -> Decoded:
@@ -296,7 +296,7 @@ def roomy() -> Decoder:
             compile_template("smelter/{potline}/{cell}/event", "event"),
         ]
     )
-    return Decoder(router, Limits())
+    return Decoder(router, IngestConfig())
 
 
 def nested(depth: int, open_: bytes = b'{"a":', close: bytes = b"}") -> bytes:

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 
 from collector.journal import store as journal
 from collector.sinks.lineproto import encode_point, encode_samples, series_prefix
-from collector.source.decode import MAX_DEPTH, Decoded, Decoder, Limits
+from collector.source.decode import MAX_DEPTH, Decoded, Decoder, IngestConfig
 from collector.source.topics import TopicRouter, compile_template
 from processors.events import EventPoints
 from processors.model import Batch, Event, SampleBatch
 
 NOW_MS = 1_709_251_200_000
 NOW_NS = NOW_MS * 1_000_000
-LIMITS = Limits(max_payload_bytes=64 * 1024)
+LIMITS = IngestConfig(max_payload_bytes=64 * 1024)
 MESSAGE_REASONS = {"bad_topic", "too_large", "too_deep", "not_utf8", "not_json", "decode_error"}
 OBJECT_REASONS = {
     "not_object",

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.config.models import load_config
-from collector.runtime.service import decoder as build_decoder
+from collector.build import decoder as build_decoder
+from collector.config.loader import load_config
 from collector.source.decode import Decoded, Decoder
 
 NOW_MS = 1_709_251_200_000  # 2024-03-01T00:00:00Z

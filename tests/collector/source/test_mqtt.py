@@ -19,7 +19,7 @@ import pytest
 
 from collector.journal import store as journal
 from collector.source.deadletter import DeadLetters, read_dead_letters
-from collector.source.decode import Decoder, EventRow, Limits, SampleRow
+from collector.source.decode import Decoder, EventRow, IngestConfig, SampleRow
 from collector.source.mqtt import Connection, MqttSource
 from collector.source.topics import TopicRouter, compile_template
 from tests.harness import wait_for
@@ -46,6 +46,17 @@ class PoisonedInbox(journal.Inbox):
         return super().append(samples, events, counts)
 
 
+def connection(port: int, **credentials: str) -> Connection:
+    return Connection(
+        host="127.0.0.1",
+        port=port,
+        client_id="cellmon-t",
+        keepalive_s=30,
+        reconnect_max_s=30.0,
+        **credentials,  # type: ignore[arg-type]
+    )
+
+
 def message(mid: int, topic: str, payload: dict[str, Any]) -> mqtt.MQTTMessage:
     msg = mqtt.MQTTMessage(mid, topic.encode())
     msg.payload = orjson.dumps(payload)
@@ -70,8 +81,8 @@ def make_source(state: Path, inbox: journal.Inbox) -> MqttSource:
         ]
     )
     source = MqttSource(
-        Connection("127.0.0.1", 1, "test"),
-        Decoder(router, Limits()),
+        connection(1),
+        Decoder(router, IngestConfig()),
         inbox,
         DeadLetters(state / "deadletter.jsonl"),
         clock=lambda: NOW_NS,
@@ -150,10 +161,10 @@ def test_a_refused_login_backs_off_and_is_logged_once(
     settings = f"allow_anonymous false\npassword_file {passwords}\n"
     with Mosquitto(tmp_path / "broker", extra_config=settings) as broker:
         router = TopicRouter([compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")])
-        conn = Connection("127.0.0.1", broker.port, "cellmon-t", "cellmon", "wrong")
+        conn = connection(broker.port, username="cellmon", password="wrong")
         source = MqttSource(
             conn,
-            Decoder(router, Limits()),
+            Decoder(router, IngestConfig()),
             journal.Inbox(journal.connect_inbox(state)),
             DeadLetters(state / "deadletter.jsonl"),
         )
@@ -241,8 +252,8 @@ def test_no_puback_leaves_before_the_commit_of_its_message(state: Path) -> None:
     client = RecordingClient(script, log)
     router = TopicRouter([compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")])
     source = MqttSource(
-        Connection("127.0.0.1", 1, "test"),
-        Decoder(router, Limits()),
+        connection(1),
+        Decoder(router, IngestConfig()),
         LoggedInbox(journal.connect_inbox(state), log),
         DeadLetters(state / "deadletter.jsonl"),
         ack_batch=20,

@@ -1,0 +1,269 @@
+"""The only code that turns the config into running parts, and the registries of those parts.
+
+Config and runtime are two things: the frozen ``Config`` holds every default, and only the
+objects built here hold sockets, threads and the journal. Every command (``run``,
+``replay``, ``demo``, ``check --sample``) builds through these functions, so they cannot
+drift apart.
+
+Adding a part is one module plus one line:
+- a processor: its module in ``processors/`` and an entry in ``PROCESSORS`` (in the order
+  processors see each batch);
+- a source: its module in ``collector/source/`` and a line in ``SOURCES``;
+- a sink: its module in ``collector/sinks/`` (a ``Config`` keyed by ``type`` and a
+  ``build``) and a line in ``collector.sinks.SINKS``, which the config's ``sink`` union is
+  made from, so it lives beside the sinks rather than here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from collector.config.models import Config
+from collector.engine.engine import Engine
+from collector.journal import store as journal
+from collector.sinks import SINKS
+from collector.sinks.alerts import AlertFormat, AlertPublisher
+from collector.sinks.base import Sink
+from collector.sinks.drain import Drain
+from collector.source.deadletter import DeadLetters
+from collector.source.decode import Decoder
+from collector.source.mqtt import Connection, MqttSource
+from collector.source.topics import TopicRouter, TopicTemplate, compile_template
+from processors.ae import AESettings, AnodeEffectProcessor, Pfc
+from processors.alarms import AlarmProcessor
+from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.base import Processor
+from processors.derived import DerivedProcessor
+from processors.energy import Goal
+from processors.events import EventPoints
+from processors.periods import Calendar
+from processors.sec import SecProcessor, SecSettings
+
+DEAD_LETTER_FILE = "deadletter.jsonl"
+REJECTED_FILE = "rejected.lp"
+
+
+class ProcessorEntry(NamedTuple):
+    """A registered processor: how to build it, and whether the rules files configure it."""
+
+    build: Callable[[Config], Processor]
+    rules: bool = False  # built from the rules: rebuilt when they are reloaded
+
+
+def _derived(cfg: Config) -> Processor:
+    return DerivedProcessor(cfg.rules.derived, rule_constants(cfg))
+
+
+def _alarms(cfg: Config) -> Processor:
+    return AlarmProcessor(cfg.rules.alarms, rule_constants(cfg))
+
+
+PROCESSORS: tuple[ProcessorEntry, ...] = (
+    ProcessorEntry(_derived, rules=True),  # first: alarms and raw points see derived fields
+    ProcessorEntry(_alarms, rules=True),
+    ProcessorEntry(lambda cfg: EventPoints()),
+    ProcessorEntry(lambda cfg: SecProcessor(sec_settings(cfg))),
+    ProcessorEntry(lambda cfg: AnodeCycleProcessor(anode_settings(cfg))),
+    ProcessorEntry(lambda cfg: AnodeEffectProcessor(ae_settings(cfg))),
+)
+
+
+def processors(cfg: Config) -> list[Processor]:
+    """Every registered processor, in the order they see each batch."""
+    return [entry.build(cfg) for entry in PROCESSORS]
+
+
+def rule_processors(cfg: Config) -> list[Processor]:
+    """The processors the rules files configure: rebuilt when the rules are reloaded."""
+    return [entry.build(cfg) for entry in PROCESSORS if entry.rules]
+
+
+# The processors' views of the config.
+
+
+def calendar(cfg: Config) -> Calendar:
+    """Shifts, days and months in the plant's time zone."""
+    return Calendar(cfg.plant.timezone, cfg.plant.shift_times)
+
+
+def sec_settings(cfg: Config) -> SecSettings:
+    """The kWh/t processor's view of the config."""
+    plant = cfg.plant
+    goals = {
+        p.id: Goal(
+            current_efficiency=p.current_efficiency,
+            baseline_kwh_per_t=p.baseline_sec_kwh_per_t,
+            savings_goal_kwh_per_t=cfg.targets_for(p.id).sec_savings_kwh_per_t,
+            tariff_cny_per_kwh=plant.tariff_cny_per_kwh,
+        )
+        for p in plant.potlines
+    }
+    return SecSettings(
+        calendar=calendar(cfg),
+        goals=goals,
+        max_gap_s=plant.max_gap_s,
+        update_interval_s=plant.kpi_update_s,
+        complete_grace_s=plant.complete_grace_s,
+    )
+
+
+def anode_settings(cfg: Config) -> AnodeSettings:
+    """The anode-cycle processor's view of the config."""
+    targets = {}
+    for p in cfg.plant.potlines:
+        t = cfg.targets_for(p.id)
+        targets[p.id] = AnodeTargets(
+            t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
+        )
+    r = cfg.anode_response
+    return AnodeSettings(
+        calendar=calendar(cfg),
+        targets=targets,
+        complete_grace_s=cfg.plant.complete_grace_s,
+        response=Response(r.band_v, r.window_s, r.pre_window_s),
+    )
+
+
+def ae_settings(cfg: Config) -> AESettings:
+    """The anode-effect processor's view of the config."""
+    potlines = cfg.plant.potlines
+    pfc = cfg.pfc
+    return AESettings(
+        calendar=calendar(cfg),
+        thresholds_v={p.id: cfg.targets_for(p.id).anode_effect_threshold_v for p in potlines},
+        current_efficiency={p.id: p.current_efficiency for p in potlines},
+        pfc=Pfc(pfc.slope_cf4, pfc.c2f6_ratio, pfc.gwp_cf4, pfc.gwp_c2f6),
+        min_duration_s=pfc.min_duration_s,
+        max_gap_s=cfg.plant.max_gap_s,
+        update_interval_s=cfg.plant.kpi_update_s,
+        complete_grace_s=cfg.plant.complete_grace_s,
+    )
+
+
+def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
+    """Each potline's numeric settings, by the names rule expressions use."""
+    constants = {}
+    for p in cfg.plant.potlines:
+        t = cfg.targets_for(p.id)
+        constants[p.id] = {
+            "current_efficiency": p.current_efficiency,
+            "baseline_sec_kwh_per_t": p.baseline_sec_kwh_per_t,
+            "anodes_per_cell": float(p.anodes_per_cell),
+            "sec_savings_kwh_per_t": t.sec_savings_kwh_per_t,
+            "anode_cycle_days": t.anode_cycle_days,
+            "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
+            "anode_effect_threshold_v": t.anode_effect_threshold_v,
+        }
+    return constants
+
+
+# The source stage.
+
+
+def templates(cfg: Config) -> list[TopicTemplate]:
+    """The compiled input topic templates of the rules."""
+    return [compile_template(r.topic, r.kind, r.qos, r.mapping(), r.name) for r in cfg.rules.inputs]
+
+
+def decoder(cfg: Config) -> Decoder:
+    """A decoder of the rules' inputs, with the configured limits."""
+    return Decoder(TopicRouter(templates(cfg)), cfg.ingest)
+
+
+def connection(cfg: Config) -> Connection:
+    """Broker address and credentials, secrets resolved from the environment."""
+    m = cfg.mqtt
+    tls = m.tls
+    return Connection(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id,
+        username=cfg.secret(m.username_env),
+        password=cfg.secret(m.password_env),
+        tls=tls is not None,
+        ca_file=tls.ca_file if tls else None,
+        cert_file=tls.cert_file if tls else None,
+        key_file=tls.key_file if tls else None,
+        keepalive_s=m.keepalive_s,
+        reconnect_max_s=m.reconnect_max_s,
+    )
+
+
+def dead_letters(cfg: Config) -> DeadLetters:
+    """The dead-letter store of the state directory."""
+    return DeadLetters(cfg.state_path / DEAD_LETTER_FILE, cfg.ingest.dead_letter_max_bytes)
+
+
+def mqtt_source(cfg: Config, letters: DeadLetters) -> MqttSource:
+    """The MQTT source feeding the state directory's inbox."""
+    return MqttSource(
+        connection(cfg),
+        decoder(cfg),
+        journal.Inbox(journal.connect_inbox(cfg.state_path)),
+        letters,
+        ack_batch=cfg.ingest.ack_batch,
+        ack_interval_ms=cfg.ingest.ack_interval_ms,
+    )
+
+
+SOURCES: dict[str, Callable[[Config, DeadLetters], MqttSource]] = {
+    "mqtt": mqtt_source,
+}
+
+
+# The processor and sink stages.
+
+
+def engine(cfg: Config, *, alerts: bool = True) -> Engine:
+    """The processor stage over the state directory's journal.
+
+    ``alerts=False`` for history (a replay): its alarms are written, and page nobody.
+    """
+    state = cfg.state_path
+    store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    topic = cfg.alerts.topic if alerts else None
+    return Engine(
+        store,
+        processors(cfg),
+        instance=cfg.instance_name,
+        metrics_interval_s=cfg.metrics_interval_s,
+        dedup_window_s=cfg.ingest.dedup_window_s,
+        alerts=AlertFormat(topic) if topic else None,
+        rejected_path=state / REJECTED_FILE,
+    )
+
+
+def sink(cfg: Config) -> Sink:
+    """The configured sink; its secret comes from the environment, never from YAML."""
+    return SINKS[cfg.sink.type].build(cfg)
+
+
+def drain(cfg: Config) -> Drain:
+    """The sink stage over the state directory's outbox."""
+    s = cfg.sink
+    return Drain(
+        journal.Outbox(journal.connect_journal(cfg.state_path)),
+        sink(cfg),
+        rejected_path=cfg.state_path / REJECTED_FILE,
+        batch_lines=s.batch_lines,
+        flush_interval_s=s.flush_interval_s,
+        max_buffer_bytes=int(s.max_buffer_mib * 2**20),
+        retry_max_s=s.retry_max_s,
+        shutdown_s=s.shutdown_s,
+    )
+
+
+def alert_publisher(cfg: Config) -> AlertPublisher | None:
+    """The alert publisher, when alerts have a topic."""
+    if cfg.alerts.topic is None:
+        return None
+    queue = journal.AlertQueue(journal.connect_journal(cfg.state_path))
+    return AlertPublisher(connection(cfg), queue, qos=cfg.alerts.qos, retain=cfg.alerts.retain)
+
+
+def sink_file(cfg: Config) -> Path | None:
+    """The file the file sink writes, or None for another sink."""
+    path = getattr(cfg.sink, "path", None)
+    return cfg.state_path / path if cfg.sink.type == "file" and path else None
