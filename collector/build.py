@@ -29,7 +29,8 @@ from collector.sinks.base import Sink
 from collector.sinks.drain import Drain
 from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoder
-from collector.source.mqtt import Connection, MqttSource
+from collector.source.mqtt import MqttSource
+from collector.source.mqtt_client import Connection
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.alarms import AlarmProcessor

@@ -45,7 +45,22 @@ from processors.alarm_rules import (
 )
 from processors.model import Batch, Point, SampleBatch
 
-__all__ = ["MEASUREMENT", "AlarmProcessor", "AlarmRule"]
+__all__ = ["MEASUREMENT", "AlarmProcessor", "AlarmRule", "standing"]
+
+
+def standing(state: Any) -> dict[tuple[str, str], list[str]]:
+    """(potline, cell) → the rules of its alarms raised now, from a checkpointed state.
+
+    The state is committed with every batch, so this is exactly what the ``alarm`` points
+    say, without reading them back (the demo's live view).
+    """
+    raised: dict[tuple[str, str], list[str]] = {}
+    for rule, entries in sorted((state or {}).get("alarms", {}).items()):
+        for key, (_, up) in entries.items():
+            if up:
+                potline, cell = key.split("/", 1)
+                raised.setdefault((potline, cell), []).append(rule)
+    return raised
 
 
 class AlarmProcessor:

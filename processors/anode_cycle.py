@@ -135,7 +135,7 @@ class _State:
 
     @classmethod
     def of(cls, state: Mapping[str, Any] | None) -> _State:
-        state = legacy.upgraded(state, _from_legacy)
+        state = legacy.upgraded(state, legacy.anode_cycle)
         if not state:
             return cls()
         by_cell = cells_from_json(state["history"], dict)
@@ -165,38 +165,6 @@ class _State:
             "newest": self.newest,
             "overdue_day": self.overdue_day,
         }
-
-
-def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
-    """The state of the previous release: "potline/cell/anode" keys, positional lists."""
-    history: dict[str, Any] = {}
-    for key, t in old.get("history", {}).items():
-        potline, cell, anode = key.split("/")
-        history.setdefault(potline, {}).setdefault(cell, {})[anode] = t
-    names = ("changes", "known", "cycle_sum_days", "on_target", "target_block")
-    pending = [
-        {
-            "position": [*key.split("/")[:2], int(key.split("/")[2])],
-            "ts_ns": t_change,
-            "pre_v": pre,
-            "tags": tags,
-            "fields": fields,
-            "peak_v": peak,
-            "left": bool(left),
-        }
-        for key, (_, t_change, pre, peak, left, tags, fields) in old.get("pending", {}).items()
-    ]
-    return {
-        "history": history,
-        "ledger": legacy.ledger(old, lambda a: (a[-1], dict(zip(names, a[:-1], strict=True)))),
-        "levels": legacy.by_cell(
-            old.get("levels", {}),
-            lambda buckets: {b: {"sum_v": x[0], "samples": x[1]} for b, x in buckets.items()},
-        ),
-        "pending": pending,
-        "newest": int(old.get("newest", 0)),
-        "overdue_day": int(old.get("overdue_day", 0)),
-    }
 
 
 def _buckets_of(data: Mapping[str, Any]) -> dict[int, Bucket]:

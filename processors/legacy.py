@@ -49,3 +49,35 @@ def by_cell(old: Mapping[str, Any], value: Callable[[Any], Any]) -> Json:
 def last_samples(old: Mapping[str, Any]) -> Json:
     """Old ``last``: "potline/cell" -> [ts_ns, voltage_v, current_ka]."""
     return by_cell(old, lambda s: {"ts_ns": int(s[0]), "voltage_v": s[1], "current_ka": s[2]})
+
+
+def anode_cycle(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of the previous release: "potline/cell/anode" keys, positional lists."""
+    history: dict[str, Any] = {}
+    for key, t in old.get("history", {}).items():
+        potline, cell, anode = key.split("/")
+        history.setdefault(potline, {}).setdefault(cell, {})[anode] = t
+    names = ("changes", "known", "cycle_sum_days", "on_target", "target_block")
+    pending = [
+        {
+            "position": [*key.split("/")[:2], int(key.split("/")[2])],
+            "ts_ns": t_change,
+            "pre_v": pre,
+            "tags": tags,
+            "fields": fields,
+            "peak_v": peak,
+            "left": bool(left),
+        }
+        for key, (_, t_change, pre, peak, left, tags, fields) in old.get("pending", {}).items()
+    ]
+    return {
+        "history": history,
+        "ledger": ledger(old, lambda a: (a[-1], dict(zip(names, a[:-1], strict=True)))),
+        "levels": by_cell(
+            old.get("levels", {}),
+            lambda buckets: {b: {"sum_v": x[0], "samples": x[1]} for b, x in buckets.items()},
+        ),
+        "pending": pending,
+        "newest": int(old.get("newest", 0)),
+        "overdue_day": int(old.get("overdue_day", 0)),
+    }

@@ -14,49 +14,47 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import logging
 import shutil
 import signal
-import sqlite3
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
 from pathlib import Path
 
-from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
 from collector import build
 from collector.commands.cli import print_issues
+from collector.commands.demo_feed import Feed
+from collector.commands.demo_view import (
+    Rates,
+    SinkTail,
+    cells_table,
+    duration,
+    log_to,
+    raised_alarms,
+    reasons_table,
+)
 from collector.commands.embedded_broker import EmbeddedBroker
 from collector.config.loader import load_config
 from collector.config.yamlsource import ConfigError
-from collector.journal import store as journal
 from collector.runtime.metrics import Metrics
 from collector.runtime.service import Service
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
-from simulator.publisher import PublishCounts, PublishOptions, publish
+from simulator.publisher import PublishOptions
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 1.0
-RATE_WINDOW_S = 2.0
-SLICE_WALL_S = 1.0
 BACKLOG_S = 8 * 3600.0  # without --duration-s: replay the last shift, then follow the clock
 CATCH_UP_TIMEOUT_S = 30.0
 SUBSCRIBE_TIMEOUT_S = 30.0
-TAIL_BYTES = 64 * 1024
-LATEST_CELLS = 8
-ANODE_EFFECT_V = 8.0
 MARKER_FILE = ".cellmon-demo"
 
 log = logging.getLogger(__name__)
@@ -191,75 +189,6 @@ def _feed(args: argparse.Namespace, port: int, stop: threading.Event) -> Feed:
     return Feed(sim, options, args.speed, stop)
 
 
-@dataclass
-class Feed:
-    """Publishes the simulation in slices of about a second of wall time until stopped.
-
-    Slices let the publisher stop within a second and switch to real time once the
-    simulation has caught up with the clock (the pipeline rejects samples from the future).
-    """
-
-    sim: PotlineSim
-    options: PublishOptions
-    speed: float
-    stop: threading.Event
-    counts: PublishCounts = field(default_factory=PublishCounts)
-    simulated_s: float = 0.0
-    error: OSError | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="demo-simulator", daemon=True).start()
-
-    def fail(self, error: OSError) -> None:
-        """End before starting: nothing is published."""
-        log.error("simulator not started: %s", error)
-        self.error = error
-        self.done.set()
-
-    def _run(self) -> None:
-        try:
-            self._publish_until_stopped()
-        except OSError as exc:  # broker refused, stalled or went away
-            log.error("simulator stopped: %s", exc)
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def _publish_until_stopped(self) -> None:
-        t = self.sim.start_ns
-        for index in itertools.count():
-            speed = self.speed if t + self._span_ns(self.speed) <= time.time_ns() else 1.0
-            if speed == 1.0 and self.stop.wait(max(0, t - time.time_ns()) / NS_PER_S):
-                return
-            if self.stop.is_set():
-                return
-            end = t + self._span_ns(speed)
-            # Each slice spoils other messages, reproducibly for a given --seed, and has its
-            # own client id: amqtt clears the queue of a session whose id connects again.
-            options = replace(
-                self.options,
-                speed=speed,
-                seed=self.options.seed * 2**32 + index,
-                client_id=f"{self.options.client_id}-{index}",
-            )
-            self._add(publish(self.sim, t, end, options))
-            self.simulated_s = (end - self.sim.start_ns) / NS_PER_S
-            t = end
-
-    @staticmethod
-    def _span_ns(speed: float) -> int:
-        return round(SLICE_WALL_S * speed * NS_PER_S)
-
-    def _add(self, part: PublishCounts) -> None:
-        c = self.counts
-        c.samples += part.samples
-        c.events += part.events
-        c.messages += part.messages
-        c.duplicates += part.duplicates
-        c.malformed.update(part.malformed)
-
-
 class Demo:
     """The running demo: feed, service and what is shown of them.
 
@@ -323,7 +252,7 @@ class Demo:
         console = Console()
         tail = SinkTail(self.sink_path)
         first = self._view(tail, Metrics())
-        with Live(first, console=console, auto_refresh=False) as live, _log_to(console):
+        with Live(first, console=console, auto_refresh=False) as live, log_to(console):
             for metrics in self._ticks(stop, duration_s, 1 / REFRESH_PER_S):
                 live.update(self._view(tail, metrics), refresh=True)
 
@@ -360,17 +289,17 @@ class Demo:
         feed = self.feed
         header = Text(
             f"cellmon demo · potline P1 · {len(feed.sim.cell_ids)} cells · "
-            f"{feed.speed:g}× real time · {_duration(feed.simulated_s)} simulated",
+            f"{feed.speed:g}× real time · {duration(feed.simulated_s)} simulated",
             style="bold",
         )
         top = Table.grid(padding=(0, 4))
-        top.add_row(self._counters(m), _reasons_table(m.rejected_by_reason))
+        top.add_row(self._counters(m), reasons_table(m.rejected_by_reason))
         footer = Text(
             f"output {self.sink_path}\ndead letters {self.dead_letter_path}\nCtrl-C to stop",
             style="dim",
         )
         raised = raised_alarms(self.service.cfg.state_path)
-        return Group(header, top, _cells_table(tail.latest(), raised), footer)
+        return Group(header, top, cells_table(tail.latest(), raised), footer)
 
     def _counters(self, m: Metrics) -> Table:
         rates = self.rates
@@ -391,7 +320,7 @@ class Demo:
         m, counts = self.service.metrics, self.feed.counts
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(m.rejected_by_reason.items()))
         lines = [
-            f"cellmon demo: {self.elapsed_s:.1f} s, {_duration(self.feed.simulated_s)} of "
+            f"cellmon demo: {self.elapsed_s:.1f} s, {duration(self.feed.simulated_s)} of "
             f"potline P1 simulated ({len(self.feed.sim.cell_ids)} cells)",
             f"  simulator:  published {counts.summary()}",
             f"  collector:  received {m.messages} messages, {m.received} objects: "
@@ -411,153 +340,3 @@ class Demo:
         if self.worker_exit:
             lines.append(f"  the processing worker failed (exit code {self.worker_exit})")
         return "\n".join(lines)
-
-
-class Rates:
-    """Messages and samples per second over the last couple of seconds."""
-
-    def __init__(self) -> None:
-        self._history: deque[tuple[float, int, int]] = deque()
-        self.messages_per_s = 0.0
-        self.samples_per_s = 0.0
-
-    def add(self, metrics: Metrics) -> None:
-        now = time.monotonic()
-        history = self._history
-        history.append((now, metrics.messages, metrics.received))
-        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW_S:
-            history.popleft()
-        t0, messages0, received0 = history[0]
-        if now > t0:
-            self.messages_per_s = (metrics.messages - messages0) / (now - t0)
-            self.samples_per_s = (metrics.received - received0) / (now - t0)
-
-
-@dataclass(frozen=True)
-class CellReading:
-    """One raw sample of a cell, as written to the sink."""
-
-    cell: str
-    voltage_v: float
-    current_ka: float
-    time_ns: int
-
-
-class SinkTail:
-    """The latest ``cell`` points of the sink file: what the pipeline really wrote.
-
-    Only the file's last bytes are read, so a refresh costs the same however long the run.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def latest(self, count: int = LATEST_CELLS) -> list[CellReading]:
-        """The newest reading of ``count`` cells, in name order so that rows stay put.
-
-        A cell in an anode effect comes first, so that it is seen whichever cell it is.
-        """
-        newest: dict[str, CellReading] = {}
-        for line in self._tail_lines():
-            reading = _parse_cell_line(line)
-            if reading:
-                newest[reading.cell] = reading
-        ranked = sorted(newest.values(), key=lambda r: (r.voltage_v <= ANODE_EFFECT_V, r.cell))
-        return ranked[:count]
-
-    def _tail_lines(self) -> list[str]:
-        try:
-            with self.path.open("rb") as f:
-                size = f.seek(0, 2)
-                f.seek(max(0, size - TAIL_BYTES))
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        lines = data.decode("utf-8", errors="replace").split("\n")
-        return lines[1:] if len(data) == TAIL_BYTES else lines  # the first may be cut
-
-
-def _parse_cell_line(line: str) -> CellReading | None:
-    """A ``cell`` line's cell, voltage and current; None for any other line."""
-    if not line.startswith("cell,"):
-        return None
-    parts = line.split(" ")
-    if len(parts) != 3:
-        return None
-    head, fields, stamp = parts
-    tags = dict(tag.split("=", 1) for tag in head.split(",")[1:] if "=" in tag)
-    values = dict(f.split("=", 1) for f in fields.split(",") if "=" in f)
-    try:
-        return CellReading(
-            tags["cell"], float(values["voltage_v"]), float(values["current_ka"]), int(stamp)
-        )
-    except (KeyError, ValueError):
-        return None
-
-
-def _reasons_table(reasons: Mapping[str, int]) -> Table:
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="red")
-    table.add_column(justify="right")
-    table.add_row("[bold]rejected by reason[/bold]", "")
-    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
-        table.add_row(reason, f"{count:,}")
-    return table
-
-
-def raised_alarms(state_dir: Path) -> dict[str, list[str]]:
-    """Cell → the rules of its alarms standing now, from the alarm processor's checkpoint.
-
-    The checkpoint is committed with every batch, so this is exactly what the ``alarm``
-    points say, without scanning the output for them.
-    """
-    try:
-        conn = journal.connect_journal(state_dir)
-        try:
-            state = journal.read_state(conn, "alarms") or {}
-        finally:
-            conn.close()
-    except sqlite3.Error:  # being created: nothing raised yet
-        return {}
-    raised: dict[str, list[str]] = {}
-    for rule, entries in sorted(state.get("alarms", {}).items()):
-        for key, (_, up) in entries.items():
-            if up:
-                raised.setdefault(key.split("/", 1)[1], []).append(rule)
-    return raised
-
-
-def _cells_table(readings: list[CellReading], raised: Mapping[str, list[str]]) -> Table:
-    table = Table(
-        title="latest samples written", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1)
-    )
-    for name in ("cell", "sample time (UTC)", "voltage V", "current kA", "alarms"):
-        table.add_column(name, justify="right" if name.endswith(("V", "kA")) else "left")
-    for r in readings:
-        voltage = f"{r.voltage_v:.3f}"
-        if r.voltage_v > ANODE_EFFECT_V:
-            voltage = f"[bold red]anode effect {voltage}[/bold red]"
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time_ns / NS_PER_S))
-        alarms = ", ".join(raised.get(r.cell, []))
-        table.add_row(r.cell, stamp, voltage, f"{r.current_ka:.2f}", f"[red]{alarms}[/red]")
-    return table
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-@contextlib.contextmanager
-def _log_to(console: Console) -> Iterator[None]:
-    """Log lines above the live view: written straight to stderr they would tear it."""
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    root.handlers = [RichHandler(console=console, show_path=False)]
-    try:
-        yield
-    finally:
-        root.handlers = saved

@@ -34,7 +34,7 @@ from collector.sinks.alerts import AlertsConfig
 from collector.sinks.base import SinkOptions
 from collector.sinks.influx import InfluxConfig
 from collector.source.decode import IngestConfig
-from collector.source.mqtt import MqttConfig
+from collector.source.mqtt_client import MqttConfig
 
 RULES_DIR = "rules"
 

@@ -21,7 +21,7 @@ from pydantic import AfterValidator
 
 from collector.config.schema import Section
 from collector.journal.store import AlertQueue
-from collector.source.mqtt import Connection, paho_client
+from collector.source.mqtt_client import Connection, paho_client
 from processors.model import Point
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,9 @@ raise out of ``Decoder.decode``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,24 +24,24 @@ from pydantic import model_validator
 
 from collector.config.schema import Count, NonNegative, Positive, Section, fail
 from collector.sinks.lineproto import Unencodable, escape_field_key, escape_tag
+from collector.source.payload import (
+    MAX_DEPTH,
+    Invalid,
+    OutOfRange,
+    check_storable,
+    depth,
+    dump,
+    lenient_json,
+    parse_ts,
+)
 from collector.source.topics import Route, TopicRouter
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _MIN_TS_NS = 946_684_800_000_000_000  # 2000-01-01: earlier means an unset controller clock
 _TELEMETRY_KEYS = frozenset(("ts", "cell_voltage_v", "line_current_ka"))
 _OPTIONAL_NUMBERS = ("bath_temp_c", "noise_uohm")
 _RESERVED_FIELDS = frozenset(("time", "voltage_v", "current_ka"))
-MAX_DEPTH = 32
-# ``ts`` as RFC 3339 section 5.6 writes it: full-date "T" full-time, with an offset.
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
-)
 # What the line protocol cannot carry in a string field.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
 _KEY_CACHE_LIMIT = 10_000
 
 SampleRow = tuple[str, str, int, float, float, dict[str, float] | None]
@@ -108,60 +106,9 @@ class Decoded:
         self.rejections.clear()
 
 
-class Invalid(Exception):
-    """Internal signal from a field check: reason code and detail."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-class OutOfRange:
-    """A JSON number no float can hold (``1e400``, a 400-digit integer), kept by its text.
-
-    Only the lenient parser makes these; the checks reject them as ``out_of_bounds`` where
-    a number is read, and anywhere else in an event.
-    """
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
 def _is_number(x: object) -> bool:
     t = type(x)
     return t is float or t is int
-
-
-def parse_ts(value: object) -> int:
-    """Return the UTC nanoseconds of a contract timestamp (epoch ms or RFC 3339 with offset)."""
-    if type(value) is int:
-        return value * 1_000_000
-    if type(value) is str:
-        return _parse_rfc3339(value)
-    if type(value) is OutOfRange:
-        raise Invalid("out_of_bounds", f"ts: {value!r} does not fit a number")
-    raise Invalid("wrong_type", f"ts: expected epoch ms or an RFC 3339 string, got {value!r}")
-
-
-def _parse_rfc3339(value: str) -> int:
-    """Exactly RFC 3339 (``t`` and ``z`` too), to the nanosecond; other ISO 8601 is refused."""
-    m = _RFC3339.fullmatch(value)
-    if m is None:
-        raise Invalid("bad_ts", f"ts: not an RFC 3339 timestamp: {value!r}")
-    date, time, fraction, offset = m.groups()
-    zone = "+00:00" if offset in ("Z", "z") else offset
-    try:
-        dt = datetime.fromisoformat(f"{date}T{time}{zone}")
-    except ValueError:
-        raise Invalid("bad_ts", f"ts: not a valid date and time: {value!r}") from None
-    ns = int((fraction or "").ljust(9, "0"))
-    return ((dt - _EPOCH) // _MICROSECOND) * 1000 + ns
 
 
 class Decoder:
@@ -196,7 +143,7 @@ class Decoder:
             detail = f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}"
             out.rejections.append(Rejection(topic, "too_large", detail, payload))
             return
-        if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
+        if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and depth(payload) > MAX_DEPTH:
             detail = f"payload nested deeper than {MAX_DEPTH} levels"
             out.rejections.append(Rejection(topic, "too_deep", detail, payload))
             return
@@ -204,8 +151,10 @@ class Decoder:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as err:
-            doc = _lenient_json(topic, payload, err, out)
-            if doc is None:
+            try:
+                doc = lenient_json(payload, err)
+            except Invalid as bad:
+                out.rejections.append(Rejection(topic, bad.reason, bad.detail, payload))
                 return
             lenient = True
         if route.mapping is not None:
@@ -246,7 +195,7 @@ class Decoder:
             if type(obj) is not dict:
                 raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
             if lenient:
-                _check_storable(obj)
+                check_storable(obj)
             where = (route.potline, route.cell)
             if route.mapping is None:
                 fields = obj
@@ -260,11 +209,11 @@ class Decoder:
             else:
                 out.events.append(_event(where, fields, ts_ns))
         except Invalid as bad:
-            raw = payload if single else _dump(obj)
+            raw = payload if single else dump(obj)
             detail = bad.detail if route.mapping is None else route.mapping.relabel(bad.detail)
             out.rejections.append(Rejection(topic, bad.reason, detail, raw))
         except Exception as err:  # a case no check foresaw: this object only
-            raw = payload if single else _dump(obj)
+            raw = payload if single else dump(obj)
             detail = f"{type(err).__name__}: {err}"
             out.rejections.append(Rejection(topic, "decode_error", detail, raw))
 
@@ -417,65 +366,3 @@ def _check_anode_change(data: dict[str, Any]) -> None:
         _check_tag(block, "block")
     if "butt_mm" in data:
         _number(data, "butt_mm", 0.0, math.inf)
-
-
-def _depth(payload: bytes) -> int:
-    """How deep the brackets of a payload nest, strings left out; no parser recursion."""
-    depth = deepest = 0
-    for b in _BRACKETS.findall(_JSON_STRING.sub(b"", payload)):
-        depth += 1 if b in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _lenient_json(topic: str, payload: bytes, err: Exception, out: Decoded) -> Any:
-    """Parse what orjson refused when it is only non-finite numbers, so they can be named.
-
-    ``NaN`` and ``1e999`` are not JSON, but controllers send them; the stdlib parser reads
-    them, and the per-object checks then reject just the objects that carry them. Numbers
-    no float holds become ``OutOfRange`` (``out_of_bounds``); integers past 64 bits become
-    floats, as orjson reads them. The stdlib lets lone surrogates through: ``_one`` checks.
-    """
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as uerr:
-        detail = f"payload is not UTF-8: {uerr}"
-        out.rejections.append(Rejection(topic, "not_utf8", detail, payload))
-        return None
-    try:
-        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
-    except ValueError:
-        out.rejections.append(Rejection(topic, "not_json", f"payload is not JSON: {err}", payload))
-        return None
-
-
-def _parse_int(text: str) -> int | float | OutOfRange:
-    n = int(text)
-    if -(2**63) <= n < 2**64:
-        return n
-    try:
-        return float(n)
-    except OverflowError:
-        return OutOfRange(text)
-
-
-def _parse_float(text: str) -> float | OutOfRange:
-    x = float(text)
-    return x if math.isfinite(x) else OutOfRange(text)
-
-
-def _check_storable(obj: dict[str, Any]) -> None:
-    """A lone surrogate, which the stdlib parser keeps, cannot be stored (nor be UTF-8)."""
-    try:
-        orjson.dumps(obj, default=repr)
-    except TypeError as err:
-        raise Invalid("bad_utf8", f"a string is not valid Unicode: {err}") from None
-
-
-def _dump(obj: Any) -> bytes:
-    """Serialise a rejected array element; the stdlib keeps NaN visible where orjson nulls it."""
-    text = json.dumps(obj, default=repr, ensure_ascii=False)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: escaped, so the dead letter shows it
-        return json.dumps(obj, default=repr).encode()

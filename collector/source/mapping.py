@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.source.decode import Invalid
+from collector.source.payload import Invalid
 from collector.source.topics import valid_level
 
 Convert = Callable[[float], float]

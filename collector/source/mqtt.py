@@ -28,16 +28,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from pydantic import Field
+from paho.mqtt.enums import MQTTErrorCode
 
-from collector.config.schema import EnvName, NonEmpty, Positive, Section
 from collector.journal.store import Inbox
 from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoded, Decoder, EventRow, Rejection, SampleRow
+from collector.source.mqtt_client import ClientFactory, Connection, FailureLog, source_client
 from collector.source.topics import TopicTemplate
 
 log = logging.getLogger(__name__)
@@ -47,75 +45,6 @@ MISC_EVERY_S = 1.0
 # The journal's own failures: they say nothing about the message, so it waits for the disk.
 JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
 JOURNAL_RETRY_S = 1.0
-# A refused login or an unreachable broker is logged once, then reminded of this often.
-REMIND_EVERY_S = 300.0
-
-
-class TlsConfig(Section):
-    """Files for TLS to the broker; relative paths are from the working directory."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-
-class MqttConfig(Section):
-    """The broker connection. A stable client id lets the broker keep our session while down."""
-
-    host: NonEmpty = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: NonEmpty = "cellmon-1"
-    username_env: EnvName | None = None
-    password_env: EnvName | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, gt=0)
-    reconnect_max_s: Positive = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Connection:
-    """How to reach the broker; secrets already resolved from the environment.
-
-    Built from ``MqttConfig`` in ``collector.build``: its defaults are the config's.
-    """
-
-    host: str
-    port: int
-    client_id: str
-    keepalive_s: int
-    reconnect_max_s: float
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-
-def paho_client(
-    conn: Connection, client_id: str, *, clean_session: bool, manual_ack: bool = False
-) -> mqtt.Client:
-    """A paho client with the connection's credentials and TLS, not yet connected."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
-        manual_ack=manual_ack,
-    )
-    if conn.username is not None:
-        client.username_pw_set(conn.username, conn.password)
-    if conn.tls:  # with no ca_file, the system's CA certificates
-        client.tls_set(ca_certs=conn.ca_file, certfile=conn.cert_file, keyfile=conn.key_file)
-    return client
-
-
-def source_client(conn: Connection) -> mqtt.Client:
-    """The source's client: its own id, a persistent session, acknowledgements by hand."""
-    return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
-
-
-ClientFactory = Callable[[Connection], mqtt.Client]
 
 
 class MqttSource:
@@ -150,7 +79,7 @@ class MqttSource:
         self._pending: list[tuple[int, int]] = []
         # per message of the group: (topic, payload, end of its samples, events, rejections)
         self._marks: list[tuple[str, bytes, int, int, int]] = []
-        self._failure = _FailureLog()
+        self._failure = FailureLog()
         self._accepted_login = False
         self._stopping = threading.Event()
         self._next: Decoder | None = None
@@ -406,36 +335,3 @@ class MqttSource:
                     return False
             except Exception as err:
                 return f"{type(err).__name__}: {err}"
-
-
-class _FailureLog:
-    """One log line per distinct connection failure, and a reminder while it lasts.
-
-    A broker that refuses a wrong password answers every attempt the same way: half a
-    million identical lines a day would bury everything else in the log.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._last: str | None = None
-        self._since = 0.0
-        self._attempts = 0
-        self._reminded = 0.0
-
-    def report(self, what: str) -> None:
-        """Log a failure if it is new, or if it has lasted another ``REMIND_EVERY_S``."""
-        now = self._clock()
-        self._attempts += 1
-        if what != self._last:
-            self._last, self._since, self._reminded, self._attempts = what, now, now, 1
-            log.error("%s (retrying with backoff)", what)
-        elif now - self._reminded >= REMIND_EVERY_S:
-            self._reminded = now
-            minutes = (now - self._since) / 60
-            log.error("still failing: %s (%d attempts in %.0f min)", what, self._attempts, minutes)
-
-    def recovered(self) -> None:
-        """Connected again: the next failure is news."""
-        if self._last is not None:
-            log.info("connection restored after %d failed attempts", self._attempts)
-        self._last = None

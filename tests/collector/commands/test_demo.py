@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collector.commands.demo import raised_alarms
+from collector.commands.demo_view import raised_alarms
 from collector.journal import store as journal
 from collector.source.deadletter import read_dead_letters
 

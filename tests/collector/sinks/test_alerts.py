@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.journal import store as journal
 from collector.sinks.alerts import AlertFormat, AlertPublisher
-from collector.source.mqtt import Connection
+from collector.source.mqtt_client import Connection
 from processors.model import Point
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto

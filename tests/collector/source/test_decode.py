@@ -1,7 +1,8 @@
 import pytest
 
 from collector.source import decode as decode_module
-from collector.source.decode import Decoded, Decoder, IngestConfig, parse_ts
+from collector.source.decode import Decoded, Decoder, IngestConfig
+from collector.source.payload import parse_ts
 from collector.source.topics import TopicRouter, compile_template
 
 NOW_MS = 1_709_251_200_000  # 2024-03-01T00:00:00Z
@@ -395,7 +396,7 @@ def test_an_unforeseen_exception_rejects_the_message_and_takes_back_its_rows(
     def broken(obj: object) -> bytes:
         raise RuntimeError("dump broke")
 
-    monkeypatch.setattr(decode_module, "_dump", broken)
+    monkeypatch.setattr(decode_module, "dump", broken)
     good = b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300}'
     out = Decoded()
     decoder.decode(TELEMETRY, good, NOW_NS, out)

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from collector.journal import store as journal
 from collector.sinks.lineproto import encode_point, encode_samples, series_prefix
-from collector.source.decode import MAX_DEPTH, Decoded, Decoder, IngestConfig
+from collector.source.decode import Decoded, Decoder, IngestConfig
+from collector.source.payload import MAX_DEPTH
 from collector.source.topics import TopicRouter, compile_template
 from processors.events import EventPoints
 from processors.model import Batch, Event, SampleBatch

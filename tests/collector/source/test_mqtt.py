@@ -20,7 +20,8 @@ import pytest
 from collector.journal import store as journal
 from collector.source.deadletter import DeadLetters, read_dead_letters
 from collector.source.decode import Decoder, EventRow, IngestConfig, SampleRow
-from collector.source.mqtt import Connection, MqttSource
+from collector.source.mqtt import MqttSource
+from collector.source.mqtt_client import Connection
 from collector.source.topics import TopicRouter, compile_template
 from tests.harness import wait_for
 from tests.servers import Mosquitto, find_binary
@@ -176,7 +177,7 @@ def test_a_refused_login_backs_off_and_is_logged_once(
             backoff(n)
 
         source._backoff = recorded  # type: ignore[method-assign]
-        with caplog.at_level(logging.INFO, logger="collector.source.mqtt"):
+        with caplog.at_level(logging.INFO, logger="collector.source"):
             source.start()
             wait_for(lambda: len(failures) >= 4, 30, lambda: str(failures))
             source.stop()
