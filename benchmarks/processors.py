@@ -13,13 +13,13 @@ from datetime import time as clock_time
 
 import numpy as np
 
-from processors.ae import AESettings, AnodeEffectProcessor
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
-from processors.energy import Goal
+from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.energy import Goal
+from processors.kpi.periods import Calendar
+from processors.kpi.sec import SecProcessor, SecSettings
 from processors.model import Batch, SampleBatch
 from processors.ordering import late_mask
-from processors.periods import Calendar
-from processors.sec import SecProcessor, SecSettings
 from simulator.payloads import PotlineSim
 
 NS = 1_000_000_000

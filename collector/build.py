@@ -32,15 +32,15 @@ from collector.source.decode import Decoder
 from collector.source.mqtt import MqttSource
 from collector.source.mqtt_client import Connection
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
-from processors.ae import AESettings, AnodeEffectProcessor, Pfc
-from processors.alarms import AlarmProcessor
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.base import Processor
-from processors.derived import DerivedProcessor
-from processors.energy import Goal
 from processors.events import EventPoints
-from processors.periods import Calendar
-from processors.sec import SecProcessor, SecSettings
+from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.energy import Goal
+from processors.kpi.periods import Calendar
+from processors.kpi.sec import SecProcessor, SecSettings
+from processors.rules.alarms import AlarmProcessor
+from processors.rules.derived import DerivedProcessor
 
 DEAD_LETTER_FILE = "deadletter.jsonl"
 REJECTED_FILE = "rejected.lp"

@@ -29,10 +29,10 @@ from collector.config.models import Config
 from collector.config.yamlsource import ConfigError, ConfigIssue
 from collector.engine.batch import derived_extra, first_seen, in_order, sample_batch, sample_key
 from collector.source.decode import Decoded, EventRow, Rejection, SampleRow
-from processors.alarms import AlarmProcessor
-from processors.derived import DerivedProcessor
-from processors.expressions import parse_expression, unknown_names
 from processors.model import Batch, Point, SampleBatch
+from processors.rules.alarms import AlarmProcessor
+from processors.rules.derived import DerivedProcessor
+from processors.rules.expressions import parse_expression, unknown_names
 
 FAR_FUTURE_NS = 2**62  # the decoder's "now": a sample file is history, never future
 

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from collector.journal import store as journal
 from collector.runtime.metrics import Metrics
-from processors import alarms
-from processors.alarms import AlarmProcessor
+from processors.rules import alarms
+from processors.rules.alarms import AlarmProcessor
 from simulator.parameters import NS_PER_S
 
 RATE_WINDOW_S = 2.0

@@ -24,7 +24,7 @@ from collector.config.schema import (
     show,
 )
 from collector.config.yamlsource import KeyPath
-from processors.expressions import (
+from processors.rules.expressions import (
     CELL_CONSTANTS,
     FUNCTIONS,
     SAMPLE_FIELDS,

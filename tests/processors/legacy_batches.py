@@ -6,12 +6,12 @@ from datetime import UTC, datetime, time
 
 import numpy as np
 
-from processors.ae import AESettings, AnodeEffectProcessor
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
-from processors.energy import Goal
+from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.energy import Goal
+from processors.kpi.periods import Calendar
+from processors.kpi.sec import SecProcessor, SecSettings
 from processors.model import Batch, Event, SampleBatch
-from processors.periods import Calendar
-from processors.sec import SecProcessor, SecSettings
 
 NS = 1_000_000_000
 SHIFT_CHANGE = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS

@@ -12,16 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.config.rules import AlarmRule, DerivedRule
-from processors.ae import AESettings, AnodeEffectProcessor
-from processors.alarms import AlarmProcessor
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.base import Processor
-from processors.derived import DerivedProcessor
-from processors.energy import Goal
 from processors.events import EventPoints
+from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.energy import Goal
+from processors.kpi.periods import Calendar
+from processors.kpi.sec import SecProcessor, SecSettings
 from processors.model import Batch, Event, Point
-from processors.periods import Calendar
-from processors.sec import SecProcessor, SecSettings
+from processors.rules.alarms import AlarmProcessor
+from processors.rules.derived import DerivedProcessor
 from processors.testing import (
     anode_change,
     at_rate,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from collector.config.rules import DerivedRule
-from processors.derived import DerivedProcessor
-from processors.expressions import ExpressionError
 from processors.model import Batch, Point, SampleBatch
+from processors.rules.derived import DerivedProcessor
+from processors.rules.expressions import ExpressionError
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

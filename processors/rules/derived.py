@@ -22,8 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from processors.expressions import CELL_CONSTANTS, SAMPLE_FIELDS, Expression, compile_expression
 from processors.model import Batch, FieldValue, Point, SampleBatch
+from processors.rules.expressions import (
+    CELL_CONSTANTS,
+    SAMPLE_FIELDS,
+    Expression,
+    compile_expression,
+)
 
 MISSING, MATH_ERROR = "missing_field", "math_error"
 REASONS = (MISSING, MATH_ERROR)

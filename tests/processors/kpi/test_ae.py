@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.periods import Calendar
 from processors.model import Batch, SampleBatch
-from processors.periods import Calendar
 
 NS = 1_000_000_000
 H = 3600 * NS

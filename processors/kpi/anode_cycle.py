@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from processors import legacy
-from processors.ledger import (
+from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
@@ -24,8 +24,8 @@ from processors.ledger import (
     cells_to_json,
     period_at,
 )
+from processors.kpi.periods import KINDS, Calendar
 from processors.model import AnodeChange, Batch, Event, FieldValue, Point, SampleBatch
-from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, time
 import numpy as np
 import pytest
 
-from processors.periods import Calendar, period_index
+from processors.kpi.periods import Calendar, period_index
 
 NS = 1_000_000_000
 SHIFTS = (time(0), time(8), time(16))

@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from processors import legacy
-from processors.energy import Goal, measured_ce_pct, sec_fields
-from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
-from processors.ledger import (
+from processors.kpi.energy import Goal, measured_ce_pct, sec_fields
+from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
+from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
     newest_by_potline,
     period_at,
 )
+from processors.kpi.periods import KINDS, Calendar
 from processors.model import Batch, MetalTap, Point
-from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
 

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from processors.alarm_rules import (
+from processors.model import Batch, Point, SampleBatch
+from processors.rules.alarm_rules import (
     CLEARED,
     COLUMNS,
     MEASUREMENT,
@@ -43,7 +44,6 @@ from processors.alarm_rules import (
     Limit,
     alarm_point,
 )
-from processors.model import Batch, Point, SampleBatch
 
 __all__ = ["MEASUREMENT", "AlarmProcessor", "AlarmRule", "standing"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.energy import (
+from processors.kpi.energy import (
     FARADAY_T_PER_KAH,
     Goal,
     aluminium_t,

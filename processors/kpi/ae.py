@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from processors import legacy
-from processors.energy import FARADAY_T_PER_KAH
-from processors.integrate import LastSamples, integrate, last_from_json, last_to_json
-from processors.ledger import (
+from processors.kpi.energy import FARADAY_T_PER_KAH
+from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
+from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
@@ -32,8 +32,8 @@ from processors.ledger import (
     newest_by_potline,
     period_at,
 )
+from processors.kpi.periods import KINDS, Calendar
 from processors.model import Batch, FieldValue, Point, SampleBatch
-from processors.periods import KINDS, Calendar
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS

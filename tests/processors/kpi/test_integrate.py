@@ -13,10 +13,10 @@ from datetime import UTC, datetime, time
 import numpy as np
 import pytest
 
-from processors.integrate import Contribution, LastSample, integrate
-from processors.ledger import CellKey
+from processors.kpi.integrate import Contribution, LastSample, integrate
+from processors.kpi.ledger import CellKey
+from processors.kpi.periods import Calendar
 from processors.model import SampleBatch
-from processors.periods import Calendar
 
 NS = 1_000_000_000
 H = 3600 * NS

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from collector.config.rules import AlarmRule, DerivedRule
-from processors.alarms import AlarmProcessor
-from processors.derived import DerivedProcessor
 from processors.model import Batch, Point, SampleBatch
+from processors.rules.alarms import AlarmProcessor
+from processors.rules.derived import DerivedProcessor
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

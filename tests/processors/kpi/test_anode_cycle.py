@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.periods import Calendar
 from processors.model import Batch, Event, SampleBatch
-from processors.periods import Calendar
 
 NS = 1_000_000_000
 DAY = 86_400 * NS

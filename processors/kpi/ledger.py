@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from processors.periods import Calendar, period_index
+from processors.kpi.periods import Calendar, period_index
 
 A = TypeVar("A")
 V = TypeVar("V")

@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from processors.expressions import (
+from processors.rules.expressions import (
     CELL_CONSTANTS,
     SAMPLE_FIELDS,
     ExpressionError,

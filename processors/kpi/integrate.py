@@ -13,10 +13,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from processors.energy import trapezoids
-from processors.ledger import CellKey, cells_from_json, cells_to_json
+from processors.kpi.energy import trapezoids
+from processors.kpi.ledger import CellKey, cells_from_json, cells_to_json
+from processors.kpi.periods import Calendar, period_index
 from processors.model import SampleBatch
-from processors.periods import Calendar, period_index
 
 NS = 1_000_000_000
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, time
 import numpy as np
 import pytest
 
-from processors.energy import Goal
+from processors.kpi.energy import Goal
+from processors.kpi.periods import Calendar
+from processors.kpi.sec import SecProcessor, SecSettings
 from processors.model import Batch, Event, SampleBatch
-from processors.periods import Calendar
-from processors.sec import SecProcessor, SecSettings
 
 NS = 1_000_000_000
 H = 3600 * NS

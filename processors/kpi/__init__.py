@@ -1,0 +1,1 @@
+"""The plant's KPIs: energy and kWh/t, anode cycles, anode effects, over calendar periods."""

@@ -1,0 +1,1 @@
+"""What process engineers configure: expressions, derived fields and alarms."""
