@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import time as clock_time
+from pathlib import Path
 
 import numpy as np
 
-from processors.kpi.ae import AESettings, AnodeEffectProcessor
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
-from processors.kpi.energy import Goal
-from processors.kpi.periods import Calendar
-from processors.kpi.sec import SecProcessor, SecSettings
+from collector import build
+from collector.config.inputs import InputRule
+from collector.config.models import Config
+from collector.config.rules import Rules
+from processors.kpi.ae import AnodeEffectProcessor
+from processors.kpi.anode_cycle import AnodeCycleProcessor
+from processors.kpi.sec import SecProcessor
 from processors.model import Batch, SampleBatch
 from processors.ordering import late_mask
 from simulator.payloads import PotlineSim
@@ -55,15 +57,16 @@ def main() -> None:
     parser.add_argument("--batch-steps", type=int, default=500)
     args = parser.parse_args()
     work = batches(args.cells, args.steps, args.batch_steps)
-    goal = Goal(0.925, 13450.0, 100.0, 0.38)
-    settings = SecSettings(
-        Calendar("Asia/Shanghai", (clock_time(0), clock_time(8), clock_time(16))),
-        {"P1": goal},
-        update_interval_s=3600,
+    cfg = Config(
+        source=Path("cellmon.yaml"),
+        plant={"potlines": [{"id": "P1", "baseline_sec_kwh_per_t": 13450}], "kpi_update_s": 3600},
+        rules=Rules(
+            inputs=[InputRule(name="t", topic="smelter/{potline}/{cell}/t", kind="telemetry")]
+        ),
     )
-    sec = SecProcessor(settings)
-    ae = AnodeEffectProcessor(AESettings(settings.calendar, {"P1": 8.0}, {"P1": 0.925}))
-    anodes = AnodeCycleProcessor(AnodeSettings(settings.calendar, {"P1": AnodeTargets()}))
+    sec = SecProcessor(build.sec_settings(cfg))
+    ae = AnodeEffectProcessor(build.ae_settings(cfg))
+    anodes = AnodeCycleProcessor(build.anode_settings(cfg))
     states: dict[str, object] = {}
     names = [f"P1/{c}" for _, c in work[0][1].cells]
     newest: dict[str, int] = {}

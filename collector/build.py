@@ -119,9 +119,13 @@ def anode_settings(cfg: Config) -> AnodeSettings:
             t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
         )
     r = cfg.anode_response
+    plant = cfg.targets
     return AnodeSettings(
         calendar=calendar(cfg),
         targets=targets,
+        plant_targets=AnodeTargets(
+            plant.anode_cycle_days, plant.anode_cycle_tolerance_days, plant.anode_block
+        ),
         complete_grace_s=cfg.plant.complete_grace_s,
         response=Response(r.band_v, r.window_s, r.pre_window_s),
     )

@@ -123,7 +123,7 @@ class Engine:
             extra_points.append(self.metrics(now).point(self.instance, now))
         if not rows and not extra_points:
             return 0
-        position = rows[-1][0] if rows else self._position
+        position = rows[-1].seq if rows else self._position
         raw, n_late, kpi_points, states, failed, paging = self._apply(rows)
         n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
         unencodable = self._keep([*raw[2], *kpi_rejected])
@@ -185,8 +185,8 @@ class Engine:
         A processor that raises keeps its previous state and loses this batch, counted in
         ``processor_errors``: one faulty processor must not stop the raw data or the others.
         """
-        sample_rows = [r for r in rows if r[3] != EVENT]
-        events = [self._event(r) for r in rows if r[3] == EVENT]
+        sample_rows = [r for r in rows if r.kind != EVENT]
+        events = [self._event(r) for r in rows if r.kind == EVENT]
         samples, raw, newest, n_late = self._samples(sample_rows)
         batch = Batch(samples, events)
         points: list[Point] = []
@@ -260,10 +260,10 @@ class Engine:
         return Rejected(self._bad_cells[cid], repr(("cell", potline, cell, ts, v, i, extra)))
 
     def _event(self, row: InboxRow) -> Event:
-        potline, cell = self.store.cells.name(row[1])
-        data = orjson.loads(row[6] or b"{}")
+        potline, cell = self.store.cells.name(row.cell_id)
+        data = orjson.loads(row.body or b"{}")
         kind = data.pop("type")
-        return Event(potline, cell, row[2], kind, data)
+        return Event(potline, cell, row.ts, kind, data)
 
     def _maybe_prune(self, now: int) -> None:
         """Forget inbox rows older than the de-duplication window (by arrival)."""

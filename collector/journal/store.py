@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -61,7 +61,18 @@ _ADD = (
     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
 )
 
-InboxRow = tuple[int, int, int, int, float | None, float | None, bytes | None]
+
+
+class InboxRow(NamedTuple):
+    """One accepted sample or event, as the processor stage reads it back."""
+
+    seq: int
+    cell_id: int
+    ts: int
+    kind: int  # SAMPLE or EVENT
+    v: float | None
+    i: float | None
+    body: bytes | None  # a sample's extra fields, or an event's type and data, as JSON
 
 
 def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -223,11 +234,12 @@ class Store:
 
     def read(self, after: int, limit: int) -> list[InboxRow]:
         """Inbox rows after a position, in arrival order."""
-        return self._inbox.execute(
+        cur = self._inbox.execute(
             "SELECT seq, cell_id, ts, kind, v, i, body FROM inbox WHERE seq > ? "
             "ORDER BY seq LIMIT ?",
             (after, limit),
-        ).fetchall()
+        )
+        return list(map(InboxRow._make, cur.fetchall()))
 
     def load_state(self, name: str) -> Any:
         """Return a processor's checkpointed state, or None before its first checkpoint."""

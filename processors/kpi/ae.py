@@ -41,26 +41,26 @@ DAY_NS = 86_400 * NS
 
 @dataclass(frozen=True)
 class Pfc:
-    """IPCC Tier 2 coefficients; defaults for centre-worked prebake, GWP AR5."""
+    """IPCC Tier 2 coefficients (their defaults are the config's ``pfc:``)."""
 
-    slope_cf4: float = 0.143
-    c2f6_ratio: float = 0.121
-    gwp_cf4: float = 6630.0
-    gwp_c2f6: float = 11100.0
+    slope_cf4: float
+    c2f6_ratio: float
+    gwp_cf4: float
+    gwp_c2f6: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AESettings:
-    """What the processor needs of the config."""
+    """What the processor needs of the config; built by ``collector.build``, no defaults."""
 
     calendar: Calendar
     thresholds_v: dict[str, float]
     current_efficiency: dict[str, float]
-    pfc: Pfc = Pfc()
-    min_duration_s: float = 0.0
-    max_gap_s: float = 60.0
-    update_interval_s: float = 60.0
-    complete_grace_s: float = 900.0
+    pfc: Pfc
+    min_duration_s: float
+    max_gap_s: float
+    update_interval_s: float
+    complete_grace_s: float
     kinds: tuple[str, ...] = KINDS
 
 

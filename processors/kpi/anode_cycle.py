@@ -35,29 +35,33 @@ DAY_NS = 86_400 * NS
 class AnodeTargets:
     """A potline's anode goals."""
 
-    cycle_days: float = 31.0
-    tolerance_days: float = 1.0
-    block: str = "590"
+    cycle_days: float
+    tolerance_days: float
+    block: str
 
 
 @dataclass(frozen=True)
 class Response:
     """How a cell's voltage response to a change is followed."""
 
-    band_v: float = 0.05
-    window_s: float = 8 * 3600.0
-    pre_window_s: float = 600.0
+    band_v: float
+    window_s: float
+    pre_window_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AnodeSettings:
-    """What the processor needs of the config."""
+    """What the processor needs of the config; built by ``collector.build``, no defaults.
+
+    ``plant_targets`` are those of a potline that is not in ``targets`` (not configured).
+    """
 
     calendar: Calendar
     targets: dict[str, AnodeTargets]
-    complete_grace_s: float = 900.0
+    plant_targets: AnodeTargets
+    complete_grace_s: float
+    response: Response
     kinds: tuple[str, ...] = KINDS
-    response: Response = Response()
 
 
 class Position(NamedTuple):
@@ -218,7 +222,7 @@ class AnodeCycleProcessor:
         change = AnodeChange.of(ev)
         position = Position(ev.potline, ev.cell, change.anode)
         previous = st.history.get(position)
-        target = self.s.targets.get(ev.potline, AnodeTargets())
+        target = self.s.targets.get(ev.potline, self.s.plant_targets)
         fields: dict[str, FieldValue] = {"target_days": target.cycle_days}
         cycle = None
         if previous is None or ev.ts_ns > previous:
@@ -322,7 +326,7 @@ class AnodeCycleProcessor:
         """The positions whose last change is older than the target cycle and tolerance."""
         points = []
         for pos, last in sorted(history.items()):
-            target = self.s.targets.get(pos.potline, AnodeTargets())
+            target = self.s.targets.get(pos.potline, self.s.plant_targets)
             age = (now - last) / DAY_NS
             late = age - target.cycle_days - target.tolerance_days
             if late > 0:

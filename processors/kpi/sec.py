@@ -36,15 +36,15 @@ from processors.model import Batch, MetalTap, Point
 NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SecSettings:
-    """What the processor needs of the config, and nothing else."""
+    """What the processor needs of the config, and nothing else; built by ``collector.build``."""
 
     calendar: Calendar
     goals: dict[str, Goal]
-    max_gap_s: float = 60.0
-    update_interval_s: float = 60.0
-    complete_grace_s: float = 900.0
+    max_gap_s: float
+    update_interval_s: float
+    complete_grace_s: float
     kinds: tuple[str, ...] = KINDS
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import numpy as np
 
-from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
@@ -17,18 +17,35 @@ NS = 1_000_000_000
 SHIFT_CHANGE = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS
 CALENDAR = Calendar("Asia/Shanghai", (time(0), time(8), time(16)))
 CELLS = [("P1", "C1"), ("P1", "C2")]
+TIMING = {"max_gap_s": 60.0, "update_interval_s": 60.0, "complete_grace_s": 900.0}
+TARGETS = AnodeTargets(31.0, 1.0, "590")
 
 
 def factories() -> dict:
     return {
         "sec": lambda: SecProcessor(
-            SecSettings(CALENDAR, {"P1": Goal(0.925, 13450.0, 100.0, 0.38)})
+            SecSettings(
+                calendar=CALENDAR, goals={"P1": Goal(0.925, 13450.0, 100.0, 0.38)}, **TIMING
+            )
         ),
         "anodes": lambda: AnodeCycleProcessor(
-            AnodeSettings(CALENDAR, {"P1": AnodeTargets()}, response=Response(0.05, 900.0, 300.0))
+            AnodeSettings(
+                calendar=CALENDAR,
+                targets={"P1": TARGETS},
+                plant_targets=TARGETS,
+                complete_grace_s=900.0,
+                response=Response(0.05, 900.0, 300.0),
+            )
         ),
         "anode_effects": lambda: AnodeEffectProcessor(
-            AESettings(CALENDAR, {"P1": 8.0}, {"P1": 0.925})
+            AESettings(
+                calendar=CALENDAR,
+                thresholds_v={"P1": 8.0},
+                current_efficiency={"P1": 0.925},
+                pfc=Pfc(0.143, 0.121, 6630.0, 11100.0),
+                min_duration_s=0.0,
+                **TIMING,
+            )
         ),
     }
 

@@ -6,21 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.config.rules import AlarmRule, DerivedRule
+from collector import build
+from collector.config.inputs import InputRule
+from collector.config.models import Config
+from collector.config.rules import AlarmRule, DerivedRule, Rules
 from processors.base import Processor
-from processors.events import EventPoints
-from processors.kpi.ae import AESettings, AnodeEffectProcessor
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
-from processors.kpi.sec import SecProcessor, SecSettings
 from processors.model import Batch, Event, Point
-from processors.rules.alarms import AlarmProcessor
 from processors.rules.derived import DerivedProcessor
 from processors.testing import (
     anode_change,
@@ -55,23 +54,26 @@ DERIVED = [
     DerivedRule(name="superheat_c", expr="bath_temp_c - 955", potlines=["P1"]),
 ]
 
-FACTORIES: tuple[Callable[[], Processor], ...] = (
-    lambda: SecProcessor(SecSettings(CALENDAR, {p: GOAL for p in POTLINES})),
-    lambda: AnodeCycleProcessor(
-        AnodeSettings(
-            CALENDAR,
-            {p: AnodeTargets(31.0, 1.0, "590") for p in POTLINES},
-            response=Response(band_v=0.05, window_s=900.0, pre_window_s=300.0),
-        )
+CONFIG = Config(
+    source=Path("cellmon.yaml"),
+    plant={
+        "timezone": "Asia/Shanghai",
+        "potlines": [{"id": p, "baseline_sec_kwh_per_t": 13450} for p in POTLINES],
+    },
+    # a response window inside the drawn span, so followed changes complete in the test
+    anode_response={"window_s": 900.0, "pre_window_s": 300.0},
+    rules=Rules(
+        inputs=[
+            InputRule(
+                name="telemetry", topic="smelter/{potline}/{cell}/telemetry", kind="telemetry"
+            )
+        ],
+        derived=DERIVED,
+        alarms=ALARMS,
     ),
-    lambda: AnodeEffectProcessor(
-        AESettings(CALENDAR, {p: 8.0 for p in POTLINES}, {p: 0.925 for p in POTLINES})
-    ),
-    EventPoints,
-    lambda: DerivedProcessor(DERIVED, CONSTANTS),
-    lambda: AlarmProcessor(ALARMS, CONSTANTS),
 )
-"""Every processor, with the settings a plant would have (until collector/build.py lists them)."""
+"""A plant's config, from which every registered processor is built as ``cellmon run`` does."""
+
 
 Window = tuple[int, int, int]  # cell, first sample index, samples
 
@@ -149,19 +151,34 @@ DERIVED_POINT_PER_BATCH = pytest.mark.xfail(
 
 
 def cases() -> list[object]:
-    return [
-        pytest.param(f, marks=DERIVED_POINT_PER_BATCH if f is FACTORIES[4] else ())
-        for f in FACTORIES
-    ]
+    """Every processor of the registry, built from CONFIG."""
+    out = []
+    for entry in build.PROCESSORS:
+        name = type(entry.build(CONFIG)).__name__
+        marks = DERIVED_POINT_PER_BATCH if name == "DerivedProcessor" else ()
+        out.append(pytest.param(entry.build, marks=marks, id=name))
+    return out
 
 
-@pytest.mark.parametrize("factory", cases(), ids=lambda f: type(f()).__name__)
+def test_every_registered_processor_is_checked() -> None:
+    names = {type(entry.build(CONFIG)).__name__ for entry in build.PROCESSORS}
+    assert names == {
+        "DerivedProcessor",
+        "AlarmProcessor",
+        "EventPoints",
+        "SecProcessor",
+        "AnodeCycleProcessor",
+        "AnodeEffectProcessor",
+    }
+
+
+@pytest.mark.parametrize("factory", cases())
 @given(case=cut_batches())
 def test_processor_keeps_the_batch_contract(
-    factory: Callable[[], Processor], case: tuple[Batch, int]
+    factory: Callable[[Config], Processor], case: tuple[Batch, int]
 ) -> None:
     batch, at = case
-    check_compliance(factory(), batch, at)
+    check_compliance(factory(CONFIG), batch, at)
 
 
 @given(case=cut_batches())

@@ -31,7 +31,7 @@ def test_duplicates_are_counted_and_skipped(state: Path) -> None:
     assert (first.inserted, first.duplicates) == (2, 0)
     assert (again.inserted, again.duplicates) == (1, 1)
     rows = open_store(state).read(0, 10)
-    assert [(r[2], r[4]) for r in rows] == [(T, 4.2), (T, 4.1), (T + 1, 4.3)]
+    assert [(r.ts, r.v) for r in rows] == [(T, 4.2), (T, 4.1), (T + 1, 4.3)]
     assert open_store(state).counters() == {
         "messages": 3,
         "received": 5,  # 4 objects and one unparseable message

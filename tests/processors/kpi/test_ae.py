@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.kpi.ae import AESettings, AnodeEffectProcessor
+from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.kpi.periods import Calendar
 from processors.model import Batch, SampleBatch
 
@@ -19,7 +19,18 @@ DAY0 = int(datetime(2024, 2, 29, 16, tzinfo=UTC).timestamp()) * NS  # local 2024
 
 def processor() -> AnodeEffectProcessor:
     cal = Calendar("Asia/Shanghai", (time(0), time(8), time(16)))
-    return AnodeEffectProcessor(AESettings(cal, {"P1": 8.0}, {"P1": 0.925}))
+    return AnodeEffectProcessor(
+        AESettings(
+            calendar=cal,
+            thresholds_v={"P1": 8.0},
+            current_efficiency={"P1": 0.925},
+            pfc=Pfc(slope_cf4=0.143, c2f6_ratio=0.121, gwp_cf4=6630.0, gwp_c2f6=11100.0),
+            min_duration_s=0.0,
+            max_gap_s=60.0,
+            update_interval_s=60.0,
+            complete_grace_s=900.0,
+        )
+    )
 
 
 def batch(series: list[tuple[int, int, float]], cells: int = 1) -> Batch:

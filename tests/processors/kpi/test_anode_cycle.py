@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.kpi.periods import Calendar
 from processors.model import Batch, Event, SampleBatch
 
@@ -23,7 +23,18 @@ EMPTY = SampleBatch(
 
 def processor() -> AnodeCycleProcessor:
     cal = Calendar("Asia/Shanghai", (time(0), time(8), time(16)))
-    return AnodeCycleProcessor(AnodeSettings(cal, {"P1": AnodeTargets(31.0, 1.0, "590")}))
+    return AnodeCycleProcessor(
+        AnodeSettings(
+            calendar=cal,
+            targets={"P1": TARGETS},
+            plant_targets=TARGETS,
+            complete_grace_s=900.0,
+            response=Response(band_v=0.05, window_s=8 * 3600.0, pre_window_s=600.0),
+        )
+    )
+
+
+TARGETS = AnodeTargets(cycle_days=31.0, tolerance_days=1.0, block="590")
 
 
 def change(ts: int, anode: int = 7, block: str = "590", cell: str = "C1") -> Event:

@@ -35,7 +35,8 @@ DAY0 = utc(2024, 2, 29, 16)
 
 
 def processor(zone: str = "Asia/Shanghai", **kw: float) -> SecProcessor:
-    settings = SecSettings(Calendar(zone, SHIFTS), {"P1": GOAL}, **kw)
+    timing = {"max_gap_s": 60.0, "update_interval_s": 60.0, "complete_grace_s": 900.0, **kw}
+    settings = SecSettings(calendar=Calendar(zone, SHIFTS), goals={"P1": GOAL}, **timing)
     return SecProcessor(settings)
 
 
