@@ -208,8 +208,7 @@ def mqtt_source(cfg: Config, letters: DeadLetters) -> MqttSource:
         decoder(cfg),
         journal.Inbox(journal.connect_inbox(cfg.state_path)),
         letters,
-        ack_batch=cfg.ingest.ack_batch,
-        ack_interval_ms=cfg.ingest.ack_interval_ms,
+        ingest=cfg.ingest,
     )
 
 
@@ -247,16 +246,11 @@ def sink(cfg: Config) -> Sink:
 
 def drain(cfg: Config) -> Drain:
     """The sink stage over the state directory's outbox."""
-    s = cfg.sink
     return Drain(
         journal.Outbox(journal.connect_journal(cfg.state_path)),
         sink(cfg),
         rejected_path=cfg.state_path / REJECTED_FILE,
-        batch_lines=s.batch_lines,
-        flush_interval_s=s.flush_interval_s,
-        max_buffer_bytes=int(s.max_buffer_mib * 2**20),
-        retry_max_s=s.retry_max_s,
-        shutdown_s=s.shutdown_s,
+        options=cfg.sink,
     )
 
 

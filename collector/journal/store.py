@@ -62,7 +62,6 @@ _ADD = (
 )
 
 
-
 class InboxRow(NamedTuple):
     """One accepted sample or event, as the processor stage reads it back."""
 

@@ -79,9 +79,7 @@ class AlertFormat:
 class AlertPublisher:
     """Sends the journal's alerts to the broker, in order, until stopped."""
 
-    def __init__(
-        self, conn: Connection, queue: AlertQueue, *, qos: int = 1, retain: bool = True
-    ) -> None:
+    def __init__(self, conn: Connection, queue: AlertQueue, *, qos: int, retain: bool) -> None:
         self.queue = queue
         self.qos = qos
         self.retain = retain

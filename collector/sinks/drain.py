@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.journal.store import Outbox
-from collector.sinks.base import Sink, SinkError
+from collector.sinks.base import Sink, SinkError, SinkOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,7 @@ class Drain:
         sink: Sink,
         *,
         rejected_path: Path,
-        batch_lines: int = 5000,
-        flush_interval_s: float = 1.0,
-        max_buffer_bytes: int = 1 << 30,
-        retry_max_s: float = 30.0,
-        shutdown_s: float = 20.0,
+        options: SinkOptions,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -47,11 +43,11 @@ class Drain:
         self.outbox = outbox
         self.sink = sink
         self.rejected_path = rejected_path
-        self.batch_lines = batch_lines
-        self.flush_interval_ns = int(flush_interval_s * 1e9)
-        self.max_buffer_bytes = max_buffer_bytes
-        self.retry_max_s = retry_max_s
-        self.shutdown_s = shutdown_s
+        self.batch_lines = options.batch_lines
+        self.flush_interval_ns = int(options.flush_interval_s * 1e9)
+        self.max_buffer_bytes = int(options.max_buffer_mib * 2**20)
+        self.retry_max_s = options.retry_max_s
+        self.shutdown_s = options.shutdown_s
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep

@@ -26,9 +26,10 @@ class InfluxV1Sink:
         self,
         url: str,
         database: str,
-        token: str | None = None,
-        timeout_s: float = 10.0,
-        gzip: bool = True,
+        token: str | None,
+        *,
+        timeout_s: float,
+        gzip: bool,
     ) -> None:
         query = urlencode({"db": database, "precision": "ns"})
         self._write_url = f"{url.rstrip('/')}/write?{query}"

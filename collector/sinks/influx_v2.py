@@ -21,9 +21,10 @@ class InfluxV2Sink:
         url: str,
         bucket: str,
         org: str,
-        token: str | None = None,
-        timeout_s: float = 10.0,
-        gzip: bool = True,
+        token: str | None,
+        *,
+        timeout_s: float,
+        gzip: bool,
     ) -> None:
         self._url = url
         self._bucket = bucket

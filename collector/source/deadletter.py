@@ -23,7 +23,7 @@ class DeadLetters:
     to ``max_bytes``; ``truncated`` says whether it was cut.
     """
 
-    def __init__(self, path: Path, max_bytes: int = 4096) -> None:
+    def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._max = max_bytes

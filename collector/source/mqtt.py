@@ -34,7 +34,14 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from collector.journal.store import Inbox
 from collector.source.deadletter import DeadLetters
-from collector.source.decode import Decoded, Decoder, EventRow, Rejection, SampleRow
+from collector.source.decode import (
+    Decoded,
+    Decoder,
+    EventRow,
+    IngestConfig,
+    Rejection,
+    SampleRow,
+)
 from collector.source.mqtt_client import ClientFactory, Connection, FailureLog, source_client
 from collector.source.topics import TopicTemplate
 
@@ -62,8 +69,7 @@ class MqttSource:
         inbox: Inbox,
         dead_letters: DeadLetters,
         *,
-        ack_batch: int = 20,
-        ack_interval_ms: float = 5.0,
+        ingest: IngestConfig,
         clock: Callable[[], int] = time.time_ns,
         client_factory: ClientFactory = source_client,
     ) -> None:
@@ -72,8 +78,8 @@ class MqttSource:
         self.decoder = decoder
         self.inbox = inbox
         self.dead_letters = dead_letters
-        self.ack_batch = ack_batch
-        self.ack_interval_s = ack_interval_ms / 1000
+        self.ack_batch = ingest.ack_batch
+        self.ack_interval_s = ingest.ack_interval_ms / 1000
         self._clock = clock
         self._decoded = Decoded()
         self._pending: list[tuple[int, int]] = []

@@ -35,7 +35,9 @@ def test_report_of_two_days(tmp_path: Path, influx_v1: InfluxV1, influx_db: str)
         f"anode_change,potline=P1,cell=C1,anode=4,block=590 cycle_days=31.25 {DAY2 + NS}",
         f"ae_potline,potline=P1,period=day count=2i,minutes=5.5,co2e_t=12.25 {DAY1}",
     ]
-    InfluxV1Sink(influx_v1.url, influx_db, None).write("\n".join(lines).encode() + b"\n")
+    InfluxV1Sink(influx_v1.url, influx_db, None, timeout_s=10.0, gzip=True).write(
+        "\n".join(lines).encode() + b"\n"
+    )
     config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
     out = tmp_path / "report.html"
     done = subprocess.run(

@@ -12,6 +12,9 @@ from processors.model import Batch, Point
 
 T = 1_709_251_200_000_000_000
 
+# the config's defaults (metrics_interval_s, ingest.dedup_window_s)
+ENGINE = {"instance": "test", "metrics_interval_s": 10.0, "dedup_window_s": 3600.0}
+
 
 class Counting:
     """Counts samples; its state is the running count."""
@@ -34,7 +37,7 @@ def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) ->
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     inbox.append([("P1", "C1", T + k, 4.2, 300.0, None) for k in range(3)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
-    engine = Engine(store, [Failing(), Counting()], instance="test")
+    engine = Engine(store, [Failing(), Counting()], **ENGINE)
     assert engine.step() == 3
     assert store.counters()["processor_errors"] == 1
     assert store.load_state("counting") == 3
@@ -55,7 +58,7 @@ def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
     store = Unwritable(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
-    engine = Engine(store, [Counting()], instance="test")
+    engine = Engine(store, [Counting()], **ENGINE)
     stop = threading.Event()
     stop.set()
     engine.run(stop)  # returns after a few tries instead of retrying for ever
@@ -88,7 +91,7 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     counting = Counting()
-    engine = Engine(store, [Doubling(), counting], instance="test")
+    engine = Engine(store, [Doubling(), counting], **ENGINE)
     inbox.append([("P1", "C1", T, 4.0, 300.0, None)], [], {})
     engine.step()
     engine.replace([Tripling()])
@@ -122,7 +125,7 @@ def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
-    engine = Engine(store, [Alarming()], instance="test", alerts=AlertFormat("a/{cell}/{rule}"))
+    engine = Engine(store, [Alarming()], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"))
     engine.step()
     body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert b"alarm,cell=C1,potline=P1,rule=hot,severity=critical" in body
@@ -170,7 +173,7 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     )
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     rejected = tmp_path / "rejected.lp"
-    engine = Engine(store, [Unwriteable()], instance="test", rejected_path=rejected)
+    engine = Engine(store, [Unwriteable()], **ENGINE, rejected_path=rejected)
 
     assert engine.step() == 4
     assert engine.step() == 0  # nothing is retried

@@ -140,7 +140,7 @@ def test_alerts_wait_in_the_journal_while_the_broker_is_down(tmp_path: Path) -> 
         keepalive_s=30,
         reconnect_max_s=1,
     )
-    publisher = AlertPublisher(conn, queue)
+    publisher = AlertPublisher(conn, queue, qos=1, retain=True)
     stop = threading.Event()
     thread = threading.Thread(target=publisher.run, args=(stop,))
     thread.start()

@@ -10,6 +10,7 @@ import pytest
 from collector.journal import store as journal
 from collector.sinks.base import SinkError
 from collector.sinks.drain import Drain
+from collector.sinks.file import Config as FileConfig
 
 T = 1_709_251_200_000_000_000
 LINES = [f"cell,potline=P1,cell=C{c:02d} voltage_v=4.2 {T}\n".encode() for c in range(30)]
@@ -59,9 +60,7 @@ def drain_of(outbox: journal.Outbox, sink: Refusing, clock: FakeTime, tmp_path: 
         outbox,
         sink,
         rejected_path=tmp_path / "rejected.lp",
-        batch_lines=10,
-        retry_max_s=30.0,
-        shutdown_s=5.0,
+        options=FileConfig(type="file", batch_lines=10, retry_max_s=30.0, shutdown_s=5.0),
         monotonic=clock.monotonic,
         sleep=clock.sleep,
     )

@@ -39,6 +39,13 @@ CELL_ROWS = [
 ]
 
 
+def v1_sink(
+    url: str, database: str, token: str | None = None, *, gzip: bool = True
+) -> InfluxV1Sink:
+    """The sink as the config's defaults build it (timeout 10 s, gzip)."""
+    return InfluxV1Sink(url, database, token, timeout_s=10.0, gzip=gzip)
+
+
 @pytest.fixture
 def influx_v1_auth(tmp_path: Path) -> Iterator[InfluxV1]:
     with InfluxV1(tmp_path, admin="admin:s3cret") as server:
@@ -49,7 +56,7 @@ def influx_v1_auth(tmp_path: Path) -> Iterator[InfluxV1]:
 @pytest.mark.integration
 @pytest.mark.parametrize("gzip", [True, False], ids=["gzip", "plain"])
 def test_write_stores_every_value_exactly(influx_v1: InfluxV1, influx_db: str, gzip: bool) -> None:
-    with closing(InfluxV1Sink(influx_v1.url, influx_db, gzip=gzip)) as sink:
+    with closing(v1_sink(influx_v1.url, influx_db, gzip=gzip)) as sink:
         sink.write(CELLS)
 
     assert influx_v1.query("SELECT * FROM cell", influx_db) == CELL_ROWS
@@ -57,7 +64,7 @@ def test_write_stores_every_value_exactly(influx_v1: InfluxV1, influx_db: str, g
 
 @pytest.mark.integration
 def test_rewriting_a_point_updates_it_in_place(influx_v1: InfluxV1, influx_db: str) -> None:
-    with closing(InfluxV1Sink(influx_v1.url, influx_db)) as sink:
+    with closing(v1_sink(influx_v1.url, influx_db)) as sink:
         sink.write(f"sec_cell,cell=C01,period=day energy_kwh=10.5 {T0}".encode())
         sink.write(f"sec_cell,cell=C01,period=day energy_kwh=12.25,complete=true {T0}".encode())
 
@@ -68,7 +75,7 @@ def test_rewriting_a_point_updates_it_in_place(influx_v1: InfluxV1, influx_db: s
 
 @pytest.mark.integration
 def test_bad_line_protocol_is_not_retryable(influx_v1: InfluxV1, influx_db: str) -> None:
-    with closing(InfluxV1Sink(influx_v1.url, influx_db)) as sink, pytest.raises(SinkError) as err:
+    with closing(v1_sink(influx_v1.url, influx_db)) as sink, pytest.raises(SinkError) as err:
         sink.write(b"cell,potline=P1 voltage_v=\n")
 
     assert err.value.retryable is False
@@ -79,7 +86,7 @@ def test_bad_line_protocol_is_not_retryable(influx_v1: InfluxV1, influx_db: str)
 @pytest.mark.integration
 def test_rejected_batch_keeps_its_good_lines(influx_v1: InfluxV1, influx_db: str) -> None:
     """InfluxDB 1.x writes what it can parse and answers 400 "partial write"."""
-    with closing(InfluxV1Sink(influx_v1.url, influx_db)) as sink, pytest.raises(SinkError) as err:
+    with closing(v1_sink(influx_v1.url, influx_db)) as sink, pytest.raises(SinkError) as err:
         sink.write(
             f"cell,cell=C01 voltage_v=4.25 {T0}\ncell,cell=C02 voltage_v=oops {T1}\n".encode()
         )
@@ -94,7 +101,7 @@ def test_rejected_batch_keeps_its_good_lines(influx_v1: InfluxV1, influx_db: str
 @pytest.mark.integration
 def test_missing_database_is_retryable(influx_v1: InfluxV1) -> None:
     with (
-        closing(InfluxV1Sink(influx_v1.url, "not_created")) as sink,
+        closing(v1_sink(influx_v1.url, "not_created")) as sink,
         pytest.raises(SinkError) as err,
     ):
         sink.write(CELLS)
@@ -105,7 +112,7 @@ def test_missing_database_is_retryable(influx_v1: InfluxV1) -> None:
 
 @pytest.mark.integration
 def test_stopped_server_is_retryable_and_the_sink_recovers(tmp_path: Path) -> None:
-    with InfluxV1(tmp_path) as server, closing(InfluxV1Sink(server.url, "cellmon")) as sink:
+    with InfluxV1(tmp_path) as server, closing(v1_sink(server.url, "cellmon")) as sink:
         server.create_database("cellmon")
         sink.write(CELLS.splitlines()[0])
         server.stop()
@@ -121,7 +128,7 @@ def test_stopped_server_is_retryable_and_the_sink_recovers(tmp_path: Path) -> No
 
 @pytest.mark.integration
 def test_token_authenticates_as_that_user(influx_v1_auth: InfluxV1) -> None:
-    with closing(InfluxV1Sink(influx_v1_auth.url, "cellmon", token="admin:s3cret")) as sink:
+    with closing(v1_sink(influx_v1_auth.url, "cellmon", token="admin:s3cret")) as sink:
         sink.write(CELLS)
 
     assert influx_v1_auth.query("SELECT * FROM cell", "cellmon") == CELL_ROWS
@@ -141,7 +148,7 @@ def test_refused_credentials_are_retryable(
 ) -> None:
     """Someone can fix the credentials while the batch waits; it must not be dropped."""
     with (
-        closing(InfluxV1Sink(influx_v1_auth.url, "cellmon", token=token)) as sink,
+        closing(v1_sink(influx_v1_auth.url, "cellmon", token=token)) as sink,
         pytest.raises(SinkError) as err,
     ):
         sink.write(CELLS)
@@ -152,4 +159,4 @@ def test_refused_credentials_are_retryable(
 
 def test_token_must_be_user_and_password() -> None:
     with pytest.raises(ValueError, match='"user:password"'):
-        InfluxV1Sink("http://127.0.0.1:8086", "cellmon", token="just-a-token")
+        v1_sink("http://127.0.0.1:8086", "cellmon", token="just-a-token")

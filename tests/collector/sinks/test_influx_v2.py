@@ -58,7 +58,7 @@ def series_name(metric: dict[str, Any], measurement: str) -> str:
 
 
 def sink_for(url: str, gzip: bool = True) -> InfluxV2Sink:
-    return InfluxV2Sink(url, bucket="cellmon", org="smelter", token=None, gzip=gzip)
+    return InfluxV2Sink(url, "cellmon", "smelter", None, timeout_s=10.0, gzip=gzip)
 
 
 @pytest.mark.integration

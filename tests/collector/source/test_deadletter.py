@@ -19,7 +19,7 @@ def rejection(payload: bytes, reason: str = "bad_json", detail: str = "x") -> Re
 
 
 def store(path: Path, rejections: list[Rejection], now_ns: int = T0, **kw: int) -> None:
-    dl = DeadLetters(path, **kw)
+    dl = DeadLetters(path, kw.get("max_bytes", 4096))  # the config default
     dl.append(rejections, now_ns)
     dl.close()
 
@@ -131,7 +131,7 @@ def test_a_reopened_store_appends_after_what_was_there(tmp_path: Path) -> None:
 def test_appends_are_on_disk_before_close(tmp_path: Path) -> None:
     # what append wrote is readable by another reader while the store is still open
     path = tmp_path / "dl.jsonl"
-    dl = DeadLetters(path)
+    dl = DeadLetters(path, 4096)
     dl.append([rejection(b"1")], T0)
     assert [e["payload"] for e in read_dead_letters(path)] == ["1"]
     dl.append([rejection(b"2")], T0)

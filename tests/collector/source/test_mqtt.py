@@ -85,7 +85,8 @@ def make_source(state: Path, inbox: journal.Inbox) -> MqttSource:
         connection(1),
         Decoder(router, IngestConfig()),
         inbox,
-        DeadLetters(state / "deadletter.jsonl"),
+        DeadLetters(state / "deadletter.jsonl", 4096),
+        ingest=IngestConfig(),
         clock=lambda: NOW_NS,
     )
     acked: list[int] = []
@@ -167,7 +168,8 @@ def test_a_refused_login_backs_off_and_is_logged_once(
             conn,
             Decoder(router, IngestConfig()),
             journal.Inbox(journal.connect_inbox(state)),
-            DeadLetters(state / "deadletter.jsonl"),
+            DeadLetters(state / "deadletter.jsonl", 4096),
+            ingest=IngestConfig(),
         )
         failures: list[int] = []
         backoff = source._backoff
@@ -256,8 +258,8 @@ def test_no_puback_leaves_before_the_commit_of_its_message(state: Path) -> None:
         connection(1),
         Decoder(router, IngestConfig()),
         LoggedInbox(journal.connect_inbox(state), log),
-        DeadLetters(state / "deadletter.jsonl"),
-        ack_batch=20,
+        DeadLetters(state / "deadletter.jsonl", 4096),
+        ingest=IngestConfig(),
         clock=lambda: NOW_NS,
         client_factory=lambda _conn: client,  # type: ignore[arg-type,return-value]
     )
