@@ -137,7 +137,8 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
     rss = peak_rss_kib(proc.pid)
     proc.terminate()
     if proc.wait() != 0:
-        raise SystemExit(f"cellmon run exited with status {proc.returncode}: see {log_path}")
+        msg = f"cellmon run exited with status {proc.returncode}: see {log_path}"
+        raise SystemExit(msg)
     return n / seconds, rss
 
 

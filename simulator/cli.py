@@ -20,9 +20,11 @@ def rfc3339_ns(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from exc
+        msg = f"not an RFC 3339 time: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
     if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (e.g. Z or +08:00)")
+        msg = f"{text!r} has no UTC offset (e.g. Z or +08:00)"
+        raise argparse.ArgumentTypeError(msg)
     return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
@@ -75,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _span_ns(args: argparse.Namespace) -> int:
     if args.steps is not None:
-        return round(args.steps * args.interval_s * NS_PER_S)
-    return round(args.duration_s * NS_PER_S)
+        steps: float = args.steps * args.interval_s
+        return round(steps * NS_PER_S)
+    duration: float = args.duration_s
+    return round(duration * NS_PER_S)
 
 
 def _start_ns(args: argparse.Namespace, span_ns: int) -> int:

@@ -229,9 +229,11 @@ class PotlineSim:
     ) -> None:
         interval_ns = round(interval_s * NS_PER_S)
         if interval_ns < NS_PER_MS or interval_ns % NS_PER_MS:
-            raise ValueError("interval_s must be a whole number of milliseconds")
+            msg = "interval_s must be a whole number of milliseconds"
+            raise ValueError(msg)
         if cells < 1:
-            raise ValueError("cells must be >= 1")
+            msg = "cells must be >= 1"
+            raise ValueError(msg)
         self.potline = potline
         self.cell_ids = tuple(f"C{i + 1:03d}" for i in range(cells))
         self.params = params or SimParams()

@@ -60,14 +60,16 @@ class LineCurrent:
     def value(self, t_s: np.ndarray) -> np.ndarray:
         """Noise-free current, kA."""
         angle = np.multiply.outer(t_s, self.omega) + self.phase
-        return self.base_ka + np.sin(angle) @ self.amplitude_ka
+        current: np.ndarray = self.base_ka + np.sin(angle) @ self.amplitude_ka
+        return current
 
     def integral_ka_h(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         """∫ I dt from t0 to t1 of the noise-free current, kA·h."""
         cos0 = np.cos(np.multiply.outer(t0_s, self.omega) + self.phase)
         cos1 = np.cos(np.multiply.outer(t1_s, self.omega) + self.phase)
         drift = (cos0 - cos1) @ (self.amplitude_ka / self.omega)
-        return (self.base_ka * (t1_s - t0_s) + drift) / S_PER_H
+        charge: np.ndarray = (self.base_ka * (t1_s - t0_s) + drift) / S_PER_H
+        return charge
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class CellPhysics:
             step_v[lo:hi, cell] += amplitude * unit
         return step_v, decay
 
-    def _apply_anode_effects(self, t_s: np.ndarray, voltage: np.ndarray, noise: np.ndarray):
+    def _apply_anode_effects(self, t_s: np.ndarray, voltage: np.ndarray, noise: np.ndarray) -> None:
         """Overwrite the samples during anode effects: the voltage jumps, then is quenched."""
         if not len(t_s):
             return

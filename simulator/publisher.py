@@ -64,11 +64,14 @@ class PublishOptions:
     def __post_init__(self) -> None:
         """Fail before connecting rather than halfway through a run."""
         if not 1 <= self.array_size <= MAX_ARRAY_SIZE:
-            raise ValueError(f"array_size must be in [1, {MAX_ARRAY_SIZE}]")
+            msg = f"array_size must be in [1, {MAX_ARRAY_SIZE}]"
+            raise ValueError(msg)
         if not (0 <= self.bad_fraction <= 1 and 0 <= self.dup_fraction <= 1):
-            raise ValueError("bad_fraction and dup_fraction must be in [0, 1]")
+            msg = "bad_fraction and dup_fraction must be in [0, 1]"
+            raise ValueError(msg)
         if self.speed < 0 or self.qos not in (0, 1, 2) or self.max_inflight < 1:
-            raise ValueError("speed must be >= 0, qos 0, 1 or 2, max_inflight >= 1")
+            msg = "speed must be >= 0, qos 0, 1 or 2, max_inflight >= 1"
+            raise ValueError(msg)
 
 
 @dataclass
@@ -121,10 +124,11 @@ class _Connection:
         self._client.loop_start()
         if not self._connected.wait(CONNECT_TIMEOUT_S) or self._refused:
             self._client.loop_stop()
-            raise ConnectionError(
+            msg = (
                 f"MQTT broker {self._options.host}:{self._options.port} "
                 f"did not accept the connection: {self._refused or 'timeout'}"
             )
+            raise ConnectionError(msg)
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
@@ -138,10 +142,12 @@ class _Connection:
     def send(self, topic: str, payload: bytes) -> None:
         """Publish, first waiting for room in the window of unacknowledged messages."""
         if not self._window.acquire(timeout=self._options.ack_timeout_s):
-            raise TimeoutError(f"no acknowledgement within {self._options.ack_timeout_s} s")
+            msg = f"no acknowledgement within {self._options.ack_timeout_s} s"
+            raise TimeoutError(msg)
         info = self._client.publish(topic, payload, qos=self._options.qos)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+            msg = f"publish to {topic} failed: {mqtt.error_string(info.rc)}"
+            raise ConnectionError(msg)
 
     def _wait_acknowledged(self) -> None:
         """All publishes are acknowledged once every slot of the window is free again."""
@@ -149,9 +155,12 @@ class _Connection:
         for taken in range(self._options.max_inflight):
             if not self._window.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 missing = self._options.max_inflight - taken
-                raise TimeoutError(f"{missing} publishes still unacknowledged")
+                msg = f"{missing} publishes still unacknowledged"
+                raise TimeoutError(msg)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, *_: Any):
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, *_: Any
+    ) -> None:
         if reason.is_failure:
             self._refused = str(reason)
         self._connected.set()

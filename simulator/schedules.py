@@ -123,7 +123,8 @@ class Schedules:
         cell_index = np.arange(cells)[:, None]
 
         def pick(slots: np.ndarray) -> np.ndarray:
-            return draws[slots // anodes - first_cycle, cell_index, slots % anodes]
+            picked: np.ndarray = draws[slots // anodes - first_cycle, cell_index, slots % anodes]
+            return picked
 
         return pick(j), pick(j - anodes)
 

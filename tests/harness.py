@@ -115,7 +115,8 @@ class Pipeline:
     def _connected(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"cellmon exited with {self.proc.returncode}: {self.new_log()}")
+            msg = f"cellmon exited with {self.proc.returncode}: {self.new_log()}"
+            raise AssertionError(msg)
         return "connected to" in self.new_log()
 
     def new_log(self) -> str:
@@ -160,7 +161,8 @@ def wait_for(
         if condition():
             return
         time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout_s} s; state: {describe()}")
+    msg = f"condition not met within {timeout_s} s; state: {describe()}"
+    raise AssertionError(msg)
 
 
 def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> int:

@@ -56,7 +56,8 @@ def find_binary(name: str) -> str:
     """Return the path of a server's executable, or fail with how to install it."""
     path = shutil.which(name, path=SEARCH_PATH)
     if path is None:
-        raise ServerError(f"{name} not found: {INSTALL_HINT}")
+        msg = f"{name} not found: {INSTALL_HINT}"
+        raise ServerError(msg)
     return path
 
 
@@ -107,7 +108,8 @@ class _Server:
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start the server and return once it serves requests."""
         if self._process is not None:
-            raise ServerError(f"{self.name} is already running")
+            msg = f"{self.name} is already running"
+            raise ServerError(msg)
         argv = self._argv()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -153,9 +155,10 @@ class _Server:
 
     def _fail(self, why: str) -> NoReturn:
         self.stop()
-        raise ServerError(
+        msg = (
             f"{self.name} on {self.host}:{self.port} {why}; log {self.log_path}:\n{self.log_tail()}"
         )
+        raise ServerError(msg)
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
@@ -256,7 +259,8 @@ class InfluxV1(_Server):
         answer = json.loads(raw) if raw else {}
         errors = [answer.get("error")] + [r.get("error") for r in answer.get("results", [])]
         if status != 200 or any(errors):
-            raise ServerError(f"influxd refused {influxql!r}: HTTP {status} {raw.decode()}")
+            msg = f"influxd refused {influxql!r}: HTTP {status} {raw.decode()}"
+            raise ServerError(msg)
         return list(answer["results"])
 
     def _auth_header(self) -> dict[str, str]:
@@ -356,11 +360,13 @@ class VictoriaMetrics(_Server):
         """
         status, raw = http("GET", f"{self.url}/internal/force_flush")
         if status != 200:
-            raise ServerError(f"victoria-metrics force_flush: HTTP {status} {raw.decode()}")
+            msg = f"victoria-metrics force_flush: HTTP {status} {raw.decode()}"
+            raise ServerError(msg)
         query = urllib.parse.urlencode({"match[]": match, "start": "0"})
         status, raw = http("GET", f"{self.url}/api/v1/export?{query}")
         if status != 200:
-            raise ServerError(f"victoria-metrics export {match}: HTTP {status} {raw.decode()}")
+            msg = f"victoria-metrics export {match}: HTTP {status} {raw.decode()}"
+            raise ServerError(msg)
         series = [json.loads(line) for line in raw.splitlines() if line]
         return sorted(series, key=lambda item: json.dumps(item["metric"], sort_keys=True))
 

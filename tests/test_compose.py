@@ -58,10 +58,12 @@ def test_mounted_files_exist(name: str) -> None:
 
 def test_cellmon_service_config_is_valid_and_uses_the_environment() -> None:
     cfg = load_config(ROOT / "config" / "cellmon.compose.yaml")
-    assert cfg.mqtt.host == "mosquitto" and cfg.influx.url == "http://influxdb:8086"
+    assert cfg.mqtt.host == "mosquitto"
+    assert cfg.influx.url == "http://influxdb:8086"
     env = SERVICES["cellmon"]["environment"]
     assert {cfg.influx.token_env, cfg.mqtt.username_env, cfg.mqtt.password_env} <= set(env)
-    assert "healthcheck" in SERVICES["cellmon"] and SERVICES["cellmon"]["restart"]
+    assert "healthcheck" in SERVICES["cellmon"]
+    assert SERVICES["cellmon"]["restart"]
     assert SERVICES["simulator"]["profiles"] == ["demo"]
 
 

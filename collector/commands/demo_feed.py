@@ -39,6 +39,7 @@ class Feed:
     done: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
+        """Publish in a thread of its own until the stop is set."""
         threading.Thread(target=self._run, name="demo-simulator", daemon=True).start()
 
     def fail(self, error: OSError) -> None:

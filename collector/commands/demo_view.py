@@ -40,6 +40,7 @@ class Rates:
         self.samples_per_s = 0.0
 
     def add(self, metrics: Metrics) -> None:
+        """Take a snapshot of the counters; rates are over the last ``RATE_WINDOW_S``."""
         now = time.monotonic()
         history = self._history
         history.append((now, metrics.messages, metrics.received))
@@ -114,6 +115,7 @@ def parse_cell_line(line: str) -> CellReading | None:
 
 
 def reasons_table(reasons: Mapping[str, int]) -> Table:
+    """The rejections so far, the commonest reason first."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="red")
     table.add_column(justify="right")
@@ -137,6 +139,7 @@ def raised_alarms(state_dir: Path) -> dict[str, list[str]]:
 
 
 def cells_table(readings: list[CellReading], raised: Mapping[str, list[str]]) -> Table:
+    """The latest reading of each shown cell, an anode effect in red, its standing alarms."""
     table = Table(
         title="latest samples written", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1)
     )
@@ -153,6 +156,7 @@ def cells_table(readings: list[CellReading], raised: Mapping[str, list[str]]) ->
 
 
 def duration(seconds: float) -> str:
+    """A span of seconds as the view shows it (``1 h 02 min``)."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

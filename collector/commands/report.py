@@ -77,6 +77,7 @@ class Query:
         self.http = urllib3.PoolManager(timeout=influx.timeout_s)
 
     def __call__(self, influxql: str) -> list[dict[str, Any]]:
+        """The rows of one InfluxQL query."""
         reply = self.http.request(
             "POST",
             self.url,

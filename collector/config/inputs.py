@@ -27,7 +27,8 @@ def _topic_template(topic: str) -> str:
     for placeholder in PLACEHOLDERS:
         count = levels.count(placeholder)
         if count > 1:
-            raise ValueError(f"{topic!r} has {placeholder} {count} times; it must appear once")
+            msg = f"{topic!r} has {placeholder} {count} times; it must appear once"
+            raise ValueError(msg)
     for level in levels:
         if level not in PLACEHOLDERS:
             _literal_level(topic, level)
@@ -36,15 +37,17 @@ def _topic_template(topic: str) -> str:
 
 def _literal_level(topic: str, level: str) -> None:
     if any(w in level for w in WILDCARDS):
-        raise ValueError(
+        msg = (
             f"{topic!r} has a wildcard in level {level!r}: "
             "{potline} and {cell} already match one level each; '+' and '#' are not allowed"
         )
+        raise ValueError(msg)
     if "{" in level or "}" in level:
-        raise ValueError(
+        msg = (
             f"{topic!r} has level {level!r}: only {{potline}} and {{cell}} may be placeholders, "
             "each a whole level"
         )
+        raise ValueError(msg)
 
 
 TopicTemplate = Annotated[str, AfterValidator(_topic_template)]
@@ -58,10 +61,11 @@ SOURCE_KEY = re.compile(r"[^.\s]+(\.[^.\s]+)*")
 
 def _source_key(value: str) -> str:
     if not SOURCE_KEY.fullmatch(value):
-        raise ValueError(
+        msg = (
             "must be a payload key, or a path of keys separated by '.' (e.g. 'meas.U_mV'), "
             f"without spaces, got {value!r}"
         )
+        raise ValueError(msg)
     return value
 
 
@@ -85,7 +89,8 @@ class FieldSource(Section):
     @classmethod
     def _nonzero(cls, scale: float | None) -> float | None:
         if scale == 0:
-            raise ValueError("must not be 0: every value would read 0")
+            msg = "must not be 0: every value would read 0"
+            raise ValueError(msg)
         return scale
 
 

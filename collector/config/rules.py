@@ -36,10 +36,11 @@ from processors.rules.expressions import (
 
 def _field_name(value: str) -> str:
     if not FIELD_NAME.fullmatch(value) or keyword.iskeyword(value):
-        raise ValueError(
+        msg = (
             "must be a letter then up to 63 letters, digits or '_' (it is a field name "
             f"and a name in expressions), got {value!r}"
         )
+        raise ValueError(msg)
     return value
 
 
@@ -73,10 +74,11 @@ def _setting_limit(value: Any) -> Any:
         return value
     close = difflib.get_close_matches(value, CELL_CONSTANTS, n=1) if isinstance(value, str) else []
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
+    msg = (
         f"expected a number or a potline setting ({', '.join(CELL_CONSTANTS)}), "
         f"got {show(value)}{hint}"
     )
+    raise ValueError(msg)
 
 
 Limit = Annotated[float | str, BeforeValidator(_setting_limit)]
@@ -105,7 +107,8 @@ class AlarmRule(Section):
         numbers = [x for x in band if not isinstance(x, str)]
         if len(band) != 2 or (len(numbers) == 2 and numbers[0] >= numbers[1]):
             got = ", ".join(x if isinstance(x, str) else number(x) for x in band)
-            raise ValueError(f"must be [low, high] with low < high, e.g. [940, 975], got [{got}]")
+            msg = f"must be [low, high] with low < high, e.g. [940, 975], got [{got}]"
+            raise ValueError(msg)
         return band
 
     @model_validator(mode="after")

@@ -27,19 +27,19 @@ HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 def _level_name(value: str) -> str:
     if not LEVEL_NAME.fullmatch(value):
-        raise ValueError(
-            f"must be 1 to 32 of A-Z a-z 0-9 _ - (it is a topic level and a tag), got {value!r}"
-        )
+        msg = f"must be 1 to 32 of A-Z a-z 0-9 _ - (it is a topic level and a tag), got {value!r}"
+        raise ValueError(msg)
     return value
 
 
 def _env_name(value: str) -> str:
     """Reject what looks like a pasted secret; never echo it, it may be the secret itself."""
     if not ENV_NAME.fullmatch(value):
-        raise ValueError(
+        msg = (
             "must be the name of an environment variable (letters, digits, '_'), "
             "never the secret itself"
         )
+        raise ValueError(msg)
     return value
 
 
@@ -55,23 +55,27 @@ def _unquoted_time(value: Any) -> Any:
 
 def _hhmm(value: str) -> str:
     if not HHMM.fullmatch(value):
-        raise ValueError(f'expected a time "HH:MM" from "00:00" to "23:59", got {value!r}')
+        msg = f'expected a time "HH:MM" from "00:00" to "23:59", got {value!r}'
+        raise ValueError(msg)
     return value
 
 
 def zone(name: str) -> str:
+    """An IANA time zone name, checked against the zone database shipped with tzdata."""
     try:
         zoneinfo.ZoneInfo(name)
     except (KeyError, ValueError, OSError):
         close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ", e.g. 'Asia/Shanghai' or 'UTC'"
-        raise ValueError(f"not a zoneinfo time zone key: {name!r}{hint}") from None
+        msg = f"not a zoneinfo time zone key: {name!r}{hint}"
+        raise ValueError(msg) from None
     return name
 
 
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        msg = f"expected an http:// or https:// URL, got {value!r}"
+        raise ValueError(msg)
     return value
 
 
@@ -81,8 +85,9 @@ def fail(problems: Sequence[tuple[KeyPath, str]], value: object) -> NoReturn:
     pydantic-core merges a ValidationError raised inside a validator into the outer one,
     with each loc taken relative to the validated value.
     """
+    msg = "cellmon"
     raise ValidationError.from_exception_data(
-        "cellmon",
+        msg,
         [
             InitErrorDetails(type=PydanticCustomError("cellmon", message), loc=loc, input=value)
             for loc, message in problems

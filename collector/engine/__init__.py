@@ -1,0 +1,1 @@
+"""The processor stage: journal rows to batches, processors applied, results committed."""

@@ -35,7 +35,8 @@ def hold(path: Path, *, wait_s: float = 0.0) -> IO[bytes]:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 f.close()
-                raise Busy(f"{path} is held by another process") from None
+                msg = f"{path} is held by another process"
+                raise Busy(msg) from None
             time.sleep(0.1)
             continue
         f.truncate(0)

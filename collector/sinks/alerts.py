@@ -40,10 +40,11 @@ def _alert_topic(topic: str) -> str:
         if level in ALERT_FIELDS:
             continue
         if not level or any(c in level for c in "+#{}"):
-            raise ValueError(
+            msg = (
                 f"{topic!r} has level {level!r}: levels are non-empty, without + or #, and "
                 f"placeholders ({', '.join(ALERT_FIELDS)}) are whole levels"
             )
+            raise ValueError(msg)
     return topic
 
 

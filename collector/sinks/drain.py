@@ -102,7 +102,7 @@ class Drain:
             log.warning(
                 "buffer over %d bytes: dropped %d raw lines", self.max_buffer_bytes, dropped
             )
-        delay = min(self.retry_max_s, 0.5 * 2 ** min(self._failures - 1, 16))
+        delay: float = min(self.retry_max_s, 0.5 * 2 ** min(self._failures - 1, 16))
         log.warning("write failed (%s); %d lines buffered; retry in %.1f s", err, lines, delay)
         return delay
 

@@ -55,7 +55,8 @@ class FileSink:
         except OSError as exc:
             with suppress(OSError):
                 self._file.truncate(end)
-            raise SinkError(f"cannot append to {self._path}: {exc}", retryable=True) from exc
+            msg = f"cannot append to {self._path}: {exc}"
+            raise SinkError(msg, retryable=True) from exc
 
     def close(self) -> None:
         """Close the file."""

@@ -44,7 +44,8 @@ class InfluxV1Sink:
         try:
             response = self._pool.request("POST", self._write_url, body=body, headers=self._headers)
         except urllib3.exceptions.HTTPError as exc:
-            raise SinkError(f"cannot write to {self._write_url}: {exc}", retryable=True) from exc
+            msg = f"cannot write to {self._write_url}: {exc}"
+            raise SinkError(msg, retryable=True) from exc
         if response.status != 204:
             raise http_status_error(response.status, _error_text(response))
 
@@ -59,7 +60,8 @@ def _headers(token: str | None, gzip: bool) -> dict[str, str]:
         headers["Content-Encoding"] = "gzip"
     if token is not None:
         if ":" not in token:
-            raise ValueError('an InfluxDB 1.x token is "user:password"')
+            msg = 'an InfluxDB 1.x token is "user:password"'
+            raise ValueError(msg)
         headers.update(urllib3.util.make_headers(basic_auth=token))
     return headers
 

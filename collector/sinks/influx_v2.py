@@ -1,8 +1,9 @@
 """Sink for the InfluxDB 2.x `/api/v2/write` API (InfluxDB 1.8+, 2.x, 3.x, VictoriaMetrics)."""
 
 import urllib3
-from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from collector.sinks.base import SinkError, http_status_error
@@ -52,12 +53,13 @@ class InfluxV2Sink:
         except ApiException as exc:
             raise _api_error(exc, self._url) from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise SinkError(f"cannot write to {self._url}: {exc}", retryable=True) from exc
+            msg = f"cannot write to {self._url}: {exc}"
+            raise SinkError(msg, retryable=True) from exc
 
     def close(self) -> None:
         """Close the client and its connections."""
-        self._write_api.close()
-        self._client.close()
+        self._write_api.close()  # type: ignore[no-untyped-call]  # influxdb-client: unannotated
+        self._client.close()  # type: ignore[no-untyped-call]  # influxdb-client: unannotated
 
 
 def _api_error(exc: ApiException, url: str) -> SinkError:

@@ -58,15 +58,18 @@ class Rejected(NamedTuple):
 
 def _check_text(text: str, what: str) -> None:
     if _UNCARRIED.search(text):
-        raise Unencodable(f"{what} {text!r} holds a control character or a lone surrogate")
+        msg = f"{what} {text!r} holds a control character or a lone surrogate"
+        raise Unencodable(msg)
 
 
 def _check_name(text: str, what: str) -> None:
     if not text:
-        raise Unencodable(f"empty {what}")
+        msg = f"empty {what}"
+        raise Unencodable(msg)
     _check_text(text, what)
     if text[-1] == "\\":
-        raise Unencodable(f"{what} {text!r} ends with a backslash")
+        msg = f"{what} {text!r} ends with a backslash"
+        raise Unencodable(msg)
 
 
 def escape_tag(text: str, what: str = "tag value") -> str:
@@ -79,15 +82,18 @@ def escape_field_key(key: str) -> str:
     """Escape a field key; raises ``Unencodable``."""
     _check_name(key, "field key")
     if key == _RESERVED_KEY:
-        raise Unencodable("field key 'time' is dropped by InfluxDB")
+        msg = "field key 'time' is dropped by InfluxDB"
+        raise Unencodable(msg)
     if _ODD_BACKSLASHES_BEFORE_DELIMITER.search(key):
-        raise Unencodable(f"field key {key!r} has an odd run of backslashes before , = or space")
+        msg = f"field key {key!r} has an odd run of backslashes before , = or space"
+        raise Unencodable(msg)
     return key.translate(_FIELD_KEY_ESCAPES)
 
 
 def _tag(key: str, value: str) -> str:
     if key == _RESERVED_KEY:
-        raise Unencodable("tag key 'time' is refused by InfluxDB")
+        msg = "tag key 'time' is refused by InfluxDB"
+        raise Unencodable(msg)
     return f"{escape_tag(key, 'tag key')}={escape_tag(value)}"
 
 
@@ -98,7 +104,8 @@ def series_prefix(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
     """
     _check_name(measurement, "measurement")
     if measurement[0] == "#":
-        raise Unencodable(f"measurement {measurement!r} would make the line a comment")
+        msg = f"measurement {measurement!r} would make the line a comment"
+        raise Unencodable(msg)
     parts = [measurement.translate(_MEAS_ESCAPES)]
     parts.extend(_tag(k, v) for k, v in sorted(tags) if v != "")
     return ",".join(parts) + " "
@@ -116,7 +123,8 @@ def field_value(value: FieldValue) -> str | None:
         return "false"
     if type(value) is int:
         if value not in _INT64:
-            raise Unencodable(f"integer {value} does not fit 64 bits")
+            msg = f"integer {value} does not fit 64 bits"
+            raise Unencodable(msg)
         return f"{value}i"
     if type(value) is str:
         _check_text(value, "string")

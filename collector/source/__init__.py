@@ -1,0 +1,1 @@
+"""The source stage: MQTT in, payloads decoded and validated, rejections kept."""

@@ -193,7 +193,8 @@ class Decoder:
         """Validate one object; ``lenient``: it did not come from orjson, so check its text."""
         try:
             if type(obj) is not dict:
-                raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
+                msg = "not_object"
+                raise Invalid(msg, f"expected a JSON object, got {type(obj).__name__}")
             if lenient:
                 check_storable(obj)
             where = (route.potline, route.cell)
@@ -220,9 +221,11 @@ class Decoder:
     def _check_time(self, ts_ns: int, now_ns: int) -> None:
         if ts_ns > now_ns + self._future_ns:
             ahead = (ts_ns - now_ns) // 1_000_000_000  # an integer: ts may be huge
-            raise Invalid("future_ts", f"ts: {ahead} s in the future")
+            msg = "future_ts"
+            raise Invalid(msg, f"ts: {ahead} s in the future")
         if ts_ns < _MIN_TS_NS:
-            raise Invalid("out_of_bounds", "ts: before 2000-01-01 (controller clock not set?)")
+            msg = "out_of_bounds"
+            raise Invalid(msg, "ts: before 2000-01-01 (controller clock not set?)")
 
     def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
         lim = self.limits
@@ -232,20 +235,23 @@ class Decoder:
         if len(obj) > 3:
             for key in _OPTIONAL_NUMBERS:
                 if key in obj and not _is_number(obj[key]):
-                    raise Invalid("wrong_type", f"{key}: expected a number, got {obj[key]!r}")
+                    msg = "wrong_type"
+                    raise Invalid(msg, f"{key}: expected a number, got {obj[key]!r}")
             extra = {}
             for key, x in obj.items():
                 if key in _TELEMETRY_KEYS or key in _RESERVED_FIELDS:
                     continue
                 if not _is_number(x):
                     if type(x) is OutOfRange:
-                        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+                        msg = "out_of_bounds"
+                        raise Invalid(msg, f"{key}: {x!r} does not fit a number")
                     continue
                 if key not in self._keys:
                     self._check_key(key)
                 x = float(x)
                 if not math.isfinite(x):
-                    raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+                    msg = "non_finite"
+                    raise Invalid(msg, f"{key}: {x} is not a finite number")
                 extra[key] = x
         return (*where, ts_ns, v, i, extra)
 
@@ -258,22 +264,28 @@ class Decoder:
 
 
 def _missing(key: str) -> int:
-    raise Invalid("missing_key", f"{key}: required key is missing")
+    msg = "missing_key"
+    raise Invalid(msg, f"{key}: required key is missing")
 
 
 def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
     try:
         x = obj[key]
     except KeyError:
-        raise Invalid("missing_key", f"{key}: required key is missing") from None
+        msg = "missing_key"
+        raise Invalid(msg, f"{key}: required key is missing") from None
     if not _is_number(x):
         if type(x) is OutOfRange:
-            raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
-        raise Invalid("wrong_type", f"{key}: expected a number, got {x!r}")
+            msg = "out_of_bounds"
+            raise Invalid(msg, f"{key}: {x!r} does not fit a number")
+        msg = "wrong_type"
+        raise Invalid(msg, f"{key}: expected a number, got {x!r}")
     if type(x) is float and not math.isfinite(x):
-        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+        msg = "non_finite"
+        raise Invalid(msg, f"{key}: {x} is not a finite number")
     if not low <= x <= high:
-        raise Invalid("out_of_bounds", f"{key}: {x} outside {low:g}..{high:g}")
+        msg = "out_of_bounds"
+        raise Invalid(msg, f"{key}: {x} outside {low:g}..{high:g}")
     return float(x)
 
 
@@ -287,22 +299,26 @@ def check_key(key: str) -> None:
     try:
         escape_field_key(key)
     except Unencodable as err:
-        raise Invalid("bad_key", str(err)) from None
+        msg = "bad_key"
+        raise Invalid(msg, str(err)) from None
 
 
 def _check_tag(value: str, what: str) -> None:
     try:
         escape_tag(value)
     except Unencodable as err:
-        raise Invalid("bad_key", f"{what}: {err}") from None
+        msg = "bad_key"
+        raise Invalid(msg, f"{what}: {err}") from None
 
 
 def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
     kind = obj.get("type")
     if kind is None:
-        raise Invalid("missing_key", "type: required key is missing")
+        msg = "missing_key"
+        raise Invalid(msg, "type: required key is missing")
     if type(kind) is not str or not kind:
-        raise Invalid("wrong_type", f"type: expected a non-empty string, got {kind!r}")
+        msg = "wrong_type"
+        raise Invalid(msg, f"type: expected a non-empty string, got {kind!r}")
     _check_tag(kind, "type")
     data = {k: v for k, v in obj.items() if k not in ("ts", "type")}
     for key, x in data.items():
@@ -312,7 +328,8 @@ def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
     elif kind == "metal_tap":
         _number(data, "metal_kg", 0.0, math.inf)
         if data["metal_kg"] <= 0:
-            raise Invalid("out_of_bounds", f"metal_kg: must be > 0, got {data['metal_kg']}")
+            msg = "out_of_bounds"
+            raise Invalid(msg, f"metal_kg: must be > 0, got {data['metal_kg']}")
     return (*where, ts_ns, kind, data)
 
 
@@ -320,13 +337,16 @@ def _check_event_field(key: str, x: Any) -> None:
     """An event's top-level key and value become a field of the raw ``cell_event`` point."""
     check_key(key)
     if type(x) is float and not math.isfinite(x):
-        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
+        msg = "non_finite"
+        raise Invalid(msg, f"{key}: {x} is not a finite number")
     if type(x) is str:
         bad = _CONTROL.search(x)
         if bad is not None:
-            raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
+            msg = "bad_key"
+            raise Invalid(msg, f"{key}: string holds the control character {bad.group()!r}")
     elif type(x) is OutOfRange:
-        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+        msg = "out_of_bounds"
+        raise Invalid(msg, f"{key}: {x!r} does not fit a number")
     elif type(x) in (dict, list):
         _check_nested(key, x)
 
@@ -340,11 +360,14 @@ def _check_nested(key: str, x: Any) -> None:
     for k, v in items:
         t = type(v)
         if type(k) is str and _CONTROL.search(k):
-            raise Invalid("bad_key", f"{key}: a nested key holds a control character")
+            msg = "bad_key"
+            raise Invalid(msg, f"{key}: a nested key holds a control character")
         if t is str and _CONTROL.search(v):
-            raise Invalid("bad_key", f"{key}: a nested string holds a control character")
+            msg = "bad_key"
+            raise Invalid(msg, f"{key}: a nested string holds a control character")
         if t is OutOfRange:
-            raise Invalid("out_of_bounds", f"{key}: {v!r} does not fit a number")
+            msg = "out_of_bounds"
+            raise Invalid(msg, f"{key}: {v!r} does not fit a number")
         if t is dict or t is list:
             _check_nested(key, v)
 
@@ -352,16 +375,21 @@ def _check_nested(key: str, x: Any) -> None:
 def _check_anode_change(data: dict[str, Any]) -> None:
     anode = data.get("anode")
     if anode is None:
-        raise Invalid("missing_key", "anode: required key is missing")
+        msg = "missing_key"
+        raise Invalid(msg, "anode: required key is missing")
     if type(anode) is not int:
-        raise Invalid("wrong_type", f"anode: expected an integer, got {anode!r}")
+        msg = "wrong_type"
+        raise Invalid(msg, f"anode: expected an integer, got {anode!r}")
     if anode < 1:
-        raise Invalid("out_of_bounds", f"anode: must be >= 1, got {anode}")
+        msg = "out_of_bounds"
+        raise Invalid(msg, f"anode: must be >= 1, got {anode}")
     block = data.get("block")
     if block is None:
-        raise Invalid("missing_key", "block: required key is missing")
+        msg = "missing_key"
+        raise Invalid(msg, "block: required key is missing")
     if type(block) is not str:
-        raise Invalid("wrong_type", f"block: expected a string, got {block!r}")
+        msg = "wrong_type"
+        raise Invalid(msg, f"block: expected a string, got {block!r}")
     if block:  # an empty tag value is left out of the line, not refused
         _check_tag(block, "block")
     if "butt_mm" in data:

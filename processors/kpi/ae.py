@@ -85,6 +85,7 @@ class Counts:
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Counts:
+        """The counts a checkpoint holds."""
         return cls(**{**data, "cells": list(data["cells"])})
 
 

@@ -105,9 +105,11 @@ class Followed:
 
     @property
     def cell(self) -> CellKey:
+        """The cell whose response is followed."""
         return CellKey(self.position.potline, self.position.cell)
 
     def to_json(self) -> dict[str, Any]:
+        """The checkpoint form."""
         return {
             "position": list(self.position),
             "ts_ns": self.ts_ns,
@@ -120,6 +122,7 @@ class Followed:
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Followed:
+        """The followed change a checkpoint holds."""
         tags = tuple((name, value) for name, value in data["tags"])
         position = Position(*data["position"])
         return cls(**{**data, "position": position, "tags": tags, "fields": dict(data["fields"])})

@@ -26,7 +26,8 @@ def kwh_per_tonne(energy_kwh: float, aluminium: float) -> float | None:
 
 def trapezoids(t0: np.ndarray, t1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """∫ of a quantity linear between (t0, p0) and (t1, p1), per interval, in unit × hours."""
-    return (p0 + p1) * 0.5 * ((t1 - t0) / NS_PER_H)
+    area: np.ndarray = (p0 + p1) * 0.5 * ((t1 - t0) / NS_PER_H)
+    return area
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,8 @@ def _starts(cal: Calendar, kind: str, d0: date, d1: date) -> np.ndarray:
         months = (d1.year - d0.year) * 12 + d1.month - d0.month + 2
         instants = [cal.local_instant(_first_of_month(d0, k), _MIDNIGHT) for k in range(months)]
     else:
-        raise ValueError(f"unknown period kind {kind!r}")
+        msg = f"unknown period kind {kind!r}"
+        raise ValueError(msg)
     return np.unique(np.array(instants, dtype=np.int64))
 
 

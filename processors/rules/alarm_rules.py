@@ -94,6 +94,7 @@ class Alarm:
 
     @classmethod
     def of(cls, rule: AlarmRule) -> Alarm:
+        """The alarm of a validated rule, its limits resolved."""
         band = rule.outside or (None, None)
         return cls(
             rule.name,
@@ -109,6 +110,7 @@ class Alarm:
 
     @property
     def is_stale(self) -> bool:
+        """Whether it watches for a cell that stopped reporting rather than a limit."""
         return self.stale_s > 0
 
     def applies(self, potline: str, cell: str) -> bool:
@@ -131,6 +133,7 @@ class Alarm:
         return out
 
     def point(self, where: tuple[str, str], state: str, value: float | None, time_ns: int) -> Point:
+        """The ``alarm`` point of a transition of this alarm on one cell."""
         return alarm_point(where, self.name, self.severity, state, value, time_ns)
 
 

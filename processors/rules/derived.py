@@ -210,7 +210,8 @@ class _Columns:
             per_cell = [
                 self._constants.get(potline, {}).get(name, np.nan) for potline, _ in s.cells
             ]
-            return np.array(per_cell, dtype=np.float64)[s.cell_id]
+            column: np.ndarray = np.array(per_cell, dtype=np.float64)[s.cell_id]
+            return column
         values = (e.get(name, np.nan) if e else np.nan for e in s.extra)
         return np.fromiter(values, dtype=np.float64, count=len(s))
 
@@ -219,7 +220,8 @@ def _in_scope(potlines: frozenset[str] | None, samples: SampleBatch) -> np.ndarr
     if potlines is None:
         return np.ones(len(samples), dtype=bool)
     per_cell = np.array([potline in potlines for potline, _ in samples.cells], dtype=bool)
-    return per_cell[samples.cell_id]
+    mask: np.ndarray = per_cell[samples.cell_id]
+    return mask
 
 
 def _newest_by_potline(samples: SampleBatch) -> dict[str, int]:

@@ -156,9 +156,11 @@ def parse_expression(text: str) -> ast.Expression:
     """
     source = " ".join(text.split())  # a YAML block scalar may span lines
     if not source:
-        raise ExpressionError("must not be empty")
+        msg = "must not be empty"
+        raise ExpressionError(msg)
     if len(source) > MAX_LENGTH:
-        raise ExpressionError(f"too long: {len(source)} characters, at most {MAX_LENGTH}")
+        msg = f"too long: {len(source)} characters, at most {MAX_LENGTH}"
+        raise ExpressionError(msg)
     tree = _parse(source)
     for node in ast.walk(tree):
         _check_node(node, source)
@@ -254,7 +256,7 @@ class Expression:
         return math.nan if isinstance(result, complex) else float(result)
 
 
-class _VectorEval(SimpleEval):
+class _VectorEval(SimpleEval):  # type: ignore[misc]  # simpleeval ships no type information
     """Literals as numpy scalars, so that ``x * (1 / 0)`` is infinite like ``x / 0``.
 
     An evaluator is made per call: it holds the names, and so is never shared.
@@ -269,11 +271,11 @@ def _parse(source: str) -> ast.Expression:
         return ast.parse(source, mode="eval")
     except SyntaxError as err:
         if _is_statement(source):
-            raise ExpressionError(
-                "a statement, not an expression: import, assignment and the like are not allowed"
-            ) from None
+            msg = "a statement, not an expression: import, assignment and the like are not allowed"
+            raise ExpressionError(msg) from None
         where = f"column {err.offset}" if err.offset else "the end"
-        raise ExpressionError(f"syntax error at {where}: {err.msg}") from None
+        msg = f"syntax error at {where}: {err.msg}"
+        raise ExpressionError(msg) from None
     except (ValueError, RecursionError, MemoryError):
         raise ExpressionError("not a valid expression: " + _VOCABULARY) from None
 
@@ -317,9 +319,11 @@ def _check_call(node: ast.Call, source: str) -> None:
         hint = (
             f"did you mean {close[0]!r}?" if close else f"the functions are {', '.join(FUNCTIONS)}"
         )
-        raise ExpressionError(f"unknown function {name!r}; {hint}")
+        msg = f"unknown function {name!r}; {hint}"
+        raise ExpressionError(msg)
     if node.keywords:
-        raise ExpressionError(f"keyword arguments are not allowed: {ast.unparse(node)}")
+        msg = f"keyword arguments are not allowed: {ast.unparse(node)}"
+        raise ExpressionError(msg)
     low, high = _ARITY.get(name, _ARITY_DEFAULT)
     if not low <= len(node.args) <= high:
         wanted = (
@@ -329,32 +333,36 @@ def _check_call(node: ast.Call, source: str) -> None:
             if high == 2
             else "2 or more arguments"
         )
-        raise ExpressionError(f"{name}() takes {wanted}, got {len(node.args)}")
+        msg = f"{name}() takes {wanted}, got {len(node.args)}"
+        raise ExpressionError(msg)
     if name == "round" and len(node.args) == 2:
         digits = _literal(node.args[1])
         if digits is None or not float(digits).is_integer():
-            raise ExpressionError(
-                "round(x, digits): digits must be a whole number, e.g. round(x, 2)"
-            )
+            msg = "round(x, digits): digits must be a whole number, e.g. round(x, 2)"
+            raise ExpressionError(msg)
 
 
 def _check_literal(value: object) -> None:
     if isinstance(value, str | bytes):
-        raise ExpressionError(f"strings are not allowed: {_VOCABULARY}")
+        msg = f"strings are not allowed: {_VOCABULARY}"
+        raise ExpressionError(msg)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ExpressionError(f"{value!r} is not a number: {_VOCABULARY}")
+        msg = f"{value!r} is not a number: {_VOCABULARY}"
+        raise ExpressionError(msg)
     if abs(value) > MAX_LITERAL:
-        raise ExpressionError(f"number too large (at most {MAX_LITERAL:g})")
+        msg = f"number too large (at most {MAX_LITERAL:g})"
+        raise ExpressionError(msg)
 
 
 def _check_exponent(node: ast.expr, source: str) -> None:
     value = _literal(node)
     if value is None or abs(value) > MAX_EXPONENT:
         got = ast.get_source_segment(source, node) or ast.unparse(node)
-        raise ExpressionError(
+        msg = (
             f"the exponent must be a number from {-MAX_EXPONENT:g} to {MAX_EXPONENT:g} written "
             f"in the expression, e.g. x ** 2 or x ** 0.5; got ** {got}"
         )
+        raise ExpressionError(msg)
 
 
 def _literal(node: ast.expr) -> float | None:

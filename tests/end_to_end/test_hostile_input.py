@@ -120,7 +120,8 @@ def test_no_payload_stops_ingestion_or_loses_what_was_accepted(
         return stored() == want and bool(odd) and odd[0].get("count_anode") == 1
 
     wait_for(settled, 120, pipeline.new_log)
-    assert pipeline.proc is not None and pipeline.proc.poll() is None  # still running
+    assert pipeline.proc is not None
+    assert pipeline.proc.poll() is None
     assert len(want) == 2 * GOOD_PER_GAP * (len(BAD) + 1)
 
     odd_cell = influx_v1.query("SELECT * FROM cell WHERE cell = 'C03'", influx_db)

@@ -40,13 +40,13 @@ START = local_midnight(3)
 
 def periods() -> dict[str, list[tuple[int, int]]]:
     """Shift, day and month [start, end) in UTC ns, worked out from the local calendar."""
-    ns = lambda dt: int(dt.timestamp()) * NS  # noqa: E731
+    ns = lambda dt: int(dt.timestamp()) * NS  # noqa: E731 - a one-line helper of this test
     days = [START + timedelta(days=k) for k in range(3)]
     shifts = [d + timedelta(hours=h) for d in days for h in (0, 8, 16)] + [days[-1]]
     month0 = START.replace(day=1)
     month1 = (month0 + timedelta(days=32)).replace(day=1)
     month2 = (month1 + timedelta(days=32)).replace(day=1)
-    pairs = lambda xs: [(ns(a), ns(b)) for a, b in itertools.pairwise(xs)]  # noqa: E731
+    pairs = lambda xs: [(ns(a), ns(b)) for a, b in itertools.pairwise(xs)]  # noqa: E731 - a one-line helper of this test
     return {
         "shift": pairs(sorted(set(shifts))),
         "day": pairs(days),

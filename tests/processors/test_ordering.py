@@ -35,4 +35,5 @@ def test_late_mask(codes, offsets, newest, late, after) -> None:
 
 def test_empty_batch() -> None:
     flags, updated = run([], [], {"P1/C001": T0})
-    assert flags.tolist() == [] and updated == {"P1/C001": T0}
+    assert flags.tolist() == []
+    assert updated == {"P1/C001": T0}

@@ -50,16 +50,16 @@ def test_more_cells_leave_the_first_cells_unchanged() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "named"),
     [
-        {"anodes_per_cell": 0},
-        {"cycle_jitter_days": 31.0},
-        {"ae_rate_per_cell_day": 25.0},
-        {"ae_duration_s": (60.0, 4000.0)},
-        {"tap_jitter_h": 12.0},
-        {"other_block_share": 1.5},
+        ({"anodes_per_cell": 0}, "anodes_per_cell"),
+        ({"cycle_jitter_days": 31.0}, "cycle_jitter_days"),
+        ({"ae_rate_per_cell_day": 25.0}, "ae_rate_per_cell_day"),
+        ({"ae_duration_s": (60.0, 4000.0)}, "ae_duration_s"),
+        ({"tap_jitter_h": 12.0}, "tap_jitter_h"),
+        ({"other_block_share": 1.5}, "other_block_share"),
     ],
 )
-def test_impossible_parameters_are_refused(bad) -> None:
-    with pytest.raises(ValueError):
+def test_impossible_parameters_are_refused(bad, named) -> None:
+    with pytest.raises(ValueError, match=named):
         SimParams(**bad)

@@ -23,9 +23,11 @@ def test_telemetry_objects_have_the_contract_form() -> None:
         assert len(step.payloads) == 5
         for payload in step.payloads:
             assert set(payload) == TELEMETRY_KEYS
-            assert type(payload["ts"]) is int and payload["ts"] * 1_000_000 == step.ts_ns
+            assert type(payload["ts"]) is int
+            assert payload["ts"] * 1_000_000 == step.ts_ns
             for key in TELEMETRY_KEYS - {"ts"}:
-                assert type(payload[key]) is float and math.isfinite(payload[key])
+                assert type(payload[key]) is float
+                assert math.isfinite(payload[key])
 
 
 def test_events_have_the_contract_form() -> None:
@@ -34,22 +36,26 @@ def test_events_have_the_contract_form() -> None:
     assert kinds == {"anode_change", "metal_tap"}
     for e in events:
         p = e.payload
-        assert type(p["ts"]) is int and p["ts"] * 1_000_000 == e.ts_ns
+        assert type(p["ts"]) is int
+        assert p["ts"] * 1_000_000 == e.ts_ns
         if p["type"] == "anode_change":
             assert set(p) == {"ts", "type", "anode", "block", "butt_mm"}
-            assert type(p["anode"]) is int and 1 <= p["anode"] <= 40
+            assert type(p["anode"]) is int
+            assert 1 <= p["anode"] <= 40
             assert p["block"] in {"590", "560"}
             assert type(p["butt_mm"]) is int
         else:
             assert set(p) == {"ts", "type", "metal_kg"}
-            assert type(p["metal_kg"]) is float and p["metal_kg"] > 0
+            assert type(p["metal_kg"]) is float
+            assert p["metal_kg"] > 0
 
 
 def test_events_are_in_time_order_and_within_the_window() -> None:
     t1 = T0 + 20 * DAY
     times = [e.ts_ns for e in sim(cells=20).events(T0, t1)]
     assert times == sorted(times)
-    assert times[0] >= T0 and times[-1] < t1
+    assert times[0] >= T0
+    assert times[-1] < t1
 
 
 def test_stream_interleaves_telemetry_and_events_in_time_order() -> None:
@@ -72,14 +78,16 @@ def test_columns_hold_the_same_values_as_the_payloads() -> None:
     s = sim(cells=3, interval_s=1.0)
     cols = s.columns(0, 50)
     payloads = all_payloads(s, T0 + 50 * S)
-    assert cols.cell_voltage_v.shape == (50, 3) and cols.line_current_ka.shape == (50,)
+    assert cols.cell_voltage_v.shape == (50, 3)
+    assert cols.line_current_ka.shape == (50,)
     assert [p["cell_voltage_v"] for p in payloads] == cols.cell_voltage_v.ravel().tolist()
     assert [p["line_current_ka"] for p in payloads[::3]] == cols.line_current_ka.tolist()
 
 
 def test_an_empty_window_has_no_samples() -> None:
     s = sim()
-    assert list(s.telemetry(T0 + 1, T0 + 60 * S)) == [] and len(s.columns(5, 0)) == 0
+    assert list(s.telemetry(T0 + 1, T0 + 60 * S)) == []
+    assert len(s.columns(5, 0)) == 0
     assert list(s.stream(T0, T0)) == []
 
 
@@ -103,5 +111,5 @@ def test_encoded_payloads_decode_to_the_payload_objects() -> None:
 
 
 def test_interval_must_be_whole_milliseconds() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="whole number of milliseconds"):
         PotlineSim("P1", 2, start_ns=T0, interval_s=0.0005)

@@ -37,7 +37,8 @@ def test_mean_cell_voltage_is_near_the_set_point() -> None:
     # 0.1/sqrt(3)/sqrt(60) = 0.0075 V
     offsets_v = 4 * OFFSET_V / math.sqrt(3) / math.sqrt(cells)
     assert abs(per_cell.mean() - CELL_V) <= offsets_v + drift_v + SWING_V + changes_v
-    assert per_cell.min() >= 3.9 and per_cell.max() <= 4.5
+    assert per_cell.min() >= 3.9
+    assert per_cell.max() <= 4.5
 
 
 def test_voltage_follows_the_line_current_through_the_pseudo_resistance() -> None:
@@ -85,9 +86,11 @@ def test_anode_effects_exceed_8_v_and_last_1_to_5_minutes() -> None:
     # 6 effects a cell-day over 12 cell-days: 72 expected, binomial sigma ~7.3
     assert 72 - 4 * 7.3 <= len(durations) <= 72 + 4 * 7.3
     # 60–300 s, measured on a 5 s grid
-    assert min(durations) >= 60 - interval_s and max(durations) <= 300 + interval_s
+    assert min(durations) >= 60 - interval_s
+    assert max(durations) <= 300 + interval_s
     # drawn in 20–50 V, then quenched down to 60 % of the peak
-    assert min(peaks) >= 20 * (1 - 0.4 * interval_s / 60) and max(peaks) <= 50
+    assert min(peaks) >= 20 * (1 - 0.4 * interval_s / 60)
+    assert max(peaks) <= 50
 
 
 def test_default_anode_effect_rate_is_0_15_per_cell_day() -> None:

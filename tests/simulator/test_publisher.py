@@ -105,7 +105,8 @@ def test_single_objects_arrive_one_per_sample(mosquitto) -> None:
     counts = publish(s, t0, t1, options(mosquitto, prefix))
 
     received = subscriber.finish()
-    assert counts.samples == 3 * 20 and counts.events >= 1
+    assert counts.samples == 3 * 20
+    assert counts.events >= 1
     assert counts.messages == counts.samples + counts.events == len(received)
     telemetry = [(t, json.loads(p)) for t, p in received if t.endswith("/telemetry")]
     assert all(isinstance(o, dict) for _, o in telemetry)
@@ -134,7 +135,8 @@ def test_arrays_with_malformed_and_duplicate_messages(mosquitto) -> None:
     # 60 samples per cell in arrays of 3: 20 arrays per cell, some sent twice
     assert counts.messages == len(received) == len(telemetry) + len(events)
     assert len(telemetry) == cells * seconds // k + counts.duplicates // k
-    assert events == [e.payload for e in s.events(t0, t1)] and counts.events == len(events)
+    assert events == [e.payload for e in s.events(t0, t1)]
+    assert counts.events == len(events)
 
     seen: Counter[str] = Counter()
     good = []
@@ -144,13 +146,16 @@ def test_arrays_with_malformed_and_duplicate_messages(mosquitto) -> None:
         except json.JSONDecodeError:
             seen["bad_json"] += 1
             continue
-        assert isinstance(objects, list) and len(objects) == k
+        assert isinstance(objects, list)
+        assert len(objects) == k
         kinds = Counter(classify(o) for o in objects)
         seen.update({kind: n for kind, n in kinds.items() if kind != "good"})
         assert kinds["good"] >= k - 1  # one spoiled object per malformed message
         good += [(topic, o["ts"], o) for o in objects if classify(o) == "good"]
-    assert seen == counts.malformed and sum(seen.values()) > 0
-    assert len(good) == counts.samples + counts.duplicates and counts.duplicates > 0
+    assert seen == counts.malformed
+    assert sum(seen.values()) > 0
+    assert len(good) == counts.samples + counts.duplicates
+    assert counts.duplicates > 0
     unique = {(topic, ts): o for topic, ts, o in good}
     assert len(unique) == counts.samples
     expected = expected_telemetry(s, prefix, t0, t1)
@@ -199,4 +204,6 @@ def test_cli_fast_run_from_now_sends_no_sample_from_the_future(mosquitto) -> Non
     now_ms = time.time_ns() // 1_000_000
     stamps = [json.loads(p)["ts"] for t, p in received if t.endswith("/telemetry")]
     # five minutes of samples ending a minute before the run began
-    assert len(stamps) == 15 and max(stamps) <= now_ms and min(stamps) >= now_ms - 3_600_000
+    assert len(stamps) == 15
+    assert max(stamps) <= now_ms
+    assert min(stamps) >= now_ms - 3_600_000

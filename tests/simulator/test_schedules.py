@@ -46,7 +46,8 @@ def test_forty_days_of_anode_history_without_telemetry() -> None:
     per_cell = Counter(e.cell for e in changes)
     # 40 anodes every 31 days: one change per 0.775 days, 40 / 0.775 = 51.6 in 40 days,
     # give or take one at each end of the window
-    assert len(per_cell) == cells and all(50 <= n <= 54 for n in per_cell.values())
+    assert len(per_cell) == cells
+    assert all(50 <= n <= 54 for n in per_cell.values())
     share_560 = sum(e.payload["block"] == "560" for e in changes) / len(changes)
     sigma = math.sqrt(0.05 * 0.95 / len(changes))
     assert abs(share_560 - 0.05) <= 4 * sigma

@@ -63,7 +63,7 @@ class Subscriber:
         self.client.loop_stop()
 
     def _on_connect(self, _c: object, _u: object, flags: object, reason: object, _p: object):
-        self.connacks.put(bool(flags.session_present))  # type: ignore[attr-defined]
+        self.connacks.put(bool(flags.session_present))  # type: ignore[attr-defined]  # paho's untyped flags
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.messages.put(msg)

@@ -30,7 +30,8 @@ class Failing:
     name = "failing"
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
-        raise ZeroDivisionError("a processor bug")
+        msg = "a processor bug"
+        raise ZeroDivisionError(msg)
 
 
 def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) -> None:
@@ -51,7 +52,8 @@ class Unwritable(journal.Store):
     """A journal whose disk refuses every commit (full, or gone)."""
 
     def commit(self, *args: Any, **kwargs: Any) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+        msg = "disk I/O error"
+        raise sqlite3.OperationalError(msg)
 
 
 def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ class Unwriteable:
 
     name = "unwriteable"
     bad = Point("anode", (("block", "590\\"),), {"x": 1.0}, T)
-    broken = Point("anode", (), {"x": [1.0]}, T)  # type: ignore[dict-item]
+    broken = Point("anode", (), {"x": [1.0]}, T)  # type: ignore[dict-item]  # the point: unencodable
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         return state, [Point("anode", (("block", "590"),), {"x": 1.0}, T), self.bad, self.broken]

@@ -38,7 +38,8 @@ def test_a_valid_change_is_loaded_at_the_next_check(tmp_path: Path) -> None:
     assert w.poll() is None  # not yet time to look
     clock.now = 2.0
     cfg = w.poll()
-    assert cfg is not None and [d.name for d in cfg.rules.derived] == ["r"]
+    assert cfg is not None
+    assert [d.name for d in cfg.rules.derived] == ["r"]
     assert cfg.plant == w.cfg.plant
     clock.now = 4.0
     assert w.poll() is None  # no further change
@@ -56,7 +57,8 @@ def test_a_new_file_counts_as_a_change(tmp_path: Path) -> None:
     (tmp_path / "rules" / "more.yaml").write_text("alarms:\n  - name: quiet\n    stale_s: 60\n")
     clock.now = 10
     cfg = w.poll()
-    assert cfg is not None and [a.name for a in cfg.rules.alarms] == ["quiet"]
+    assert cfg is not None
+    assert [a.name for a in cfg.rules.alarms] == ["quiet"]
 
 
 def test_invalid_rules_are_refused_with_their_line_and_the_old_ones_stay(tmp_path: Path) -> None:
@@ -82,4 +84,5 @@ def test_sighup_reloads_even_when_checks_are_off(tmp_path: Path) -> None:
     clock.now = 1e6
     assert w.poll() is None
     cfg = w.poll(force=True)
-    assert cfg is not None and [d.name for d in cfg.rules.derived] == ["r"]
+    assert cfg is not None
+    assert [d.name for d in cfg.rules.derived] == ["r"]

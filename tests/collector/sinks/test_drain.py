@@ -40,7 +40,8 @@ class Refusing:
     def write(self, lines: bytes) -> None:
         self.tries += 1
         if not self.back:
-            raise SinkError("connection refused", retryable=True)
+            msg = "connection refused"
+            raise SinkError(msg, retryable=True)
         self.written.append(lines)
 
     def close(self) -> None:

@@ -7,7 +7,6 @@ fresh random examples, set the number of examples, e.g.
 
 import os
 import urllib.parse
-from collections.abc import Iterator
 from itertools import count
 from typing import Any
 from uuid import uuid4
@@ -120,10 +119,10 @@ def test_what_would_break_the_line_is_unencodable(point: Point) -> None:
 
 
 @pytest.fixture(scope="module")
-def database(influx_v1: InfluxV1) -> Iterator[str]:
+def database(influx_v1: InfluxV1) -> str:
     name = f"lineproto_{uuid4().hex[:12]}"
     influx_v1.create_database(name)
-    yield name
+    return name
 
 
 def stored(influx: InfluxV1, db: str, body: str) -> list[dict[str, Any]] | None:

@@ -43,8 +43,10 @@ def test_the_file_is_one_json_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "dl.jsonl"
     store(path, [rejection(b"a"), rejection(b"b")])
     lines = path.read_bytes().split(b"\n")
-    assert len(lines) == 3 and lines[2] == b""  # two lines, each ended by a newline
-    assert lines[0].startswith(b"{") and lines[0].endswith(b"}")
+    assert len(lines) == 3
+    assert lines[2] == b""
+    assert lines[0].startswith(b"{")
+    assert lines[0].endswith(b"}")
 
 
 def test_time_is_the_iso_utc_time_of_now_ns(tmp_path: Path) -> None:

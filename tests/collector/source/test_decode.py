@@ -281,7 +281,8 @@ BAD = [
 )
 def test_rejections(decoder: Decoder, topic: str, payload: bytes, reason: str) -> None:
     out = decode(decoder, topic, payload)
-    assert out.samples == [] and out.events == []
+    assert out.samples == []
+    assert out.events == []
     assert [r.reason for r in out.rejections] == [reason]
     assert out.rejections[0].topic == topic
     assert out.rejections[0].payload == payload
@@ -394,7 +395,8 @@ def test_an_unforeseen_exception_rejects_the_message_and_takes_back_its_rows(
     decoder: Decoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(obj: object) -> bytes:
-        raise RuntimeError("dump broke")
+        msg = "dump broke"
+        raise RuntimeError(msg)
 
     monkeypatch.setattr(decode_module, "dump", broken)
     good = b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300}'

@@ -144,7 +144,9 @@ def check(decoder: Decoder, inbox: journal.Inbox, topic: str, payload: bytes) ->
     assert all(r.detail for r in out.rejections)
     message_level = [r for r in reasons if r in MESSAGE_REASONS]
     if message_level:
-        assert len(out.rejections) == 1 and not out.samples and not out.events
+        assert len(out.rejections) == 1
+        assert not out.samples
+        assert not out.events
     else:
         assert set(reasons) <= OBJECT_REASONS
         count = objects_in(payload)
@@ -163,7 +165,8 @@ def stored(inbox: journal.Inbox, out: Decoded) -> None:
     assert grew["received"] == grew["accepted"] + len(out.rejections) + grew["duplicates"]
     assert result.inserted == grew["accepted"]
     for s in out.samples:
-        assert 0.0 <= s[3] <= 100.0 and 0.0 <= s[4] <= 1000.0
+        assert 0.0 <= s[3] <= 100.0
+        assert 0.0 <= s[4] <= 1000.0
         assert all(math.isfinite(x) for x in (s[5] or {}).values())
     prefix = [series_prefix("cell", (("potline", "P1"), ("cell", "C01")))]
     n = len(out.samples)
@@ -179,7 +182,8 @@ def stored(inbox: journal.Inbox, out: Decoded) -> None:
     events = [Event(p, c, t, k, d) for p, c, t, k, d in out.events]
     for point in EventPoints().apply(Batch(NO_SAMPLES, events), None)[1]:
         line = encode_point(point)  # raises Unencodable for what the decoder should refuse
-        assert line is not None and "\n" not in line
+        assert line is not None
+        assert "\n" not in line
 
 
 @given(st.sampled_from(TOPICS), st.binary(max_size=600))

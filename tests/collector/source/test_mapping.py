@@ -92,7 +92,8 @@ def test_mapped_sample_equals_the_contract_sample(decoder: Decoder) -> None:
     }
     mapped = decode(decoder, "plant/P1/pots/C007/data", theirs)
     direct = decode(decoder, "smelter/P1/C007/telemetry", ours)
-    assert mapped.rejections == [] and direct.rejections == []
+    assert mapped.rejections == []
+    assert direct.rejections == []
     ((potline, cell, ts, v, i, extra),) = mapped.samples
     assert (potline, cell, ts, v, i) == ("P1", "C007", T_NS, 4.123, 400.125)
     assert extra == {"bath_temp_c": pytest.approx(960.0), "noise_uohm": 6.0, "pressure_kpa": 7.0}

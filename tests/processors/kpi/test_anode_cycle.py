@@ -111,7 +111,8 @@ def test_history_survives_a_restart_and_overdue_anodes_are_listed() -> None:
         state=state,
     )
     overdue = [p for p in points if p.measurement == "anode_overdue"]
-    assert overdue and overdue[-1].time_ns == DAY0 + 35 * DAY
+    assert overdue
+    assert overdue[-1].time_ns == DAY0 + 35 * DAY
     # 35 days minus one hour since the change, against 31 + 1 days
     assert overdue[-1].fields["days_since_change"] == pytest.approx(35 - 1 / 24)
     assert overdue[-1].fields["overdue_days"] == pytest.approx(35 - 1 / 24 - 32)
@@ -155,7 +156,8 @@ def test_response_to_a_change(split: bool) -> None:
     written = changes(points)
     assert "peak_dev_mv" not in written[0].fields  # written at once, without the response
     final = written[-1]
-    assert final.time_ns == t_change and final.tags == written[0].tags
+    assert final.time_ns == t_change
+    assert final.tags == written[0].tags
     assert final.fields["peak_dev_mv"] == pytest.approx(60.0)
     assert final.fields["recovery_min"] == pytest.approx(30.0)
     assert final.fields["target_days"] == 31.0

@@ -61,7 +61,8 @@ def test_one_millivolt_is_worth_about_3_2_kwh_per_t() -> None:
     metal = 0.93120675  # t, from 3000 kA·h at CE 0.925
     low = kwh_per_tonne(4.200 * 3000, metal)
     high = kwh_per_tonne(4.201 * 3000, metal)
-    assert low is not None and high is not None
+    assert low is not None
+    assert high is not None
     assert high - low == pytest.approx(3.2216, abs=1e-4)
 
 

@@ -213,6 +213,6 @@ def test_values_are_floats() -> None:
     [extra] = (
         DerivedProcessor([flag], CONSTANTS).derivation(batch_of(("P1/A01", 4.2, 300.0, None))).extra
     )
-    assert (
-        extra is not None and type(extra["running"]) is float and not math.isnan(extra["running"])
-    )
+    assert extra is not None
+    assert type(extra["running"]) is float
+    assert not math.isnan(extra["running"])

@@ -145,7 +145,8 @@ def test_rows_without_an_input_are_missing_and_failures_are_not_finite(text: str
     values, missing = compile_expression(text, KNOWN).evaluate(columns, where)
     assert values[0] == pytest.approx(8.5)
     assert not np.isfinite(values[1])  # a division by zero
-    assert np.isnan(values[2]) and np.isnan(values[3])
+    assert np.isnan(values[2])
+    assert np.isnan(values[3])
     assert missing.tolist() == [False, False, True, False]
 
 
