@@ -61,6 +61,18 @@ print(seen["count"], seen["last"] - seen["first"], hwm)
 """
 
 
+def potlines(cells: int) -> list[str]:
+    """The potlines ``payloads`` spreads the cells over: a hundred cells each."""
+    return [f"P{k + 1}" for k in range((cells + 99) // 100)]
+
+
+def potlines_config(cells: int) -> str:
+    """``plant.potlines`` entries after the first (P1 is in every test config)."""
+    return "".join(
+        f"    - id: {p}\n      baseline_sec_kwh_per_t: 13450\n" for p in potlines(cells)[1:]
+    )
+
+
 def payloads(samples: int, cells: int) -> list[tuple[str, bytes]]:
     """One telemetry object per message, the cells reporting in turn once a second."""
     t0 = (int(time.time()) - 86_400) * 1000
@@ -111,8 +123,14 @@ def influx_count(influx: InfluxV1, db: str) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tuple[float, int]:
-    """(samples per second into InfluxDB, peak RSS in KiB) of ``cellmon run``."""
+def run_pipeline(
+    work: Path, port: int, influx: InfluxV1, db: str, n: int, cells: int = 400
+) -> tuple[float, int]:
+    """(samples per second into InfluxDB, peak RSS in KiB) of ``cellmon run``.
+
+    The config owns every potline of the backlog (contract 5.1: an instance stores only
+    the potlines it owns).
+    """
     config = write_config(
         work,
         mqtt_port=port,
@@ -121,6 +139,7 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
         client_id=PIPELINE_ID,
         metrics_interval_s=10,
         rules=SHIPPED_RULES.read_text(),  # what a plant runs: derived field and alarms
+        extra=potlines_config(cells),
     )
     log_path = work / "cellmon.log"
     with open(log_path, "wb") as log:
@@ -169,7 +188,9 @@ def main() -> None:
         publish_all(broker.port, messages)
         publish_s = time.perf_counter() - t
         ceiling, ceiling_rss = run_ceiling(broker.port, args.samples)
-        rate, rss = run_pipeline(work / "cellmon", broker.port, influx, db, args.samples)
+        rate, rss = run_pipeline(
+            work / "cellmon", broker.port, influx, db, args.samples, args.cells
+        )
     report(args, ceiling, ceiling_rss, rate, rss, publish_s)
 
 

@@ -174,7 +174,8 @@ def templates(cfg: Config) -> list[TopicTemplate]:
 
 def decoder(cfg: Config) -> Decoder:
     """A decoder of the rules' inputs, with the configured limits."""
-    return Decoder(TopicRouter(templates(cfg)), cfg.ingest)
+    owned = frozenset(p.id for p in cfg.plant.potlines)
+    return Decoder(TopicRouter(templates(cfg), owned), cfg.ingest)
 
 
 def connection(cfg: Config) -> Connection:

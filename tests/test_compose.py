@@ -63,6 +63,10 @@ def test_cellmon_service_config_is_valid_and_uses_the_environment() -> None:
     env = SERVICES["cellmon"]["environment"]
     assert {cfg.influx.token_env, cfg.mqtt.username_env, cfg.mqtt.password_env} <= set(env)
     assert "healthcheck" in SERVICES["cellmon"]
+    # two shards, and the healthcheck watches the journal of each
+    assert [s.name for s in cfg.shards] == ["p1", "p2"]
+    probe = " ".join(SERVICES["cellmon"]["healthcheck"]["test"])
+    assert all(f"{cfg.state_dir}/$$s/journal" in probe and s.name in probe for s in cfg.shards)
     assert SERVICES["cellmon"]["restart"]
     assert SERVICES["simulator"]["profiles"] == ["demo"]
 

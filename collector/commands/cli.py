@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +18,6 @@ DEFAULT_CONFIG = "config/cellmon.yaml"
 MAX_ISSUES_SHOWN = 100
 
 log = logging.getLogger("cellmon")
-
-# The MQTT thread releases the GIL on every socket read; with CPython's default of 5 ms it
-# would wait that long behind the processor thread each time. 0.2 ms keeps it responsive.
-SWITCH_INTERVAL_S = 0.0002
 
 
 def load_or_exit(path: str | Path) -> Config:
@@ -54,33 +48,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
 
     SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
-    Exit codes: 0 everything written; 1 the worker died; 2 a bad config or a state directory
-    in use; 3 (``EXIT_BUFFERED``) the database refused writes for ``sink.shutdown_s`` after
-    the stop, and the points it did not take are written at the next start.
+    With ``shards:`` in the config (or ``--shards N``), one process per shard, each over its
+    own potlines. Exit codes: 0 everything written; 1 a worker or a shard died; 2 a bad
+    config or a state directory in use; 3 (``EXIT_BUFFERED``) the database refused writes
+    for ``sink.shutdown_s`` after the stop, and the points it did not take are written at
+    the next start.
     """
-    from collector.runtime.service import Service
-
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    cfg = load_or_exit(args.config)
+    if args.shards:
+        cfg = cfg.split(args.shards)
+    level = args.log_level.upper()
     try:
-        service = Service(load_or_exit(args.config), log_level=args.log_level.upper())
+        if cfg.shards:
+            from collector.runtime.shards import run_sharded
+
+            return run_sharded(cfg, level)
+        from collector.runtime.service import run_service
+
+        return run_service(cfg, level)
     except Busy as err:
         print(f"cellmon: another cellmon runs on this state directory ({err})", file=sys.stderr)
         return 2
-    stop, hangup = threading.Event(), threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
-    service.start()
-    log.info("running; state in %s", service.cfg.state_path)
-    while not stop.wait(0.5):
-        if not service.worker_alive():
-            log.error("the worker process died; stopping (restart the service)")
-            service.stop()
-            return 1
-        force = hangup.is_set()
-        hangup.clear()
-        service.check_rules(force=force)
-    return service.stop()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -143,6 +131,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                 "--sample",
                 metavar="FILE",
                 help="run the rules on the messages of FILE (JSON Lines of topic, payload)",
+            )
+        else:
+            p.add_argument(
+                "--shards",
+                type=int,
+                metavar="N",
+                help="deal the potlines into N shards, a process each (overrides shards:)",
             )
     for name, (module_name, summary) in MODULE_COMMANDS.items():
         p = sub.add_parser(name, help=summary)

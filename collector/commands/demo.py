@@ -259,7 +259,7 @@ class Demo:
     def _wait_subscribed(self) -> bool:
         """Publish only once cellmon subscribed: until then messages would reach no one."""
         cfg = self.service.cfg
-        wanted = {t.subscription for t in build.templates(cfg)}
+        wanted = set(build.decoder(cfg).router.subscriptions())
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
         while not wanted <= self.broker.subscriptions(cfg.mqtt.client_id):
             if time.monotonic() > deadline:

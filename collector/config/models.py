@@ -14,7 +14,7 @@ from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from collector.config.rules import Rules
 from collector.config.schema import (
@@ -129,6 +129,18 @@ class AnodeResponseConfig(Section):
     pre_window_s: Positive = 600.0
 
 
+class ShardConfig(Section):
+    """A process of ``cellmon run`` over some of the potlines (contract 5.1).
+
+    Each shard is a whole pipeline (MQTT connection ``{client_id}-{name}``, journal in
+    ``{state_dir}/{name}``, worker, self-metrics as instance ``{instance}-{name}``), so a
+    plant's ingest uses every core.
+    """
+
+    name: LevelName
+    potlines: list[LevelName] = Field(min_length=1)
+
+
 def _sink_type(value: Any) -> str | None:
     """The ``type`` of a ``sink`` mapping; a mapping without one is the default sink."""
     if isinstance(value, dict):
@@ -164,6 +176,38 @@ class ConfigFile(Section):
     targets: Targets = Targets()
     pfc: PfcConfig = PfcConfig()
     anode_response: AnodeResponseConfig = AnodeResponseConfig()
+    shards: list[ShardConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shards_split_the_plant(self) -> ConfigFile:
+        """Every potline in exactly one shard, and no shard with a potline not configured."""
+        if not self.shards:
+            return self
+        ids = [p.id for p in self.plant.potlines]
+        owner: dict[str, int] = {}
+        problems: list[tuple[KeyPath, str]] = []
+        for i, shard in enumerate(self.shards):
+            for j, potline in enumerate(shard.potlines):
+                where: KeyPath = ("shards", i, "potlines", j)
+                if potline not in ids:
+                    problems.append((where, f"{potline!r} is not a potline of plant.potlines"))
+                elif potline in owner:
+                    problems.append(
+                        (where, f"{potline!r} is owned by shards[{owner[potline]}] too")
+                    )
+                owner.setdefault(potline, i)
+        names = [s.name for s in self.shards]
+        problems += [
+            (("shards", i, "name"), f"duplicate name, also shards[{names.index(n)}]")
+            for i, n in enumerate(names)
+            if names.index(n) != i
+        ]
+        problems += [
+            (("shards",), f"potline {p!r} is owned by no shard") for p in ids if p not in owner
+        ]
+        if problems:
+            fail(problems, self)
+        return self
 
 
 class Config(ConfigFile):
@@ -192,6 +236,32 @@ class Config(ConfigFile):
         if potline is None:
             return self.targets
         return self.targets.model_copy(update=potline.targets.model_dump(exclude_none=True))
+
+    def shard(self, shard: ShardConfig) -> Config:
+        """The config of one shard: its potlines, client id, state directory and instance."""
+        return self.model_copy(
+            update={
+                "plant": self.plant.model_copy(
+                    update={"potlines": [p for p in self.plant.potlines if p.id in shard.potlines]}
+                ),
+                "mqtt": self.mqtt.model_copy(
+                    update={"client_id": f"{self.mqtt.client_id}-{shard.name}"}
+                ),
+                "state_dir": f"{self.state_dir}/{shard.name}",
+                "instance": f"{self.instance_name}-{shard.name}",
+                "shards": [],
+            }
+        )
+
+    def split(self, count: int) -> Config:
+        """The config with its potlines dealt round-robin into ``count`` shards, s1 to sN."""
+        ids = [p.id for p in self.plant.potlines]
+        shards = [
+            ShardConfig(name=f"s{k + 1}", potlines=ids[k::count])
+            for k in range(count)
+            if ids[k::count]
+        ]
+        return self.model_copy(update={"shards": shards})
 
     @staticmethod
     def secret(env_name: str | None) -> str | None:

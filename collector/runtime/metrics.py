@@ -21,7 +21,8 @@ class Metrics:
     """Totals; ``received == accepted + rejected + duplicates``.
 
     ``received`` counts objects (each element of an array payload, or one for a message
-    that could not be parsed at all); ``messages`` counts MQTT messages.
+    that could not be parsed at all); ``messages`` counts MQTT messages. ``foreign``
+    objects, of a potline another instance owns (contract 5.1), are outside ``received``.
     """
 
     messages: int = 0
@@ -29,6 +30,7 @@ class Metrics:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    foreign: int = 0
     late: int = 0
     processor_errors: int = 0
     unencodable: int = 0

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
+import sys
+import threading
 import time
 
 from collector import build
@@ -16,6 +19,7 @@ from collector.config.models import Config
 from collector.config.yamlsource import ConfigError
 from collector.journal import locks
 from collector.journal import store as journal
+from collector.journal.locks import Busy
 from collector.runtime.metrics import Metrics
 from collector.runtime.reload import RulesWatcher
 from collector.runtime.worker import run_worker
@@ -23,6 +27,39 @@ from collector.runtime.worker import run_worker
 log = logging.getLogger(__name__)
 
 SERVICE_LOCK = "cellmon.lock"
+EXIT_WORKER_DIED = 1
+EXIT_BUSY = 2
+SWITCH_INTERVAL_S = 0.0002
+"""The MQTT thread releases the GIL on every socket read; with CPython's default of 5 ms it
+would wait that long behind another thread each time. 0.2 ms keeps it responsive."""
+
+
+def run_service(cfg: Config, log_level: str) -> int:
+    """One instance until SIGINT/SIGTERM: its exit code (see ``cellmon run``).
+
+    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        service = Service(cfg, log_level=log_level)
+    except Busy as err:
+        log.error("another cellmon runs on this state directory (%s)", err)
+        return EXIT_BUSY
+    stop, hangup = threading.Event(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    service.start()
+    log.info("running; state in %s", service.cfg.state_path)
+    while not stop.wait(0.5):
+        if not service.worker_alive():
+            log.error("the worker process died; stopping (restart the service)")
+            service.stop()
+            return EXIT_WORKER_DIED
+        force = hangup.is_set()
+        hangup.clear()
+        service.check_rules(force=force)
+    return service.stop()
 
 
 class Service:

@@ -98,12 +98,14 @@ class Decoded:
     samples: list[SampleRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    foreign: int = 0  # objects of a potline the instance does not own: not stored
 
     def clear(self) -> None:
         """Empty the buffer after it was committed."""
         self.samples.clear()
         self.events.clear()
         self.rejections.clear()
+        self.foreign = 0
 
 
 def _is_number(x: object) -> bool:
@@ -119,6 +121,7 @@ class Decoder:
         self.limits = limits
         self._future_ns = int(limits.future_tolerance_s * 1e9)
         self._keys: set[str] = set()
+        self._owned = router.potlines
 
     def decode(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> None:
         """Decode one message into ``out``; never raises.
@@ -126,11 +129,12 @@ class Decoder:
         An exception no check foresaw rejects the whole message as ``decode_error``, and
         whatever its objects had added to ``out`` is taken back, so the counts add up.
         """
-        marks = len(out.samples), len(out.events), len(out.rejections)
+        marks = len(out.samples), len(out.events), len(out.rejections), out.foreign
         try:
             self._decode(topic, payload, now_ns, out)
         except Exception as err:
             del out.samples[marks[0] :], out.events[marks[1] :], out.rejections[marks[2] :]
+            out.foreign = marks[3]
             detail = f"{type(err).__name__}: {err}"
             out.rejections.append(Rejection(topic, "decode_error", detail, payload))
 
@@ -203,6 +207,9 @@ class Decoder:
             else:
                 fields = route.mapping.apply(obj)
                 where = route.mapping.where(fields, where)
+            if where[0] not in self._owned:
+                out.foreign += 1  # another instance's: neither stored nor dead-lettered
+                return
             ts_ns = parse_ts(fields["ts"]) if "ts" in fields else _missing("ts")
             self._check_time(ts_ns, now_ns)
             if route.kind == "telemetry":

@@ -134,9 +134,9 @@ class MqttSource:
         if decoder is None:
             return
         self._flush()
-        old = {t.subscription: t.qos for t in self.templates}
+        old = self.decoder.router.subscriptions()
         self.decoder = decoder
-        new = {t.subscription: t.qos for t in self.templates}
+        new = self.decoder.router.subscriptions()
         gone = sorted(set(old) - set(new))
         if gone:
             self.client.unsubscribe(gone)
@@ -155,7 +155,7 @@ class MqttSource:
             self._failure.report(f"broker refused the connection: {rc}")
             return
         self._accepted_login = True
-        client.subscribe([(t.subscription, t.qos) for t in self.templates])
+        client.subscribe(list(self.decoder.router.subscriptions().items()))
         self._failure.recovered()
         log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
         self.connected.set()
@@ -284,7 +284,7 @@ class MqttSource:
             return
         d = self._decoded
         group = (d.samples, d.events, d.rejections, len(self._marks))
-        outcome = self._commit_retrying(*group)
+        outcome = self._commit_retrying(*group, foreign=d.foreign)
         if outcome is False:
             return  # stopping: nothing acknowledged, the broker redelivers
         if outcome is not True:
@@ -300,9 +300,11 @@ class MqttSource:
         """Commit each message of the group alone; False when stopped before the end."""
         d = self._decoded
         s0 = e0 = r0 = 0
+        foreign = d.foreign  # a counter only: it goes with the first message
         for topic, payload, s1, e1, r1 in self._marks:
             part = (d.samples[s0:s1], d.events[e0:e1], d.rejections[r0:r1], 1)
-            outcome = self._commit_retrying(*part, dead_lettered=True)
+            outcome = self._commit_retrying(*part, dead_lettered=True, foreign=foreign)
+            foreign = 0
             if outcome is False:
                 return False
             if outcome is not True:
@@ -321,17 +323,19 @@ class MqttSource:
         messages: int,
         *,
         dead_lettered: bool = False,
+        foreign: int = 0,
     ) -> bool | str:
         """True once committed, False when stopped, else why the data could not be stored.
 
-        ``dead_lettered``: the rejections were written by an earlier attempt of the group.
+        ``dead_lettered``: the rejections were written by an earlier attempt of the group;
+        ``foreign``: objects of other instances' potlines, only counted.
         """
         while True:
             try:
                 if rejections and not dead_lettered:
                     self.dead_letters.append(rejections, self._clock())
                     dead_lettered = True
-                counts = {"messages": messages, "rejected": len(rejections)}
+                counts = {"messages": messages, "rejected": len(rejections), "foreign": foreign}
                 counts.update(Counter(f"rejected_{r.reason}" for r in rejections))
                 self.inbox.append(samples, events, counts)
                 return True

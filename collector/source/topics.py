@@ -43,6 +43,21 @@ class TopicTemplate:
         """The MQTT filter that receives every topic the template can match."""
         return "/".join("+" if lv in ("{potline}", "{cell}") else lv for lv in self.levels)
 
+    def subscriptions(self, potlines: frozenset[str]) -> list[str]:
+        """The filters of the owned potlines only (contract 5.1).
+
+        One per potline when the potline is a topic level, else the one filter (the payload
+        names the potline, and the decoder counts other potlines' objects as foreign).
+        """
+        if "{potline}" not in self.levels:
+            return [self.subscription]
+        return [
+            "/".join(
+                p if lv == "{potline}" else "+" if lv == "{cell}" else lv for lv in self.levels
+            )
+            for p in sorted(potlines)
+        ]
+
     def match(self, topic_levels: list[str]) -> Route | None:
         """Return the route for a topic, or None when it does not fit the template."""
         if len(topic_levels) != len(self.levels):
@@ -81,11 +96,20 @@ def compile_template(
 
 
 class TopicRouter:
-    """Routes topics to (kind, potline, cell), remembering every answer it gave."""
+    """Routes topics to (kind, potline, cell), remembering every answer it gave.
 
-    def __init__(self, templates: list[TopicTemplate]) -> None:
+    ``potlines`` are those the instance owns (contract 5.1): it subscribes to their topics
+    only, and the decoder counts an object of any other potline as ``foreign``.
+    """
+
+    def __init__(self, templates: list[TopicTemplate], potlines: frozenset[str]) -> None:
         self.templates = templates
+        self.potlines = potlines
         self._cache: dict[str, Route | None] = {}
+
+    def subscriptions(self) -> dict[str, int]:
+        """Every MQTT filter of the templates for the owned potlines, with its QoS."""
+        return {f: t.qos for t in self.templates for f in t.subscriptions(self.potlines)}
 
     def route(self, topic: str) -> Route | None:
         """Return the route of a topic, or None when no template matches it."""

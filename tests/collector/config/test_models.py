@@ -358,7 +358,7 @@ plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:1: grafana: unknown key; expected one of: mqtt, ingest, influx, sink, "
         "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "anode_response",
+        "anode_response, shards",
     ),
     (
         "literal",
@@ -545,7 +545,7 @@ plant:
 """,
         "cellmon.yaml:1: defaults: unknown key; expected one of: mqtt, ingest, influx, sink, "
         "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "anode_response\n"
+        "anode_response, shards\n"
         "cellmon.yaml:5: plant.potlines[0].anodes_per_cell: must be >= 1, got 0",
     ),
 ]
@@ -731,3 +731,60 @@ def test_secret_value_never_enters_the_config(
 def test_config_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         SHIPPED.mqtt.port = 1884  # type: ignore[misc]  # the point: frozen
+
+
+TWO_POTLINES = """\
+mqtt: {client_id: plant-a}
+state_dir: var/a
+plant:
+  potlines:
+    - {id: P1, baseline_sec_kwh_per_t: 13450}
+    - {id: P2, baseline_sec_kwh_per_t: 13400}
+"""
+
+
+def test_two_shards_may_not_own_one_potline(workdir: Path) -> None:
+    text = TWO_POTLINES + (
+        "shards:\n"
+        "  - {name: a, potlines: [P1]}\n"
+        "  - {name: b, potlines: [P2, P1, P9]}\n"
+        "  - {name: a, potlines: [P2]}\n"
+    )
+    assert issues_of(write(workdir, text)) == [
+        "cellmon.yaml:9: shards[1].potlines[1]: 'P1' is owned by shards[0] too",
+        "cellmon.yaml:9: shards[1].potlines[2]: 'P9' is not a potline of plant.potlines",
+        "cellmon.yaml:10: shards[2].potlines[0]: 'P2' is owned by shards[1] too",
+        "cellmon.yaml:10: shards[2].name: duplicate name, also shards[0]",
+    ]
+
+
+def test_a_potline_no_shard_owns_is_a_gap(workdir: Path) -> None:
+    text = TWO_POTLINES + "shards:\n  - {name: a, potlines: [P1]}\n"
+    assert issues_of(write(workdir, text)) == [
+        "cellmon.yaml:7: shards: potline 'P2' is owned by no shard"
+    ]
+
+
+def test_each_shard_is_an_instance_of_its_own(workdir: Path) -> None:
+    text = TWO_POTLINES + "shards:\n  - {name: a, potlines: [P2]}\n  - {name: b, potlines: [P1]}\n"
+    cfg = load_config(write(workdir, text))
+    a, b = (cfg.shard(s) for s in cfg.shards)
+    assert [p.id for p in a.plant.potlines] == ["P2"]
+    assert [p.id for p in b.plant.potlines] == ["P1"]
+    assert (a.mqtt.client_id, a.state_path, a.instance_name) == (
+        "plant-a-a",
+        Path("var/a/a"),
+        "plant-a-a",
+    )
+    assert (b.mqtt.client_id, b.state_path, a.shards) == ("plant-a-b", Path("var/a/b"), [])
+    assert b.plant.potlines[0].baseline_sec_kwh_per_t == 13450
+
+
+def test_split_deals_the_potlines_round_robin(workdir: Path) -> None:
+    text = TWO_POTLINES.replace(
+        "    - {id: P2, baseline_sec_kwh_per_t: 13400}\n",
+        "    - {id: P2, baseline_sec_kwh_per_t: 13400}\n"
+        "    - {id: P3, baseline_sec_kwh_per_t: 13400}\n",
+    )
+    cfg = load_config(write(workdir, text)).split(2)
+    assert [(s.name, s.potlines) for s in cfg.shards] == [("s1", ["P1", "P3"]), ("s2", ["P2"])]

@@ -10,6 +10,8 @@ NOW_NS = NOW_MS * 1_000_000
 TELEMETRY = "smelter/P1/C001/telemetry"
 EVENT = "smelter/P1/C001/event"
 
+OWNED = frozenset({"P1"})  # the potlines the instance owns (contract 5.1)
+
 
 @pytest.fixture
 def decoder() -> Decoder:
@@ -17,7 +19,8 @@ def decoder() -> Decoder:
         [
             compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
             compile_template("smelter/{potline}/{cell}/event", "event"),
-        ]
+        ],
+        OWNED,
     )
     return Decoder(router, IngestConfig(max_payload_bytes=1024))
 
@@ -296,7 +299,8 @@ def roomy() -> Decoder:
         [
             compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
             compile_template("smelter/{potline}/{cell}/event", "event"),
-        ]
+        ],
+        OWNED,
     )
     return Decoder(router, IngestConfig())
 

@@ -73,6 +73,8 @@ timestamps = st.one_of(
 )
 volts = st.one_of(st.floats(min_value=-1, max_value=120), numbers, values)
 
+OWNED = frozenset({"P1"})  # the potlines the instance owns (contract 5.1)
+
 
 @st.composite
 def contract_like(draw: st.DrawFn) -> dict[str, Any]:
@@ -117,7 +119,8 @@ def decoder() -> Decoder:
         [
             compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
             compile_template("smelter/{potline}/{cell}/event", "event"),
-        ]
+        ],
+        OWNED,
     )
     return Decoder(router, LIMITS)
 

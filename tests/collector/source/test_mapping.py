@@ -18,7 +18,12 @@ NOW_NS = NOW_MS * 1_000_000
 T_S = NOW_MS // 1000 - 60
 T_NS = T_S * 1_000_000_000
 
-CONFIG = "plant:\n  potlines:\n    - id: P1\n      baseline_sec_kwh_per_t: 13450\n"
+CONFIG = """\
+plant:
+  potlines:
+    - {id: P1, baseline_sec_kwh_per_t: 13450}
+    - {id: L2, baseline_sec_kwh_per_t: 13450}
+"""
 RULES = """\
 inputs:
   - name: contract
@@ -40,6 +45,15 @@ inputs:
     kind: telemetry
     path: pots
     fields:
+      cell: pot
+      cell_voltage_v: {key: U, unit: mV}
+      line_current_ka: {key: I, unit: kA}
+  - name: line-gateway
+    topic: plant/line-gateway
+    kind: telemetry
+    path: pots
+    fields:
+      potline: line
       cell: pot
       cell_voltage_v: {key: U, unit: mV}
       line_current_ka: {key: I, unit: kA}
@@ -183,4 +197,36 @@ def test_a_gateway_names_each_cell_in_the_payload(decoder: Decoder) -> None:
     assert [(r.reason, r.detail) for r in out.rejections] == [
         ("bad_id", "pot (as cell): 'C 119' is not an id (1 to 32 of A-Z a-z 0-9 _ -)"),
         ("missing_key", "pot (as cell): required key is missing"),
+    ]
+
+
+def test_another_instances_potline_is_foreign_neither_stored_nor_dead_lettered(
+    decoder: Decoder,
+) -> None:
+    """Contract 5.1: where the payload names the potline, the subscription cannot exclude
+    the others: their objects are counted, not stored, not rejected."""
+    doc = {
+        "pots": [
+            {"ts": NOW_MS - 1000, "line": "P1", "pot": "C1", "U": 4150, "I": 400.5},
+            {"ts": NOW_MS - 1000, "line": "P7", "pot": "C1", "U": 4150, "I": 400.5},
+            {"ts": "garbage", "line": "P7", "pot": "C2", "U": 4150, "I": 400.5},
+        ]
+    }
+    out = decode(decoder, "plant/line-gateway", doc)
+    assert [(s[0], s[1]) for s in out.samples] == [("P1", "C1")]
+    assert out.rejections == []
+    assert out.foreign == 2
+
+
+def test_subscriptions_name_each_owned_potline(decoder: Decoder) -> None:
+    assert sorted(decoder.router.subscriptions()) == [
+        "plant/L2/gateway",
+        "plant/L2/pots/+/data",
+        "plant/L2/pots/+/log",
+        "plant/P1/gateway",
+        "plant/P1/pots/+/data",
+        "plant/P1/pots/+/log",
+        "plant/line-gateway",  # the payload names the potline: one filter for all
+        "smelter/L2/+/telemetry",
+        "smelter/P1/+/telemetry",
     ]

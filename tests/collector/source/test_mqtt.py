@@ -30,6 +30,8 @@ from tests.servers import Mosquitto, find_binary
 T0_MS = 1_709_251_200_000
 NOW_NS = (T0_MS + 3_600_000) * 1_000_000
 
+OWNED = frozenset({"P1"})  # the potlines the instance owns (contract 5.1)
+
 
 class PoisonedInbox(journal.Inbox):
     """A real inbox that raises, as an encoding bug would, on events of type ``poison``."""
@@ -88,7 +90,8 @@ def make_source(letters: DeadLetters, inbox: journal.Inbox) -> MqttSource:
         [
             compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
             compile_template("smelter/{potline}/{cell}/event", "event"),
-        ]
+        ],
+        OWNED,
     )
     source = MqttSource(
         connection(1),
@@ -179,7 +182,9 @@ def test_a_refused_login_backs_off_and_is_logged_once(
     subprocess.run([passwd, "-b", "-c", str(passwords), "cellmon", "right"], check=True)
     settings = f"allow_anonymous false\npassword_file {passwords}\n"
     with Mosquitto(tmp_path / "broker", extra_config=settings) as broker:
-        router = TopicRouter([compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")])
+        router = TopicRouter(
+            [compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")], OWNED
+        )
         conn = connection(broker.port, username="cellmon", password="wrong")
         source = MqttSource(
             conn,
@@ -272,7 +277,9 @@ def test_no_puback_leaves_before_the_commit_of_its_message(
     log: list[tuple[str, int]] = []
     script = [message(k, "smelter/P1/C01/telemetry", sample(k)) for k in range(1, 58)]
     client = RecordingClient(script, log)
-    router = TopicRouter([compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")])
+    router = TopicRouter(
+        [compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")], OWNED
+    )
     source = MqttSource(
         connection(1),
         Decoder(router, IngestConfig()),
