@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 _NEVER = np.iinfo(np.int64).min
 
@@ -41,7 +40,7 @@ def late_mask(
         updated = dict(newest)
         updated.update(zip([keys[g] for g in group[ends].tolist()], ts[ends].tolist(), strict=True))
         return np.zeros(n, dtype=bool), updated
-    running = pd.Series(np.maximum(ts, floor[group])).groupby(group).cummax().to_numpy()
+    running = grouped_cummax(np.maximum(ts, floor[group]), group)
     previous = np.empty(n, dtype=np.int64)
     previous[1:] = running[:-1]
     previous[starts] = floor[group[starts]]
@@ -51,3 +50,19 @@ def late_mask(
     last_keys = [keys[g] for g in group[ends].tolist()]
     updated.update(zip(last_keys, running[ends].tolist(), strict=True))
     return late, updated
+
+
+def grouped_cummax(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """The running maximum of ``values`` within each run of ``group`` (ascending, contiguous).
+
+    numpy has no grouped accumulate, and pandas is a large import for one call. Values are
+    replaced by their ranks, so ``group × n + rank`` fits an int64 and only grows from one
+    group to the next: a plain running maximum of it never carries across groups.
+    """
+    if len(values) == 0:
+        return values.copy()
+    uniq, rank = np.unique(values, return_inverse=True)
+    n = len(uniq)
+    key = group.astype(np.int64) * n + rank.astype(np.int64)
+    result: np.ndarray = uniq[np.maximum.accumulate(key) % n]
+    return result

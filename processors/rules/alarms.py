@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from processors.model import Batch, Point, SampleBatch
+from processors.ordering import grouped_cummax
 from processors.rules.alarm_rules import (
     CLEARED,
     COLUMNS,
@@ -290,7 +290,7 @@ def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.
     """Per row, the newest ``ts`` of the earlier rows of its group, or the group's prior."""
     order = np.argsort(group, kind="stable")
     g = group[order]
-    running = pd.Series(np.maximum(ts[order], prior[g])).groupby(g).cummax().to_numpy()
+    running = grouped_cummax(np.maximum(ts[order], prior[g]), g)
     before = np.empty(len(g), dtype=np.int64)
     before[1:] = running[:-1]
     starts = np.r_[True, g[1:] != g[:-1]]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from processors.ordering import late_mask
+from processors.ordering import grouped_cummax, late_mask
 
 T0 = 1_709_251_200_000_000_000  # ns; beyond float precision, on purpose
 S = 1_000_000_000
@@ -37,3 +37,10 @@ def test_empty_batch() -> None:
     flags, updated = run([], [], {"P1/C001": T0})
     assert flags.tolist() == []
     assert updated == {"P1/C001": T0}
+
+
+def test_grouped_cummax_runs_within_each_group() -> None:
+    values = np.array([5, 3, 7, 2, 2, 9, 1, 4], dtype=np.int64) * 10**17  # ns epochs' size
+    group = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    want = np.array([5, 5, 7, 2, 2, 9, 1, 4], dtype=np.int64) * 10**17
+    assert grouped_cummax(values, group).tolist() == want.tolist()
