@@ -18,7 +18,7 @@ HEAVY = {"pandas", "pyarrow", "influxdb_client", "rich", "tqdm"}
 
 
 def imported_by(module: str) -> set[str]:
-    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    code = f"import sys, {module}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
     )
