@@ -63,6 +63,7 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("metrics_interval_s", 10.0),
         ("instance", None),
         ("instance_name", "cellmon-1"),
+        ("shards", []),
         ("plant.timezone", "Asia/Shanghai"),
         ("plant.shifts", ["00:00", "08:00", "16:00"]),
         ("plant.shift_times", (time(0, 0), time(8, 0), time(16, 0))),
