@@ -197,8 +197,7 @@ class Decoder:
         """Validate one object; ``lenient``: it did not come from orjson, so check its text."""
         try:
             if type(obj) is not dict:
-                msg = "not_object"
-                raise Invalid(msg, f"expected a JSON object, got {type(obj).__name__}")
+                raise Invalid("not_object", f"expected a JSON object, got {type(obj).__name__}")
             if lenient:
                 check_storable(obj)
             where = (route.potline, route.cell)
@@ -228,11 +227,9 @@ class Decoder:
     def _check_time(self, ts_ns: int, now_ns: int) -> None:
         if ts_ns > now_ns + self._future_ns:
             ahead = (ts_ns - now_ns) // 1_000_000_000  # an integer: ts may be huge
-            msg = "future_ts"
-            raise Invalid(msg, f"ts: {ahead} s in the future")
+            raise Invalid("future_ts", f"ts: {ahead} s in the future")
         if ts_ns < _MIN_TS_NS:
-            msg = "out_of_bounds"
-            raise Invalid(msg, "ts: before 2000-01-01 (controller clock not set?)")
+            raise Invalid("out_of_bounds", "ts: before 2000-01-01 (controller clock not set?)")
 
     def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
         lim = self.limits
@@ -242,23 +239,20 @@ class Decoder:
         if len(obj) > 3:
             for key in _OPTIONAL_NUMBERS:
                 if key in obj and not _is_number(obj[key]):
-                    msg = "wrong_type"
-                    raise Invalid(msg, f"{key}: expected a number, got {obj[key]!r}")
+                    raise Invalid("wrong_type", f"{key}: expected a number, got {obj[key]!r}")
             extra = {}
             for key, x in obj.items():
                 if key in _TELEMETRY_KEYS or key in _RESERVED_FIELDS:
                     continue
                 if not _is_number(x):
                     if type(x) is OutOfRange:
-                        msg = "out_of_bounds"
-                        raise Invalid(msg, f"{key}: {x!r} does not fit a number")
+                        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
                     continue
                 if key not in self._keys:
                     self._check_key(key)
                 x = float(x)
                 if not math.isfinite(x):
-                    msg = "non_finite"
-                    raise Invalid(msg, f"{key}: {x} is not a finite number")
+                    raise Invalid("non_finite", f"{key}: {x} is not a finite number")
                 extra[key] = x
         return (*where, ts_ns, v, i, extra)
 
@@ -271,28 +265,22 @@ class Decoder:
 
 
 def _missing(key: str) -> int:
-    msg = "missing_key"
-    raise Invalid(msg, f"{key}: required key is missing")
+    raise Invalid("missing_key", f"{key}: required key is missing")
 
 
 def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
     try:
         x = obj[key]
     except KeyError:
-        msg = "missing_key"
-        raise Invalid(msg, f"{key}: required key is missing") from None
+        raise Invalid("missing_key", f"{key}: required key is missing") from None
     if not _is_number(x):
         if type(x) is OutOfRange:
-            msg = "out_of_bounds"
-            raise Invalid(msg, f"{key}: {x!r} does not fit a number")
-        msg = "wrong_type"
-        raise Invalid(msg, f"{key}: expected a number, got {x!r}")
+            raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+        raise Invalid("wrong_type", f"{key}: expected a number, got {x!r}")
     if type(x) is float and not math.isfinite(x):
-        msg = "non_finite"
-        raise Invalid(msg, f"{key}: {x} is not a finite number")
+        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
     if not low <= x <= high:
-        msg = "out_of_bounds"
-        raise Invalid(msg, f"{key}: {x} outside {low:g}..{high:g}")
+        raise Invalid("out_of_bounds", f"{key}: {x} outside {low:g}..{high:g}")
     return float(x)
 
 
@@ -306,26 +294,22 @@ def check_key(key: str) -> None:
     try:
         escape_field_key(key)
     except Unencodable as err:
-        msg = "bad_key"
-        raise Invalid(msg, str(err)) from None
+        raise Invalid("bad_key", str(err)) from None
 
 
 def _check_tag(value: str, what: str) -> None:
     try:
         escape_tag(value)
     except Unencodable as err:
-        msg = "bad_key"
-        raise Invalid(msg, f"{what}: {err}") from None
+        raise Invalid("bad_key", f"{what}: {err}") from None
 
 
 def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
     kind = obj.get("type")
     if kind is None:
-        msg = "missing_key"
-        raise Invalid(msg, "type: required key is missing")
+        raise Invalid("missing_key", "type: required key is missing")
     if type(kind) is not str or not kind:
-        msg = "wrong_type"
-        raise Invalid(msg, f"type: expected a non-empty string, got {kind!r}")
+        raise Invalid("wrong_type", f"type: expected a non-empty string, got {kind!r}")
     _check_tag(kind, "type")
     data = {k: v for k, v in obj.items() if k not in ("ts", "type")}
     for key, x in data.items():
@@ -335,8 +319,7 @@ def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
     elif kind == "metal_tap":
         _number(data, "metal_kg", 0.0, math.inf)
         if data["metal_kg"] <= 0:
-            msg = "out_of_bounds"
-            raise Invalid(msg, f"metal_kg: must be > 0, got {data['metal_kg']}")
+            raise Invalid("out_of_bounds", f"metal_kg: must be > 0, got {data['metal_kg']}")
     return (*where, ts_ns, kind, data)
 
 
@@ -344,16 +327,13 @@ def _check_event_field(key: str, x: Any) -> None:
     """An event's top-level key and value become a field of the raw ``cell_event`` point."""
     check_key(key)
     if type(x) is float and not math.isfinite(x):
-        msg = "non_finite"
-        raise Invalid(msg, f"{key}: {x} is not a finite number")
+        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
     if type(x) is str:
         bad = _CONTROL.search(x)
         if bad is not None:
-            msg = "bad_key"
-            raise Invalid(msg, f"{key}: string holds the control character {bad.group()!r}")
+            raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
     elif type(x) is OutOfRange:
-        msg = "out_of_bounds"
-        raise Invalid(msg, f"{key}: {x!r} does not fit a number")
+        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
     elif type(x) in (dict, list):
         _check_nested(key, x)
 
@@ -367,36 +347,29 @@ def _check_nested(key: str, x: Any) -> None:
     for k, v in items:
         t = type(v)
         if type(k) is str and _CONTROL.search(k):
-            msg = "bad_key"
-            raise Invalid(msg, f"{key}: a nested key holds a control character")
+            raise Invalid("bad_key", f"{key}: a nested key holds a control character")
         if t is str and _CONTROL.search(v):
-            msg = "bad_key"
-            raise Invalid(msg, f"{key}: a nested string holds a control character")
+            raise Invalid("bad_key", f"{key}: a nested string holds a control character")
         if t is OutOfRange:
-            msg = "out_of_bounds"
-            raise Invalid(msg, f"{key}: {v!r} does not fit a number")
+            raise Invalid("out_of_bounds", f"{key}: {v!r} does not fit a number")
         if t is dict or t is list:
             _check_nested(key, v)
 
 
+def _required(data: dict[str, Any], key: str, kind: type, expected: str) -> Any:
+    value = data.get(key)
+    if value is None:
+        raise Invalid("missing_key", f"{key}: required key is missing")
+    if type(value) is not kind:
+        raise Invalid("wrong_type", f"{key}: expected {expected}, got {value!r}")
+    return value
+
+
 def _check_anode_change(data: dict[str, Any]) -> None:
-    anode = data.get("anode")
-    if anode is None:
-        msg = "missing_key"
-        raise Invalid(msg, "anode: required key is missing")
-    if type(anode) is not int:
-        msg = "wrong_type"
-        raise Invalid(msg, f"anode: expected an integer, got {anode!r}")
+    anode = _required(data, "anode", int, "an integer")
     if anode < 1:
-        msg = "out_of_bounds"
-        raise Invalid(msg, f"anode: must be >= 1, got {anode}")
-    block = data.get("block")
-    if block is None:
-        msg = "missing_key"
-        raise Invalid(msg, "block: required key is missing")
-    if type(block) is not str:
-        msg = "wrong_type"
-        raise Invalid(msg, f"block: expected a string, got {block!r}")
+        raise Invalid("out_of_bounds", f"anode: must be >= 1, got {anode}")
+    block = _required(data, "block", str, "a string")
     if block:  # an empty tag value is left out of the line, not refused
         _check_tag(block, "block")
     if "butt_mm" in data:

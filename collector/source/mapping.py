@@ -79,8 +79,7 @@ class InputMapping:
         for depth, key in enumerate(self.path):
             if type(value) is not dict or key not in value:
                 where = ".".join(self.path[: depth + 1])
-                msg = "missing_key"
-                raise Invalid(msg, f"{where}: the input's path is not in the payload")
+                raise Invalid("missing_key", f"{where}: the input's path is not in the payload")
             value = value[key]
         return value
 
@@ -107,13 +106,13 @@ class InputMapping:
         found = dict(zip(ID_FIELDS, topic, strict=True))
         for name in self.ids:
             if name not in fields:
-                msg = "missing_key"
-                raise Invalid(msg, f"{name}: required key is missing")
+                raise Invalid("missing_key", f"{name}: required key is missing")
             value = fields.pop(name)
             text = str(value) if type(value) is int else value
             if type(text) is not str or not valid_level(text):
-                msg = "bad_id"
-                raise Invalid(msg, f"{name}: {value!r} is not an id (1 to 32 of A-Z a-z 0-9 _ -)")
+                raise Invalid(
+                    "bad_id", f"{name}: {value!r} is not an id (1 to 32 of A-Z a-z 0-9 _ -)"
+                )
             found[name] = text
         return found["potline"], found["cell"]
 

@@ -60,25 +60,21 @@ def parse_ts(value: object) -> int:
     if type(value) is str:
         return _parse_rfc3339(value)
     if type(value) is OutOfRange:
-        msg = "out_of_bounds"
-        raise Invalid(msg, f"ts: {value!r} does not fit a number")
-    msg = "wrong_type"
-    raise Invalid(msg, f"ts: expected epoch ms or an RFC 3339 string, got {value!r}")
+        raise Invalid("out_of_bounds", f"ts: {value!r} does not fit a number")
+    raise Invalid("wrong_type", f"ts: expected epoch ms or an RFC 3339 string, got {value!r}")
 
 
 def _parse_rfc3339(value: str) -> int:
     """Exactly RFC 3339 (``t`` and ``z`` too), to the nanosecond; other ISO 8601 is refused."""
     m = _RFC3339.fullmatch(value)
     if m is None:
-        msg = "bad_ts"
-        raise Invalid(msg, f"ts: not an RFC 3339 timestamp: {value!r}")
+        raise Invalid("bad_ts", f"ts: not an RFC 3339 timestamp: {value!r}")
     date, time, fraction, offset = m.groups()
     zone = "+00:00" if offset in ("Z", "z") else offset
     try:
         dt = datetime.fromisoformat(f"{date}T{time}{zone}")
     except ValueError:
-        msg = "bad_ts"
-        raise Invalid(msg, f"ts: not a valid date and time: {value!r}") from None
+        raise Invalid("bad_ts", f"ts: not a valid date and time: {value!r}") from None
     ns = int((fraction or "").ljust(9, "0"))
     return ((dt - _EPOCH) // _MICROSECOND) * 1000 + ns
 
@@ -104,13 +100,11 @@ def lenient_json(payload: bytes, err: Exception) -> Any:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as uerr:
-        msg = "not_utf8"
-        raise Invalid(msg, f"payload is not UTF-8: {uerr}") from None
+        raise Invalid("not_utf8", f"payload is not UTF-8: {uerr}") from None
     try:
         return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
     except ValueError:
-        msg = "not_json"
-        raise Invalid(msg, f"payload is not JSON: {err}") from None
+        raise Invalid("not_json", f"payload is not JSON: {err}") from None
 
 
 def _parse_int(text: str) -> int | float | OutOfRange:
@@ -133,8 +127,7 @@ def check_storable(obj: dict[str, Any]) -> None:
     try:
         orjson.dumps(obj, default=repr)
     except TypeError as err:
-        msg = "bad_utf8"
-        raise Invalid(msg, f"a string is not valid Unicode: {err}") from None
+        raise Invalid("bad_utf8", f"a string is not valid Unicode: {err}") from None
 
 
 def dump(obj: Any) -> bytes:

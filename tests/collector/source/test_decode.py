@@ -13,8 +13,7 @@ EVENT = "smelter/P1/C001/event"
 OWNED = frozenset({"P1"})  # the potlines the instance owns (contract 5.1)
 
 
-@pytest.fixture
-def decoder() -> Decoder:
+def contract_decoder(ingest: IngestConfig) -> Decoder:
     router = TopicRouter(
         [
             compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
@@ -22,7 +21,12 @@ def decoder() -> Decoder:
         ],
         OWNED,
     )
-    return Decoder(router, IngestConfig(max_payload_bytes=1024))
+    return Decoder(router, ingest)
+
+
+@pytest.fixture
+def decoder() -> Decoder:
+    return contract_decoder(IngestConfig(max_payload_bytes=1024))
 
 
 def decode(decoder: Decoder, topic: str, payload: bytes) -> Decoded:
@@ -295,14 +299,7 @@ def test_rejections(decoder: Decoder, topic: str, payload: bytes, reason: str) -
 @pytest.fixture
 def roomy() -> Decoder:
     """A decoder with the contract's 256 KiB payload limit, for the deep payloads."""
-    router = TopicRouter(
-        [
-            compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
-            compile_template("smelter/{potline}/{cell}/event", "event"),
-        ],
-        OWNED,
-    )
-    return Decoder(router, IngestConfig())
+    return contract_decoder(IngestConfig())
 
 
 def nested(depth: int, open_: bytes = b'{"a":', close: bytes = b"}") -> bytes:
