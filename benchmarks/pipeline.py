@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -35,7 +37,7 @@ CEILING_ID = "bench-ceiling"
 PIPELINE_ID = "bench-cellmon"
 
 CEILING = r"""
-import sys, time
+import os, sys, time
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -47,6 +49,8 @@ def on_message(client, userdata, msg):
     orjson.loads(msg.payload)
     if seen["count"] == 0:
         seen["first"] = time.perf_counter()
+        t = os.times()
+        seen["startup_cpu"] = t.user + t.system
     seen["count"] += 1
     if seen["count"] >= n:
         seen["last"] = time.perf_counter()
@@ -57,7 +61,7 @@ c.on_message = on_message
 c.connect("127.0.0.1", port)
 c.loop_forever()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(seen["count"], seen["last"] - seen["first"], hwm)
+print(seen["count"], seen["last"] - seen["first"], hwm, seen["startup_cpu"])
 """
 
 
@@ -91,16 +95,34 @@ def register_session(port: int, client_id: str) -> None:
     client.loop_stop()
 
 
-def run_ceiling(port: int, n: int) -> tuple[float, int]:
-    """(samples per second, peak RSS in KiB) of the bare subscriber."""
+@dataclass(frozen=True)
+class Drain:
+    """What one consumer cost to drain the backlog.
+
+    ``cpu_s`` is the user + system time of the consumer's processes over their whole life
+    up to the end of the drain, read from outside; ``startup_cpu_s`` the part of it spent
+    before the drain began (imports, connecting), so ``cpu_s - startup_cpu_s`` is the drain.
+    """
+
+    rate: float  # samples (or points) per second
+    rss_kib: int  # peak resident set (VmHWM), summed over the consumer's processes
+    cpu_s: float
+    startup_cpu_s: float
+
+
+def run_ceiling(port: int, n: int, client_id: str = CEILING_ID) -> Drain:
+    """The bare subscriber's drain: rate from its first to its n-th message."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
-        [sys.executable, "-c", CEILING, str(port), CEILING_ID, str(n)],
+        [sys.executable, "-c", CEILING, str(port), client_id, str(n)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    count, seconds, rss = int(out[0]), float(out[1]), int(out[2])
-    return count / seconds, rss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    count, seconds, rss, startup = int(out[0]), float(out[1]), int(out[2]), float(out[3])
+    return Drain(count / seconds, rss, cpu, startup)
 
 
 SHIPPED_RULES = ROOT / "config" / "rules" / "default.yaml"
@@ -111,14 +133,16 @@ def influx_count(influx: InfluxV1, db: str) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tuple[float, int]:
-    """(samples per second into InfluxDB, peak RSS in KiB) of ``cellmon run``."""
+def run_pipeline(
+    work: Path, port: int, influx: InfluxV1, db: str, n: int, client_id: str = PIPELINE_ID
+) -> Drain:
+    """``cellmon run``'s drain: rate from its connection to the n-th point in InfluxDB."""
     config = write_config(
         work,
         mqtt_port=port,
         influx_url=influx.url,
         database=db,
-        client_id=PIPELINE_ID,
+        client_id=client_id,
         metrics_interval_s=10,
         rules=SHIPPED_RULES.read_text(),  # what a plant runs: derived field and alarms
     )
@@ -132,22 +156,42 @@ def run_pipeline(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> tu
         )
     wait_for(lambda: "connected to" in log_path.read_text(), 60, log_path.read_text)
     start = time.perf_counter()
+    startup_cpu = cpu_seconds(proc.pid)
     wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds(proc.pid)
     rss = peak_rss_kib(proc.pid)
     proc.terminate()
     if proc.wait() != 0:
         msg = f"cellmon run exited with status {proc.returncode}: see {log_path}"
         raise SystemExit(msg)
-    return n / seconds, rss
+    return Drain(n / seconds, rss, cpu, startup_cpu)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a live process and all its descendants, reaped ones included."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # utime stime cutime cstime are fields 14 to 17; the command name (field 2) may hold
+    # spaces, so count from the parenthesis that closes it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS + sum(cpu_seconds(c) for c in children(pid))
 
 
 def peak_rss_kib(pid: int) -> int:
     """Peak resident memory (VmHWM) of a process and all its descendants, summed."""
     status = Path(f"/proc/{pid}/status").read_text()
     hwm = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return hwm + sum(peak_rss_kib(int(c)) for c in children)
+    return hwm + sum(peak_rss_kib(c) for c in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of a process, whichever of its threads started them."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(c) for t in tasks for c in (t / "children").read_text().split()]
 
 
 def main() -> None:
@@ -168,9 +212,9 @@ def main() -> None:
         t = time.perf_counter()
         publish_all(broker.port, messages)
         publish_s = time.perf_counter() - t
-        ceiling, ceiling_rss = run_ceiling(broker.port, args.samples)
-        rate, rss = run_pipeline(work / "cellmon", broker.port, influx, db, args.samples)
-    report(args, ceiling, ceiling_rss, rate, rss, publish_s)
+        ceiling = run_ceiling(broker.port, args.samples)
+        cellmon = run_pipeline(work / "cellmon", broker.port, influx, db, args.samples)
+    report(args, ceiling.rate, ceiling.rss_kib, cellmon.rate, cellmon.rss_kib, publish_s)
 
 
 def report(
