@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	bash scripts/ensure-servers.sh
 	$(BIN)/python -m benchmarks.pipeline
+
+# Node-RED 4.1 on the same flow; npm installs it into var/bench-peers/ on the first run.
+bench-peers: $(STAMP)
+	bash scripts/ensure-servers.sh
+	$(BIN)/python -m benchmarks.peers
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

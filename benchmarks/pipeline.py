@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -35,7 +37,7 @@ CEILING_ID = "bench-ceiling"
 PIPELINE_ID = "bench-cellmon"
 
 CEILING = r"""
-import sys, time
+import os, sys, time
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -47,6 +49,8 @@ def on_message(client, userdata, msg):
     orjson.loads(msg.payload)
     if seen["count"] == 0:
         seen["first"] = time.perf_counter()
+        t = os.times()
+        seen["startup_cpu"] = t.user + t.system
     seen["count"] += 1
     if seen["count"] >= n:
         seen["last"] = time.perf_counter()
@@ -57,7 +61,7 @@ c.on_message = on_message
 c.connect("127.0.0.1", port)
 c.loop_forever()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(seen["count"], seen["last"] - seen["first"], hwm)
+print(seen["count"], seen["last"] - seen["first"], hwm, seen["startup_cpu"])
 """
 
 
@@ -103,16 +107,34 @@ def register_session(port: int, client_id: str) -> None:
     client.loop_stop()
 
 
-def run_ceiling(port: int, n: int) -> tuple[float, int]:
-    """(samples per second, peak RSS in KiB) of the bare subscriber."""
+@dataclass(frozen=True)
+class Drain:
+    """What one consumer cost to drain the backlog.
+
+    ``cpu_s`` is the user + system time of the consumer's processes over their whole life
+    up to the end of the drain, read from outside; ``startup_cpu_s`` the part of it spent
+    before the drain began (imports, connecting), so ``cpu_s - startup_cpu_s`` is the drain.
+    """
+
+    rate: float  # samples (or points) per second
+    rss_kib: int  # peak resident set (VmHWM), summed over the consumer's processes
+    cpu_s: float
+    startup_cpu_s: float
+
+
+def run_ceiling(port: int, n: int, client_id: str = CEILING_ID) -> Drain:
+    """The bare subscriber's drain: rate from its first to its n-th message."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
-        [sys.executable, "-c", CEILING, str(port), CEILING_ID, str(n)],
+        [sys.executable, "-c", CEILING, str(port), client_id, str(n)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    count, seconds, rss = int(out[0]), float(out[1]), int(out[2])
-    return count / seconds, rss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    count, seconds, rss, startup = int(out[0]), float(out[1]), int(out[2]), float(out[3])
+    return Drain(count / seconds, rss, cpu, startup)
 
 
 SHIPPED_RULES = ROOT / "config" / "rules" / "default.yaml"
@@ -124,19 +146,27 @@ def influx_count(influx: InfluxV1, db: str) -> int:
 
 
 def run_pipeline(
-    work: Path, port: int, influx: InfluxV1, db: str, n: int, cells: int = 400
-) -> tuple[float, int]:
-    """(samples per second into InfluxDB, peak RSS in KiB) of ``cellmon run``.
+    work: Path,
+    port: int,
+    influx: InfluxV1,
+    db: str,
+    n: int,
+    *,
+    client_id: str = PIPELINE_ID,
+    cells: int = 400,
+    shards: int = 0,
+) -> Drain:
+    """``cellmon run``'s drain: rate from its connection to the n-th point in InfluxDB.
 
     The config owns every potline of the backlog (contract 5.1: an instance stores only
-    the potlines it owns).
+    the potlines it owns); ``shards`` > 0 deals them into that many processes.
     """
     config = write_config(
         work,
         mqtt_port=port,
         influx_url=influx.url,
         database=db,
-        client_id=PIPELINE_ID,
+        client_id=client_id,
         metrics_interval_s=10,
         rules=SHIPPED_RULES.read_text(),  # what a plant runs: derived field and alarms
         extra=potlines_config(cells),
@@ -144,29 +174,51 @@ def run_pipeline(
     log_path = work / "cellmon.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(config)]
+            + (["--shards", str(shards)] if shards else []),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    wait_for(lambda: "connected to" in log_path.read_text(), 60, log_path.read_text)
+    sessions = max(1, min(shards, len(potlines(cells))))
+    wait_for(lambda: log_path.read_text().count("connected to") >= sessions, 60, log_path.read_text)
     start = time.perf_counter()
+    startup_cpu = cpu_seconds(proc.pid)
     wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds(proc.pid)
     rss = peak_rss_kib(proc.pid)
     proc.terminate()
     if proc.wait() != 0:
         msg = f"cellmon run exited with status {proc.returncode}: see {log_path}"
         raise SystemExit(msg)
-    return n / seconds, rss
+    return Drain(n / seconds, rss, cpu, startup_cpu)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a live process and all its descendants, reaped ones included."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # utime stime cutime cstime are fields 14 to 17; the command name (field 2) may hold
+    # spaces, so count from the parenthesis that closes it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS + sum(cpu_seconds(c) for c in children(pid))
 
 
 def peak_rss_kib(pid: int) -> int:
     """Peak resident memory (VmHWM) of a process and all its descendants, summed."""
     status = Path(f"/proc/{pid}/status").read_text()
     hwm = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return hwm + sum(peak_rss_kib(int(c)) for c in children)
+    return hwm + sum(peak_rss_kib(c) for c in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of a process, whichever of its threads started them."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(c) for t in tasks for c in (t / "children").read_text().split()]
 
 
 def main() -> None:
@@ -174,6 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=500_000)
     parser.add_argument("--cells", type=int, default=400)
+    parser.add_argument("--shards", type=int, default=0, help="cellmon run --shards N (0: one)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cellmon-bench-"))
     broker = Mosquitto(work / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
@@ -187,37 +240,38 @@ def main() -> None:
         t = time.perf_counter()
         publish_all(broker.port, messages)
         publish_s = time.perf_counter() - t
-        ceiling, ceiling_rss = run_ceiling(broker.port, args.samples)
-        rate, rss = run_pipeline(
-            work / "cellmon", broker.port, influx, db, args.samples, args.cells
+        ceiling = run_ceiling(broker.port, args.samples)
+        cellmon = run_pipeline(
+            work / "cellmon",
+            broker.port,
+            influx,
+            db,
+            args.samples,
+            cells=args.cells,
+            shards=args.shards,
         )
-    report(args, ceiling, ceiling_rss, rate, rss, publish_s)
+    report(args, ceiling, cellmon, publish_s)
 
 
-def report(
-    args: argparse.Namespace,
-    ceiling: float,
-    ceiling_rss: int,
-    rate: float,
-    rss: int,
-    publish_s: float,
-) -> None:
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+def report(args: argparse.Namespace, ceiling: Drain, cellmon: Drain, publish_s: float) -> None:
+    python = platform.python_version()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
     print(
         f"backlog: {args.samples} samples, one per QoS 1 message, {args.cells} cells "
         f"(published in {publish_s:.1f} s)"
     )
     print(
-        f"ceiling (bare paho subscriber, parse only): {ceiling:,.0f} samples/s, "
-        f"peak RSS {ceiling_rss / 1024:.0f} MiB"
+        f"ceiling (bare paho subscriber, parse only): {ceiling.rate:,.0f} samples/s, "
+        f"peak RSS {ceiling.rss_kib / 1024:.0f} MiB"
     )
+    shards = f", {args.shards} shards" if args.shards else ""
+    drain_cpu = cellmon.cpu_s - cellmon.startup_cpu_s
     print(
-        f"cellmon run → InfluxDB 1.x:               {rate:,.0f} samples/s, "
-        f"peak RSS {rss / 1024:.0f} MiB"
+        f"cellmon run{shards} → InfluxDB 1.x: {cellmon.rate:,.0f} samples/s, "
+        f"peak RSS {cellmon.rss_kib / 1024:.0f} MiB, "
+        f"{drain_cpu / args.samples * 1e6:.1f} CPU s per million samples"
     )
-    print(f"ratio: {rate / ceiling:.2f}")
+    print(f"ratio: {cellmon.rate / ceiling.rate:.2f}")
 
 
 if __name__ == "__main__":
