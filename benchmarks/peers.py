@@ -29,9 +29,9 @@ from pathlib import Path
 
 from benchmarks.pipeline import (
     CEILING_ID,
-    PIPELINE_ID,
     TOPICS,
     Drain,
+    cellmon_sessions,
     cpu_seconds,
     influx_count,
     payloads,
@@ -326,8 +326,10 @@ def main() -> None:
     with broker, influx:
         for db in ("node_red", "cellmon"):
             influx.create_database(db)
-        for client_id in (CEILING_ID, NODE_RED_ID, PIPELINE_ID):
+        for client_id in (CEILING_ID, NODE_RED_ID):
             register_session(broker.port, client_id)
+        for client_id, filters in cellmon_sessions(args.cells, args.shards).items():
+            register_session(broker.port, client_id, filters)
         messages = payloads(args.samples, args.cells)
         t = time.perf_counter()
         publish_all(broker.port, messages)

@@ -77,6 +77,22 @@ def potlines_config(cells: int) -> str:
     )
 
 
+def cellmon_sessions(cells: int, shards: int) -> dict[str, tuple[str, ...]]:
+    """The MQTT sessions of ``cellmon run [--shards N]`` and what each subscribes to.
+
+    Registered before the backlog is published, so the broker queues it for them: one
+    session, or one per shard (``{client_id}-sK``) with its potlines dealt round-robin.
+    """
+    ids = potlines(cells)
+    if not shards:
+        return {PIPELINE_ID: tuple(f"smelter/{p}/+/telemetry" for p in ids)}
+    return {
+        f"{PIPELINE_ID}-s{k + 1}": tuple(f"smelter/{p}/+/telemetry" for p in ids[k::shards])
+        for k in range(shards)
+        if ids[k::shards]
+    }
+
+
 def payloads(samples: int, cells: int) -> list[tuple[str, bytes]]:
     """One telemetry object per message, the cells reporting in turn once a second."""
     t0 = (int(time.time()) - 86_400) * 1000
@@ -94,14 +110,14 @@ def payloads(samples: int, cells: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def register_session(port: int, client_id: str) -> None:
+def register_session(port: int, client_id: str, filters: tuple[str, ...] = (TOPICS,)) -> None:
     """Create a persistent subscribed session, so the broker queues messages for it."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     subscribed = []
     client.on_subscribe = lambda *args: subscribed.append(True)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.subscribe(TOPICS, qos=1)
+    client.subscribe([(f, 1) for f in filters])
     wait_for(lambda: subscribed, 10)
     client.disconnect()
     client.loop_stop()
@@ -180,7 +196,7 @@ def run_pipeline(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    sessions = max(1, min(shards, len(potlines(cells))))
+    sessions = len(cellmon_sessions(cells, shards))
     wait_for(lambda: log_path.read_text().count("connected to") >= sessions, 60, log_path.read_text)
     start = time.perf_counter()
     startup_cpu = cpu_seconds(proc.pid)
@@ -234,8 +250,9 @@ def main() -> None:
     with broker, influx:
         db = "bench"
         influx.create_database(db)
-        for client_id in (CEILING_ID, PIPELINE_ID):
-            register_session(broker.port, client_id)
+        register_session(broker.port, CEILING_ID)
+        for client_id, filters in cellmon_sessions(args.cells, args.shards).items():
+            register_session(broker.port, client_id, filters)
         messages = payloads(args.samples, args.cells)
         t = time.perf_counter()
         publish_all(broker.port, messages)

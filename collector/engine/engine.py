@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -27,7 +27,7 @@ from collector.engine.batch import (
     in_order,
     sample_batch,
 )
-from collector.journal.store import EVENT, KPI, RAW, InboxRow, Store
+from collector.journal.store import EVENT, KPI, RAW, InboxRows, Store
 from collector.runtime.metrics import Metrics
 from collector.sinks.lineproto import (
     Rejected,
@@ -121,9 +121,9 @@ class Engine:
         if now >= self._next_metrics_ns:
             self._next_metrics_ns = now + self._metrics_every_ns
             extra_points.append(self.metrics(now).point(self.instance, now))
-        if not rows and not extra_points:
+        if not rows.seq and not extra_points:
             return 0
-        position = rows[-1].seq if rows else self._position
+        position = rows.seq[-1] if rows.seq else self._position
         raw, n_late, kpi_points, states, failed, paging = self._apply(rows)
         n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
         unencodable = self._keep([*raw[2], *kpi_rejected])
@@ -135,7 +135,7 @@ class Engine:
         self._states.update(states)
         self._newest = states[ORDERING_STATE]
         self._maybe_prune(now)
-        return len(rows)
+        return len(rows.seq)
 
     def _keep(self, rejected: list[Rejected]) -> int:
         """Keep what could not be encoded, before the commit: at least once, never lost."""
@@ -178,16 +178,20 @@ class Engine:
         self._states = states
 
     def _apply(
-        self, rows: list[InboxRow]
+        self, rows: InboxRows
     ) -> tuple[Encoded, int, list[Point], dict[str, Any], int, list[Point]]:
         """(raw lines, late count, points, states, failures, alerts) of a batch, uncommitted.
 
         A processor that raises keeps its previous state and loses this batch, counted in
         ``processor_errors``: one faulty processor must not stop the raw data or the others.
         """
-        sample_rows = [r for r in rows if r.kind != EVENT]
-        events = [self._event(r) for r in rows if r.kind == EVENT]
-        samples, raw, newest, n_late = self._samples(sample_rows)
+        if EVENT in rows.kind:
+            at = [k for k, kind in enumerate(rows.kind) if kind == EVENT]
+            events = [self._event(rows, k) for k in at]
+            rows = rows.take(k for k, kind in enumerate(rows.kind) if kind != EVENT)
+        else:
+            events = []
+        samples, raw, newest, n_late = self._samples(rows)
         batch = Batch(samples, events)
         points: list[Point] = []
         states: dict[str, Any] = {ORDERING_STATE: newest}
@@ -206,11 +210,13 @@ class Engine:
                 paging.extend(proc.alerts(produced))
         return raw, n_late, points, states, failed, paging
 
-    def _samples(self, rows: list[InboxRow]) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
+    def _samples(self, rows: InboxRows) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
         """Raw lines for every sample, and the in-order ones as a batch for integration."""
-        if not rows:
+        if not rows.seq:
             return empty_batch(), (0, b"", []), self._newest, 0
-        _, cid, ts, _, v, i, body = zip(*rows, strict=True)
+        cid, ts, body = rows.cell_id, rows.ts, rows.body
+        v = cast("tuple[float, ...]", rows.v)  # a sample row always has both (SAMPLE)
+        i = cast("tuple[float, ...]", rows.i)
         extra = [orjson.loads(b) if b else None for b in body]
         everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
         everything.extra = derived_extra(self._derive, everything)
@@ -259,11 +265,11 @@ class Engine:
         potline, cell = self.store.cells.name(cid)
         return Rejected(self._bad_cells[cid], repr(("cell", potline, cell, ts, v, i, extra)))
 
-    def _event(self, row: InboxRow) -> Event:
-        potline, cell = self.store.cells.name(row.cell_id)
-        data = orjson.loads(row.body or b"{}")
+    def _event(self, rows: InboxRows, k: int) -> Event:
+        potline, cell = self.store.cells.name(rows.cell_id[k])
+        data = orjson.loads(rows.body[k] or b"{}")
         kind = data.pop("type")
-        return Event(potline, cell, row.ts, kind, data)
+        return Event(potline, cell, rows.ts[k], kind, data)
 
     def _maybe_prune(self, now: int) -> None:
         """Forget inbox rows older than the de-duplication window (by arrival)."""

@@ -62,16 +62,29 @@ _ADD = (
 )
 
 
-class InboxRow(NamedTuple):
-    """One accepted sample or event, as the processor stage reads it back."""
+class InboxRows(NamedTuple):
+    """Accepted samples and events as the processor stage reads them back, in columns.
 
-    seq: int
-    cell_id: int
-    ts: int
-    kind: int  # SAMPLE or EVENT
-    v: float | None
-    i: float | None
-    body: bytes | None  # a sample's extra fields, or an event's type and data, as JSON
+    One tuple per column, in arrival order: a row object each would cost the engine a
+    tenth of its time.
+    """
+
+    seq: tuple[int, ...]
+    cell_id: tuple[int, ...]
+    ts: tuple[int, ...]
+    kind: tuple[int, ...]  # SAMPLE or EVENT
+    v: tuple[float | None, ...]
+    i: tuple[float | None, ...]
+    body: tuple[bytes | None, ...]  # a sample's extra fields, or an event's type and data
+
+    def take(self, rows: Iterable[int]) -> InboxRows:
+        """The rows at these indices."""
+        keep = list(rows)
+        columns: list[Any] = [tuple(column[k] for k in keep) for column in self]
+        return InboxRows(*columns)
+
+
+NO_ROWS = InboxRows((), (), (), (), (), (), ())
 
 
 def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -231,14 +244,15 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'position'").fetchone()
         return int(row[0]) if row else 0
 
-    def read(self, after: int, limit: int) -> list[InboxRow]:
+    def read(self, after: int, limit: int) -> InboxRows:
         """Inbox rows after a position, in arrival order."""
         cur = self._inbox.execute(
             "SELECT seq, cell_id, ts, kind, v, i, body FROM inbox WHERE seq > ? "
             "ORDER BY seq LIMIT ?",
             (after, limit),
         )
-        return list(map(InboxRow._make, cur.fetchall()))
+        rows = cur.fetchall()
+        return InboxRows(*zip(*rows, strict=True)) if rows else NO_ROWS
 
     def load_state(self, name: str) -> Any:
         """Return a processor's checkpointed state, or None before its first checkpoint."""

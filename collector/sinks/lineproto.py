@@ -43,6 +43,8 @@ _UNCARRIED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _ODD_BACKSLASHES_BEFORE_DELIMITER = re.compile(r"(?<!\\)\\(?:\\\\)*[,= ]")
 _RESERVED_KEY = "time"
 _INT64 = range(-(2**63), 2**63)
+_FIELD_KEYS: dict[str, str] = {}  # field keys checked and escaped, by key
+_FIELD_KEYS_LIMIT = 10_000
 
 
 class Unencodable(ValueError):
@@ -79,7 +81,21 @@ def escape_tag(text: str, what: str = "tag value") -> str:
 
 
 def escape_field_key(key: str) -> str:
-    """Escape a field key; raises ``Unencodable``."""
+    """Escape a field key; raises ``Unencodable``.
+
+    KPI and alarm points repeat a few dozen keys in every batch: each is checked once.
+    """
+    escaped = _FIELD_KEYS.get(key)
+    if escaped is not None:
+        return escaped
+    escaped = _escape_new_field_key(key)
+    if len(_FIELD_KEYS) >= _FIELD_KEYS_LIMIT:
+        _FIELD_KEYS.clear()
+    _FIELD_KEYS[key] = escaped
+    return escaped
+
+
+def _escape_new_field_key(key: str) -> str:
     _check_name(key, "field key")
     if key == _RESERVED_KEY:
         msg = "field key 'time' is dropped by InfluxDB"

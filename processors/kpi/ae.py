@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,6 +29,7 @@ from processors.kpi.ledger import (
     PeriodKey,
     cells_from_json,
     cells_to_json,
+    flat,
     newest_by_potline,
     period_at,
 )
@@ -111,7 +112,7 @@ class _State:
             "last": last_to_json(self.last),
             "seen": cells_to_json(self.seen, int),
             "open": cells_to_json(self.open, Opened._asdict),
-            "ledger": self.ledger.to_json(asdict),
+            "ledger": self.ledger.to_json(flat),
         }
 
 

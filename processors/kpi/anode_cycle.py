@@ -10,7 +10,7 @@ and replaying older events seeds it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +22,7 @@ from processors.kpi.ledger import (
     PeriodKey,
     cells_from_json,
     cells_to_json,
+    flat,
     period_at,
 )
 from processors.kpi.periods import KINDS, Calendar
@@ -166,7 +167,7 @@ class _State:
             history.setdefault(CellKey(pos.potline, pos.cell), {})[str(pos.anode)] = t
         return {
             "history": cells_to_json(history, dict),
-            "ledger": self.ledger.to_json(asdict),
+            "ledger": self.ledger.to_json(flat),
             "levels": cells_to_json(self.levels, _buckets_to_json),
             "pending": [f.to_json() for _, f in sorted(self.pending.items())],
             "newest": self.newest,
@@ -179,7 +180,7 @@ def _buckets_of(data: Mapping[str, Any]) -> dict[int, Bucket]:
 
 
 def _buckets_to_json(buckets: Mapping[int, Bucket]) -> dict[str, Any]:
-    return {str(b): asdict(x) for b, x in buckets.items()}
+    return {str(b): flat(x) for b, x in buckets.items()}
 
 
 class AnodeCycleProcessor:

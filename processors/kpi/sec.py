@@ -17,7 +17,7 @@ After that the period is closed: nothing arriving later changes it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from processors import legacy
@@ -27,6 +27,7 @@ from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
+    flat,
     newest_by_potline,
     period_at,
 )
@@ -69,7 +70,7 @@ def _cells_from_json(data: Mapping[str, Any]) -> Cells:
 
 
 def _cells_to_json(cells: Cells) -> dict[str, Any]:
-    return {cell: asdict(t) for cell, t in cells.items()}
+    return {cell: flat(t) for cell, t in cells.items()}
 
 
 @dataclass

@@ -31,7 +31,7 @@ def test_duplicates_are_counted_and_skipped(state: Path) -> None:
     assert (first.inserted, first.duplicates) == (2, 0)
     assert (again.inserted, again.duplicates) == (1, 1)
     rows = open_store(state).read(0, 10)
-    assert [(r.ts, r.v) for r in rows] == [(T, 4.2), (T, 4.1), (T + 1, 4.3)]
+    assert list(zip(rows.ts, rows.v, strict=True)) == [(T, 4.2), (T, 4.1), (T + 1, 4.3)]
     assert open_store(state).counters() == {
         "messages": 3,
         "received": 5,  # 4 objects and one unparseable message
@@ -60,7 +60,7 @@ def test_commit_is_atomic_and_survives_reopen(state: Path) -> None:
     assert reopened.position() == 1
     assert reopened.load_state("energy") == {"P1/C1": 1.5}
     assert reopened.load_state("absent") is None
-    assert reopened.read(1, 10) == []
+    assert reopened.read(1, 10).seq == ()
     assert reopened.counters()["late"] == 2
     assert reopened.backlog() == (1, T)
 

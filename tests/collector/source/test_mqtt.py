@@ -124,7 +124,7 @@ def test_a_message_the_journal_refuses_is_dead_lettered_and_the_others_flow(
 
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
     rows = store.read(0, 100)
-    assert [r.ts // 1_000_000 for r in rows] == [T0_MS + k * 1000 for k in range(10)]
+    assert [ts // 1_000_000 for ts in rows.ts] == [T0_MS + k * 1000 for k in range(10)]
     letters = read_dead_letters(state / "deadletter.jsonl")
     assert [d["reason"] for d in letters] == ["bad_ts", "unstorable"]
     assert letters[1]["detail"] == "TypeError: cannot encode this event"
