@@ -31,6 +31,7 @@ from benchmarks.pipeline import (
     CEILING_ID,
     TOPICS,
     Drain,
+    backlog_arguments,
     cellmon_sessions,
     cpu_seconds,
     influx_count,
@@ -314,11 +315,7 @@ def node() -> str:
 
 def main() -> None:
     """Publish the backlog once, let each consumer drain it in turn, and report."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=200_000)
-    parser.add_argument("--cells", type=int, default=400)
-    parser.add_argument("--shards", type=int, default=0, help="cellmon run --shards N (0: one)")
-    args = parser.parse_args()
+    args = backlog_arguments(__doc__, 200_000)
     install_node_red()  # before any server starts: a first run downloads
     work = Path(tempfile.mkdtemp(prefix="cellmon-bench-peers-"))
     broker = Mosquitto(work / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)

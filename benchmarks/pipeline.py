@@ -237,13 +237,18 @@ def children(pid: int) -> list[int]:
     return [int(c) for t in tasks for c in (t / "children").read_text().split()]
 
 
-def main() -> None:
-    """Publish the backlog, then let each consumer drain it, and report."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=500_000)
+def backlog_arguments(description: str | None, samples: int) -> argparse.Namespace:
+    """The options of a backlog benchmark: its size, its cells, cellmon's shards."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--samples", type=int, default=samples)
     parser.add_argument("--cells", type=int, default=400)
     parser.add_argument("--shards", type=int, default=0, help="cellmon run --shards N (0: one)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Publish the backlog, then let each consumer drain it, and report."""
+    args = backlog_arguments(__doc__, 500_000)
     work = Path(tempfile.mkdtemp(prefix="cellmon-bench-"))
     broker = Mosquitto(work / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
     influx = InfluxV1(work / "influxd")
