@@ -23,6 +23,7 @@ from typing import NamedTuple
 from collector.config.models import Config
 from collector.engine.engine import Engine
 from collector.journal import store as journal
+from collector.journal.outbox import AlertQueue, Outbox
 from collector.sinks import SINKS
 from collector.sinks.alerts import AlertFormat, AlertPublisher
 from collector.sinks.base import Sink
@@ -248,7 +249,7 @@ def sink(cfg: Config) -> Sink:
 def drain(cfg: Config) -> Drain:
     """The sink stage over the state directory's outbox."""
     return Drain(
-        journal.Outbox(journal.connect_journal(cfg.state_path)),
+        Outbox(journal.connect_journal(cfg.state_path)),
         sink(cfg),
         rejected_path=cfg.state_path / REJECTED_FILE,
         options=cfg.sink,
@@ -259,7 +260,7 @@ def alert_publisher(cfg: Config) -> AlertPublisher | None:
     """The alert publisher, when alerts have a topic."""
     if cfg.alerts.topic is None:
         return None
-    queue = journal.AlertQueue(journal.connect_journal(cfg.state_path))
+    queue = AlertQueue(journal.connect_journal(cfg.state_path))
     return AlertPublisher(connection(cfg), queue, qos=cfg.alerts.qos, retain=cfg.alerts.retain)
 
 

@@ -34,6 +34,15 @@ SWITCH_INTERVAL_S = 0.0002
 would wait that long behind another thread each time. 0.2 ms keeps it responsive."""
 
 
+def signal_events() -> tuple[threading.Event, threading.Event]:
+    """(stop, hangup): set by SIGINT or SIGTERM, and by SIGHUP (reload the rules)."""
+    stop, hangup = threading.Event(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    return stop, hangup
+
+
 def run_service(cfg: Config, log_level: str) -> int:
     """One instance until SIGINT/SIGTERM: its exit code (see ``cellmon run``).
 
@@ -45,10 +54,7 @@ def run_service(cfg: Config, log_level: str) -> int:
     except Busy as err:
         log.error("another cellmon runs on this state directory (%s)", err)
         return EXIT_BUSY
-    stop, hangup = threading.Event(), threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    stop, hangup = signal_events()
     service.start()
     log.info("running; state in %s", service.cfg.state_path)
     while not stop.wait(0.5):

@@ -18,7 +18,7 @@ from multiprocessing.process import BaseProcess
 
 from collector.config.models import Config
 from collector.journal import locks
-from collector.runtime.service import SERVICE_LOCK, run_service
+from collector.runtime.service import SERVICE_LOCK, run_service, signal_events
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ def run_sharded(cfg: Config, log_level: str) -> int:
         )
         for s in cfg.shards
     }
-    stop, hangup = threading.Event(), threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    stop, hangup = signal_events()
     for proc in shards.values():
         proc.start()
     log.info("running %d shards: %s", len(shards), ", ".join(shards))

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from pydantic import AfterValidator
 
 from collector.config.schema import Section
-from collector.journal.store import AlertQueue
+from collector.journal.outbox import AlertQueue
 from collector.source.mqtt_client import Connection, paho_client
 from processors.model import Point
 

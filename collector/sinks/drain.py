@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.journal.store import Outbox
+from collector.journal.outbox import Outbox
 from collector.sinks.base import Sink, SinkError, SinkOptions
 
 log = logging.getLogger(__name__)

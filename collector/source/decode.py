@@ -246,7 +246,7 @@ class Decoder:
                     continue
                 if not _is_number(x):
                     if type(x) is OutOfRange:
-                        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+                        raise x.invalid(key)
                     continue
                 if key not in self._keys:
                     self._check_key(key)
@@ -275,7 +275,7 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
         raise Invalid("missing_key", f"{key}: required key is missing") from None
     if not _is_number(x):
         if type(x) is OutOfRange:
-            raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+            raise x.invalid(key)
         raise Invalid("wrong_type", f"{key}: expected a number, got {x!r}")
     if type(x) is float and not math.isfinite(x):
         raise Invalid("non_finite", f"{key}: {x} is not a finite number")
@@ -333,7 +333,7 @@ def _check_event_field(key: str, x: Any) -> None:
         if bad is not None:
             raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
     elif type(x) is OutOfRange:
-        raise Invalid("out_of_bounds", f"{key}: {x!r} does not fit a number")
+        raise x.invalid(key)
     elif type(x) in (dict, list):
         _check_nested(key, x)
 
@@ -351,7 +351,7 @@ def _check_nested(key: str, x: Any) -> None:
         if t is str and _CONTROL.search(v):
             raise Invalid("bad_key", f"{key}: a nested string holds a control character")
         if t is OutOfRange:
-            raise Invalid("out_of_bounds", f"{key}: {v!r} does not fit a number")
+            raise v.invalid(key)
         if t is dict or t is list:
             _check_nested(key, v)
 

@@ -43,7 +43,6 @@ from collector.source.decode import (
     SampleRow,
 )
 from collector.source.mqtt_client import ClientFactory, Connection, FailureLog, source_client
-from collector.source.topics import TopicTemplate
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +110,6 @@ class MqttSource:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-    @property
-    def templates(self) -> list[TopicTemplate]:
-        """The input topic templates in force: the decoder's."""
-        return self.decoder.router.templates
 
     def reconfigure(self, decoder: Decoder) -> None:
         """Switch to new input rules between two messages (from any thread).

@@ -52,6 +52,10 @@ class OutOfRange:
     def __repr__(self) -> str:
         return self.text
 
+    def invalid(self, key: str) -> Invalid:
+        """The rejection of this number read as ``key``."""
+        return Invalid("out_of_bounds", f"{key}: {self.text} does not fit a number")
+
 
 def parse_ts(value: object) -> int:
     """Return the UTC nanoseconds of a contract timestamp (epoch ms or RFC 3339 with offset)."""
@@ -60,7 +64,7 @@ def parse_ts(value: object) -> int:
     if type(value) is str:
         return _parse_rfc3339(value)
     if type(value) is OutOfRange:
-        raise Invalid("out_of_bounds", f"ts: {value!r} does not fit a number")
+        raise value.invalid("ts")
     raise Invalid("wrong_type", f"ts: expected epoch ms or an RFC 3339 string, got {value!r}")
 
 

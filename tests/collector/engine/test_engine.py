@@ -7,6 +7,7 @@ import orjson
 
 from collector.engine.engine import Engine
 from collector.journal import store as journal
+from collector.journal.outbox import AlertQueue, Outbox
 from collector.sinks.alerts import AlertFormat
 from processors.model import Batch, Point
 
@@ -43,7 +44,7 @@ def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) ->
     assert store.counters()["processor_errors"] == 1
     assert store.load_state("counting") == 3
     assert store.load_state("failing") is None
-    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    body = Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert body.count(b"cell,") == 3  # the raw samples are written all the same
     assert b"seen total=3i" in body
 
@@ -102,7 +103,7 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
     assert engine.processors[1] is counting
     assert store.load_state("derived") == 2  # the new one went on from the old one's state
     assert store.load_state("counting") == 2
-    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    body = Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert b"twice=8" in body  # 2 × 4.0 before the swap
     assert b"twice=15" in body  # 3 × 5.0 after it
 
@@ -129,9 +130,9 @@ def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Alarming()], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"))
     engine.step()
-    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    body = Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert b"alarm,cell=C1,potline=P1,rule=hot,severity=critical" in body
-    queue = journal.AlertQueue(journal.connect_journal(tmp_path))
+    queue = AlertQueue(journal.connect_journal(tmp_path))
     ((first, topic, payload),) = queue.take(10)
     assert topic == "a/C1/hot"
     assert orjson.loads(payload) == {
@@ -181,7 +182,7 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     assert engine.step() == 0  # nothing is retried
     assert store.counters()["unencodable"] == 4
     assert store.position() == 4
-    body = journal.Outbox(journal.connect_journal(tmp_path)).take(100).body
+    body = Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert body.splitlines() == [
         f"cell,cell=C1,potline=P1 voltage_v=4.2,current_ka=300.0 {T}".encode(),
         f"cell,cell=C1,potline=P1 voltage_v=4.3,current_ka=300.0,ok=2.5 {T + 3}".encode(),

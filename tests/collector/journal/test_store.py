@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from collector.journal import store as journal
+from collector.journal.outbox import Outbox
 
 T = 1_709_251_200_000_000_000
 
@@ -68,7 +69,7 @@ def test_commit_is_atomic_and_survives_reopen(state: Path) -> None:
 def test_outbox_takes_oldest_first_and_drops_only_raw(state: Path) -> None:
     chunks = [(journal.RAW, 2, b"r1\nr2\n"), (journal.KPI, 1, b"k1\n"), (journal.RAW, 1, b"r3\n")]
     open_store(state).commit(0, {}, chunks, T, {})
-    outbox = journal.Outbox(journal.connect_journal(state))
+    outbox = Outbox(journal.connect_journal(state))
     assert outbox.size() == (12, 4)  # 6 + 3 + 3 bytes
     first = outbox.take(max_lines=3)
     assert (first.lines, first.body) == (3, b"r1\nr2\nk1\n")

@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.journal import store as journal
+from collector.journal.outbox import AlertQueue
 from collector.sinks.alerts import AlertFormat, AlertPublisher
 from collector.source.mqtt_client import Connection
 from processors.model import Point
@@ -132,7 +133,7 @@ def test_alerts_wait_in_the_journal_while_the_broker_is_down(tmp_path: Path) -> 
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
     alerts = [(f"t/{k}", orjson.dumps({"k": k})) for k in range(3)]
     store.commit(0, {}, [], 0, {}, alerts)
-    queue = journal.AlertQueue(journal.connect_journal(state))
+    queue = AlertQueue(journal.connect_journal(state))
     conn = Connection(
         host="127.0.0.1",
         port=broker.port,

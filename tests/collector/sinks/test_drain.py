@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.journal import store as journal
+from collector.journal.outbox import Outbox
 from collector.sinks.base import SinkError
 from collector.sinks.drain import Drain
 from collector.sinks.file import Config as FileConfig
@@ -49,14 +50,14 @@ class Refusing:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> journal.Outbox:
+def outbox(tmp_path: Path) -> Outbox:
     state = tmp_path / "state"
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
     store.commit(1, {}, [(journal.RAW, len(LINES), b"".join(LINES))], T, {})
-    return journal.Outbox(journal.connect_journal(state))
+    return Outbox(journal.connect_journal(state))
 
 
-def drain_of(outbox: journal.Outbox, sink: Refusing, clock: FakeTime, tmp_path: Path) -> Drain:
+def drain_of(outbox: Outbox, sink: Refusing, clock: FakeTime, tmp_path: Path) -> Drain:
     return Drain(
         outbox,
         sink,
@@ -74,7 +75,7 @@ def stopped() -> threading.Event:
 
 
 def test_a_refusing_database_gets_shutdown_s_and_the_points_stay(
-    outbox: journal.Outbox, tmp_path: Path
+    outbox: Outbox, tmp_path: Path
 ) -> None:
     clock, sink = FakeTime(), Refusing()
     drain_of(outbox, sink, clock, tmp_path).run(stopped())
@@ -84,7 +85,7 @@ def test_a_refusing_database_gets_shutdown_s_and_the_points_stay(
     assert outbox.size() == (len(b"".join(LINES)), len(LINES))
 
 
-def test_a_second_pass_shares_the_deadline(outbox: journal.Outbox, tmp_path: Path) -> None:
+def test_a_second_pass_shares_the_deadline(outbox: Outbox, tmp_path: Path) -> None:
     clock, sink = FakeTime(), Refusing()
     drain = drain_of(outbox, sink, clock, tmp_path)
     finishing = stopped()
@@ -96,7 +97,7 @@ def test_a_second_pass_shares_the_deadline(outbox: journal.Outbox, tmp_path: Pat
 
 
 def test_a_database_back_after_the_deadline_still_takes_everything(
-    outbox: journal.Outbox, tmp_path: Path
+    outbox: Outbox, tmp_path: Path
 ) -> None:
     clock, sink = FakeTime(), Refusing()
     drain = drain_of(outbox, sink, clock, tmp_path)

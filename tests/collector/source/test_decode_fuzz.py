@@ -13,18 +13,18 @@ import json
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collector.engine.batch import empty_batch
 from collector.journal import store as journal
 from collector.sinks.lineproto import encode_point, encode_samples, series_prefix
 from collector.source.decode import Decoded, Decoder, IngestConfig
 from collector.source.payload import MAX_DEPTH
 from collector.source.topics import TopicRouter, compile_template
 from processors.events import EventPoints
-from processors.model import Batch, Event, SampleBatch
+from processors.model import Batch, Event
 
 NOW_MS = 1_709_251_200_000
 NOW_NS = NOW_MS * 1_000_000
@@ -41,7 +41,6 @@ OBJECT_REASONS = {
     "bad_key",
     "bad_utf8",
 }
-NO_SAMPLES = SampleBatch([], *(np.zeros(0, dtype=t) for t in ("i8", "i8", "f8", "f8")), [])
 TOPICS = ["smelter/P1/C01/telemetry", "smelter/P1/C01/event", "smelter/P1/C 1/telemetry"]
 
 # Text as a hostile controller writes it: any code point, lone surrogates and controls too.
@@ -183,7 +182,7 @@ def stored(inbox: journal.Inbox, out: Decoded) -> None:
     )
     assert (lines, rejected) == (n, [])
     events = [Event(p, c, t, k, d) for p, c, t, k, d in out.events]
-    for point in EventPoints().apply(Batch(NO_SAMPLES, events), None)[1]:
+    for point in EventPoints().apply(Batch(empty_batch(), events), None)[1]:
         line = encode_point(point)  # raises Unencodable for what the decoder should refuse
         assert line is not None
         assert "\n" not in line

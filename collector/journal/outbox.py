@@ -1,0 +1,112 @@
+"""The sink stage's side of the journal: the outbox, and the alerts waiting for the broker.
+
+Output is deleted from ``journal.sqlite`` only once the database (or the broker, for an
+alert) accepted it, and the ``written`` and ``alerts_published`` counters advance in the
+same transaction as the deletion.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from collector.journal.store import RAW, add_counters, backlog, transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Outbox rows read together for one write to the database."""
+
+    last_id: int
+    lines: int
+    body: bytes
+    oldest_ns: int
+
+
+class Outbox:
+    """The sink stage's side: oldest output first, deleted only once written."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, max_lines: int) -> Chunk | None:
+        """The oldest rows, up to about ``max_lines`` lines (at least one row)."""
+        parts: list[bytes] = []
+        lines = 0
+        last_id = oldest = 0
+        cur = self._conn.execute("SELECT id, lines, created_ns, body FROM outbox ORDER BY id")
+        for row_id, n, created, body in cur:
+            if parts and lines + n > max_lines:
+                break
+            oldest = oldest or created
+            parts.append(body)
+            lines += n
+            last_id = row_id
+        cur.close()
+        if not parts:
+            return None
+        return Chunk(last_id, lines, b"".join(parts), oldest)
+
+    def delete_upto(self, last_id: int, lines: int) -> None:
+        """Remove what the database accepted, counting it as written."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+            add_counters(conn, {"written": lines})
+
+    def count(self, **counts: int) -> None:
+        """Advance counters on their own (errors, drops)."""
+        add_counters(self._conn, counts)
+
+    def size(self) -> tuple[int, int]:
+        """(rows' bytes, lines) waiting."""
+        row = self._conn.execute("SELECT total(nbytes), total(lines) FROM outbox").fetchone()
+        return int(row[0]), int(row[1])
+
+    def backlog(self) -> tuple[int, int | None]:
+        """(lines waiting, production time of the oldest), for the buffered and lag gauges."""
+        return backlog(self._conn)
+
+    def drop_oldest_raw(self, max_bytes: int) -> int:
+        """Delete the oldest raw-sample rows until the buffer fits; KPI rows are never dropped.
+
+        Returns the number of lines dropped.
+        """
+        dropped = 0
+        total, _ = self.size()
+        cur = self._conn.execute(
+            "SELECT id, lines, nbytes FROM outbox WHERE kind = ? ORDER BY id", (RAW,)
+        )
+        victims: list[int] = []
+        for row_id, n, nbytes in cur:
+            if total <= max_bytes:
+                break
+            victims.append(row_id)
+            total -= nbytes
+            dropped += n
+        cur.close()
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+            add_counters(conn, {"dropped": dropped})
+        return dropped
+
+
+class AlertQueue:
+    """Alerts committed with the points that raised them, deleted once the broker has them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def take(self, limit: int) -> list[tuple[int, str, bytes]]:
+        """The oldest (id, topic, payload), in the order they were raised."""
+        return self._conn.execute(
+            "SELECT id, topic, payload FROM alerts ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+
+    def delete_upto(self, last_id: int, published: int) -> None:
+        """Remove what the broker acknowledged, counting it."""
+        conn = self._conn
+        with transaction(conn):
+            conn.execute("DELETE FROM alerts WHERE id <= ?", (last_id,))
+            add_counters(conn, {"alerts_published": published})
