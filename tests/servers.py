@@ -45,11 +45,20 @@ class ServerError(RuntimeError):
     """A server is not installed, did not come up, or refused a helper's request."""
 
 
+# Ports handed out in this process. The kernel may offer a port again as soon as the probe
+# closes, so two servers (or influxd's HTTP and RPC listeners) could be given the same one.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    """Return a loopback port nobody listens on right now and this process never gave out."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((HOST, 0))
+            port = int(probe.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def find_binary(name: str) -> str:

@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.servers import Mosquitto
+from tests.servers import Mosquitto, free_port
 
 # Only bounds a wait for something that must happen; never a measured duration.
 WAIT_S = 10.0
@@ -91,3 +91,8 @@ def test_queued_message_survives_broker_restart(tmp_path: Path) -> None:
             back.close()
 
     assert (message.topic, message.payload, message.qos) == (topic, payload, 1)
+
+
+def test_free_port_never_gives_one_port_twice() -> None:
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
