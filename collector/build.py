@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from collector.config.models import Config
 from collector.engine.engine import Engine
+from collector.engine.recalc import Reach
 from collector.journal import store as journal
 from collector.journal.outbox import AlertQueue, Outbox
 from collector.sinks import SINKS
@@ -33,7 +34,7 @@ from collector.source.decode import Decoder
 from collector.source.mqtt import MqttSource
 from collector.source.mqtt_client import Connection
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
-from processors.base import Processor
+from processors.base import Processor, Recomputable
 from processors.events import EventPoints
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
@@ -43,6 +44,9 @@ from processors.kpi.sec import SecProcessor, SecSettings
 from processors.rules.alarms import AlarmProcessor
 from processors.rules.derived import DerivedProcessor
 
+NS = 1_000_000_000
+HISTORY_STEP_S = 3600
+"""A recalculation reads history an hour at a time: 1.4 million samples of 400 cells at 1 Hz."""
 DEAD_LETTER_FILE = "deadletter.jsonl"
 REJECTED_FILE = "rejected.lp"
 
@@ -80,6 +84,35 @@ def processors(cfg: Config) -> list[Processor]:
 def rule_processors(cfg: Config) -> list[Processor]:
     """The processors the rules files configure: rebuilt when the rules are reloaded."""
     return [entry.build(cfg) for entry in PROCESSORS if entry.rules]
+
+
+def recomputable_processors(cfg: Config) -> list[Processor]:
+    """The KPI processors, whose periods a recalculation redoes from history."""
+    return [p for p in processors(cfg) if isinstance(p, Recomputable)]
+
+
+def raw_processors(cfg: Config) -> list[Processor]:
+    """What a replay runs before the recalculation: all but the KPIs, which it redoes."""
+    return [p for p in processors(cfg) if not isinstance(p, Recomputable)]
+
+
+def reach(cfg: Config) -> Reach:
+    """How much history around its periods a recalculation reads.
+
+    The gap limit on each side (the intervals that cross the periods' bounds), and three of
+    the longest target anode cycles of events before (the changes whose cycles end inside).
+    """
+    longest = max(
+        [
+            cfg.targets.anode_cycle_days,
+            *(cfg.targets_for(p.id).anode_cycle_days for p in cfg.plant.potlines),
+        ]
+    )
+    return Reach(
+        context_ns=int(cfg.plant.max_gap_s * NS),
+        events_before_ns=int(3 * longest * 86_400 * NS),
+        step_ns=HISTORY_STEP_S * NS,
+    )
 
 
 # The processors' views of the config.
@@ -222,17 +255,17 @@ SOURCES: dict[str, Callable[[Config, DeadLetters], MqttSource]] = {
 # The processor and sink stages.
 
 
-def engine(cfg: Config, *, alerts: bool = True) -> Engine:
+def engine(cfg: Config, *, replay: bool = False) -> Engine:
     """The processor stage over the state directory's journal.
 
-    ``alerts=False`` for history (a replay): its alarms are written, and page nobody.
+    ``replay``: a replay's raw stage: no KPIs, and alarms written but paging nobody.
     """
     state = cfg.state_path
     store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
-    topic = cfg.alerts.topic if alerts else None
+    topic = None if replay else cfg.alerts.topic
     return Engine(
         store,
-        processors(cfg),
+        raw_processors(cfg) if replay else processors(cfg),
         instance=cfg.instance_name,
         metrics_interval_s=cfg.metrics_interval_s,
         dedup_window_s=cfg.ingest.dedup_window_s,

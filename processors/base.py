@@ -8,6 +8,7 @@ batch's output, which is what makes a restart exact.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 from processors.model import Batch, Point, SampleBatch
@@ -54,4 +55,22 @@ class Alerting(Processor, Protocol):
 
     def alerts(self, points: list[Point]) -> list[Point]:
         """The points among those it produced that are to be sent as alerts."""
+        ...
+
+
+PeriodId = tuple[str, str, int]
+"""A KPI period: potline, kind (shift, day, month) and UTC start in ns."""
+
+
+@runtime_checkable
+class Recomputable(Processor, Protocol):
+    """A KPI processor whose periods are a function of their data, so history can redo them.
+
+    For a backfill or a recalculation a new instance runs over the periods' whole raw
+    history from an empty state; its points replace those of the periods, and ``rebase``
+    lets the live instance continue the periods it still has open from the same values.
+    """
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live ``state`` with these periods taken from ``fresh`` (the rebuilt state)."""
         ...

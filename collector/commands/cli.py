@@ -112,7 +112,14 @@ MODULE_COMMANDS = {
         "collector.commands.demo",
         "The whole pipeline with an embedded broker and a live view.",
     ),
-    "replay": ("collector.commands.replay", "Feed historical samples and events (CSV or Parquet)."),
+    "replay": (
+        "collector.commands.replay",
+        "Backfill samples and events from a file (CSV or Parquet); rewrite the KPIs they touch.",
+    ),
+    "recalc": (
+        "collector.commands.recalc",
+        "Rewrite the KPI periods of some days from the raw data in the database.",
+    ),
     "report": ("collector.commands.report", "Write an HTML summary of a period from InfluxDB."),
 }
 

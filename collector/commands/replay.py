@@ -1,9 +1,13 @@
-"""``cellmon replay FILE``: historical samples and events through the live path.
+"""``cellmon replay FILE``: history from a file, and the KPI periods it touches rewritten.
 
-Each row of a CSV or Parquet file becomes the object a controller would have sent, is
-validated by the same decoder, de-duplicated by the same journal, processed by the same
-engine and written by the same drain as live: a replay of last month gives the numbers the
-live run gave. Bad rows go to the dead-letter file like bad messages.
+A backfill (contract 5.2). Each row of a CSV or Parquet file becomes the object a
+controller would have sent and is validated by the same decoder as live, with the input
+mapping of ``--input`` if the historian names things its own way; bad rows go to the
+dead-letter file like bad messages. The good ones are written to the database as raw
+points by the replay's own journal and drain, and then every KPI period the file touches
+is rewritten from all of that period's data, live and replayed, by the owner of the live
+state directory (``collector.commands.recalc``). A sample the database already holds
+counts once, so replaying a file twice changes nothing.
 """
 
 from __future__ import annotations
@@ -15,22 +19,31 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from collector import build
 from collector.commands.cli import load_or_exit
+from collector.commands.recalc import add_common, deployment, rewrite
+from collector.config.inputs import InputRule
 from collector.config.models import Config
+from collector.engine.recalc import touched
 from collector.journal import locks
 from collector.journal import store as journal
 from collector.runtime.service import SERVICE_LOCK
-from collector.source.decode import Decoded
-from collector.source.topics import Route
+from collector.source.decode import Decoded, Rejection
+from collector.source.mapping import ID_FIELDS
+from collector.source.payload import dump
+from collector.source.topics import Route, valid_level
+from processors.kpi.periods import KINDS
 
+NS = 1_000_000_000
 INT_FIELDS = ("anode",)
 TEXT_FIELDS = ("potline", "cell", "type", "block")
 
@@ -38,31 +51,49 @@ TEXT_FIELDS = ("potline", "cell", "type", "block")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cellmon replay``."""
     parser.add_argument("file", type=Path, help="CSV or Parquet file (see docs/replay.md)")
-    parser.add_argument("--config", default="config/cellmon.yaml", help="config file")
+    parser.add_argument("--config", default="config/cellmon.yaml", help="the deployment's config")
+    parser.add_argument(
+        "--input",
+        metavar="NAME",
+        help="read each row as this input of the rules reads a payload (its fields and units)",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
-        help="journal and processor state (default: the config's state_dir + '-replay'; "
-        "the live state_dir, with the service stopped, continues its state)",
+        help="the replay's own journal (default: the config's state_dir + '-replay')",
     )
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replay the file; exit 0 when everything read was processed and written."""
+    """Write the file's raw data, then have the periods it touches rewritten."""
     cfg = load_or_exit(args.config)
     state = args.state_dir or Path(f"{cfg.state_dir}-replay")
-    cfg = cfg.model_copy(update={"state_dir": str(state)})
+    if state.resolve() == cfg.state_path.resolve():
+        print("cellmon replay: --state-dir is the deployment's own; give another", file=sys.stderr)
+        return 2
+    rule = next((r for r in cfg.rules.inputs if r.name == args.input), None)
+    if args.input is not None and rule is None:
+        names = ", ".join(r.name for r in cfg.rules.inputs)
+        print(f"cellmon replay: no input {args.input!r} in the rules ({names})", file=sys.stderr)
+        return 2
+    own = cfg.model_copy(
+        update={"state_dir": str(state), "shards": [], "instance": f"{cfg.instance_name}-replay"}
+    )
     try:
-        lock = locks.hold(cfg.state_path / SERVICE_LOCK)
+        lock = locks.hold(own.state_path / SERVICE_LOCK)
     except locks.Busy as err:
-        print(f"cellmon replay: a cellmon runs on {state} ({err})", file=sys.stderr)
+        print(f"cellmon replay: another replay runs on {state} ({err})", file=sys.stderr)
         return 2
     try:
-        return Replay(cfg, args.file, quiet=args.quiet).run(args.chunk_rows)
+        replay = Replay(own, args.file, rule, quiet=args.quiet)
+        if replay.run(args.chunk_rows) != 0:
+            return 1
     finally:
         lock.close()
+    targets = touched(build.calendar(cfg), KINDS, replay.rows(), int(cfg.plant.max_gap_s * NS))
+    return rewrite(deployment(cfg, args.shards), targets, quiet=args.quiet)
 
 
 def read_rows(path: Path, chunk_rows: int) -> Iterator[list[dict[str, Any]]]:
@@ -90,21 +121,26 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Replay:
-    """One replay: decoder, inbox and dead letters here; engine and drain as in the worker."""
+    """The raw stage: decoder and dead letters here, then the replay's own journal and drain."""
 
-    def __init__(self, cfg: Config, path: Path, *, quiet: bool) -> None:
+    def __init__(self, cfg: Config, path: Path, rule: InputRule | None, *, quiet: bool) -> None:
         state = cfg.state_path
         self.cfg = cfg
         self.path = path
+        self.rule = rule
+        self.mapping = rule.mapping() if rule is not None else None
         self.quiet = quiet or not sys.stderr.isatty()
         self.decoder = build.decoder(cfg)
         self.inbox = journal.Inbox(journal.connect_inbox(state))
         self.dead_letters = build.dead_letters(cfg)
-        self.engine = build.engine(cfg, alerts=False)  # history pages nobody
+        self.engine = build.engine(cfg, replay=True)
         self.drain = build.drain(cfg)
+        self.foreign = 0
+        self._times: dict[str, list[np.ndarray]] = {}
+        self._cells: dict[str, set[str]] = {}
 
     def run(self, chunk_rows: int) -> int:
-        """Read, validate, journal and process every chunk; then write everything."""
+        """Read, validate, journal and write every chunk; 0 once the database has it all."""
         started = time.perf_counter()
         before = self.engine.store.counters()
         finishing = threading.Event()
@@ -125,25 +161,64 @@ class Replay:
         self.drain.sink.close()
         self.dead_letters.close()
         self._summary(rows, before, time.perf_counter() - started)
-        return 0 if self.drain.outbox.size()[1] == 0 else 1
+        buffered = self.drain.outbox.size()[1]
+        if buffered:
+            print(
+                f"cellmon replay: the database did not take {buffered} points (kept in "
+                f"{self.cfg.state_path}); no period was rewritten: run the replay again",
+                file=sys.stderr,
+            )
+        return 0 if buffered == 0 else 1
+
+    def rows(self) -> dict[str, tuple[set[str], np.ndarray]]:
+        """Per potline, the cells and the times of every row accepted (duplicates too)."""
+        return {p: (self._cells[p], np.concatenate(times)) for p, times in self._times.items()}
 
     def _append(self, chunk: list[dict[str, Any]], first_row: int) -> None:
         out = Decoded()
         now = time.time_ns()
+        foreign = out.foreign
         for k, obj in enumerate(chunk, start=first_row + 1):
-            potline, cell = str(obj.pop("potline", "")), str(obj.pop("cell", ""))
-            kind = "event" if obj.get("type") else "telemetry"
-            if kind == "telemetry":
-                obj.pop("type", None)
-            elif "block" in obj:
-                obj["block"] = str(obj["block"])
             source = f"replay:{self.path.name}:{k}"
-            self.decoder.decode_object(Route(kind, potline, cell), source, obj, now, out)
+            route = self._route(obj)
+            if isinstance(route, Rejection):
+                out.rejections.append(replace(route, topic=source, payload=dump(obj)))
+                continue
+            self.decoder.decode_object(route, source, obj, now, out)
+        self.foreign += out.foreign - foreign
         if out.rejections:
             self.dead_letters.append(out.rejections, now)
         counts = {"rejected": len(out.rejections)}
         counts.update(Counter(f"rejected_{r.reason}" for r in out.rejections))
         self.inbox.append(out.samples, out.events, counts)
+        self._touch([(p, c, t) for p, c, t, *_ in out.samples])
+        self._touch([(p, c, t) for p, c, t, *_ in out.events])
+
+    def _route(self, obj: dict[str, Any]) -> Route | Rejection:
+        """Where a row leads: its ids as topic levels would give them, checked as ids are."""
+        from_payload = self.mapping.ids if self.mapping is not None else ()
+        ids = {name: str(obj.pop(name, "")) for name in ID_FIELDS if name not in from_payload}
+        for name, value in ids.items():
+            if not valid_level(value):
+                detail = f"{name}: {value!r} is not an id (1 to 32 of A-Z a-z 0-9 _ -)"
+                return Rejection("", "bad_id", detail, b"")
+        potline, cell = ids.get("potline", ""), ids.get("cell", "")
+        if self.rule is not None:
+            return Route(self.rule.kind, potline, cell, self.mapping, self.rule.name)
+        kind = "event" if obj.get("type") else "telemetry"
+        if kind == "telemetry":
+            obj.pop("type", None)
+        elif "block" in obj:
+            obj["block"] = str(obj["block"])
+        return Route(kind, potline, cell)
+
+    def _touch(self, rows: list[tuple[str, str, int]]) -> None:
+        by_potline: dict[str, list[int]] = {}
+        for potline, cell, ts in rows:
+            by_potline.setdefault(potline, []).append(ts)
+            self._cells.setdefault(potline, set()).add(cell)
+        for potline, times in by_potline.items():
+            self._times.setdefault(potline, []).append(np.array(times, dtype=np.int64))
 
     def _summary(self, rows: int, before: dict[str, int], seconds: float) -> None:
         after = self.engine.store.counters()
@@ -158,6 +233,6 @@ class Replay:
             f"replayed {rows} rows of {self.path} in {seconds:.1f} s ({rate:,.0f} rows/s): "
             f"accepted {delta.get('accepted', 0)}, rejected {delta.get('rejected', 0)}"
             f"{f' ({reasons})' if reasons else ''}, duplicates {delta.get('duplicates', 0)}, "
-            f"late {delta.get('late', 0)}, points written {delta.get('written', 0)}; "
-            f"state in {self.cfg.state_path}"
+            f"of potlines not in the config {self.foreign}, "
+            f"raw points written {delta.get('written', 0)}; journal in {self.cfg.state_path}"
         )

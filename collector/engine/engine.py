@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -52,6 +52,23 @@ RETRY_MAX_S = 30.0
 Encoded = tuple[int, bytes, list[Rejected]]
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
+
+
+class Rework(Protocol):
+    """Work on the processors' states between two batches: a recalculation of periods.
+
+    The engine calls it before a batch with the committed states; it returns the states to
+    replace and the points to write, committed together, or None when it cannot run yet
+    (it is called again before the next batch). ``committed`` follows the commit.
+    """
+
+    def __call__(self, states: Mapping[str, Any]) -> tuple[dict[str, Any], list[Point]] | None:
+        """New states (by processor name) and points, or None: not now."""
+        ...
+
+    def committed(self) -> None:
+        """The states and points are in the journal."""
+        ...
 
 
 class Engine:
@@ -93,6 +110,7 @@ class Engine:
         self._derive = deriver_of(self.processors)
         self._next_checkpoint_ns = 0
         self._replacements: list[Processor] = []
+        self._rework: list[Rework] = []
         self._lock = threading.Lock()
 
     def replace(self, processors: Sequence[Processor]) -> None:
@@ -112,9 +130,32 @@ class Engine:
             self._derive = deriver_of(self.processors)
             log.info("processors replaced: %s", ", ".join(new))
 
+    def submit(self, job: Rework) -> None:
+        """Run ``job`` before the next batch, from any thread."""
+        with self._lock:
+            self._rework.append(job)
+
+    def _do_rework(self) -> None:
+        with self._lock:
+            jobs = list(self._rework)
+        for job in jobs:
+            result = job(self._states)
+            if result is None:
+                continue
+            states, points = result
+            n, body, rejected = encode_points(points)
+            counts = {"unencodable": self._keep(rejected)}
+            self.store.commit(self._position, states, [(KPI, n, body)], self._clock(), counts)
+            self._states.update(states)
+            with self._lock:
+                self._rework.remove(job)
+            job.committed()
+
     def step(self) -> int:
         """Process one batch; returns the number of inbox rows consumed (0: nothing new)."""
         self._swap()
+        if self._rework:
+            self._do_rework()
         now = self._clock()
         rows = self.store.read(self._position, self.batch_rows)
         extra_points: list[Point] = []

@@ -19,6 +19,7 @@ from collector.config.models import Config
 from collector.config.yamlsource import ConfigError
 from collector.engine.engine import Engine
 from collector.journal import locks
+from collector.runtime.recalc import Poller
 from collector.sinks.drain import Drain
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_leve
         threads.append(threading.Thread(target=alerts.run, args=(alerts_stop,), name="alerts"))
     for t in threads:
         t.start()
+    recalcs = Poller(cfg, engine)  # backfills and recalculations filed by other commands
     while not finish.wait(PARENT_CHECK_S):
         if os.getppid() != parent:
             log.error("the MQTT process is gone; finishing what was received")
@@ -80,6 +82,7 @@ def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_leve
         if reload.is_set():
             reload.clear()
             _reload(cfg, engine)
+        recalcs.poll()
     engine_stop.set()
     threads[0].join()
     drain_finishing.set()

@@ -14,13 +14,14 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from processors import legacy
+from processors.base import PeriodId
 from processors.kpi.energy import FARADAY_T_PER_KAH
 from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
 from processors.kpi.ledger import (
@@ -167,6 +168,12 @@ class AnodeEffectProcessor:
         st = _State.of(state)
         points = self._write(st, final=True)
         return st.to_json(), points
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live state with these periods' counts from the state rebuilt from history."""
+        st = _State.of(state)
+        st.ledger.rebase(_State.of(fresh).ledger, map(PeriodKey._make, periods))
+        return st.to_json()
 
     def _charge(self, st: _State, sb: SampleBatch) -> None:
         """Charge and reporting cells per period, for the emissions per tonne and cell-day."""

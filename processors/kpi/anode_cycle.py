@@ -9,13 +9,14 @@ and replaying older events seeds it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from processors import legacy
+from processors.base import PeriodId
 from processors.kpi.ledger import (
     CellKey,
     Ledger,
@@ -221,6 +222,20 @@ class AnodeCycleProcessor:
             points.extend(self._overdue(st.history, st.newest, day))
             st.overdue_day = day
         return st.to_json(), points
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live state with these periods, and each position's newest change, from history.
+
+        A backfilled change newer than the one the live state knows for its position is
+        where the position's next cycle starts.
+        """
+        st, new = _State.of(state), _State.of(fresh)
+        st.ledger.rebase(new.ledger, map(PeriodKey._make, periods))
+        potlines = {p[0] for p in periods}
+        for position, t in new.history.items():
+            if position.potline in potlines and t > st.history.get(position, 0):
+                st.history[position] = t
+        return st.to_json()
 
     def _change(self, ev: Event, st: _State, touched: set[PeriodKey]) -> Point:
         change = AnodeChange.of(ev)

@@ -11,7 +11,7 @@ closing periods the same way, and their checkpointed state in one JSON shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -80,6 +80,18 @@ class Ledger(Generic[A]):
         end = self.periods.pop(key).end_ns
         mark = (key.potline, key.kind)
         self.done[mark] = max(self.done.get(mark, 0), end)
+
+    def rebase(self, fresh: Ledger[A], keys: Iterable[PeriodKey]) -> None:
+        """Take these periods' accumulators from ``fresh``, a ledger rebuilt from history.
+
+        A period this ledger closed keeps its last point (the recalculation wrote it); one
+        it has open, or has not reached yet, continues from what history holds.
+        """
+        for key in keys:
+            period = fresh.periods.get(key)
+            if period is None or period.end_ns <= self.done.get((key.potline, key.kind), 0):
+                continue
+            self.periods[key] = period
 
     def items(self) -> Iterator[tuple[PeriodKey, Period[A]]]:
         """The open periods in key order; safe to ``close`` while iterating."""

@@ -16,11 +16,12 @@ After that the period is closed: nothing arriving later changes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from processors import legacy
+from processors.base import PeriodId
 from processors.kpi.energy import Goal, measured_ce_pct, sec_fields
 from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
 from processors.kpi.ledger import (
@@ -136,6 +137,12 @@ class SecProcessor:
         step.touched = {(key, cell) for key, p in step.ledger.items() for cell in p.acc}
         points = self._close_and_write(step, final=True)
         return step.state(), points
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live state with these periods' totals from the state rebuilt from history."""
+        step = _Step.of(state)
+        step.ledger.rebase(_Step.of(fresh).ledger, map(PeriodKey._make, periods))
+        return step.state()
 
     # integration
 

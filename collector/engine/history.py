@@ -1,0 +1,90 @@
+"""A potline's raw history read back from the database, as the batches the engine makes.
+
+The database holds every accepted sample and event, live and replayed, each series and
+timestamp once (a sample written twice is one point), so it is the one place where a
+period's complete data can be found after a backfill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from collector.engine.batch import empty_batch
+from collector.sinks.influxql import InfluxQL, quoted
+from processors.model import Batch, Event, SampleBatch
+
+EVENT_TAGS = ("potline", "cell", "type")
+
+
+class History:
+    """Samples and events of one potline between two instants, in time order."""
+
+    def __init__(self, query: InfluxQL) -> None:
+        self.query = query
+
+    def batches(self, potline: str, t0_ns: int, t1_ns: int, step_ns: int) -> Iterator[Batch]:
+        """The batches of consecutive windows of ``step_ns`` in [t0, t1).
+
+        Events and samples of a window travel together, as they would in a live batch.
+        """
+        for a in range(t0_ns, t1_ns, step_ns):
+            b = min(a + step_ns, t1_ns)
+            yield Batch(self.samples(potline, a, b), self.events(potline, a, b))
+
+    def samples(self, potline: str, t0_ns: int, t1_ns: int) -> SampleBatch:
+        """Voltage and current of every cell of the potline in [t0, t1), in time order."""
+        series = self.query.series(
+            'SELECT "voltage_v", "current_ka" FROM "cell" '
+            f'WHERE "potline" = {quoted(potline)} AND time >= {t0_ns} AND time < {t1_ns} '
+            'GROUP BY "cell"'
+        )
+        cells: list[tuple[str, str]] = []
+        times, values = [], []
+        for s in series:
+            rows = s["values"]
+            t = np.array([r[0] for r in rows], dtype=np.int64)  # ns need all 64 bits
+            vi = np.array([r[1:3] for r in rows], dtype=np.float64).reshape(-1, 2)  # null: NaN
+            ok = ~np.isnan(vi).any(axis=1)
+            if ok.any():
+                cells.append((potline, s["tags"]["cell"]))
+                times.append(t[ok])
+                values.append(vi[ok])
+        if not cells:
+            return empty_batch()
+        ts = np.concatenate(times)
+        code = np.concatenate([np.full(len(t), k, np.int64) for k, t in enumerate(times)])
+        vi = np.concatenate(values)
+        order = np.argsort(ts, kind="stable")
+        return SampleBatch(
+            cells=cells,
+            cell_id=code[order],
+            ts_ns=ts[order],
+            voltage_v=vi[order, 0],
+            current_ka=vi[order, 1],
+            extra=[None] * len(order),
+        )
+
+    def events(self, potline: str, t0_ns: int, t1_ns: int) -> list[Event]:
+        """Every event of the potline in [t0, t1), in time order, with its stored fields."""
+        rows = self.query.rows(
+            f'SELECT * FROM "cell_event" WHERE "potline" = {quoted(potline)} '
+            f"AND time >= {t0_ns} AND time < {t1_ns}"
+        )
+        events = [_event(potline, row) for row in rows]
+        events.sort(key=lambda ev: ev.ts_ns)
+        return events
+
+
+def _event(potline: str, row: dict[str, Any]) -> Event:
+    """An event as the journal held it: the raw point's fields are its data.
+
+    The raw point stores numbers as floats; the anode position is an integer again.
+    """
+    data = {k: v for k, v in row.items() if v is not None and k not in ("time", *EVENT_TAGS)}
+    data.pop("seen", None)  # the placeholder field of an event with no data
+    if type(data.get("anode")) is float and data["anode"].is_integer():
+        data["anode"] = int(data["anode"])
+    return Event(potline, str(row["cell"]), int(row["time"]), str(row["type"]), data)

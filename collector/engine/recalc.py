@@ -1,0 +1,224 @@
+"""Backfill and recalculation (contract 5.2): KPI periods redone from their whole history.
+
+A KPI point is a function of all the data of its period. Live, the processors build it
+incrementally from the data in the order it came, so data that arrives after its period
+closed (a historian export, a controller that flushed its buffer late) cannot be added,
+and a corrected current efficiency or baseline does not reach points already written.
+
+The database holds the raw history of every cell, live and replayed, each sample once. So
+a period is redone by running new instances of the KPI processors from an empty state over
+the potline's raw samples and events, from a little before the earliest period (the last
+interval before it, the anode changes that open the cycles it measures) to a little after
+the last, and keeping their points of the periods asked for. The live instance then
+continues its open periods from the same totals (``Recomputable.rebase``), so its next
+write of today or this month includes the backfill instead of undoing it.
+
+Points of cells the request does not name are not written, so they stay exactly as they
+were; potline points are sums over every cell and are always rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from typing import Any
+
+import numpy as np
+
+from collector.engine.batch import empty_batch
+from collector.engine.history import History
+from processors.base import Flushing, PeriodId, Processor, Recomputable
+from processors.kpi.periods import Calendar, period_index
+from processors.model import Batch, Point
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Span:
+    """One KPI period of a potline: its kind and its UTC bounds."""
+
+    kind: str
+    start_ns: int
+    end_ns: int
+
+
+@dataclass
+class Target:
+    """A potline's periods to redo, and the cells whose points are rewritten (None: all)."""
+
+    potline: str
+    spans: set[Span] = field(default_factory=set)
+    cells: set[str] | None = None
+
+    @property
+    def periods(self) -> list[PeriodId]:
+        """The periods as the processors key them."""
+        return [(self.potline, s.kind, s.start_ns) for s in sorted(self.spans)]
+
+    def to_json(self) -> dict[str, Any]:
+        """The request form, filed in the journal."""
+        return {
+            "potline": self.potline,
+            "spans": [[s.kind, s.start_ns, s.end_ns] for s in sorted(self.spans)],
+            "cells": None if self.cells is None else sorted(self.cells),
+        }
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Target:
+        """The target a filed request holds."""
+        cells = data["cells"]
+        spans = {Span(k, int(a), int(b)) for k, a, b in data["spans"]}
+        return cls(data["potline"], spans, None if cells is None else set(cells))
+
+
+def touched(
+    calendar: Calendar,
+    kinds: Sequence[str],
+    rows: Mapping[str, tuple[set[str], np.ndarray]],
+    margin_ns: int,
+) -> list[Target]:
+    """The periods that rows at these times change: ``{potline: (cells, ts_ns)}``.
+
+    A row also changes the intervals to its neighbours, up to ``margin_ns`` (the gap limit)
+    away, which may lie in the period before or after its own.
+    """
+    targets = []
+    for potline, (cells, ts) in sorted(rows.items()):
+        if not len(ts):
+            continue
+        near = np.unique(np.concatenate([ts - margin_ns, ts, ts + margin_ns]))
+        target = Target(potline, cells=set(cells))
+        for kind in kinds:
+            starts = calendar.starts(kind, int(near[0]), int(near[-1]))
+            for k in np.unique(period_index(starts, near)).tolist():
+                target.spans.add(Span(kind, int(starts[k]), int(starts[k + 1])))
+        targets.append(target)
+    return targets
+
+
+def days(
+    calendar: Calendar, kinds: Sequence[str], potlines: Iterable[str], first: date, last: date
+) -> list[Target]:
+    """Every period of these local days, for ``cellmon recalc --from --to``."""
+    t0 = calendar.local_instant(first, time(0))
+    t1 = calendar.local_instant(last + timedelta(days=1), time(0))
+    targets = []
+    for potline in sorted(potlines):
+        target = Target(potline)
+        for kind in kinds:
+            starts = calendar.starts(kind, t0, t1 - 1)
+            for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+                if a < t1 and b > t0:
+                    target.spans.add(Span(kind, int(a), int(b)))
+        targets.append(target)
+    return targets
+
+
+@dataclass
+class Outcome:
+    """What redoing a potline's periods gave: points to write and the live states to keep."""
+
+    points: list[Point]
+    states: dict[str, Any]
+    samples: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reach:
+    """How far around the periods history is read, and in what steps."""
+
+    context_ns: int  # before and after the periods: the gap limit
+    events_before_ns: int  # the anode changes that open the cycles of the periods
+    step_ns: int  # one query's window of samples
+
+
+class Recalculation:
+    """Redoes the periods of one target with new processors over the database's history."""
+
+    def __init__(
+        self,
+        processors: Callable[[], Sequence[Processor]],
+        history: History,
+        reach: Reach,
+        *,
+        now_ns: int,
+    ) -> None:
+        """``processors`` builds new instances of the processors to redo."""
+        self.processors = processors
+        self.history = history
+        self.reach = reach
+        self.now_ns = now_ns
+
+    def windows(self, target: Target) -> tuple[int, int, int]:
+        """(first instant, end, number of sample windows) of the history a target reads."""
+        r = self.reach
+        t0 = min(s.start_ns for s in target.spans) - r.context_ns
+        t1 = min(max(s.end_ns for s in target.spans) + r.context_ns, self.now_ns + NS)
+        return t0, t1, max(0, -(-(t1 - t0) // r.step_ns))
+
+    def run(
+        self, target: Target, live: Mapping[str, Any], progress: Callable[[], None] = lambda: None
+    ) -> Outcome:
+        """The target's points, and ``live`` (states by name) continued from them.
+
+        ``progress`` is called after each window of history.
+        """
+        procs = list(self.processors())
+        fresh: dict[str, Any] = {}
+        points: list[Point] = []
+        t0, t1, _ = self.windows(target)
+        before = self.history.events(target.potline, t0 - self.reach.events_before_ns, t0)
+        points += _apply(procs, Batch(empty_batch(), before), fresh)
+        samples = 0
+        for batch in self.history.batches(target.potline, t0, t1, self.reach.step_ns):
+            samples += len(batch.samples)
+            points += _apply(procs, batch, fresh)
+            progress()
+        for proc in procs:
+            if isinstance(proc, Flushing):
+                fresh[proc.name], produced = proc.flush(fresh.get(proc.name))
+                points += produced
+        states = {
+            p.name: p.rebase(live.get(p.name), fresh.get(p.name), target.periods)
+            for p in procs
+            if isinstance(p, Recomputable)
+        }
+        return Outcome(_kept(points, target), states, samples)
+
+
+def _apply(procs: Sequence[Processor], batch: Batch, states: dict[str, Any]) -> list[Point]:
+    points: list[Point] = []
+    for proc in procs:
+        states[proc.name], produced = proc.apply(batch, states.get(proc.name))
+        points += produced
+    return points
+
+
+def _kept(points: Iterable[Point], target: Target) -> list[Point]:
+    """The last point of each series and time that belongs to the target.
+
+    A point with a ``period`` tag belongs when its period is one of the target's; any other
+    (an anode change, an anode effect) when its time lies in one of the target's periods.
+    """
+    starts: Collection[tuple[str, int]] = {(s.kind, s.start_ns) for s in target.spans}
+    ranges = [(s.start_ns, s.end_ns) for s in target.spans]
+    last: dict[tuple[str, tuple[tuple[str, str], ...], int], Point] = {}
+    for p in points:
+        tags = dict(p.tags)
+        if tags.get("potline") != target.potline:
+            continue
+        cell = tags.get("cell")
+        if cell is not None and target.cells is not None and cell not in target.cells:
+            continue
+        kind = tags.get("period")
+        inside = (
+            (kind, p.time_ns) in starts
+            if kind is not None
+            else any(a <= p.time_ns < b for a, b in ranges)
+        )
+        if inside:
+            last[(p.measurement, p.tags, p.time_ns)] = p
+    return list(last.values())

@@ -1,0 +1,83 @@
+"""Reading the database back with InfluxQL over HTTP, as Grafana's datasource does.
+
+``/query`` answers on InfluxDB 1.x, on 2.x through its DBRP mapping (the bucket's name as
+the database, the token as ``Authorization: Token``) and on 3.x, so the report and the
+recalculation read every supported database the same way. A refusal (a wrong password, a
+database that does not exist, a query the server rejects) is an error with the server's
+own words, never an empty answer: an empty answer reads as "no data" and would be trusted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import urllib3
+
+if TYPE_CHECKING:
+    from collector.config.models import Config
+
+
+class QueryError(RuntimeError):
+    """The database could not be reached, refused the query, or answered with an error."""
+
+
+class InfluxQL:
+    """One database's ``/query`` endpoint, with the sink's credentials."""
+
+    def __init__(self, cfg: Config) -> None:
+        influx = cfg.influx
+        self.url = f"{influx.url.rstrip('/')}/query"
+        self.db = influx.database if influx.api == "v1" else influx.bucket
+        token = cfg.secret(influx.token_env)
+        self.headers: dict[str, str] = {}
+        if token and influx.api == "v2":
+            self.headers["Authorization"] = f"Token {token}"
+        elif token:
+            self.headers |= urllib3.make_headers(basic_auth=token)
+        retries = urllib3.Retry(total=2, backoff_factor=0.5, allowed_methods=None)
+        self.http = urllib3.PoolManager(timeout=influx.timeout_s * 6, retries=retries)
+
+    def series(self, influxql: str) -> list[dict[str, Any]]:
+        """The series of one query: each ``{"name", "tags", "columns", "values"}``."""
+        try:
+            reply = self.http.request(
+                "POST",
+                self.url,
+                fields={"q": influxql, "db": self.db, "epoch": "ns"},
+                headers=self.headers,
+            )
+        except urllib3.exceptions.HTTPError as err:
+            msg = f"cannot reach {self.url}: {err}"
+            raise QueryError(msg) from err
+        answer = _answer(reply.data)
+        error = answer.get("error") or next(
+            (r["error"] for r in answer.get("results", []) if "error" in r), None
+        )
+        if reply.status != 200 or error:
+            why = error or reply.data[:200].decode(errors="replace").strip() or reply.reason
+            msg = f"{self.url} refused the query (HTTP {reply.status}): {why}"
+            raise QueryError(msg)
+        return [s for r in answer.get("results", []) for s in r.get("series", [])]
+
+    def rows(self, influxql: str) -> list[dict[str, Any]]:
+        """Every row of every series as one dict of column -> value, the series' tags added."""
+        return [
+            dict(zip(s["columns"], v, strict=True)) | s.get("tags", {})
+            for s in self.series(influxql)
+            for v in s["values"]
+        ]
+
+
+def _answer(body: bytes) -> dict[str, Any]:
+    """The JSON body of a reply; a proxy's HTML error page is no answer."""
+    try:
+        answer = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return answer if type(answer) is dict else {}
+
+
+def quoted(value: str) -> str:
+    """A tag value as an InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
