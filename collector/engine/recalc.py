@@ -186,7 +186,7 @@ class Recalculation:
             for p in procs
             if isinstance(p, Recomputable)
         }
-        return Outcome(_kept(points, target), states, samples)
+        return Outcome(kept(points, target), states, samples)
 
 
 def _apply(procs: Sequence[Processor], batch: Batch, states: dict[str, Any]) -> list[Point]:
@@ -197,7 +197,7 @@ def _apply(procs: Sequence[Processor], batch: Batch, states: dict[str, Any]) -> 
     return points
 
 
-def _kept(points: Iterable[Point], target: Target) -> list[Point]:
+def kept(points: Iterable[Point], target: Target) -> list[Point]:
     """The last point of each series and time that belongs to the target.
 
     A point with a ``period`` tag belongs when its period is one of the target's; any other

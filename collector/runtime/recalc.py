@@ -57,6 +57,12 @@ class RecalcJob:
         """Recalculate once the buffer is written; None (not now) while it is not."""
         if time.monotonic() < self._not_before:
             return None
+        try:
+            query = self._query()
+        except QueryError as err:  # a wrong password or no database: say so at once
+            log.error("recalculation %d failed: %s", self.id, err)
+            self._outcome = {"error": str(err)}
+            return {}, []
         if not _drained(self.outbox, DRAIN_WAIT_S):
             self.waiting = "the database has not taken the buffered points yet"
             log.warning("recalculation %d waits: %s", self.id, self.waiting)
@@ -64,7 +70,7 @@ class RecalcJob:
             return None
         self.waiting = None
         try:
-            new, points, self._outcome = self._run(states)
+            new, points, self._outcome = self._run(states, query)
         except QueryError as err:
             log.error("recalculation %d failed: %s", self.id, err)
             self._outcome = {"error": str(err)}
@@ -76,13 +82,21 @@ class RecalcJob:
         self.requests.finish(self.id, self._outcome, time.time_ns())
         log.info("recalculation %d done: %s", self.id, self._outcome)
 
-    def _run(self, states: Mapping[str, Any]) -> tuple[dict[str, Any], list[Point], dict[str, Any]]:
+    def _query(self) -> InfluxQL:
+        """The database's query endpoint, once it answered a query."""
         if self.cfg.sink.type != "influx":
             msg = f"recalculation reads the database back; the {self.cfg.sink.type} sink cannot"
             raise QueryError(msg)
+        query = InfluxQL(self.cfg)
+        query.series("SHOW MEASUREMENTS LIMIT 1")
+        return query
+
+    def _run(
+        self, states: Mapping[str, Any], query: InfluxQL
+    ) -> tuple[dict[str, Any], list[Point], dict[str, Any]]:
         recalc = Recalculation(
             lambda: build.recomputable_processors(self.cfg),
-            History(InfluxQL(self.cfg)),
+            History(query),
             build.reach(self.cfg),
             now_ns=time.time_ns(),
         )

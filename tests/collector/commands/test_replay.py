@@ -61,7 +61,9 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def replay(path: Path, config: Path, state: Path) -> subprocess.CompletedProcess[str]:
+def replay(
+    path: Path, config: Path, state: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -74,6 +76,7 @@ def replay(path: Path, config: Path, state: Path) -> subprocess.CompletedProcess
             "--state-dir",
             str(state),
             "--quiet",
+            *options,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -142,3 +145,74 @@ def test_replayed_alarms_are_written_and_page_nobody(
     ]
     with sqlite3.connect(state / "journal.sqlite") as conn:
         assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+
+
+def test_replay_checks_ids_as_topic_levels_would(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    good = {"ts": T0_MS, "cell_voltage_v": 4.2, "line_current_ka": 300.0}
+    rows = [
+        {"potline": "P1", "cell": "C1", **good},
+        {"potline": "P 1", "cell": "C1", **good},  # a space: not an id
+        {"potline": "P1", "cell": "C1/x", **good},  # a topic separator
+        {"cell": "C1", **good},  # no potline at all
+        {"potline": "P9", "cell": "C1", **good},  # an id, of a potline not configured
+    ]
+    path = tmp_path / "ids.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    config = write_config(
+        tmp_path / "cfg", mqtt_port=1, influx_url=influx_v1.url, database=influx_db
+    )
+    state = tmp_path / "state"
+    done = replay(path, config, state)
+    assert done.returncode == 0, done.stderr
+    assert "rejected 3 (bad_id 3)" in done.stdout
+    assert "of potlines not in the config 1" in done.stdout
+    letters = read_dead_letters(state / "deadletter.jsonl")
+    assert [d["reason"] for d in letters] == ["bad_id"] * 3
+    assert "'P 1' is not an id" in letters[0]["detail"]
+    series = influx_v1.query("SELECT count(voltage_v) FROM cell GROUP BY *", influx_db)
+    assert [(r["potline"], r["cell"], r["count"]) for r in series] == [("P1", "C1", 1)]
+
+
+HISTORIAN_RULES = """\
+inputs:
+  - name: historian
+    topic: "plant/{potline}/{cell}/data"
+    kind: telemetry
+    fields:
+      ts: {key: t, unit: s}
+      cell_voltage_v: {key: U_mV, unit: mV}
+      line_current_ka: {key: I_A, unit: A}
+"""
+
+
+def test_replay_reads_a_historian_layout_through_the_named_input(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    # an hour of C7 every 10 s in the historian's layout: epoch seconds, mV and A
+    t0_s = T0_MS // 1000
+    rows = [
+        {"potline": "P1", "cell": "C7", "t": t0_s + 10 * k, "U_mV": 4123, "I_A": 301500}
+        for k in range(361)
+    ]
+    path = tmp_path / "historian.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    config = write_config(
+        tmp_path / "cfg",
+        mqtt_port=1,
+        influx_url=influx_v1.url,
+        database=influx_db,
+        rules=HISTORIAN_RULES,
+    )
+    done = replay(path, config, tmp_path / "state", "--input", "historian")
+    assert done.returncode == 0, done.stderr
+    raw = influx_v1.query("SELECT * FROM cell", influx_db)
+    assert {(r["voltage_v"], r["current_ka"]) for r in raw} == {(4.123, 301.5)}
+    assert [r["time"] for r in raw[:2]] == [T0_MS * 1_000_000, (T0_MS + 10_000) * 1_000_000]
+    shift = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'shift'", influx_db)
+    assert shift[0]["energy_kwh"] == pytest.approx(4.123 * 301.5 * 1.0, rel=1e-9)
+
+    unknown = replay(path, config, tmp_path / "state", "--input", "nope")
+    assert unknown.returncode == 2
+    assert "no input 'nope'" in unknown.stderr

@@ -161,3 +161,14 @@ def test_response_to_a_change(split: bool) -> None:
     assert final.fields["peak_dev_mv"] == pytest.approx(60.0)
     assert final.fields["recovery_min"] == pytest.approx(30.0)
     assert final.fields["target_days"] == 31.0
+
+
+def test_a_backfilled_change_starts_the_positions_next_cycle() -> None:
+    # live knew the change of day 0; the historian had the one of day 30 the live missed
+    live, _ = run([change(DAY0 + 3600 * NS)])
+    fresh, _ = run([change(DAY0 + 3600 * NS), change(DAY0 + 3600 * NS + 30 * DAY)])
+    month = ("P1", "month", DAY0)
+    rebased = processor().rebase(live, fresh, [month])
+    _, points = run([change(DAY0 + 3600 * NS + 61 * DAY)], state=rebased)
+    (after,) = changes(points)
+    assert after.fields["cycle_days"] == pytest.approx(31.0)  # from day 30, not day 0

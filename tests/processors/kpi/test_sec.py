@@ -50,8 +50,8 @@ def batch(cells: list[str], series: list[tuple[int, int, float, float]], events=
     return Batch(sb, list(events))
 
 
-def run(proc: SecProcessor, *batches: Batch, flush: bool = False):
-    state, points = None, []
+def run(proc: SecProcessor, *batches: Batch, flush: bool = False, state=None):
+    points = []
     for b in batches:
         state, out = proc.apply(b, state)
         points += out
@@ -259,3 +259,27 @@ def test_open_periods_are_rewritten_at_least_every_update_interval() -> None:
     ]
     assert len(writes) >= 300 // 60
     assert writes == sorted(writes)
+
+
+def test_rebase_continues_the_live_month_from_the_backfilled_totals() -> None:
+    proc = processor()
+    month = utc(2024, 2, 29, 16)  # local 2024-03-01 00:00
+    # live: C1 at 4 V, 300 kA, every 30 s for two hours, with 01:00-01:30 missing
+    whole = constant(0, DAY0, DAY0 + 2 * H, 30, 4.0, 300.0)
+    gap = [s for s in whole if DAY0 + H <= s[1] < DAY0 + H + H // 2]
+    live_rows = [s for s in whole if s not in gap]
+    live, _ = run(proc, batch(["C1"], live_rows))
+    fresh, _ = run(proc, batch(["C1"], whole))  # what history holds after the backfill
+    periods = [("P1", "month", month), ("P1", "day", DAY0), ("P1", "shift", DAY0)]
+    rebased = proc.rebase(live, fresh, periods)
+    # live goes on for another hour; its flush then covers three whole hours
+    more = constant(0, DAY0 + 2 * H + 30 * NS, DAY0 + 3 * H, 30, 4.0, 300.0)
+    _, points = run(proc, batch(["C1"], more), flush=True, state=rebased)
+    fields = final(points, "sec_cell", "month", month, "C1")
+    assert fields["energy_kwh"] == pytest.approx(4.0 * 300 * 3, rel=1e-12)
+    assert fields["hours_covered"] == pytest.approx(3.0, rel=1e-12)
+    # without the rebase the live month misses the gap from 00:59:30 to 01:30:00, 1,830 s
+    _, points = run(proc, batch(["C1"], more), flush=True, state=live)
+    missed_h = (1800 + 30) / 3600
+    fields = final(points, "sec_cell", "month", month, "C1")
+    assert fields["energy_kwh"] == pytest.approx(4.0 * 300 * (3 - missed_h), rel=1e-12)

@@ -1,0 +1,80 @@
+"""History read back from a real InfluxDB 1.x, written as the sink writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.config.loader import load_config
+from collector.engine.history import History
+from collector.sinks.influxql import InfluxQL, QueryError
+from tests.harness import write_config
+from tests.servers import InfluxV1, http
+
+pytestmark = pytest.mark.integration
+
+T = 1_773_100_800_123_456_789  # nanoseconds a float cannot hold
+
+
+def query(tmp_path: Path, influx: InfluxV1, db: str) -> InfluxQL:
+
+    return InfluxQL(
+        load_config(write_config(tmp_path, mqtt_port=1, influx_url=influx.url, database=db))
+    )
+
+
+def write(influx: InfluxV1, db: str, lines: list[str]) -> None:
+
+    status, body = http("POST", f"{influx.url}/write?db={db}", "\n".join(lines).encode())
+    assert status == 204, body
+
+
+def test_samples_come_back_in_time_order_with_their_nanoseconds(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f"cell,potline=P1,cell=C2 voltage_v=4.2,current_ka=300 {T + 2}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.1,current_ka=300 {T + 1}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.0,current_ka=301 {T}",
+            f"cell,potline=P1,cell=C1 bath_temp_c=955 {T + 3}",  # no voltage: not a sample
+            f"cell,potline=P2,cell=C1 voltage_v=9,current_ka=9 {T}",  # another potline
+            f"cell,potline=P1,cell=C1 voltage_v=4.3,current_ka=300 {T + 10}",  # past the end
+        ],
+    )
+    batch = History(query(tmp_path, influx_v1, influx_db)).samples("P1", T, T + 10)
+    names = [batch.cells[c] for c in batch.cell_id.tolist()]
+    assert names == [("P1", "C1"), ("P1", "C1"), ("P1", "C2")]
+    assert batch.ts_ns.tolist() == [T, T + 1, T + 2]
+    assert batch.voltage_v.tolist() == [4.0, 4.1, 4.2]
+    assert batch.current_ka.tolist() == [301.0, 300.0, 300.0]
+
+
+def test_events_come_back_as_the_processors_read_them(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f'cell_event,potline=P1,cell=C1,type=anode_change anode=12,block="590" {T + 5}',
+            f"cell_event,potline=P1,cell=C1,type=metal_tap metal_kg=1500 {T}",
+            f"cell_event,potline=P1,cell=C3,type=note seen=true {T + 1}",
+        ],
+    )
+    events = History(query(tmp_path, influx_v1, influx_db)).events("P1", T, T + 10)
+    assert [(e.cell, e.ts_ns, e.type, e.data) for e in events] == [
+        ("C1", T, "metal_tap", {"metal_kg": 1500.0}),
+        ("C3", T + 1, "note", {}),
+        ("C1", T + 5, "anode_change", {"anode": 12, "block": "590"}),
+    ]
+
+
+def test_a_missing_database_is_an_error_not_an_empty_history(
+    tmp_path: Path, influx_v1: InfluxV1
+) -> None:
+    with pytest.raises(QueryError, match="database not found"):
+        History(query(tmp_path, influx_v1, "no_such_db")).samples("P1", T, T + 10)
