@@ -116,6 +116,7 @@ def _follow(cfg: Config, requests: Requests, request_id: int, bar: tqdm[None]) -
         try:
             lock = locks.hold(cfg.state_path / SERVICE_LOCK)
         except locks.Busy:  # a running instance carries it out
+            bar.set_description("recalculating in the running instance", refresh=False)
             time.sleep(FOLLOW_S)
             continue
         try:

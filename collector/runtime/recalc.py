@@ -75,6 +75,10 @@ class RecalcJob:
             log.error("recalculation %d failed: %s", self.id, err)
             self._outcome = {"error": str(err)}
             return {}, []
+        except Exception as err:  # a fault here must not stop the live engine behind it
+            log.exception("recalculation %d failed", self.id)
+            self._outcome = {"error": f"{type(err).__name__}: {err} (see the instance's log)"}
+            return {}, []
         return new, points
 
     def committed(self) -> None:

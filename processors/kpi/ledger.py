@@ -82,16 +82,20 @@ class Ledger(Generic[A]):
         self.done[mark] = max(self.done.get(mark, 0), end)
 
     def rebase(self, fresh: Ledger[A], keys: Iterable[PeriodKey]) -> None:
-        """Take these periods' accumulators from ``fresh``, a ledger rebuilt from history.
+        """Take these periods from ``fresh``, a ledger rebuilt from their whole history.
 
         A period this ledger closed keeps its last point (the recalculation wrote it); one
-        it has open, or has not reached yet, continues from what history holds.
+        it has open, or has not reached yet, continues from what history holds; one history
+        closed is closed here too, so that no later write undoes the recalculated point.
         """
         for key in keys:
+            mark = (key.potline, key.kind)
             period = fresh.periods.get(key)
-            if period is None or period.end_ns <= self.done.get((key.potline, key.kind), 0):
-                continue
-            self.periods[key] = period
+            if period is not None:
+                if period.end_ns > self.done.get(mark, 0):
+                    self.periods[key] = period
+            elif key in self.periods and self.periods[key].end_ns <= fresh.done.get(mark, 0):
+                self.close(key)
 
     def items(self) -> Iterator[tuple[PeriodKey, Period[A]]]:
         """The open periods in key order; safe to ``close`` while iterating."""

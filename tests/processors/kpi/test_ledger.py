@@ -24,3 +24,12 @@ def test_rebase_keeps_what_history_does_not_have_and_what_was_not_asked() -> Non
     fresh = ledger((DAY2, 20, "fresh 2"))
     live.rebase(fresh, [DAY1])
     assert {k: p.acc for k, p in live.items()} == {DAY1: "live 1", DAY2: "live 2"}
+
+
+def test_a_period_history_closed_is_closed_live_too() -> None:
+    live = ledger((DAY1, 10, "live 1"), (DAY2, 20, "live 2"))
+    fresh = ledger((DAY1, 10, "fresh 1"), (DAY2, 20, "fresh 2"))
+    fresh.close(DAY1)  # every cell of history passed its end: its complete point is written
+    live.rebase(fresh, [DAY1, DAY2])
+    assert {k: p.acc for k, p in live.items()} == {DAY2: "fresh 2"}
+    assert live.add(DAY1, 10, lambda: "late") is None  # nothing live writes undoes it
