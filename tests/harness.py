@@ -40,11 +40,15 @@ def write_config(
     sink_options: str = "",
     extra: str = "",
     rules: str = DEFAULT_RULES,
+    mqtt_options: str = "",
+    token_env: str = "null",
 ) -> Path:
     """A complete config for one test, with its own client id, state directory and rules.
 
     ``rules`` is the text of ``rules/default.yaml``: only the contract's inputs by default,
     so that a test sees the points it asks for and no alarms or derived fields.
+    ``mqtt_options`` are more keys of the ``mqtt:`` section (indented two spaces), and
+    ``token_env`` names the variable of the database's credentials (none by default).
     """
     client_id = client_id or f"cellmon-test-{uuid4().hex[:8]}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,11 +61,11 @@ mqtt:
   host: 127.0.0.1
   port: {mqtt_port}
   client_id: {client_id}
-influx:
+{mqtt_options}influx:
   url: {influx_url}
   api: v1
   database: {database}
-  token_env: null
+  token_env: {token_env}
 sink:
   batch_lines: 5000
   flush_interval_s: 0.2
@@ -84,14 +88,21 @@ class Pipeline:
     kill those a failed test left behind (``tests/conftest.py``).
     """
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        """``env``: variables added to this process's environment, such as secrets."""
         self.config = config
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start and wait until it is subscribed."""
+        self.launch()
+        wait_for(self._connected, timeout_s, self.new_log)
+
+    def launch(self) -> None:
+        """Start without waiting: for a test where the broker is meant to refuse it."""
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -106,11 +117,10 @@ class Pipeline:
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # its worker is killed with it (kill_leftovers)
             )
         RUNNING.append(self)
-        wait_for(self._connected, timeout_s, self.new_log)
 
     def _connected(self) -> bool:
         assert self.proc is not None
@@ -165,9 +175,23 @@ def wait_for(
     raise AssertionError(msg)
 
 
-def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> int:
-    """Publish every message and wait until the broker acknowledged all of them."""
+def publish_all(
+    port: int,
+    messages: Iterable[tuple[str, bytes]],
+    qos: int = 1,
+    *,
+    login: tuple[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> int:
+    """Publish every message and wait until the broker acknowledged all of them.
+
+    ``login`` is (user, password); ``ca_file`` connects with TLS, trusting that CA.
+    """
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid4().hex[:8]}")
+    if login is not None:
+        client.username_pw_set(*login)
+    if ca_file is not None:
+        client.tls_set(ca_certs=str(ca_file))
     client.max_inflight_messages_set(200)
     window = threading.Semaphore(2000)
     client.on_publish = lambda *_: window.release()

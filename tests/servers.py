@@ -176,6 +176,15 @@ class _Server:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """A TLS-only listener: the CA that signed the server certificate, the cert and its key."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
 @dataclass
 class Mosquitto(_Server):
     """Mosquitto 2 with anonymous access and persistence, otherwise default broker limits.
@@ -184,11 +193,18 @@ class Mosquitto(_Server):
     cellmon must run at full speed against a broker nobody tuned. Persistence is saved on a
     graceful stop, so a persistent session and its queued QoS 1 messages survive
     `stop()`/`start()`.
+
+    For the security tests, as a plant runs it: `tls` makes the only listener a TLS one,
+    `users` (name -> password) refuses anonymous clients and logs in these users only, and
+    `acl_file` limits what each of them may read and write.
     """
 
     name: ClassVar[str] = "mosquitto"
 
     extra_config: str = ""
+    tls: BrokerTls | None = None
+    users: dict[str, str] = field(default_factory=dict)
+    acl_file: Path | None = None
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -197,12 +213,34 @@ class Mosquitto(_Server):
         user = pwd.getpwuid(os.getuid()).pw_name
         self._config_path.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            + self._tls_config()
+            + self._access_config()
+            + "persistence true\n"
             f"persistence_location {self.directory}/\n"
             f"user {user}\n"
             "log_dest stderr\n" + self.extra_config
         )
+
+    def _tls_config(self) -> str:
+        if self.tls is None:
+            return ""
+        return (
+            f"cafile {self.tls.ca_file}\n"
+            f"certfile {self.tls.cert_file}\n"
+            f"keyfile {self.tls.key_file}\n"
+        )
+
+    def _access_config(self) -> str:
+        acl = f"acl_file {self.acl_file}\n" if self.acl_file else ""
+        if not self.users:
+            return "allow_anonymous true\n" + acl
+        passwords = self.directory / "passwords"
+        passwords.unlink(missing_ok=True)
+        for name, password in self.users.items():
+            create = [] if passwords.exists() else ["-c"]
+            argv = [find_binary("mosquitto_passwd"), *create, "-b", str(passwords), name, password]
+            subprocess.run(argv, check=True, capture_output=True)
+        return f"allow_anonymous false\npassword_file {passwords}\n" + acl
 
     @property
     def _config_path(self) -> Path:

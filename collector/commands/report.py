@@ -4,12 +4,16 @@ Reads the contract measurements back from InfluxDB with InfluxQL (1.x ``/query``
 through its DBRP mapping) for a range of local days, and draws kWh/t against baseline and
 target, the anode cycle distribution and the anode effects as inline SVG: one file that
 opens anywhere, with nothing to install.
+
+A database that refuses the queries (a wrong password) or cannot be reached is an error,
+exit 1 with the reason: an empty report would look like a plant that produced nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import sys
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -45,9 +49,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("cellmon-report.html"))
 
 
+class QueryError(Exception):
+    """InfluxDB did not answer a query with rows: unreachable, refused, or an error."""
+
+
 def run(args: argparse.Namespace) -> int:
-    """Query, draw, write."""
+    """Query, draw, write; 1 with the reason on stderr when the database does not answer."""
     cfg = load_or_exit(args.config)
+    try:
+        return report(cfg, args)
+    except QueryError as err:
+        print(f"cellmon report: {err}; no report written", file=sys.stderr)
+        return 1
+
+
+def report(cfg: Config, args: argparse.Namespace) -> int:
+    """The three queries of the days asked for, drawn into ``args.out``."""
     zone = ZoneInfo(cfg.plant.timezone)
     t0 = int(datetime.combine(args.start, time(0), zone).timestamp()) * NS
     t1 = int(datetime.combine(args.end, time(23, 59, 59), zone).timestamp()) * NS
@@ -74,23 +91,48 @@ class Query:
             self.headers["Authorization"] = f"Token {token}"
         elif token:
             self.headers |= urllib3.make_headers(basic_auth=token)
-        self.http = urllib3.PoolManager(timeout=influx.timeout_s)
+        # One attempt: the operator runs the command again, and a wrong URL fails at once.
+        self.http = urllib3.PoolManager(timeout=influx.timeout_s, retries=False)
 
     def __call__(self, influxql: str) -> list[dict[str, Any]]:
-        """The rows of one InfluxQL query."""
-        reply = self.http.request(
-            "POST",
-            self.url,
-            fields={"q": influxql, "db": self.db, "epoch": "ns"},
-            headers=self.headers,
-        )
-        results = orjson.loads(reply.data).get("results", [])
+        """The rows of one InfluxQL query; ``QueryError`` when there are none to be had."""
+        try:
+            reply = self.http.request(
+                "POST",
+                self.url,
+                fields={"q": influxql, "db": self.db, "epoch": "ns"},
+                headers=self.headers,
+            )
+        except urllib3.exceptions.HTTPError as err:
+            msg = f"cannot reach InfluxDB at {self.url}: {err}"
+            raise QueryError(msg) from err
+        results = self._results(reply)
         return [
             dict(zip(s["columns"], v, strict=True)) | s.get("tags", {})
             for r in results
             for s in r.get("series", [])
             for v in s["values"]
         ]
+
+    def _results(self, reply: urllib3.BaseHTTPResponse) -> list[dict[str, Any]]:
+        """The ``results`` of a 200 answer; the server's own words for anything else.
+
+        InfluxDB 1.x answers a wrong password with 401 and an unknown database with 200
+        and an ``error`` in the result, so both places are read.
+        """
+        try:
+            answer = orjson.loads(reply.data)
+        except orjson.JSONDecodeError:  # a proxy's HTML page, say
+            answer = None
+        answer = answer if isinstance(answer, dict) else {}
+        results: list[dict[str, Any]] = answer.get("results", [])
+        errors = [answer.get("error"), *(r.get("error") for r in results)]
+        error = next((e for e in errors if e), None)
+        if reply.status != 200 or error:
+            why = error or reply.data.decode(errors="replace").strip()[:200] or "no error text"
+            msg = f"InfluxDB at {self.url} refused the query: HTTP {reply.status}: {why}"
+            raise QueryError(msg)
+        return results
 
 
 def render(

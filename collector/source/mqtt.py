@@ -42,7 +42,14 @@ from collector.source.decode import (
     Rejection,
     SampleRow,
 )
-from collector.source.mqtt_client import ClientFactory, Connection, FailureLog, source_client
+from collector.source.mqtt_client import (
+    ClientFactory,
+    Connection,
+    FailureLog,
+    connect_failure,
+    refusal,
+    source_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +153,7 @@ class MqttSource:
         self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
     ) -> None:
         if getattr(rc, "is_failure", False):
-            self._failure.report(f"broker refused the connection: {rc}")
+            self._failure.report(refusal(rc, self.conn))
             return
         self._accepted_login = True
         client.subscribe(list(self.decoder.router.subscriptions().items()))
@@ -202,7 +209,7 @@ class MqttSource:
         try:
             self.client.connect(self.conn.host, self.conn.port, keepalive=self.conn.keepalive_s)
         except OSError as err:
-            self._failure.report(f"cannot connect to {self.conn.host}:{self.conn.port}: {err}")
+            self._failure.report(connect_failure(err, self.conn))
             return False
         return True
 

@@ -7,6 +7,7 @@ the broker with the same TLS and login, and both log a refused login the same qu
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # A refused login or an unreachable broker is logged once, then reminded of this often.
 REMIND_EVERY_S = 300.0
+# CONNACK reason codes of a refused login, as paho reports them for MQTT 3.1.1 and 5:
+# "Bad user name or password" and "Not authorized".
+LOGIN_REFUSED = frozenset({134, 135})
 
 
 class TlsConfig(Section):
@@ -88,6 +92,35 @@ def source_client(conn: Connection) -> mqtt.Client:
 
 
 ClientFactory = Callable[[Connection], mqtt.Client]
+
+
+def refusal(rc: object, conn: Connection) -> str:
+    """Why the broker refused our CONNECT, in words that say what to check.
+
+    Mosquitto answers a wrong password with "Not authorized"; the operator needs to hear
+    that it is the login, and whose, to look at the right secret.
+    """
+    text = f"broker refused the connection: {rc}"
+    if getattr(rc, "value", None) in LOGIN_REFUSED:
+        who = f"user {conn.username!r}" if conn.username else "no username (anonymous)"
+        text += f" (bad username or password, or not authorised; logged in with {who})"
+    return text
+
+
+def connect_failure(err: OSError, conn: Connection) -> str:
+    """Why the connection failed before the broker could answer, TLS trust spelt out.
+
+    ssl's own text ("[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)") does not say
+    which CA file was tried, and that file is what the operator has to fix.
+    """
+    where = f"{conn.host}:{conn.port}"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        trusted = conn.ca_file or "the system's CA certificates"
+        return (
+            f"the TLS certificate of the broker at {where} could not be verified "
+            f"against {trusted}: {err.verify_message}"
+        )
+    return f"cannot connect to {where}: {err}"
 
 
 class FailureLog:

@@ -1,17 +1,25 @@
-"""``cellmon report`` reads InfluxDB and writes one HTML file for the chosen days."""
+"""``cellmon report`` reads InfluxDB and writes one HTML file for the chosen days.
+
+A database that refuses it or cannot be reached is an error with the reason, never an
+empty report: "0 potline-days" from a wrong password reads as a plant that made nothing.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from collector.sinks.influx_v1 import InfluxV1Sink
+from tests.conftest import serve
 from tests.harness import ROOT, write_config
-from tests.servers import InfluxV1
+from tests.servers import InfluxV1, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +28,37 @@ NS = 1_000_000_000
 DAY1 = int(datetime(2024, 2, 29, 16, tzinfo=UTC).timestamp()) * NS
 DAY2 = DAY1 + 86_400 * NS
 OUTSIDE = DAY1 - 86_400 * NS
+LOGIN = f"report:{secrets.token_hex(8)}"
+ONE_DAY = (
+    "sec_potline,potline=P1,period=day "
+    f"sec_kwh_per_t=13431.5,target_kwh_per_t=13350,baseline_kwh_per_t=13450 {DAY1}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def auth_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxV1]:
+    """InfluxDB 1.x with authentication on, with one day of one potline in ``cellmon``."""
+    server = InfluxV1(tmp_path_factory.mktemp("influxd-auth"), admin=LOGIN)
+    for running in serve(server):
+        running.create_database("cellmon")
+        InfluxV1Sink(running.url, "cellmon", LOGIN, timeout_s=10.0, gzip=False).write(
+            ONE_DAY.encode()
+        )
+        yield running
+
+
+def report(config: Path, out: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``cellmon report`` of 2024-03-01 and 02 as a process; ``token`` is $INFLUX_TOKEN."""
+    env = {**os.environ, "INFLUX_TOKEN": token} if token else None
+    argv = ["report", "--config", str(config), "--from", "2024-03-01", "--to", "2024-03-02"]
+    return subprocess.run(
+        [sys.executable, "-m", "collector.commands.cli", *argv, "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_report_of_two_days(tmp_path: Path, influx_v1: InfluxV1, influx_db: str) -> None:
@@ -40,26 +79,7 @@ def test_report_of_two_days(tmp_path: Path, influx_v1: InfluxV1, influx_db: str)
     )
     config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
     out = tmp_path / "report.html"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.commands.cli",
-            "report",
-            "--config",
-            str(config),
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-02",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = report(config, out)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "cellmon report: 2024-03-01 to 2024-03-02" in text
@@ -71,3 +91,60 @@ def test_report_of_two_days(tmp_path: Path, influx_v1: InfluxV1, influx_db: str)
     assert "2 changes with a known cycle" in text
     assert "<svg" in text
     assert "12.25" in text
+
+
+def test_the_right_password_reads_the_days(tmp_path: Path, auth_influx: InfluxV1) -> None:
+    """With authentication on, the v1 "user:password" of $INFLUX_TOKEN reads the day."""
+    config = write_config(
+        tmp_path,
+        mqtt_port=1,
+        influx_url=auth_influx.url,
+        database="cellmon",
+        token_env="INFLUX_TOKEN",
+    )
+    done = report(config, tmp_path / "report.html", LOGIN)
+    assert done.returncode == 0, done.stderr
+    assert "1 potline-days, 0 anode changes" in done.stdout
+    assert "13,432" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("database", "token", "said"),
+    [
+        ("cellmon", "report:wrong", "HTTP 401: authorization failed"),
+        ("cellmon", None, "HTTP 401: unable to parse authentication credentials"),
+        ("nosuchdb", LOGIN, "HTTP 200: database not found: nosuchdb"),
+    ],
+    ids=["wrong password", "no password", "unknown database"],
+)
+def test_a_refusal_is_an_error_with_its_reason(
+    tmp_path: Path, auth_influx: InfluxV1, database: str, token: str | None, said: str
+) -> None:
+    """Exit 1, InfluxDB's own words on stderr, no file: before, this was "0 potline-days"."""
+    config = write_config(
+        tmp_path,
+        mqtt_port=1,
+        influx_url=auth_influx.url,
+        database=database,
+        token_env="INFLUX_TOKEN",
+    )
+    out = tmp_path / "report.html"
+    done = report(config, out, token)
+    assert done.returncode == 1, done.stdout
+    assert f"InfluxDB at {auth_influx.url}/query refused the query: {said}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+    assert done.stdout == ""
+
+
+def test_an_unreachable_database_is_an_error(tmp_path: Path) -> None:
+    """Nothing listening: exit 1 with where it looked, not a traceback."""
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    config = write_config(tmp_path, mqtt_port=1, influx_url=url, database="cellmon")
+    out = tmp_path / "report.html"
+    done = report(config, out)
+    assert done.returncode == 1
+    assert f"cellmon report: cannot reach InfluxDB at {url}/query:" in done.stderr
+    assert "Connection refused" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
