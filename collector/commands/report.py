@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-import urllib3
-
 from collector.commands.cli import load_or_exit
 from collector.config.models import Config
+from collector.sinks.influxql import InfluxQL, QueryError
 
 NS = 1_000_000_000
 WIDTH, HEIGHT, PAD = 640, 220, 36
@@ -49,10 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("cellmon-report.html"))
 
 
-class QueryError(Exception):
-    """InfluxDB did not answer a query with rows: unreachable, refused, or an error."""
-
-
 def run(args: argparse.Namespace) -> int:
     """Query, draw, write; 1 with the reason on stderr when the database does not answer."""
     cfg = load_or_exit(args.config)
@@ -69,70 +63,13 @@ def report(cfg: Config, args: argparse.Namespace) -> int:
     t0 = int(datetime.combine(args.start, time(0), zone).timestamp()) * NS
     t1 = int(datetime.combine(args.end, time(23, 59, 59), zone).timestamp()) * NS
     where = f"\"period\" = 'day' AND time >= {t0} AND time <= {t1}"
-    query = Query(cfg)
+    query = InfluxQL(cfg).rows
     days = query(f"SELECT * FROM sec_potline WHERE {where} GROUP BY potline")
     cycles = query(f"SELECT cycle_days FROM anode_change WHERE time >= {t0} AND time <= {t1}")
     effects = query(f"SELECT * FROM ae_potline WHERE {where} GROUP BY potline")
     args.out.write_text(render(args.start, args.end, zone, days, cycles, effects))
     print(f"wrote {args.out}: {len(days)} potline-days, {len(cycles)} anode changes")
     return 0
-
-
-class Query:
-    """InfluxQL over HTTP, as Grafana's datasource sends it."""
-
-    def __init__(self, cfg: Config) -> None:
-        influx = cfg.influx
-        self.url = f"{influx.url.rstrip('/')}/query"
-        self.db = influx.database if influx.api == "v1" else influx.bucket
-        token = cfg.secret(influx.token_env)
-        self.headers = {}
-        if token and influx.api == "v2":
-            self.headers["Authorization"] = f"Token {token}"
-        elif token:
-            self.headers |= urllib3.make_headers(basic_auth=token)
-        # One attempt: the operator runs the command again, and a wrong URL fails at once.
-        self.http = urllib3.PoolManager(timeout=influx.timeout_s, retries=False)
-
-    def __call__(self, influxql: str) -> list[dict[str, Any]]:
-        """The rows of one InfluxQL query; ``QueryError`` when there are none to be had."""
-        try:
-            reply = self.http.request(
-                "POST",
-                self.url,
-                fields={"q": influxql, "db": self.db, "epoch": "ns"},
-                headers=self.headers,
-            )
-        except urllib3.exceptions.HTTPError as err:
-            msg = f"cannot reach InfluxDB at {self.url}: {err}"
-            raise QueryError(msg) from err
-        results = self._results(reply)
-        return [
-            dict(zip(s["columns"], v, strict=True)) | s.get("tags", {})
-            for r in results
-            for s in r.get("series", [])
-            for v in s["values"]
-        ]
-
-    def _results(self, reply: urllib3.BaseHTTPResponse) -> list[dict[str, Any]]:
-        """The ``results`` of a 200 answer; the server's own words for anything else.
-
-        InfluxDB 1.x answers a wrong password with 401 and an unknown database with 200
-        and an ``error`` in the result, so both places are read.
-        """
-        try:
-            answer = orjson.loads(reply.data)
-        except orjson.JSONDecodeError:  # a proxy's HTML page, say
-            answer = None
-        answer = answer if isinstance(answer, dict) else {}
-        results: list[dict[str, Any]] = answer.get("results", [])
-        errors = [answer.get("error"), *(r.get("error") for r in results)]
-        error = next((e for e in errors if e), None)
-        if reply.status != 200 or error:
-            why = error or reply.data.decode(errors="replace").strip()[:200] or "no error text"
-            msg = f"InfluxDB at {self.url} refused the query: HTTP {reply.status}: {why}"
-            raise QueryError(msg)
-        return results
 
 
 def render(

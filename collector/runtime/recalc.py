@@ -37,6 +37,8 @@ DRAIN_WAIT_S = 30.0
 RETRY_S = 30.0
 """How long the engine goes on with live data before the request tries again."""
 POLL_S = 0.05
+HISTORY_TIMEOUT_S = 300.0
+"""An hour of a 400-cell potline at 1 Hz is 1.4 million rows for the database to send."""
 
 
 class RecalcJob:
@@ -91,7 +93,7 @@ class RecalcJob:
         if self.cfg.sink.type != "influx":
             msg = f"recalculation reads the database back; the {self.cfg.sink.type} sink cannot"
             raise QueryError(msg)
-        query = InfluxQL(self.cfg)
+        query = InfluxQL(self.cfg, timeout_s=HISTORY_TIMEOUT_S)
         query.series("SHOW MEASUREMENTS LIMIT 1")
         return query
 

@@ -25,7 +25,8 @@ class QueryError(RuntimeError):
 class InfluxQL:
     """One database's ``/query`` endpoint, with the sink's credentials."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, timeout_s: float | None = None) -> None:
+        """``timeout_s``: per request, by default the sink's (an hour of history takes longer)."""
         influx = cfg.influx
         self.url = f"{influx.url.rstrip('/')}/query"
         self.db = influx.database if influx.api == "v1" else influx.bucket
@@ -35,8 +36,8 @@ class InfluxQL:
             self.headers["Authorization"] = f"Token {token}"
         elif token:
             self.headers |= urllib3.make_headers(basic_auth=token)
-        retries = urllib3.Retry(total=2, backoff_factor=0.5, allowed_methods=None)
-        self.http = urllib3.PoolManager(timeout=influx.timeout_s * 6, retries=retries)
+        # One attempt: the operator runs the command again, and a wrong URL fails at once.
+        self.http = urllib3.PoolManager(timeout=timeout_s or influx.timeout_s, retries=False)
 
     def series(self, influxql: str) -> list[dict[str, Any]]:
         """The series of one query: each ``{"name", "tags", "columns", "values"}``."""
@@ -48,15 +49,17 @@ class InfluxQL:
                 headers=self.headers,
             )
         except urllib3.exceptions.HTTPError as err:
-            msg = f"cannot reach {self.url}: {err}"
+            msg = f"cannot reach InfluxDB at {self.url}: {err}"
             raise QueryError(msg) from err
+        # InfluxDB 1.x answers a wrong password with 401 and an unknown database with 200 and
+        # an ``error`` in the result, so both places are read.
         answer = _answer(reply.data)
         error = answer.get("error") or next(
             (r["error"] for r in answer.get("results", []) if "error" in r), None
         )
         if reply.status != 200 or error:
-            why = error or reply.data[:200].decode(errors="replace").strip() or reply.reason
-            msg = f"{self.url} refused the query (HTTP {reply.status}): {why}"
+            why = error or reply.data.decode(errors="replace").strip()[:200] or "no error text"
+            msg = f"InfluxDB at {self.url} refused the query: HTTP {reply.status}: {why}"
             raise QueryError(msg)
         return [s for r in answer.get("results", []) for s in r.get("series", [])]
 
