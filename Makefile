@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-peers bench-sustained clean
+.PHONY: demo test lint bench bench-peers bench-sustained proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,12 @@ bench-sustained: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
+
+# The Sparkplug B payload module, from its .proto; protoc comes from grpcio-tools in a
+# throwaway environment (only needed when the .proto changes, never to build or run).
+SPARKPLUG := collector/source/sparkplug
+proto:
+	$(PYTHON) -m venv /tmp/cellmon-protoc
+	/tmp/cellmon-protoc/bin/pip install --quiet grpcio-tools
+	cd $(SPARKPLUG) && /tmp/cellmon-protoc/bin/python -m grpc_tools.protoc -I. \
+		--python_out=. --pyi_out=. sparkplug_b.proto

@@ -1,0 +1,1 @@
+"""Sparkplug B input: payloads, topics and the host application's view of each edge node."""
