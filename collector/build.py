@@ -33,6 +33,8 @@ from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoder
 from collector.source.mqtt import MqttSource
 from collector.source.mqtt_client import Connection
+from collector.source.sparkplug.host import Host
+from collector.source.sparkplug.naming import compile_input
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
 from processors.events import EventPoints
@@ -209,7 +211,9 @@ def templates(cfg: Config) -> list[TopicTemplate]:
 def decoder(cfg: Config) -> Decoder:
     """A decoder of the rules' inputs, with the configured limits."""
     owned = frozenset(p.id for p in cfg.plant.potlines)
-    return Decoder(TopicRouter(templates(cfg), owned), cfg.ingest)
+    sparkplug = cfg.rules.sparkplug
+    host = Host([compile_input(r) for r in sparkplug]) if sparkplug else None
+    return Decoder(TopicRouter(templates(cfg), owned), cfg.ingest, host)
 
 
 def connection(cfg: Config) -> Connection:

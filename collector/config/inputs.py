@@ -77,10 +77,9 @@ def _key_shorthand(value: Any) -> Any:
 SourceKey = Annotated[str, AfterValidator(_source_key)]
 
 
-class FieldSource(Section):
-    """Where a contract field is in a controller's objects, and in what unit."""
+class Conversion(Section):
+    """The unit a controller sends a field in, or the scale and offset that reach ours."""
 
-    key: SourceKey
     unit: str | None = None
     scale: float | None = None
     offset: float | None = None
@@ -92,6 +91,17 @@ class FieldSource(Section):
             msg = "must not be 0: every value would read 0"
             raise ValueError(msg)
         return scale
+
+    @property
+    def scaled(self) -> bool:
+        """Whether a scale or an offset is given."""
+        return self.scale is not None or self.offset is not None
+
+
+class FieldSource(Conversion):
+    """Where a contract field is in a controller's objects, and in what unit."""
+
+    key: SourceKey
 
 
 class InputRule(Section):
@@ -139,7 +149,7 @@ def _layout_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
                     f"{', '.join(known)}, or a new name for a pass-through key",
                 )
             )
-        problems += [((*where, k), m) for k, m in _unit_problems(target, source)]
+        problems += [((*where, k), m) for k, m in unit_problems(target, source)]
         if source.key in sources:
             message = f"key {source.key!r} already feeds {sources[source.key]!r}"
             problems.append(((*where, "key"), message))
@@ -168,8 +178,9 @@ def _id_problems(rule: InputRule) -> list[tuple[KeyPath, str]]:
     return problems
 
 
-def _unit_problems(target: str, source: FieldSource) -> list[tuple[str, str]]:
-    scaled = source.scale is not None or source.offset is not None
+def unit_problems(target: str, source: Conversion) -> list[tuple[str, str]]:
+    """(key, message) of what is wrong with a field's unit or scale, for its target."""
+    scaled = source.scaled
     if target in ("type", *ID_FIELDS):
         if source.unit is not None or scaled:
             key = "unit" if source.unit is not None else "scale"

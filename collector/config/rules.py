@@ -23,6 +23,7 @@ from collector.config.schema import (
     number,
     show,
 )
+from collector.config.sparkplug import SparkplugInput
 from collector.config.yamlsource import KeyPath
 from processors.rules.expressions import (
     CELL_CONSTANTS,
@@ -143,6 +144,7 @@ class RulesFile(Section):
     """One ``rules/*.yaml`` file. Each file may add to any list; a new kind of rule is a list."""
 
     inputs: list[InputRule] = Field(default_factory=list)
+    sparkplug: list[SparkplugInput] = Field(default_factory=list)
     derived: list[DerivedRule] = Field(default_factory=list)
     alarms: list[AlarmRule] = Field(default_factory=list)
 
@@ -154,8 +156,8 @@ class Rules(RulesFile):
     def _complete(self) -> Rules:
         found = _duplicate_names(self) + _derived_problems(self) + _alarm_field_problems(self)
         problems = sorted(found, key=_rule_order)
-        if not self.inputs:
-            problems.append((("inputs",), "no input rules: at least one is needed"))
+        if not self.inputs and not self.sparkplug:
+            problems.append((("inputs",), "no input rules (inputs or sparkplug): one is needed"))
         if problems:
             fail(problems, self)
         return self

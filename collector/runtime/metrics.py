@@ -40,6 +40,12 @@ class Metrics:
     alerts_published: int = 0
     rules_reloads: int = 0
     rules_rejected: int = 0
+    sparkplug_births: int = 0
+    sparkplug_deaths: int = 0
+    sparkplug_seq_gaps: int = 0
+    sparkplug_lost: int = 0  # messages an edge node's sequence numbers say never came
+    sparkplug_unknown_alias: int = 0
+    sparkplug_rebirth_requests: int = 0
     buffered: int = 0
     lag_s: float = 0.0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)

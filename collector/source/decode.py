@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from collector.source.payload import (
     lenient_json,
     parse_ts,
 )
+from collector.source.sparkplug.host import Host
+from collector.source.sparkplug.topics import parse as sparkplug_topic
 from collector.source.topics import Route, TopicRouter
 
 _MIN_TS_NS = 946_684_800_000_000_000  # 2000-01-01: earlier means an unset controller clock
@@ -99,6 +102,8 @@ class Decoded:
     events: list[EventRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     foreign: int = 0  # objects of a potline the instance does not own: not stored
+    counts: Counter[str] = field(default_factory=Counter)  # the Sparkplug host's counters
+    commands: list[tuple[str, bytes]] = field(default_factory=list)  # to publish (rebirths)
 
     def clear(self) -> None:
         """Empty the buffer after it was committed."""
@@ -106,6 +111,7 @@ class Decoded:
         self.events.clear()
         self.rejections.clear()
         self.foreign = 0
+        self.counts.clear()
 
 
 def _is_number(x: object) -> bool:
@@ -116,9 +122,13 @@ def _is_number(x: object) -> bool:
 class Decoder:
     """Turns (topic, payload) into sample and event rows or rejections."""
 
-    def __init__(self, router: TopicRouter, limits: IngestConfig) -> None:
+    def __init__(
+        self, router: TopicRouter, limits: IngestConfig, sparkplug: Host | None = None
+    ) -> None:
+        """``sparkplug``: the host application of the rules' Sparkplug inputs, if any."""
         self.router = router
         self.limits = limits
+        self.sparkplug = sparkplug
         self._future_ns = int(limits.future_tolerance_s * 1e9)
         self._keys: set[str] = set()
         self._owned = router.potlines
@@ -138,14 +148,26 @@ class Decoder:
             detail = f"{type(err).__name__}: {err}"
             out.rejections.append(Rejection(topic, "decode_error", detail, payload))
 
+    def subscriptions(self) -> dict[str, int]:
+        """Every MQTT filter of the inputs for the owned potlines, with its QoS."""
+        subscriptions = self.router.subscriptions()
+        if self.sparkplug is not None:
+            subscriptions |= self.sparkplug.subscriptions(self._owned)
+        return subscriptions
+
+    def adopt(self, old: Decoder) -> None:
+        """Keep what the decoder of the previous rules knew of the Sparkplug edge nodes."""
+        if self.sparkplug is not None and old.sparkplug is not None:
+            self.sparkplug.adopt(old.sparkplug)
+
     def _decode(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> None:
         route = self.router.route(topic)
         if route is None:
-            out.rejections.append(Rejection(topic, "bad_topic", "topic matches no input", payload))
+            if not self._sparkplug(topic, payload, now_ns, out):
+                reason = "topic matches no input"
+                out.rejections.append(Rejection(topic, "bad_topic", reason, payload))
             return
-        if len(payload) > self.limits.max_payload_bytes:
-            detail = f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}"
-            out.rejections.append(Rejection(topic, "too_large", detail, payload))
+        if self._too_large(topic, payload, out):
             return
         if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and depth(payload) > MAX_DEPTH:
             detail = f"payload nested deeper than {MAX_DEPTH} levels"
@@ -174,6 +196,32 @@ class Decoder:
                 )
         else:
             self._one(route, topic, doc, now_ns, out, single=True, payload=payload, lenient=lenient)
+
+    def _sparkplug(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> bool:
+        """Hand a Sparkplug message to the host application; False if it is none it reads."""
+        parsed = sparkplug_topic(topic) if self.sparkplug is not None else None
+        if parsed is None or self.sparkplug is None:
+            return False
+
+        def validate(route: Route, source: str, obj: dict[str, Any]) -> None:
+            self.decode_object(route, source, obj, now_ns, out)
+
+        if self._too_large(topic, payload, out):
+            return True
+        outcome = self.sparkplug.handle(parsed, payload, now_ns, validate)
+        if outcome is None:
+            return False
+        out.rejections += [Rejection(topic, *r) for r in outcome.rejections]
+        out.counts.update(outcome.counts)
+        out.commands += outcome.commands
+        return True
+
+    def _too_large(self, topic: str, payload: bytes, out: Decoded) -> bool:
+        if len(payload) <= self.limits.max_payload_bytes:
+            return False
+        detail = f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}"
+        out.rejections.append(Rejection(topic, "too_large", detail, payload))
+        return True
 
     def decode_object(self, route: Route, source: str, obj: Any, now_ns: int, out: Decoded) -> None:
         """Validate one object that did not come over MQTT (a replayed row) exactly like live.

@@ -156,7 +156,7 @@ def compile_mapping(
         return None
     maps, ts_per_s, labels = [], 1_000, {}
     for target, (key, unit, scale, offset) in fields.items():
-        convert = _conversion(target, unit, scale, offset)
+        convert = conversion(target, unit, scale, offset)
         if target == "ts" and unit is not None:
             ts_per_s = TS_UNITS[unit]
         label = key if key == target else f"{key} (as {target})"
@@ -176,9 +176,10 @@ def compile_mapping(
     )
 
 
-def _conversion(
+def conversion(
     target: str, unit: str | None, scale: float | None, offset: float | None
 ) -> Convert | None:
+    """How a value in ``unit`` (or scaled) becomes the contract's; None: it already is."""
     if target == "ts":
         return None
     if unit is not None:

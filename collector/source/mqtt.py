@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -135,9 +135,10 @@ class MqttSource:
         if decoder is None:
             return
         self._flush()
-        old = self.decoder.router.subscriptions()
+        old = self.decoder.subscriptions()
+        decoder.adopt(self.decoder)
         self.decoder = decoder
-        new = self.decoder.router.subscriptions()
+        new = self.decoder.subscriptions()
         gone = sorted(set(old) - set(new))
         if gone:
             self.client.unsubscribe(gone)
@@ -156,7 +157,7 @@ class MqttSource:
             self._failure.report(refusal(rc, self.conn))
             return
         self._accepted_login = True
-        client.subscribe(list(self.decoder.router.subscriptions().items()))
+        client.subscribe(list(self.decoder.subscriptions().items()))
         self._failure.recovered()
         log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
         self.connected.set()
@@ -183,6 +184,9 @@ class MqttSource:
             reason = f"{type(err).__name__}: {err}"
             d.rejections.append(Rejection(topic, "decode_error", reason, payload))
         self._marks.append((topic, payload, len(d.samples), len(d.events), len(d.rejections)))
+        for command, body in d.commands:  # Sparkplug rebirth requests: at once, QoS 0
+            self.client.publish(command, body, qos=0)
+        d.commands.clear()
         if msg.qos:
             self._pending.append((msg.mid, msg.qos))
 
@@ -285,7 +289,7 @@ class MqttSource:
             return
         d = self._decoded
         group = (d.samples, d.events, d.rejections, len(self._marks))
-        outcome = self._commit_retrying(*group, foreign=d.foreign)
+        outcome = self._commit_retrying(*group, foreign=d.foreign, extra=d.counts)
         if outcome is False:
             return  # stopping: nothing acknowledged, the broker redelivers
         if outcome is not True:
@@ -301,11 +305,11 @@ class MqttSource:
         """Commit each message of the group alone; False when stopped before the end."""
         d = self._decoded
         s0 = e0 = r0 = 0
-        foreign = d.foreign  # a counter only: it goes with the first message
+        foreign, extra = d.foreign, d.counts  # counters only: they go with the first message
         for topic, payload, s1, e1, r1 in self._marks:
             part = (d.samples[s0:s1], d.events[e0:e1], d.rejections[r0:r1], 1)
-            outcome = self._commit_retrying(*part, dead_lettered=True, foreign=foreign)
-            foreign = 0
+            outcome = self._commit_retrying(*part, dead_lettered=True, foreign=foreign, extra=extra)
+            foreign, extra = 0, Counter()
             if outcome is False:
                 return False
             if outcome is not True:
@@ -325,11 +329,13 @@ class MqttSource:
         *,
         dead_lettered: bool = False,
         foreign: int = 0,
+        extra: Mapping[str, int] | None = None,
     ) -> bool | str:
         """True once committed, False when stopped, else why the data could not be stored.
 
         ``dead_lettered``: the rejections were written by an earlier attempt of the group;
-        ``foreign``: objects of other instances' potlines, only counted.
+        ``foreign``: objects of other instances' potlines, only counted; ``extra``: other
+        counters (the Sparkplug host's).
         """
         while True:
             try:
@@ -338,6 +344,7 @@ class MqttSource:
                     dead_lettered = True
                 counts = {"messages": messages, "rejected": len(rejections), "foreign": foreign}
                 counts.update(Counter(f"rejected_{r.reason}" for r in rejections))
+                counts.update(extra or {})
                 self.inbox.append(samples, events, counts)
                 return True
             except JOURNAL_ERRORS:

@@ -120,12 +120,12 @@ inputs:
     (
         "no-rules-files",
         {},
-        "rules/*.yaml:0: inputs: no input rules: at least one is needed",
+        "rules/*.yaml:0: inputs: no input rules (inputs or sparkplug): one is needed",
     ),
     (
         "no-inputs",
         {"default.yaml": "inputs: []\n"},
-        "rules/*.yaml:0: inputs: no input rules: at least one is needed",
+        "rules/*.yaml:0: inputs: no input rules (inputs or sparkplug): one is needed",
     ),
     (
         "yml-file-is-not-read",

@@ -1,0 +1,96 @@
+"""How one Sparkplug input names things: its edge nodes, ids, and metrics as contract fields.
+
+Compiled once from the rules' ``sparkplug`` input. The field and event mappings are the
+JSON inputs' ``InputMapping``: a sample's metrics are gathered into one object keyed by
+metric name and go through the same conversion and the same validation, so a Sparkplug
+value out of bounds is rejected with the JSON inputs' reason, naming the metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collector.config.sparkplug import IdSource, MetricSource, SparkplugInput
+from collector.source.mapping import FieldMap, InputMapping, conversion
+from collector.source.sparkplug.topics import NAMESPACE, Topic
+from collector.source.topics import valid_level
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """A metric as an input reads it: the cell it is of, and its name within the cell."""
+
+    potline: str | None  # None: the id is not where the input says (a bad id)
+    cell: str | None
+    metric: str
+
+
+@dataclass(frozen=True)
+class CompiledInput:
+    """A ``sparkplug`` input, ready for the host application."""
+
+    rule: SparkplugInput
+    samples: InputMapping
+    events: dict[str, tuple[str, InputMapping]]  # type -> (its ``when`` metric, its mapping)
+    known: frozenset[str]  # the metrics (local names) that feed a field or an event
+
+    def reads(self, topic: Topic) -> bool:
+        """Whether a topic is of a group and edge node this input reads."""
+        rule = self.rule
+        return (rule.group is None or topic.group == rule.group) and (
+            not rule.edge_nodes or topic.edge_node in rule.edge_nodes
+        )
+
+    def subscriptions(self, potlines: frozenset[str]) -> list[str]:
+        """MQTT filters: the group's, or every owned potline's when the group is the potline."""
+        rule = self.rule
+        if rule.group is not None:
+            return [f"{NAMESPACE}/{rule.group}/#"]
+        if rule.potline.from_ == "group" and rule.potline.pattern is None:
+            return [f"{NAMESPACE}/{p}/#" for p in sorted(potlines)]
+        return [f"{NAMESPACE}/+/#"]
+
+    def names(self, topic: Topic, device: str | None, metric: str) -> Names:
+        """Potline, cell and local name of a metric of ``device`` (None: the node's own)."""
+        rule = self.rule
+        local, prefix = metric, None
+        if rule.uses_prefix():
+            prefix, sep, rest = metric.partition(rule.prefix_separator)
+            local = rest if sep else metric
+            prefix = prefix if sep else None
+        places = {"group": topic.group, "edge_node": topic.edge_node, "device": device}
+        places["metric_prefix"] = prefix
+        return Names(_id(rule.potline, places), _id(rule.cell, places), local)
+
+
+def _id(source: IdSource, places: dict[str, str | None]) -> str | None:
+    text = places[source.from_]
+    found = None if text is None else source.read(text)
+    return found if found is not None and valid_level(found) else None
+
+
+def compile_input(rule: SparkplugInput) -> CompiledInput:
+    """The input's mappings, built once."""
+    events = {kind: (source.when, _mapping(source.fields)) for kind, source in rule.events.items()}
+    samples = _mapping(rule.metrics)
+    known = {f.path[0] for f in samples.fields} | {when for when, _ in events.values()}
+    known |= {f.path[0] for _, m in events.values() for f in m.fields}
+    return CompiledInput(rule, samples, events, frozenset(known))
+
+
+def _mapping(fields: dict[str, MetricSource]) -> InputMapping:
+    """An ``InputMapping`` whose keys are metric names (which may hold dots and spaces)."""
+    maps = []
+    for target, source in fields.items():
+        name = source.name
+        convert = conversion(target, source.unit, source.scale, source.offset)
+        label = f"metric {name!r}" if name == target else f"metric {name!r} (as {target})"
+        maps.append(FieldMap(target, (name,), convert, label))
+    return InputMapping(
+        path=(),
+        fields=tuple(maps),
+        types={},
+        ts_per_s=1_000,
+        consumed=frozenset(m.path[0] for m in maps),
+        labels={m.target: m.label for m in maps},
+    )
