@@ -159,26 +159,36 @@ def typed(datatype: int, value: Any) -> Any:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def encode(timestamp_ms: int | None, seq: int | None, metrics: Iterable[Metric]) -> bytes:
-    """A payload's bytes; each metric's value typed by its datatype (a builder's side)."""
+def encode(
+    timestamp_ms: int | None,
+    seq: int | None,
+    metrics: Iterable[Metric],
+    *,
+    datatypes: bool = True,
+) -> bytes:
+    """A payload's bytes; each metric's value typed by its datatype (a builder's side).
+
+    ``datatypes=False`` leaves the datatypes off the wire, as DATA messages usually do
+    (the birth declared them); the values are still written by them.
+    """
     pb = PbPayload()
     if timestamp_ms is not None:
         pb.timestamp = timestamp_ms
     if seq is not None:
         pb.seq = seq
     for metric in metrics:
-        _fill(pb.metrics.add(), metric)
+        _fill(pb.metrics.add(), metric, datatypes=datatypes)
     return bytes(pb.SerializeToString())
 
 
-def _fill(pb: PbPayload.Metric, m: Metric) -> None:
+def _fill(pb: PbPayload.Metric, m: Metric, *, datatypes: bool) -> None:
     if m.name is not None:
         pb.name = m.name
     if m.alias is not None:
         pb.alias = m.alias
     if m.timestamp_ms is not None:
         pb.timestamp = m.timestamp_ms
-    if m.datatype is not None:
+    if m.datatype is not None and datatypes:
         pb.datatype = m.datatype
     if m.is_historical:
         pb.is_historical = True
