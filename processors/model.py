@@ -28,6 +28,10 @@ class Point:
     time_ns: int
 
 
+OFFLINE = "offline"
+"""The event type of a cell whose controller or gateway went offline (a Sparkplug death)."""
+
+
 @dataclass(slots=True)
 class Event:
     """A validated discrete event (anode change, metal tap or any other type)."""

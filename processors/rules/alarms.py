@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from processors.model import Batch, Point, SampleBatch
+from processors.model import OFFLINE, Batch, Event, Point, SampleBatch
 from processors.ordering import grouped_cummax
 from processors.rules.alarm_rules import (
     CLEARED,
@@ -96,8 +96,9 @@ class AlarmProcessor:
         """The transitions of this batch in time order; derived fields are read from ``extra``."""
         state = state or {}
         sb = batch.samples
+        offline = [e for e in batch.events if e.type == OFFLINE] if self._stale else []
         if not len(sb):
-            return state, []
+            return self._offline_only(state, offline) if offline else (state, [])
         last = dict(state.get("last", {}))
         previous = state.get("alarms", {})
         was = state.get("severity", {})
@@ -116,8 +117,41 @@ class AlarmProcessor:
             points += _Silence(sb, keys, last).points(self._stale, alarms)
         else:
             _advance(last, sb, keys)
+        points += self._offline(offline, last, alarms)
         points.sort(key=lambda p: p.time_ns)  # in the order they happened, for a notifier
         return {"last": last, "alarms": alarms, "severity": self._severity}, points
+
+    def _offline_only(self, state: Any, offline: list[Event]) -> tuple[Any, list[Point]]:
+        """A batch of events alone: only the deaths; rule changes wait for samples."""
+        alarms = {name: dict(entries) for name, entries in state.get("alarms", {}).items()}
+        stale = [a for a in self._stale if a.name in alarms or not state]
+        for alarm in stale:
+            alarms.setdefault(alarm.name, {})
+        points = self._offline(offline, state.get("last", {}), alarms, stale)
+        return {**state, "alarms": alarms}, points
+
+    def _offline(
+        self,
+        events: list[Event],
+        last: dict[str, int],
+        alarms: dict[str, dict[str, Any]],
+        rules: list[Alarm] | None = None,
+    ) -> list[Point]:
+        """A cell its gateway said went offline (a Sparkplug death) is stale at once.
+
+        Its next sample clears the alarm, as after a silence.
+        """
+        points = []
+        for ev in events:
+            key = f"{ev.potline}/{ev.cell}"
+            if ev.ts_ns < last.get(key, NEVER):
+                continue  # the cell sent again since
+            for alarm in self._stale if rules is None else rules:
+                entries = alarms[alarm.name]
+                if key not in entries and alarm.applies(ev.potline, ev.cell):
+                    entries[key] = [None, True]
+                    points.append(alarm.point((ev.potline, ev.cell), RAISED, 0.0, ev.ts_ns))
+        return points
 
     def _limit(self, limit: Limit, sb: SampleBatch, code: np.ndarray) -> Any:
         """A limit's value for each of the rows of cells ``code``: a number, or a setting."""

@@ -38,6 +38,7 @@ from collector.source.sparkplug.payload import (
 )
 from collector.source.sparkplug.topics import BDSEQ, REBIRTH, MessageType, Topic
 from collector.source.topics import Route
+from processors.model import OFFLINE
 
 NS_PER_MS = 1_000_000
 SEQ_MOD = 256
@@ -215,7 +216,7 @@ class _Message:
             if names.potline is not None and names.cell is not None:
                 cells.add((names.potline, names.cell))
         for potline, cell in sorted(cells):
-            obj = {"ts": ts_ms, "type": "offline", "message": self.topic.type.value}
+            obj = {"ts": ts_ms, "type": OFFLINE, "message": self.topic.type.value}
             obj["edge_node"] = self.topic.edge_node
             self.validate(Route("event", potline, cell), self.source, obj)
 

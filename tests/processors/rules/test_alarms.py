@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from collector.config.rules import AlarmRule, DerivedRule
-from processors.model import Batch, Point, SampleBatch
+from processors.model import Batch, Event, Point, SampleBatch
 from processors.rules.alarms import AlarmProcessor
 from processors.rules.derived import DerivedProcessor
 
@@ -361,3 +361,14 @@ def test_stale_scope() -> None:
         ("P1/A02", "no_data_a02"),
         ("P2/A03", "no_data_p2"),
     ]
+
+
+def test_a_cell_its_gateway_took_offline_is_stale_at_once_and_clears_on_its_next_sample() -> None:
+    proc = AlarmProcessor([NO_DATA, HIGH])
+    state, _ = proc.apply(Batch(samples(trace("P1/A01", [4.2, 4.2], every_s=10.0)), []), None)
+    death = Event("P1", "A01", T0 + 15 * S, "offline", {"message": "DDEATH"})
+    stale = Event("P1", "A01", T0 + 5 * S, "offline", {})  # older than its last sample: moot
+    state, points = proc.apply(Batch(samples([]), [death, stale]), json.loads(json.dumps(state)))
+    assert [summary(p) for p in points] == [(15.0, "P1/A01", "no_data", "raised", 0.0)]
+    _, points = proc.apply(Batch(samples([(45.0, "P1/A01", 4.2, None)]), []), state)
+    assert [summary(p) for p in points] == [(45.0, "P1/A01", "no_data", "cleared", 35.0)]
