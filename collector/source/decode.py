@@ -155,6 +155,10 @@ class Decoder:
             subscriptions |= self.sparkplug.subscriptions(self._owned)
         return subscriptions
 
+    def primary_host(self) -> str | None:
+        """The Sparkplug host id to announce as primary host, if an input names one."""
+        return None if self.sparkplug is None else self.sparkplug.primary_host
+
     def adopt(self, old: Decoder) -> None:
         """Keep what the decoder of the previous rules knew of the Sparkplug edge nodes."""
         if self.sparkplug is not None and old.sparkplug is not None:

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
@@ -50,6 +51,7 @@ from collector.source.mqtt_client import (
     refusal,
     source_client,
 )
+from collector.source.sparkplug.topics import state_topic
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class MqttSource:
         self._next: Decoder | None = None
         self._next_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._state_ms = 0  # the timestamp of this session's Sparkplug STATE
         self.connected = threading.Event()
         self.client = self._make_client(client_factory)
 
@@ -157,6 +160,7 @@ class MqttSource:
             self._failure.report(refusal(rc, self.conn))
             return
         self._accepted_login = True
+        self._announce(online=True)
         client.subscribe(list(self.decoder.subscriptions().items()))
         self._failure.recovered()
         log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
@@ -205,11 +209,28 @@ class MqttSource:
             if not self._stopping.is_set():
                 self._backoff(max(failures, 1))
         try:
+            self._announce(online=False)
             self.client.disconnect()
         except Exception:  # best effort on the way out
             log.debug("disconnect failed", exc_info=True)
 
+    def _announce(self, *, online: bool) -> None:
+        """The Sparkplug primary host's STATE (3.0, section 5.2), when the inputs name one.
+
+        Retained, so an edge node sees it whenever it connects; edge nodes with
+        store-and-forward send what they kept while this host was offline.
+        """
+        host = self.decoder.primary_host()
+        if host is not None:
+            body = orjson.dumps({"online": online, "timestamp": self._state_ms})
+            self.client.publish(state_topic(host), body, qos=1, retain=True)
+
     def _connect(self) -> bool:
+        host = self.decoder.primary_host()
+        if host is not None:  # the will says offline with the birth's timestamp, as 3.0 asks
+            self._state_ms = self._clock() // 1_000_000
+            body = orjson.dumps({"online": False, "timestamp": self._state_ms})
+            self.client.will_set(state_topic(host), body, qos=1, retain=True)
         try:
             self.client.connect(self.conn.host, self.conn.port, keepalive=self.conn.keepalive_s)
         except OSError as err:

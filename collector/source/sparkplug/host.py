@@ -95,6 +95,11 @@ class Host:
         self.inputs = list(inputs)
         self.nodes: dict[tuple[str, str], Node] = {}
 
+    @property
+    def primary_host(self) -> str | None:
+        """The host id of the STATE messages, from the first input that names one."""
+        return next((i.rule.primary_host for i in self.inputs if i.rule.primary_host), None)
+
     def subscriptions(self, potlines: frozenset[str]) -> dict[str, int]:
         """The MQTT filters of every input, with its QoS."""
         return {f: i.rule.qos for i in self.inputs for f in i.subscriptions(potlines)}
