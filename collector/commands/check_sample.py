@@ -11,12 +11,17 @@ The sample file is JSON Lines, one message per line::
     {"topic": "smelter/P1/C001/telemetry", "payload": {"ts": 1732400000000, ...}}
 
 ``payload`` is the JSON the controller sends (object or array), or a string holding the
-raw payload (to try a malformed one). Blank lines and lines starting with ``#`` are skipped.
+raw payload (to try a malformed one); a binary payload (Sparkplug B) is given instead as
+``payload_base64``. Sparkplug messages are taken in file order by one host application,
+so a birth binds the aliases of the data after it. Blank lines and lines starting with
+``#`` are skipped.
 Samples are judged whatever their age: the decoder's clock is put past the newest one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +52,8 @@ class Message:
     samples: list[SampleRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # the Sparkplug host's
+    commands: list[str] = field(default_factory=list)  # topics it would publish to
 
 
 @dataclass
@@ -82,8 +89,15 @@ def read_sample(path: Path) -> list[tuple[int, str, bytes]]:
         if problem:
             issues.append(ConfigIssue(str(path), number, *problem))
             continue
-        payload = item["payload"]
-        raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+        if "payload_base64" in item:
+            try:
+                raw = base64.b64decode(item["payload_base64"], validate=True)
+            except (binascii.Error, ValueError) as err:
+                issues.append(ConfigIssue(str(path), number, "payload_base64", f"{err}"))
+                continue
+        else:
+            payload = item["payload"]
+            raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
         out.append((number, item["topic"], raw))
     if issues:
         raise ConfigError(issues)
@@ -93,13 +107,18 @@ def read_sample(path: Path) -> list[tuple[int, str, bytes]]:
 def _shape_problem(item: Any) -> tuple[str, str] | None:
     if not isinstance(item, dict):
         return "line", 'expected an object {"topic": ..., "payload": ...}'
-    unknown = sorted(set(item) - {"topic", "payload"})
+    unknown = sorted(set(item) - {"topic", "payload", "payload_base64"})
     if unknown:
-        return unknown[0], "unknown key; expected topic and payload"
+        return unknown[0], "unknown key; expected topic and payload (or payload_base64)"
     if not isinstance(item.get("topic"), str):
         return "topic", "missing, or not a string"
-    if "payload" not in item:
+    given = [k for k in ("payload", "payload_base64") if k in item]
+    if not given:
         return "payload", "missing"
+    if len(given) > 1:
+        return "payload_base64", "give payload or payload_base64, not both"
+    if given == ["payload_base64"] and not isinstance(item["payload_base64"], str):
+        return "payload_base64", "not a string"
     return None
 
 
@@ -110,11 +129,10 @@ def run_sample(cfg: Config, path: Path) -> Report:
     for number, topic, payload in read_sample(path):
         out = Decoded()
         dec.decode(topic, payload, FAR_FUTURE_NS, out)
-        route = dec.router.route(topic)
-        name = route.input if route is not None else ""
-        messages.append(
-            Message(number, topic, name, list(out.samples), list(out.events), out.rejections)
-        )
+        message = Message(number, topic, dec.input_name(topic), out.samples, out.events)
+        message.rejections, message.counts = out.rejections, dict(out.counts)
+        message.commands = [command for command, _ in out.commands]
+        messages.append(message)
     rows = [s for m in messages for s in m.samples]
     fresh = first_seen([sample_key(p, c, ts) for p, c, ts, *_ in rows])
     notes = ["" if new else "duplicate" for new in fresh]
@@ -161,8 +179,7 @@ def format_report(report: Report) -> str:
     k = 0
     for m in report.messages:
         where = f"{report.source}:{m.line}: {m.topic}"
-        taken = len(m.samples) + len(m.events)
-        if taken:
+        if m.samples or m.events or m.counts:
             lines.append(f"{where}: input {m.input}: {_count(m)}")
         for s in m.samples:
             lines.append("    " + _sample_line(s, report.fields[k], report.notes[k], report))
@@ -171,6 +188,7 @@ def format_report(report: Report) -> str:
             lines.append(f"    {potline}/{cell} {_time(ts)} {kind} {orjson.dumps(data).decode()}")
         for r in m.rejections:
             lines.append(f"{where}: rejected ({r.reason}): {r.detail}")
+        lines.extend(f"    would ask for a rebirth on {c}" for c in m.commands)
     lines.append("")
     lines.append("alarms:" if report.alarm_rules else "alarms: none configured")
     for name, severity in report.alarm_rules:
@@ -188,6 +206,7 @@ def _count(m: Message) -> str:
         parts.append(f"{len(m.events)} event{'s' if len(m.events) > 1 else ''}")
     if m.rejections:
         parts.append(f"{len(m.rejections)} rejected")
+    parts += [f"{k} {v}" for k, v in sorted(m.counts.items())]
     return ", ".join(parts)
 
 

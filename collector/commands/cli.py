@@ -79,7 +79,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """
     cfg = load_or_exit(args.config)
     r = cfg.rules
-    inputs = ", ".join(rule.topic for rule in r.inputs)
+    inputs = ", ".join(
+        [rule.topic for rule in r.inputs]
+        + [f"spBv1.0/{rule.group or '+'}/# (Sparkplug B)" for rule in r.sparkplug]
+    )
     potlines = ", ".join(p.id for p in cfg.plant.potlines)
     print(
         f"{args.config}: OK (potlines: {potlines}; inputs: {inputs}; "

@@ -155,6 +155,17 @@ class Decoder:
             subscriptions |= self.sparkplug.subscriptions(self._owned)
         return subscriptions
 
+    def input_name(self, topic: str) -> str:
+        """The name of the input that reads a topic ("" for none): for reports."""
+        route = self.router.route(topic)
+        if route is not None:
+            return route.input
+        parsed = sparkplug_topic(topic) if self.sparkplug is not None else None
+        found = (
+            None if parsed is None or self.sparkplug is None else self.sparkplug.input_for(parsed)
+        )
+        return "" if found is None else found.rule.name
+
     def primary_host(self) -> str | None:
         """The Sparkplug host id to announce as primary host, if an input names one."""
         return None if self.sparkplug is None else self.sparkplug.primary_host

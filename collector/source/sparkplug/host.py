@@ -108,11 +108,15 @@ class Host:
         """Keep what another host learned of the edge nodes (a rules reload)."""
         self.nodes = old.nodes
 
+    def input_for(self, topic: Topic) -> CompiledInput | None:
+        """The first input that reads the topic's edge node."""
+        return next((i for i in self.inputs if i.reads(topic)), None)
+
     def handle(
         self, topic: Topic, payload: bytes, now_ns: int, validate: Validate
     ) -> Outcome | None:
         """Take one message; None when no input reads its edge node."""
-        rule = next((i for i in self.inputs if i.reads(topic)), None)
+        rule = self.input_for(topic)
         if rule is None or topic.type in (MessageType.NCMD, MessageType.DCMD):
             return None
         out = Outcome()

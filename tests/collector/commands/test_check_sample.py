@@ -1,10 +1,13 @@
 """``cellmon check --sample``: the rules run on a sample file, the report worked out by hand."""
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 
 from collector.commands.cli import main
+from collector.source.sparkplug.payload import Datatype, Metric, encode
 
 CONFIG = "plant:\n  potlines:\n    - id: P1\n      baseline_sec_kwh_per_t: 13450\n"
 RULES = """\
@@ -107,3 +110,64 @@ def test_a_broken_sample_file_names_its_lines(
         f'{sample}:3: line: expected an object {{"topic": ..., "payload": ...}}',
         f"{sample}:4: topic: missing, or not a string",
     ]
+
+
+SPARKPLUG_RULES = """\
+sparkplug:
+  - name: gateways
+    potline: group
+    cell: device
+    metrics:
+      cell_voltage_v: Voltage
+      line_current_ka: {name: LineCurrent, unit: A}
+"""
+
+
+def sparkplug_line(topic: str, seq: int, metrics: list[Metric], **kw: bool) -> str:
+    body = encode(1709251200000, seq, metrics, **kw)
+    return json.dumps({"topic": topic, "payload_base64": base64.b64encode(body).decode()})
+
+
+def test_sparkplug_messages_are_read_in_order_by_one_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "default.yaml").write_text(SPARKPLUG_RULES)
+    (tmp_path / "cellmon.yaml").write_text(CONFIG)
+    node, device = "spBv1.0/P1/NBIRTH/S1", "spBv1.0/P1/{}/S1/C7"
+    double = Datatype.DOUBLE
+    lines = [
+        sparkplug_line(device.format("DDATA"), 9, [Metric(alias=1, datatype=double, value=4.0)]),
+        sparkplug_line(node, 0, [Metric(name="bdSeq", datatype=Datatype.INT64, value=0)]),
+        sparkplug_line(
+            device.format("DBIRTH"),
+            1,
+            [
+                Metric(name="Voltage", alias=1, datatype=double, value=4.2),
+                Metric(name="LineCurrent", alias=2, datatype=double, value=300_000.0),
+            ],
+        ),
+        sparkplug_line(
+            device.format("DDATA"),
+            2,
+            [Metric(alias=1, datatype=double, value=4.3, timestamp_ms=1709251260000)],
+            datatypes=False,
+        ),
+    ]
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text("\n".join(lines) + "\n")
+    assert main(["check", "--config", str(tmp_path / "cellmon.yaml"), "--sample", str(sample)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(
+        "OK (potlines: P1; inputs: spBv1.0/+/# (Sparkplug B); 0 derived fields; 0 alarms)"
+    )
+    assert out[1:7] == [
+        f"{sample}:1: spBv1.0/P1/DDATA/S1/C7: input gateways: sparkplug_rebirth_requests 1, "
+        "sparkplug_unknown_alias 1",
+        "    would ask for a rebirth on spBv1.0/P1/NCMD/S1",
+        f"{sample}:2: spBv1.0/P1/NBIRTH/S1: input gateways: sparkplug_births 1",
+        f"{sample}:3: spBv1.0/P1/DBIRTH/S1/C7: input gateways: 1 sample, sparkplug_births 1",
+        "    P1/C7 2024-03-01T00:00:00Z cell_voltage_v=4.2 line_current_ka=300",
+        f"{sample}:4: spBv1.0/P1/DDATA/S1/C7: input gateways: 1 sample",
+    ]
+    assert out[7] == "    P1/C7 2024-03-01T00:01:00Z cell_voltage_v=4.3 line_current_ka=300"
