@@ -134,12 +134,14 @@ def sec_settings(cfg: Config) -> SecSettings:
             baseline_kwh_per_t=p.baseline_sec_kwh_per_t,
             savings_goal_kwh_per_t=cfg.targets_for(p.id).sec_savings_kwh_per_t,
             tariff_cny_per_kwh=plant.tariff_cny_per_kwh,
+            baseline_voltage_v=p.baseline_voltage_v,
         )
         for p in plant.potlines
     }
     return SecSettings(
         calendar=calendar(cfg),
         goals=goals,
+        ae_thresholds_v=ae_thresholds(cfg),
         max_gap_s=plant.max_gap_s,
         update_interval_s=plant.kpi_update_s,
         complete_grace_s=plant.complete_grace_s,
@@ -167,13 +169,18 @@ def anode_settings(cfg: Config) -> AnodeSettings:
     )
 
 
+def ae_thresholds(cfg: Config) -> dict[str, float]:
+    """Each potline's anode-effect threshold, V."""
+    return {p.id: cfg.targets_for(p.id).anode_effect_threshold_v for p in cfg.plant.potlines}
+
+
 def ae_settings(cfg: Config) -> AESettings:
     """The anode-effect processor's view of the config."""
     potlines = cfg.plant.potlines
     pfc = cfg.pfc
     return AESettings(
         calendar=calendar(cfg),
-        thresholds_v={p.id: cfg.targets_for(p.id).anode_effect_threshold_v for p in potlines},
+        thresholds_v=ae_thresholds(cfg),
         current_efficiency={p.id: p.current_efficiency for p in potlines},
         pfc=Pfc(pfc.slope_cf4, pfc.c2f6_ratio, pfc.gwp_cf4, pfc.gwp_c2f6),
         min_duration_s=pfc.min_duration_s,

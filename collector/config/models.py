@@ -65,6 +65,7 @@ class PotlineConfig(Section):
     id: LevelName
     current_efficiency: float = Field(default=0.925, gt=0, le=1)
     baseline_sec_kwh_per_t: Positive
+    baseline_voltage_v: Positive | None = None
     anodes_per_cell: Count = 40
     targets: TargetsOverride = TargetsOverride()
 

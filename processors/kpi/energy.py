@@ -32,20 +32,30 @@ def trapezoids(t0: np.ndarray, t1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -
 
 @dataclass(frozen=True, slots=True)
 class Goal:
-    """What a potline's kWh/t is measured against."""
+    """What a potline's kWh/t is measured against.
+
+    ``baseline_voltage_v`` (optional) is the mean cell voltage of the baseline: with it the
+    savings split into a voltage part and a current-efficiency part.
+    """
 
     current_efficiency: float
     baseline_kwh_per_t: float
     savings_goal_kwh_per_t: float
     tariff_cny_per_kwh: float
+    baseline_voltage_v: float | None = None
 
 
 def sec_fields(
-    energy_kwh: float, charge_kah: float, covered_s: float, goal: Goal
+    energy_kwh: float,
+    charge_kah: float,
+    covered_s: float,
+    goal: Goal,
+    ae_energy_kwh: float = 0.0,
 ) -> dict[str, float]:
-    """The KPI fields of contract section 2 for one cell or potline and period.
+    """The KPI fields of contract sections 2 and 5.3 for one cell or potline and period.
 
-    ``sec_kwh_per_t`` and the fields derived from it are absent when nothing was produced.
+    ``sec_kwh_per_t`` and the fields derived from it are absent when nothing was produced;
+    the ratios over charge or time when there is none.
     """
     metal = aluminium_t(charge_kah, goal.current_efficiency)
     fields = {
@@ -55,7 +65,14 @@ def sec_fields(
         "baseline_kwh_per_t": goal.baseline_kwh_per_t,
         "target_kwh_per_t": goal.baseline_kwh_per_t - goal.savings_goal_kwh_per_t,
         "goal_kwh_per_t": goal.savings_goal_kwh_per_t,
+        "charge_kah": charge_kah,
+        "ae_energy_kwh": ae_energy_kwh,
     }
+    if covered_s > 0:
+        fields["current_avg_ka"] = charge_kah / (covered_s / 3600.0)
+    if charge_kah > 0:
+        fields["voltage_avg_v"] = energy_kwh / charge_kah
+        fields["ae_voltage_mv"] = 1000.0 * ae_energy_kwh / charge_kah
     sec = kwh_per_tonne(energy_kwh, metal)
     if sec is not None:
         savings = goal.baseline_kwh_per_t - sec
@@ -64,7 +81,23 @@ def sec_fields(
         fields["goal_pct"] = 100.0 * savings / goal.savings_goal_kwh_per_t
         fields["energy_saved_kwh"] = savings * metal
         fields["cost_saved_cny"] = savings * metal * goal.tariff_cny_per_kwh
+        fields["ae_kwh_per_t"] = ae_energy_kwh / metal
+        if goal.baseline_voltage_v is not None:
+            fields |= savings_split(energy_kwh / charge_kah, savings, goal)
     return fields
+
+
+def savings_split(voltage_avg_v: float, savings: float, goal: Goal) -> dict[str, float]:
+    """The savings as bought by a lower voltage and by a better current efficiency.
+
+    SEC = U / (F × CE), so SEC_b − SEC = (U_b − U) / (F × CE_b) + U × (1/CE_b − 1/CE) / F
+    with CE_b = U_b / (F × SEC_b), the efficiency the baseline's voltage implies. The
+    current-efficiency part is taken as the rest, so the two add up to the savings.
+    """
+    assert goal.baseline_voltage_v is not None
+    ce_b = goal.baseline_voltage_v / (FARADAY_T_PER_KAH * goal.baseline_kwh_per_t)
+    voltage = (goal.baseline_voltage_v - voltage_avg_v) / (FARADAY_T_PER_KAH * ce_b)
+    return {"savings_voltage_kwh_per_t": voltage, "savings_ce_kwh_per_t": savings - voltage}
 
 
 def measured_ce_pct(metal_kg: float, charge_kah: float) -> float | None:

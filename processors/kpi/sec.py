@@ -44,6 +44,7 @@ class SecSettings:
 
     calendar: Calendar
     goals: dict[str, Goal]
+    ae_thresholds_v: dict[str, float]  # the anode effects whose extra energy is counted
     max_gap_s: float
     update_interval_s: float
     complete_grace_s: float
@@ -60,6 +61,7 @@ class Totals:
     metal_kg: float = 0.0
     written_at_ns: int = 0
     complete: bool = False
+    ae_energy_kwh: float = 0.0
 
 
 Cells = dict[str, Totals]
@@ -154,6 +156,7 @@ class SecProcessor:
             self.s.kinds,
             self._gap_ns,
             counts=self.s.goals.__contains__,
+            thresholds=self.s.ae_thresholds_v,
         ):
             key = PeriodKey(c.cell.potline, c.kind, c.start_ns)
             totals = self._totals(step, key, c.end_ns, c.cell.cell)
@@ -161,6 +164,7 @@ class SecProcessor:
                 totals.energy_kwh += c.energy_kwh
                 totals.charge_kah += c.charge_kah
                 totals.covered_s += c.covered_s
+                totals.ae_energy_kwh += c.ae_energy_kwh
 
     def _totals(self, step: _Step, key: PeriodKey, end: int, cell: str) -> Totals | None:
         """The cell's totals of an open period; None if the period is closed."""
@@ -212,7 +216,9 @@ class SecProcessor:
 
     def _fields(self, key: PeriodKey, t: Totals, n_cells: int, complete: bool) -> dict[str, Any]:
         goal = self.s.goals[key.potline]
-        fields: dict[str, Any] = sec_fields(t.energy_kwh, t.charge_kah, t.covered_s / n_cells, goal)
+        fields: dict[str, Any] = sec_fields(
+            t.energy_kwh, t.charge_kah, t.covered_s / n_cells, goal, t.ae_energy_kwh
+        )
         if key.kind == "month" and t.metal_kg > 0:
             fields["metal_t"] = t.metal_kg / 1000.0
             ce = measured_ce_pct(t.metal_kg, t.charge_kah)
@@ -232,6 +238,7 @@ class SecProcessor:
             sum(t.charge_kah for t in every),
             sum(t.covered_s for t in every),
             sum(t.metal_kg for t in every),
+            ae_energy_kwh=sum(t.ae_energy_kwh for t in every),
         )
         n = max(1, sum(1 for t in every if t.covered_s > 0))
         fields = self._fields(key, total, n, complete)

@@ -25,7 +25,10 @@ def factories() -> dict:
     return {
         "sec": lambda: SecProcessor(
             SecSettings(
-                calendar=CALENDAR, goals={"P1": Goal(0.925, 13450.0, 100.0, 0.38)}, **TIMING
+                calendar=CALENDAR,
+                goals={"P1": Goal(0.925, 13450.0, 100.0, 0.38)},
+                ae_thresholds_v={"P1": 8.0},
+                **TIMING,
             )
         ),
         "anodes": lambda: AnodeCycleProcessor(

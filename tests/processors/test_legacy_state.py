@@ -1,7 +1,14 @@
 """A state checkpointed by the release before the period ledger carries on exactly: the
-next batch gives the same points and state as with the state this release writes."""
+next batch gives the same points and state as with the state this release writes.
+
+Except for what that release did not count: the anode effects' extra energy (contract 5.3)
+of a period open at the upgrade counts from the upgrade on (``cellmon recalc`` redoes the
+period from the raw data), and the level before an effect is known from the next sample
+at or below the threshold.
+"""
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +27,18 @@ def test_an_old_state_is_read_as_the_new_one(name: str) -> None:
     new_state, _ = proc.apply(first_batch(), None)
     expected_state, expected = proc.apply(second_batch(), new_state)
     state, points = proc.apply(second_batch(), OLD_STATES[name])
-    assert merged(points) == merged(expected)
-    assert state == expected_state
+    assert known(merged(points)) == known(merged(expected))
+    assert known(state) == known(expected_state)
     assert len(points) == len(expected)
+
+
+NOT_COUNTED_BEFORE = frozenset(("ae_energy_kwh", "ae_voltage_mv", "ae_kwh_per_t", "base_v"))
+
+
+def known(data: Any) -> Any:
+    """``data`` without what the release before did not count."""
+    if isinstance(data, dict):
+        return {k: known(v) for k, v in data.items() if k not in NOT_COUNTED_BEFORE}
+    if isinstance(data, list):
+        return [known(v) for v in data]
+    return data

@@ -131,6 +131,8 @@ def test_no_production_leaves_out_the_ratio_and_what_derives_from_it() -> None:
         "baseline_kwh_per_t": 13450.0,
         "target_kwh_per_t": 13350.0,
         "goal_kwh_per_t": 100.0,
+        "charge_kah": 0.0,
+        "ae_energy_kwh": 0.0,
     }
 
 

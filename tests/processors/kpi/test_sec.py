@@ -36,7 +36,9 @@ DAY0 = utc(2024, 2, 29, 16)
 
 def processor(zone: str = "Asia/Shanghai", **kw: float) -> SecProcessor:
     timing = {"max_gap_s": 60.0, "update_interval_s": 60.0, "complete_grace_s": 900.0, **kw}
-    settings = SecSettings(calendar=Calendar(zone, SHIFTS), goals={"P1": GOAL}, **timing)
+    settings = SecSettings(
+        calendar=Calendar(zone, SHIFTS), goals={"P1": GOAL}, ae_thresholds_v={"P1": 8.0}, **timing
+    )
     return SecProcessor(settings)
 
 
