@@ -1,0 +1,250 @@
+"""``cellmon simulate --format sparkplug`` through a real Mosquitto, read by a plain client.
+
+Expected values come from the JSON mode's own columns and events of the same seed, never
+from the simulator's Sparkplug encoder; datatypes and names from the specification's table.
+"""
+
+import argparse
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from collector.source.sparkplug.payload import Metric, encode
+from simulator import cli
+from tests.harness import wait_for
+from tests.simulator.spb import (
+    BOOLEAN,
+    DEVICE_TYPES,
+    EVENT_METRICS,
+    INT64,
+    S,
+    TIMEOUT_S,
+    Listener,
+    Message,
+    Simulation,
+    group_id,
+    metric,
+    reference,
+    rfc3339,
+    simulate_argv,
+    start_before_first_event,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def listener(mosquitto):
+    listening = Listener(mosquitto.port)
+    yield listening
+    listening.close()
+
+
+def run_cli(port: int, group: str, *extra: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(simulate_argv(port, group, "--speed", "0", *extra)))
+
+
+def by_node(messages: list[Message]) -> dict[str, list[Message]]:
+    nodes: dict[str, list[Message]] = defaultdict(list)
+    for m in messages:
+        nodes[m.topic.edge_node].append(m)
+    return nodes
+
+
+def seqs(messages: list[Message]) -> list[int | None]:
+    return [m.payload.seq for m in messages if m.topic.type != "NDEATH"]
+
+
+def aliases(births: list[Message]) -> dict[int, tuple[str, str]]:
+    """alias -> (device, metric name), from the DBIRTHs."""
+    return {m.alias: (b.topic.device, m.name) for b in births for m in b.payload.metrics}
+
+
+def test_births_then_data_with_the_json_modes_values(mosquitto, listener, capsys) -> None:
+    group, cells, steps = group_id(), 5, 150
+    start = start_before_first_event(group, cells)
+    ref = reference(group, cells, start)
+    extra = ("--cells", "5", "--section-cells", "2", "--steps", str(steps), "--qos", "1")
+
+    assert run_cli(mosquitto.port, group, "--start", rfc3339(start), *extra) == 0
+
+    listener.wait(group, "NDEATH", 3)
+    nodes = by_node(listener.messages(group))
+    assert sorted(nodes) == [f"{group}-S01", f"{group}-S02", f"{group}-S03"]
+    for node, messages in nodes.items():
+        births = [m for m in messages if m.topic.type == "DBIRTH"]
+        assert_node_birth(messages[0], start // 1_000_000)
+        assert_births_precede_data(messages)
+        assert_declared(births)
+        assert seqs(messages) == [k % 256 for k in range(len(seqs(messages)))], node
+        assert messages[-1].topic.type == "NDEATH"
+        assert metric(messages[-1], "bdSeq") == 0
+    assert len(seqs(nodes[f"{group}-S01"])) > 256  # the seq went round
+    assert_values(listener.messages(group), ref, steps)
+    assert "drops: 0" in capsys.readouterr().out
+
+
+def assert_node_birth(first: Message, start_ms: int) -> None:
+    assert first.topic.type == "NBIRTH"
+    assert first.payload.seq == 0
+    assert first.payload.timestamp_ms == start_ms
+    declared = {m.name: (m.datatype, m.value) for m in first.payload.metrics}
+    assert declared == {"bdSeq": (INT64, 0), "Node Control/Rebirth": (BOOLEAN, False)}
+
+
+def assert_births_precede_data(messages: list[Message]) -> None:
+    born: set[str] = set()
+    for m in messages[1:-1]:
+        assert m.topic.type in ("DBIRTH", "DDATA")
+        if m.topic.type == "DBIRTH":
+            born.add(m.topic.device)
+        assert m.topic.device in born
+
+
+def assert_declared(births: list[Message]) -> None:
+    every = [m.alias for b in births for m in b.payload.metrics]
+    assert len(every) == len(set(every)) == 7 * len(births)  # unique within the node
+    for birth in births:
+        declared = {m.name: m.datatype for m in birth.payload.metrics}
+        assert declared == DEVICE_TYPES
+        for m in birth.payload.metrics:
+            assert m.timestamp_ms == birth.payload.timestamp_ms
+            assert m.is_null == (m.name in EVENT_METRICS)
+
+
+def assert_values(messages: list[Message], ref, steps: int) -> None:
+    names = aliases([m for m in messages if m.topic.type == "DBIRTH"])
+    got: dict[tuple[str, str, int], object] = {}
+    for m in messages:
+        if m.topic.type not in ("DBIRTH", "DDATA"):
+            continue
+        for x in m.payload.metrics:
+            if m.topic.type == "DDATA":
+                assert x.name is None and x.datatype is None and x.alias in names
+                assert x.timestamp_ms == m.payload.timestamp_ms
+            if not x.is_null:
+                got[(m.topic.device, names[x.alias][1], x.timestamp_ms)] = x.value
+    assert got == expected_values(ref, steps)
+
+
+def expected_values(ref, steps: int) -> dict[tuple[str, str, int], object]:
+    cols = ref.columns(0, steps)
+    want: dict[tuple[str, str, int], object] = {}
+    for k, ts_ns in enumerate(cols.ts_ns.tolist()):
+        ts = ts_ns // 1_000_000
+        for c, cell in enumerate(ref.cell_ids):
+            want[(cell, "Voltage", ts)] = cols.cell_voltage_v[k, c]
+            amperes = cols.line_current_ka[k] * 1000
+            want[(cell, "LineCurrent", ts)] = pytest.approx(amperes, rel=1e-12)
+            want[(cell, "BathTemp", ts)] = float(np.float32(cols.bath_temp_c[k, c]))
+            want[(cell, "Noise", ts)] = float(np.float32(cols.noise_uohm[k, c]))
+    events = ref.events(ref.start_ns, ref.start_ns + steps * S)
+    assert events, "the window was chosen to hold an event"
+    for e in events:
+        ts, p = e.payload["ts"], e.payload
+        if p["type"] == "anode_change":
+            want[(e.cell, "AnodeChange/Position", ts)] = p["anode"]
+            want[(e.cell, "AnodeChange/Block", ts)] = p["block"]
+        else:
+            want[(e.cell, "MetalTap/Kg", ts)] = pytest.approx(p["metal_kg"], rel=1e-15)
+    return want
+
+
+def test_drop_every_leaves_exactly_those_seq_gaps(mosquitto, listener, capsys) -> None:
+    group, steps, n = group_id(), 100, 7
+    start = start_before_first_event(group, 3)
+    extra = ("--cells", "3", "--steps", str(steps), "--drop-every", str(n), "--qos", "1")
+
+    assert run_cli(mosquitto.port, group, "--start", rfc3339(start), *extra) == 0
+
+    listener.wait(group, "NDEATH", 1)
+    events = len(reference(group, 3, start).events(start, start + steps * S))
+    # NBIRTH 0, DBIRTH 1..3 (they carry the first sample), then the DDATA j = 1, 2, ...
+    data = 3 * (steps - 1) + events
+    kept = [(3 + j) % 256 for j in range(1, data + 1) if j % n != 0]
+    assert seqs(listener.messages(group)) == [0, 1, 2, 3, *kept]
+    assert f"drops: {data // n}" in capsys.readouterr().out
+
+
+def test_a_device_dies_and_is_born_again_a_step_later(mosquitto, listener) -> None:
+    group, start = group_id(), 1_230_768_000 * S
+    ref = reference(group, 3, start)
+    extra = ("--cells", "3", "--steps", "12", "--death-every-s", "4", "--qos", "1")
+
+    assert run_cli(mosquitto.port, group, "--start", rfc3339(start), *extra) == 0
+
+    listener.wait(group, "NDEATH", 1)
+    messages = listener.messages(group)
+    assert seqs(messages) == list(range(len(seqs(messages))))
+    cols = ref.columns(0, 12)
+    ms = [t // 1_000_000 for t in cols.ts_ns.tolist()]
+    for c, cell, died in ((0, "C001", 4), (1, "C002", 8)):
+        mine = [(m.topic.type, m.payload.timestamp_ms, m) for m in messages if m.topic.device == cell]
+        kinds = [(kind, ts) for kind, ts, _ in mine]
+        assert ("DDEATH", ms[died]) in kinds
+        after = kinds.index(("DDEATH", ms[died]))
+        assert kinds[after + 1] == ("DBIRTH", ms[died + 1])
+        assert ("DDATA", ms[died]) not in kinds
+        assert metric(mine[after + 1][2], "Voltage") == cols.cell_voltage_v[died + 1, c]
+    third = Counter(m.topic.type for m in messages if m.topic.device == "C003")
+    assert third == {"DBIRTH": 1, "DDATA": 11}
+
+
+def rebirth_request() -> bytes:
+    return encode(None, None, [Metric(name="Node Control/Rebirth", datatype=BOOLEAN, value=True)])
+
+
+def test_ncmd_rebirth_republishes_the_births(mosquitto, listener, tmp_path) -> None:
+    group = group_id()
+    node = f"{group}-S01"
+    argv = simulate_argv(mosquitto.port, group, "--cells", "4", "--section-cells", "2")
+    with Simulation(tmp_path / "sim.log", [*argv, "--duration-s", "3600", "--speed", "20"]) as sim:
+        listener.wait(group, "DDATA", 4, node)
+        listener.client.publish(f"spBv1.0/{group}/NCMD/{node}", rebirth_request(), qos=1)
+        listener.wait(group, "NBIRTH", 2, node)
+        listener.wait(group, "DBIRTH", 4, node)
+        wait_for(lambda: "rebirth" in sim.output(), TIMEOUT_S, sim.output)
+    mine = by_node(listener.messages(group))[node]
+    again = [i for i, m in enumerate(mine) if m.topic.type == "NBIRTH"][1]
+    assert mine[again].payload.seq == 0
+    assert metric(mine[again], "bdSeq") == 0  # the same session
+    after = [(m.topic.type, m.topic.device) for m in mine[again + 1 :]]
+    for cell in ("C001", "C002"):
+        assert ("DBIRTH", cell) in after
+        assert after.index(("DBIRTH", cell)) < after.index(("DDATA", cell))
+    assert len(listener.of(group, "NBIRTH", f"{group}-S02")) == 1  # it was not asked
+
+
+def test_the_will_says_ndeath_with_the_sessions_bdseq(mosquitto, listener, tmp_path) -> None:
+    group = group_id()
+    argv = simulate_argv(mosquitto.port, group, "--cells", "3", "--section-cells", "2")
+    with Simulation(tmp_path / "sim.log", [*argv, "--duration-s", "3600", "--speed", "20"]) as sim:
+        listener.wait(group, "DDATA", 6)
+        assert not listener.of(group, "NDEATH")
+        sim.kill()
+        listener.wait(group, "NDEATH", 2)
+    for death in listener.of(group, "NDEATH"):
+        (birth,) = listener.of(group, "NBIRTH", death.topic.edge_node)
+        assert metric(death, "bdSeq") == metric(birth, "bdSeq") == 0
+        assert death.payload.seq is None
+        assert [m.datatype for m in death.payload.metrics] == [INT64]
+
+
+def test_births_wait_for_the_primary_host(mosquitto, listener, tmp_path) -> None:
+    group = group_id()
+    host = f"H{group}"
+    argv = simulate_argv(mosquitto.port, group, "--cells", "2", "--primary-host", host)
+    with Simulation(tmp_path / "sim.log", [*argv, "--duration-s", "3600", "--speed", "20"]) as sim:
+        wait_for(lambda: "waiting for primary host" in sim.output(), TIMEOUT_S, sim.output)
+        state = json.dumps({"online": True, "timestamp": 1}).encode()
+        listener.client.publish(f"spBv1.0/STATE/{host}", state, qos=1, retain=True)
+        listener.wait(group, "NBIRTH", 1)
+    listener.client.publish(f"spBv1.0/STATE/{host}", b"", qos=1, retain=True).wait_for_publish(5)
+    topics = [t for t, _ in listener.raw]
+    first_birth = next(i for i, t in enumerate(topics) if t.startswith(f"spBv1.0/{group}/"))
+    assert topics.index(f"spBv1.0/STATE/{host}") < first_birth
+    assert topics[first_birth] == f"spBv1.0/{group}/NBIRTH/{group}-S01"
