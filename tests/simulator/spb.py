@@ -44,13 +44,14 @@ class Message(NamedTuple):
 
     topic: Topic
     payload: Payload
+    qos: int
 
 
 class Listener:
     """Every message under ``spBv1.0/#``, in arrival order, as a plain host would see it."""
 
     def __init__(self, port: int) -> None:
-        self.raw: list[tuple[str, bytes]] = []
+        self.raw: list[tuple[str, bytes, int]] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spl-{uuid4().hex[:8]}")
@@ -63,14 +64,16 @@ class Listener:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.raw.append((message.topic, message.payload))
+            self.raw.append((message.topic, message.payload, message.qos))
 
     def messages(self, group: str) -> list[Message]:
         """The group's messages so far, decoded."""
         with self._lock:
             raw = list(self.raw)
-        parsed = [(parse(topic), payload) for topic, payload in raw]
-        return [Message(t, decode(p)) for t, p in parsed if t is not None and t.group == group]
+        parsed = [(parse(topic), payload, qos) for topic, payload, qos in raw]
+        return [
+            Message(t, decode(p), qos) for t, p, qos in parsed if t is not None and t.group == group
+        ]
 
     def of(self, group: str, kind: str, node: str | None = None) -> list[Message]:
         """The group's messages of one type, of one node if given."""

@@ -9,7 +9,9 @@ import json
 from collections import Counter, defaultdict
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.source.sparkplug.payload import Metric, encode
 from simulator import cli
@@ -19,10 +21,10 @@ from tests.simulator.spb import (
     DEVICE_TYPES,
     EVENT_METRICS,
     INT64,
-    S,
     TIMEOUT_S,
     Listener,
     Message,
+    S,
     Simulation,
     group_id,
     metric,
@@ -84,6 +86,7 @@ def test_births_then_data_with_the_json_modes_values(mosquitto, listener, capsys
         assert messages[-1].topic.type == "NDEATH"
         assert metric(messages[-1], "bdSeq") == 0
     assert len(seqs(nodes[f"{group}-S01"])) > 256  # the seq went round
+    assert {m.qos for m in listener.messages(group)} == {1}  # as --qos asked
     assert_values(listener.messages(group), ref, steps)
     assert "drops: 0" in capsys.readouterr().out
 
@@ -124,7 +127,8 @@ def assert_values(messages: list[Message], ref, steps: int) -> None:
             continue
         for x in m.payload.metrics:
             if m.topic.type == "DDATA":
-                assert x.name is None and x.datatype is None and x.alias in names
+                assert (x.name, x.datatype) == (None, None)
+                assert x.alias in names
                 assert x.timestamp_ms == m.payload.timestamp_ms
             if not x.is_null:
                 got[(m.topic.device, names[x.alias][1], x.timestamp_ms)] = x.value
@@ -183,13 +187,13 @@ def test_a_device_dies_and_is_born_again_a_step_later(mosquitto, listener) -> No
     cols = ref.columns(0, 12)
     ms = [t // 1_000_000 for t in cols.ts_ns.tolist()]
     for c, cell, died in ((0, "C001", 4), (1, "C002", 8)):
-        mine = [(m.topic.type, m.payload.timestamp_ms, m) for m in messages if m.topic.device == cell]
-        kinds = [(kind, ts) for kind, ts, _ in mine]
+        mine = [m for m in messages if m.topic.device == cell]
+        kinds = [(m.topic.type, m.payload.timestamp_ms) for m in mine]
         assert ("DDEATH", ms[died]) in kinds
         after = kinds.index(("DDEATH", ms[died]))
         assert kinds[after + 1] == ("DBIRTH", ms[died + 1])
         assert ("DDATA", ms[died]) not in kinds
-        assert metric(mine[after + 1][2], "Voltage") == cols.cell_voltage_v[died + 1, c]
+        assert metric(mine[after + 1], "Voltage") == cols.cell_voltage_v[died + 1, c]
     third = Counter(m.topic.type for m in messages if m.topic.device == "C003")
     assert third == {"DBIRTH": 1, "DDATA": 11}
 
@@ -231,7 +235,9 @@ def test_the_will_says_ndeath_with_the_sessions_bdseq(mosquitto, listener, tmp_p
         (birth,) = listener.of(group, "NBIRTH", death.topic.edge_node)
         assert metric(death, "bdSeq") == metric(birth, "bdSeq") == 0
         assert death.payload.seq is None
+        assert death.qos == 1  # the will's QoS, though data goes at the default QoS 0
         assert [m.datatype for m in death.payload.metrics] == [INT64]
+    assert {m.qos for m in listener.messages(group) if m.topic.type != "NDEATH"} == {0}
 
 
 def test_births_wait_for_the_primary_host(mosquitto, listener, tmp_path) -> None:
@@ -244,7 +250,38 @@ def test_births_wait_for_the_primary_host(mosquitto, listener, tmp_path) -> None
         listener.client.publish(f"spBv1.0/STATE/{host}", state, qos=1, retain=True)
         listener.wait(group, "NBIRTH", 1)
     listener.client.publish(f"spBv1.0/STATE/{host}", b"", qos=1, retain=True).wait_for_publish(5)
-    topics = [t for t, _ in listener.raw]
+    topics = [t for t, _, _ in listener.raw]
     first_birth = next(i for i, t in enumerate(topics) if t.startswith(f"spBv1.0/{group}/"))
     assert topics.index(f"spBv1.0/STATE/{host}") < first_birth
     assert topics[first_birth] == f"spBv1.0/{group}/NBIRTH/{group}-S01"
+
+
+def take_over(port: int, client_id: str) -> None:
+    """Connect with the node's client id: the broker ends the node's session, as a lost link."""
+    impostor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    impostor.connect("127.0.0.1", port)
+    impostor.loop_start()
+    wait_for(impostor.is_connected, TIMEOUT_S)
+    impostor.disconnect()
+    impostor.loop_stop()
+
+
+def test_a_new_session_is_born_with_the_next_bdseq(mosquitto, listener, tmp_path) -> None:
+    group = group_id()
+    node = f"{group}-S01"
+    argv = simulate_argv(mosquitto.port, group, "--cells", "2")
+    with Simulation(tmp_path / "sim.log", [*argv, "--duration-s", "3600", "--speed", "20"]) as sim:
+        listener.wait(group, "DDATA", 2)
+        take_over(mosquitto.port, f"cellmon-sim-{node}-{sim.proc.pid}")
+        listener.wait(group, "NDEATH", 1)
+        listener.wait(group, "NBIRTH", 2)
+        listener.wait(group, "DBIRTH", 4)
+        sim.kill()
+        listener.wait(group, "NDEATH", 2)
+    births, deaths = listener.of(group, "NBIRTH"), listener.of(group, "NDEATH")
+    assert [metric(m, "bdSeq") for m in births] == [0, 1]
+    assert [metric(m, "bdSeq") for m in deaths] == [0, 1]  # the will follows the session
+    assert births[1].payload.seq == 0
+    mine = listener.messages(group)
+    after = [(m.topic.type, m.topic.device) for m in mine[mine.index(births[1]) + 1 :]]
+    assert after[:2] == [("DBIRTH", "C001"), ("DBIRTH", "C002")]
