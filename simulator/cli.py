@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sparkplug_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``--format sparkplug`` (docs/simulator.md)."""
+    """Options of ``--format sparkplug``; the profile is in ``simulator.sparkplug_profile``."""
     parser.add_argument(
         "--format",
         choices=("json", "sparkplug"),

@@ -78,11 +78,10 @@ def publish(
         raise ValueError(msg)
     deaths = Deaths(sim.cell_ids, death_every_s, t0_ns)
     counts = SparkplugCounts()
-    nodes = [
-        EdgeNode(sim.potline, name, cells, options, counts, client_id(options, name))
-        for k, cells in enumerate(sections(sim.cell_ids, section_cells), start=1)
-        for name in [node_id(sim.potline, k)]
-    ]
+    nodes = []
+    for k, cells in enumerate(sections(sim.cell_ids, section_cells), start=1):
+        name = node_id(sim.potline, k)
+        nodes.append(EdgeNode(sim.potline, name, cells, options, counts, client_id(options, name)))
     with ExitStack() as stack:
         for node in nodes:
             stack.enter_context(node)

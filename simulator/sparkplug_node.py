@@ -119,6 +119,8 @@ class EdgeNode:
         self._new_session = threading.Event()
         self._rebirth_asked = threading.Event()
         self._host_online = threading.Event()
+        host = options.primary_host
+        self._state_topic = None if host is None else state_topic(host)
         self._bd_seq = 0
         self._seq = 0
         self._data_count = 0
@@ -279,8 +281,8 @@ class EdgeNode:
             self._refused = str(reason)
         else:
             client.subscribe(self.topic(MessageType.NCMD), qos=1)
-            if self._options.primary_host is not None:
-                client.subscribe(state_topic(self._options.primary_host), qos=1)
+            if self._state_topic is not None:
+                client.subscribe(self._state_topic, qos=1)
             self._new_session.set()
         self._connected.set()
 
@@ -295,7 +297,7 @@ class EdgeNode:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: Any) -> None:
         if message.topic == self.topic(MessageType.NCMD):
             self._on_command(message.payload)
-        elif json_online(message.payload):
+        elif message.topic == self._state_topic and json_online(message.payload):
             self._host_online.set()
 
     def _on_command(self, data: bytes) -> None:
