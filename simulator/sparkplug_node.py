@@ -64,8 +64,8 @@ class SparkplugCounts:
     ``samples``/``events``: published in a DBIRTH or DDATA; ``births``: NBIRTH + DBIRTH;
     ``drops``: DDATA not published though their seq was used (``--drop-every``);
     ``deaths``: DDEATH; ``rebirths``: NCMD rebirth requests honoured; ``lost_events``:
-    events of a device between its DDEATH and DBIRTH; ``offline``: QoS 0 messages lost
-    while a node was disconnected.
+    events of a device between its DDEATH and DBIRTH; ``offline``: samples and events
+    not sent while a node was disconnected (and QoS 0 messages the connection lost).
     """
 
     messages: int = 0
@@ -116,7 +116,6 @@ class EdgeNode:
         self._window = threading.Semaphore(options.max_inflight)
         self._connected = threading.Event()
         self._refused: str | None = None
-        self._new_session = threading.Event()
         self._rebirth_asked = threading.Event()
         self._host_online = threading.Event()
         host = options.primary_host
@@ -124,7 +123,7 @@ class EdgeNode:
         self._bd_seq = 0
         self._seq = 0
         self._data_count = 0
-        self._born = False
+        self._born_bd_seq: int | None = None  # the session the node was last born in
         self._unborn: set[str] = set()
         self._dying: set[str] = set()
         self._set_will()
@@ -186,7 +185,9 @@ class EdgeNode:
     def sample(self, cell: str, sample: Payload, ts_ns: int) -> None:
         """Publish one sample: in a DBIRTH for a device not yet born, else in a DDATA."""
         ts_ms = ts_ns // NS_PER_MS
-        self._birth_if_due(ts_ms)
+        if not self._born_now(ts_ms):
+            self._counts.offline += 1
+            return
         number = self._cells[cell]
         if cell in self._unborn:
             self._unborn.discard(cell)
@@ -204,28 +205,38 @@ class EdgeNode:
     def event(self, cell: str, event: Payload, ts_ns: int) -> None:
         """Publish an event as a DDATA; a device that is not born loses it."""
         ts_ms = ts_ns // NS_PER_MS
-        self._birth_if_due(ts_ms)
-        if cell in self._unborn:
+        if not self._born_now(ts_ms):
+            self._counts.offline += 1
+        elif cell in self._unborn:
             self._counts.lost_events += 1
         elif self._data(cell, event_data(self._cells[cell], event, ts_ms), ts_ms):
             self._counts.events += 1
 
-    def _birth_if_due(self, ts_ms: int) -> None:
-        """NBIRTH after a new session or a rebirth request; the devices follow one by one."""
+    def _born_now(self, ts_ms: int) -> bool:
+        """Whether the node may publish: born in this session, or born now if connected.
+
+        A session is known by its bdSeq, which only the MQTT thread advances (when a
+        connection is lost), so a loss at any moment makes the next call birth again;
+        while disconnected nothing is published at all, lest it precede the next NBIRTH.
+        The devices are born one by one, each with its next sample.
+        """
+        bd_seq = self._bd_seq
         asked = self._rebirth_asked.is_set()
-        if self._born and not asked and not self._new_session.is_set():
-            return
-        self._new_session.clear()
+        if self._born_bd_seq == bd_seq and not asked:
+            return True
+        if not self._client.is_connected():
+            return False
         self._rebirth_asked.clear()
-        if asked and self._born:
+        if asked and self._born_bd_seq is not None:
             self._counts.rebirths += 1
             log.info("%s: rebirth on request", self.node_id)
         self._seq = 0
-        self._send(MessageType.NBIRTH, None, node_birth(self._bd_seq, ts_ms), ts_ms)
+        self._send(MessageType.NBIRTH, None, node_birth(bd_seq, ts_ms), ts_ms)
         self._counts.births += 1
-        self._born = True
+        self._born_bd_seq = bd_seq
         self._unborn = set(self._cells)
         self._dying.clear()
+        return True
 
     def _data(self, cell: str, metrics: list[Metric], ts_ms: int) -> bool:
         """A DDATA, unless ``drop_every`` loses it; its seq is used either way."""
@@ -283,7 +294,6 @@ class EdgeNode:
             client.subscribe(self.topic(MessageType.NCMD), qos=1)
             if self._state_topic is not None:
                 client.subscribe(self._state_topic, qos=1)
-            self._new_session.set()
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, *_: Any) -> None:
