@@ -18,9 +18,11 @@ from simulator import cli
 from tests.harness import wait_for
 from tests.simulator.spb import (
     BOOLEAN,
+    DAY,
     DEVICE_TYPES,
     EVENT_METRICS,
     INT64,
+    T0,
     TIMEOUT_S,
     Listener,
     Message,
@@ -285,3 +287,19 @@ def test_a_new_session_is_born_with_the_next_bdseq(mosquitto, listener, tmp_path
     mine = listener.messages(group)
     after = [(m.topic.type, m.topic.device) for m in mine[mine.index(births[1]) + 1 :]]
     assert after[:2] == [("DBIRTH", "C001"), ("DBIRTH", "C002")]
+
+
+def test_an_event_between_ddeath_and_dbirth_is_lost(mosquitto, listener, capsys) -> None:
+    group = group_id()
+    event = reference(group, 1, T0).events(T0, T0 + DAY)[0]
+    start = (event.ts_ns // S - 4) * S  # the device dies at step 4, the event's second
+    extra = ("--cells", "1", "--steps", "8", "--death-every-s", "4", "--qos", "1")
+
+    assert run_cli(mosquitto.port, group, "--start", rfc3339(start), *extra) == 0
+
+    listener.wait(group, "NDEATH", 1)
+    kinds = [m.topic.type for m in listener.messages(group)]
+    # steps 0..3 born and sent, step 4 DDEATH (then the event), step 5 DBIRTH, 6 and 7 sent
+    died = ["DDEATH", "DBIRTH", *["DDATA"] * 2, "NDEATH"]
+    assert kinds == ["NBIRTH", "DBIRTH", *["DDATA"] * 3, *died]
+    assert "lost events: 1" in capsys.readouterr().out
