@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from simulator.parameters import NS_PER_S
 from simulator.payloads import DEFAULT_EVENT_TOPIC, DEFAULT_TELEMETRY_TOPIC, PotlineSim
 from simulator.publisher import MAX_ARRAY_SIZE, PublishCounts, PublishOptions, publish
-from simulator.sparkplug import DEFAULT_SECTION_CELLS
+from simulator.sparkplug import DEFAULT_SECTION_CELLS, LineOptions
 from simulator.sparkplug import publish as publish_sparkplug
 from simulator.sparkplug_node import NodeOptions, SparkplugCounts
 
@@ -168,9 +168,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # ConnectionError, TimeoutError and socket errors
         print(f"cellmon simulate: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
-        print(f"cellmon simulate: {exc}", file=sys.stderr)
-        return 2
     elapsed = time.monotonic() - began
     print(
         f"{sim.potline} -> {args.host}:{args.port}: {counts.summary()}; "
@@ -209,9 +206,6 @@ def _sparkplug_job(
     if args.array_size != 1 or args.bad_fraction or args.dup_fraction:
         msg = "--array-size, --bad-fraction and --dup-fraction are for --format json only"
         raise ValueError(msg)
-    if args.speed < 0:
-        msg = "speed must be >= 0"
-        raise ValueError(msg)
     username, password = _login(args)
     options = NodeOptions(
         host=args.host,
@@ -223,15 +217,10 @@ def _sparkplug_job(
         username=username,
         password=password,
     )
-    return lambda: publish_sparkplug(
-        sim,
-        sim.start_ns,
-        sim.start_ns + span_ns,
-        options,
-        speed=args.speed,
-        section_cells=args.section_cells,
-        death_every_s=args.death_every_s,
+    line = LineOptions(
+        speed=args.speed, section_cells=args.section_cells, death_every_s=args.death_every_s
     )
+    return lambda: publish_sparkplug(sim, sim.start_ns, sim.start_ns + span_ns, options, line)
 
 
 def _login(args: argparse.Namespace) -> tuple[str | None, str | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
@@ -28,21 +29,33 @@ def node_id(potline: str, section: int) -> str:
 
 def sections(cell_ids: tuple[str, ...], section_cells: int) -> list[dict[str, int]]:
     """The cells of each section in order, each with its cell number (1-based, for aliases)."""
-    if section_cells < 1:
-        msg = "section_cells must be >= 1"
-        raise ValueError(msg)
     numbered = {cell: i + 1 for i, cell in enumerate(cell_ids)}
     chunks = [cell_ids[i : i + section_cells] for i in range(0, len(cell_ids), section_cells)]
     return [{cell: numbered[cell] for cell in chunk} for chunk in chunks]
+
+
+@dataclass(frozen=True)
+class LineOptions:
+    """How the potline is paced and cut into edge nodes, and how often a device dies.
+
+    ``speed`` as in the JSON mode; ``death_every_s`` 0 means never.
+    """
+
+    speed: float = 0.0
+    section_cells: int = DEFAULT_SECTION_CELLS
+    death_every_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Fail before connecting rather than halfway through a run."""
+        if self.speed < 0 or self.section_cells < 1 or self.death_every_s < 0:
+            msg = "speed must be >= 0, section_cells >= 1, death_every_s >= 0"
+            raise ValueError(msg)
 
 
 class Deaths:
     """Which device dies when: every ``every_s`` simulated seconds, the next cell in turn."""
 
     def __init__(self, cell_ids: tuple[str, ...], every_s: float, t0_ns: int) -> None:
-        if every_s < 0:
-            msg = "death_every_s must be >= 0"
-            raise ValueError(msg)
         self._cells = cell_ids
         self._every_ns = round(every_s * NS_PER_S)
         self._due_ns = t0_ns + self._every_ns
@@ -63,23 +76,17 @@ def publish(
     t0_ns: int,
     t1_ns: int,
     options: NodeOptions,
-    *,
-    speed: float = 0.0,
-    section_cells: int = DEFAULT_SECTION_CELLS,
-    death_every_s: float = 0.0,
+    line: LineOptions,
 ) -> SparkplugCounts:
     """Publish ``[t0_ns, t1_ns)`` from one edge node per section; return once acknowledged.
 
     Waits for the primary host first if ``options`` names one. Raises ConnectionError when
     the broker refuses a node, TimeoutError when it stops acknowledging.
     """
-    if options.drop_every < 0:
-        msg = "drop_every must be >= 0"
-        raise ValueError(msg)
-    deaths = Deaths(sim.cell_ids, death_every_s, t0_ns)
+    deaths = Deaths(sim.cell_ids, line.death_every_s, t0_ns)
     counts = SparkplugCounts()
     nodes = []
-    for k, cells in enumerate(sections(sim.cell_ids, section_cells), start=1):
+    for k, cells in enumerate(sections(sim.cell_ids, line.section_cells), start=1):
         name = node_id(sim.potline, k)
         nodes.append(EdgeNode(sim.potline, name, cells, options, counts, client_id(options, name)))
     with ExitStack() as stack:
@@ -87,7 +94,7 @@ def publish(
             stack.enter_context(node)
         for node in nodes:
             node.wait_for_host()
-        _stream(sim, t0_ns, t1_ns, nodes, deaths, speed)
+        _stream(sim, t0_ns, t1_ns, nodes, deaths, line.speed)
     return counts
 
 

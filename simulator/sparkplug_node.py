@@ -56,6 +56,12 @@ class NodeOptions:
     max_inflight: int = 1000
     ack_timeout_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        """Fail before connecting rather than halfway through a run."""
+        if self.drop_every < 0 or self.qos not in (0, 1, 2) or self.max_inflight < 1:
+            msg = "drop_every must be >= 0, qos 0, 1 or 2, max_inflight >= 1"
+            raise ValueError(msg)
+
 
 @dataclass
 class SparkplugCounts:
