@@ -6,11 +6,20 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from simulator.parameters import NS_PER_S
 from simulator.payloads import DEFAULT_EVENT_TOPIC, DEFAULT_TELEMETRY_TOPIC, PotlineSim
-from simulator.publisher import MAX_ARRAY_SIZE, PublishOptions, publish
+from simulator.publisher import MAX_ARRAY_SIZE, PublishCounts, PublishOptions, publish
+from simulator.sparkplug import DEFAULT_SECTION_CELLS, LineOptions
+from simulator.sparkplug import publish as publish_sparkplug
+from simulator.sparkplug_node import NodeOptions, SparkplugCounts
+
+Counts = PublishCounts | SparkplugCounts
+
+# Sparkplug 3.0 recommends QoS 0 for births and data; the JSON contract's default is 1.
+DEFAULT_QOS = {"json": 1, "sparkplug": 0}
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -51,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help=f"samples per message (1..{MAX_ARRAY_SIZE}); > 1 sends JSON arrays",
     )
-    parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="MQTT QoS")
+    parser.add_argument(
+        "--qos", type=int, choices=(0, 1, 2), help="MQTT QoS (default 1 json, 0 sparkplug)"
+    )
     parser.add_argument(
         "--start",
         type=rfc3339_ns,
@@ -72,7 +83,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--telemetry-topic", default=DEFAULT_TELEMETRY_TOPIC)
     parser.add_argument("--event-topic", default=DEFAULT_EVENT_TOPIC)
-    parser.add_argument("--client-id", help="MQTT client id (default: cellmon-sim-POTLINE-PID)")
+    parser.add_argument(
+        "--client-id",
+        help="MQTT client id (default: cellmon-sim-POTLINE-PID); "
+        "with sparkplug the prefix of each node's (default: cellmon-sim-NODE-PID)",
+    )
+    _add_sparkplug_arguments(parser)
+
+
+def _add_sparkplug_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``--format sparkplug``; the profile is in ``simulator.sparkplug_profile``."""
+    parser.add_argument(
+        "--format",
+        choices=("json", "sparkplug"),
+        default="json",
+        help="json: the contract's topics; sparkplug: Sparkplug B 3.0 edge nodes",
+    )
+    parser.add_argument(
+        "--section-cells",
+        type=int,
+        default=DEFAULT_SECTION_CELLS,
+        help="sparkplug: cells per edge node (POTLINE-S01, ...)",
+    )
+    parser.add_argument(
+        "--drop-every",
+        type=int,
+        default=0,
+        help="sparkplug: lose every Nth DDATA of a node, its seq used (0 never)",
+    )
+    parser.add_argument(
+        "--death-every-s",
+        type=float,
+        default=0.0,
+        help="sparkplug: every S simulated seconds the next device sends DDEATH, "
+        "DBIRTH a step later (0 never)",
+    )
+    parser.add_argument(
+        "--primary-host", help="sparkplug: wait for this host application's STATE online"
+    )
 
 
 def _span_ns(args: argparse.Namespace) -> int:
@@ -98,22 +146,8 @@ def _start_ns(args: argparse.Namespace, span_ns: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Publish, print a summary; exit status 1 when the broker is unreachable or stalls."""
     span_ns = _span_ns(args)
+    qos = DEFAULT_QOS[args.format] if args.qos is None else args.qos
     try:
-        options = PublishOptions(
-            host=args.host,
-            port=args.port,
-            qos=args.qos,
-            speed=args.speed,
-            array_size=args.array_size,
-            bad_fraction=args.bad_fraction,
-            dup_fraction=args.dup_fraction,
-            telemetry_topic=args.telemetry_topic,
-            event_topic=args.event_topic,
-            client_id=args.client_id,
-            seed=args.seed,
-            username=os.environ.get(args.username_env or "") or None,
-            password=os.environ.get(args.password_env or "") or None,
-        )
         sim = PotlineSim(
             args.potline,
             args.cells,
@@ -121,12 +155,16 @@ def run(args: argparse.Namespace) -> int:
             start_ns=_start_ns(args, span_ns),
             interval_s=args.interval_s,
         )
+        if args.format == "sparkplug":
+            job = _sparkplug_job(args, sim, span_ns, qos)
+        else:
+            job = _json_job(args, sim, span_ns, qos)
     except ValueError as exc:
         print(f"cellmon simulate: {exc}", file=sys.stderr)
         return 2
     began = time.monotonic()
     try:
-        counts = publish(sim, sim.start_ns, sim.start_ns + span_ns, options)
+        counts = job()
     except OSError as exc:  # ConnectionError, TimeoutError and socket errors
         print(f"cellmon simulate: {exc}", file=sys.stderr)
         return 1
@@ -136,3 +174,58 @@ def run(args: argparse.Namespace) -> int:
         f"{elapsed:.1f} s, {counts.messages / max(elapsed, 1e-9):.0f} messages/s"
     )
     return 0
+
+
+def _json_job(
+    args: argparse.Namespace, sim: PotlineSim, span_ns: int, qos: int
+) -> Callable[[], Counts]:
+    """The contract's JSON messages; options checked now, before connecting."""
+    username, password = _login(args)
+    options = PublishOptions(
+        host=args.host,
+        port=args.port,
+        qos=qos,
+        speed=args.speed,
+        array_size=args.array_size,
+        bad_fraction=args.bad_fraction,
+        dup_fraction=args.dup_fraction,
+        telemetry_topic=args.telemetry_topic,
+        event_topic=args.event_topic,
+        client_id=args.client_id,
+        seed=args.seed,
+        username=username,
+        password=password,
+    )
+    return lambda: publish(sim, sim.start_ns, sim.start_ns + span_ns, options)
+
+
+def _sparkplug_job(
+    args: argparse.Namespace, sim: PotlineSim, span_ns: int, qos: int
+) -> Callable[[], Counts]:
+    """Sparkplug B edge nodes; the JSON-only options are refused rather than ignored."""
+    if args.array_size != 1 or args.bad_fraction or args.dup_fraction:
+        msg = "--array-size, --bad-fraction and --dup-fraction are for --format json only"
+        raise ValueError(msg)
+    username, password = _login(args)
+    options = NodeOptions(
+        host=args.host,
+        port=args.port,
+        qos=qos,
+        drop_every=args.drop_every,
+        primary_host=args.primary_host,
+        client_prefix=args.client_id or "cellmon-sim",
+        username=username,
+        password=password,
+    )
+    line = LineOptions(
+        speed=args.speed, section_cells=args.section_cells, death_every_s=args.death_every_s
+    )
+    return lambda: publish_sparkplug(sim, sim.start_ns, sim.start_ns + span_ns, options, line)
+
+
+def _login(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """User name and password from the environment variables the options name."""
+    return (
+        os.environ.get(args.username_env or "") or None,
+        os.environ.get(args.password_env or "") or None,
+    )

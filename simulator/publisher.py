@@ -169,7 +169,7 @@ class _Connection:
         self._window.release()
 
 
-class _Pacer:
+class Pacer:
     """Maps sample time to wall time: the first sample now, the rest ``speed`` times faster."""
 
     def __init__(self, speed: float, origin_ns: int) -> None:
@@ -178,6 +178,7 @@ class _Pacer:
         self._wall0 = time.monotonic()
 
     def wait_for(self, ts_ns: int) -> None:
+        """Sleep until the sample at ``ts_ns`` is due (shared by the JSON and Sparkplug modes)."""
         if self._speed == 0:
             return
         due = self._wall0 + (ts_ns - self._origin_ns) / NS_PER_S / self._speed
@@ -198,7 +199,7 @@ class _Publisher:
         self.counts = PublishCounts()
 
     def run(self, t0_ns: int, t1_ns: int) -> None:
-        pacer = _Pacer(self._options.speed, t0_ns)
+        pacer = Pacer(self._options.speed, t0_ns)
         for record in self._sim.stream(t0_ns, t1_ns):
             pacer.wait_for(record.ts_ns)
             self._take(record)

@@ -45,3 +45,19 @@ def test_unreachable_broker_exits_1(capsys) -> None:
 def test_impossible_options_exit_2(capsys) -> None:
     assert cli.run(parse("--array-size", "0", "--steps", "1")) == 2
     assert "array_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--array-size", "2"), "--format json only"),
+        (("--dup-fraction", "0.1"), "--format json only"),
+        (("--section-cells", "0"), "section_cells"),
+        (("--drop-every", "-1"), "drop_every"),
+        (("--death-every-s", "-1"), "death_every_s"),
+    ],
+)
+def test_impossible_sparkplug_options_exit_2_before_connecting(extra, says, capsys) -> None:
+    argv = ("--format", "sparkplug", "--port", str(free_port()), "--steps", "1", *extra)
+    assert cli.run(parse(*argv)) == 2
+    assert says in capsys.readouterr().err
