@@ -26,7 +26,6 @@ from collector.source.sparkplug.topics import REBIRTH, MessageType, Topic, state
 from simulator.parameters import NS_PER_MS
 from simulator.payloads import Payload
 from simulator.sparkplug_profile import (
-    by_alias,
     device_birth,
     device_data,
     event_data,
@@ -252,7 +251,9 @@ class EdgeNode:
         if drop_every and self._data_count % drop_every == 0:
             self._counts.drops += 1
             return False
-        self._publish(self.topic(MessageType.DDATA, cell), by_alias(encode(ts_ms, seq, metrics)))
+        self._publish(
+            self.topic(MessageType.DDATA, cell), encode(ts_ms, seq, metrics, datatypes=False)
+        )
         return True
 
     def _send(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from collector.source.sparkplug.payload import Datatype, Metric
-from collector.source.sparkplug.sparkplug_b_pb2 import Payload as PbPayload
 from collector.source.sparkplug.topics import BDSEQ, REBIRTH
 from simulator.payloads import Payload
 
@@ -91,7 +90,7 @@ def device_birth(cell_number: int, sample: Payload, ts_ms: int) -> list[Metric]:
 
 
 def device_data(cell_number: int, sample: Payload, ts_ms: int) -> list[Metric]:
-    """A DDATA of one sample, by alias; the datatype only types the value (see ``by_alias``)."""
+    """A DDATA of one sample, by alias; the datatype types the value and stays off the wire."""
     return [_aliased(cell_number, spec, sample, ts_ms) for spec in telemetry_specs(sample)]
 
 
@@ -107,15 +106,3 @@ def _aliased(cell_number: int, spec: Spec, obj: Payload, ts_ms: int) -> Metric:
         datatype=spec.datatype,
         value=value(spec, obj),
     )
-
-
-def by_alias(payload: bytes) -> bytes:
-    """The payload without its metrics' datatypes, which a DATA message leaves to the birth.
-
-    ``payload.encode`` needs a datatype to put a value in the right field, and writes it;
-    the generated message class is how the field is taken out again.
-    """
-    pb = PbPayload.FromString(payload)
-    for metric in pb.metrics:
-        metric.ClearField("datatype")
-    return bytes(pb.SerializeToString())
