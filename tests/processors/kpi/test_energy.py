@@ -143,3 +143,39 @@ def test_measured_current_efficiency_from_tapped_metal() -> None:
 
 def test_measured_current_efficiency_is_none_without_charge() -> None:
     assert measured_ce_pct(930.0, 0.0) is None
+
+
+def test_the_domain_worked_example_splits_the_savings() -> None:
+    # domain.md: U_b = 4.300 V, SEC_b = 13,820 kWh/t → CE_b = 4.3 / (0.33557e-3 × 13820)
+    # = 0.92721; a day at U = 4.270 V and CE = 0.930: SEC = 4.27 / (0.33557e-3 × 0.93)
+    # = 13,682.4, savings 137.6 = 96.4 from the voltage and 41.2 from the CE.
+    goal = Goal(
+        current_efficiency=0.930,
+        baseline_kwh_per_t=13820.0,
+        savings_goal_kwh_per_t=100.0,
+        tariff_cny_per_kwh=0.38,
+        baseline_voltage_v=4.300,
+    )
+    charge = 7716.0  # a 321.5 kA cell-day, kA·h
+    f = sec_fields(4.270 * charge, charge, 86_400.0, goal)
+    assert f["voltage_avg_v"] == pytest.approx(4.270, rel=1e-12)
+    assert f["current_avg_ka"] == pytest.approx(321.5, rel=1e-12)
+    assert f["sec_kwh_per_t"] == pytest.approx(13682.4, abs=0.05)
+    assert f["savings_kwh_per_t"] == pytest.approx(137.6, abs=0.05)
+    assert f["savings_voltage_kwh_per_t"] == pytest.approx(96.4, abs=0.05)
+    assert f["savings_ce_kwh_per_t"] == pytest.approx(41.2, abs=0.05)
+    parts = f["savings_voltage_kwh_per_t"] + f["savings_ce_kwh_per_t"]
+    assert parts == pytest.approx(f["savings_kwh_per_t"], rel=1e-15)
+
+
+def test_the_anode_effects_share_of_voltage_and_kwh_per_t() -> None:
+    # domain.md: 291.4 kWh of anode effects on a cell-day of about 7,674 kA·h is about
+    # 38 mV, and about 122 kWh/t of that day (at CE 0.925: 7674 × 0.33557e-3 × 0.925 t)
+    f = sec_fields(4.31 * 7674.0, 7674.0, 86_400.0, GOAL, ae_energy_kwh=291.4)
+    assert f["ae_energy_kwh"] == 291.4
+    assert f["ae_voltage_mv"] == pytest.approx(1000 * 291.4 / 7674.0, rel=1e-12)
+    assert round(f["ae_voltage_mv"]) == 38
+    metal = 7674.0 * 0.33557e-3 * 0.925
+    assert f["ae_kwh_per_t"] == pytest.approx(291.4 / metal, rel=1e-12)
+    assert round(f["ae_kwh_per_t"]) == 122
+    assert "savings_voltage_kwh_per_t" not in f  # no baseline_voltage_v: no split

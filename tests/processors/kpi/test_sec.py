@@ -3,6 +3,7 @@ written out here, not computed by the code under test."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time
 
 import numpy as np
@@ -285,3 +286,68 @@ def test_rebase_continues_the_live_month_from_the_backfilled_totals() -> None:
     missed_h = (1800 + 30) / 3600
     fields = final(points, "sec_cell", "month", month, "C1")
     assert fields["energy_kwh"] == pytest.approx(4.0 * 300 * (3 - missed_h), rel=1e-12)
+
+
+def test_a_day_with_a_voltage_step_an_anode_effect_and_a_tap_explains_its_kwh_per_t() -> None:
+    # C1 at 320 kA every 10 s for a local day: 4.30 V until 12:00, 4.25 V from 12:00; an
+    # anode effect at 31.5 V from 06:00:00 to 06:01:50 (12 samples), 4.30 V again at 06:02.
+    effect = range(DAY0 + 6 * H, DAY0 + 6 * H + 120 * NS, 10 * NS)
+    series = [
+        (0, t, 31.5 if t in effect else 4.30 if t < DAY0 + 12 * H else 4.25, 320.0)
+        for t in range(DAY0, DAY0 + 24 * H + 1, 10 * NS)
+    ]
+    tap = Event("P1", "C1", DAY0 + 9 * H, "metal_tap", {"metal_kg": 2300.0})
+    goal = replace(GOAL, baseline_kwh_per_t=13600.0, baseline_voltage_v=4.20)
+    settings = SecSettings(
+        calendar=Calendar("Asia/Shanghai", SHIFTS),
+        goals={"P1": goal},
+        ae_thresholds_v={"P1": 8.0},
+        max_gap_s=60.0,
+        update_interval_s=60.0,
+        complete_grace_s=900.0,
+    )
+    _, points = run(SecProcessor(settings), batch(["C1"], series, [tap]), flush=True)
+    f = final(points, "sec_cell", "day", DAY0)
+
+    # by hand: charge 320 kA × 24 h; the effect's excursion, from the last 4.30 V sample
+    # before it to the first after, is 120 s of (31.5 − 4.30) V at 320 kA by trapezoids
+    charge = 320.0 * 24
+    ae = (31.5 - 4.30) * 320.0 * 120 / 3600  # 290.133 kWh
+    base = 320.0 * (4.30 * (43_200 - 10) + (4.30 + 4.25) / 2 * 10 + 4.25 * 43_200) / 3600
+    energy = base + ae
+    volts = energy / charge
+    metal = FARADAY * charge * CE
+    sec = volts / (FARADAY * CE)
+    ce_b = 4.20 / (FARADAY * 13600.0)  # the current efficiency the baseline implies
+    assert f["charge_kah"] == pytest.approx(charge, rel=5e-4)
+    assert f["energy_kwh"] == pytest.approx(energy, rel=5e-4)
+    assert f["ae_energy_kwh"] == pytest.approx(ae, rel=5e-4)
+    assert f["voltage_avg_v"] == pytest.approx(volts, rel=5e-4)
+    assert f["current_avg_ka"] == pytest.approx(320.0, rel=5e-4)
+    assert f["ae_voltage_mv"] == pytest.approx(1000 * ae / charge, rel=5e-4)
+    assert f["ae_kwh_per_t"] == pytest.approx(ae / metal, rel=5e-4)
+    assert f["sec_kwh_per_t"] == pytest.approx(sec, rel=5e-4)
+    assert f["savings_kwh_per_t"] == pytest.approx(13600.0 - sec, rel=5e-4)
+    voltage_part = (4.20 - volts) / (FARADAY * ce_b)
+    ce_part = volts * (1 / ce_b - 1 / CE) / FARADAY
+    assert f["savings_voltage_kwh_per_t"] == pytest.approx(voltage_part, rel=5e-4)
+    assert f["savings_ce_kwh_per_t"] == pytest.approx(ce_part, rel=5e-4)
+    assert f["savings_voltage_kwh_per_t"] + f["savings_ce_kwh_per_t"] == pytest.approx(
+        f["savings_kwh_per_t"], rel=1e-12
+    )
+    month = final(points, "sec_cell", "month", DAY0)
+    assert month["ce_measured_pct"] == pytest.approx(100 * 2300 / (FARADAY * 1000 * charge))
+
+
+def test_an_anode_effect_across_batches_keeps_its_base() -> None:
+    # 4.2 V, then 30 V from 01:00:00 to 01:00:50 (6 samples), split after 01:00:20
+    effect = range(DAY0 + H, DAY0 + H + 60 * NS, 10 * NS)
+    series = [
+        (0, t, 30.0 if t in effect else 4.2, 300.0) for t in range(DAY0, DAY0 + 2 * H + 1, 10 * NS)
+    ]
+    cut = next(k for k, s in enumerate(series) if s[1] == DAY0 + H + 30 * NS)
+    _, points = run(
+        processor(), batch(["C1"], series[:cut]), batch(["C1"], series[cut:]), flush=True
+    )
+    ae = (30.0 - 4.2) * 300.0 * 60 / 3600  # the excursion: 60 s of 25.8 V at 300 kA
+    assert final(points, "sec_cell", "shift", DAY0)["ae_energy_kwh"] == pytest.approx(ae)
