@@ -135,6 +135,8 @@ def sec_settings(cfg: Config) -> SecSettings:
             savings_goal_kwh_per_t=cfg.targets_for(p.id).sec_savings_kwh_per_t,
             tariff_cny_per_kwh=plant.tariff_cny_per_kwh,
             baseline_voltage_v=p.baseline_voltage_v,
+            measured_ce=p.ce_basis == "measured",
+            rectifier_efficiency=p.rectifier_efficiency,
         )
         for p in plant.potlines
     }

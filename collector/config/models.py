@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from datetime import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -64,8 +64,10 @@ class PotlineConfig(Section):
 
     id: LevelName
     current_efficiency: float = Field(default=0.925, gt=0, le=1)
+    ce_basis: Literal["configured", "measured"] = "configured"
     baseline_sec_kwh_per_t: Positive
     baseline_voltage_v: Positive | None = None
+    rectifier_efficiency: float | None = Field(default=None, gt=0, le=1)
     anodes_per_cell: Count = 40
     targets: TargetsOverride = TargetsOverride()
 

@@ -35,7 +35,9 @@ class Goal:
     """What a potline's kWh/t is measured against.
 
     ``baseline_voltage_v`` (optional) is the mean cell voltage of the baseline: with it the
-    savings split into a voltage part and a current-efficiency part.
+    savings split into a voltage part and a current-efficiency part. ``measured_ce``: a
+    complete month is computed on the current efficiency of its tapped metal.
+    ``rectifier_efficiency`` (optional) gives the AC figures beside the DC ones.
     """
 
     current_efficiency: float
@@ -43,6 +45,8 @@ class Goal:
     savings_goal_kwh_per_t: float
     tariff_cny_per_kwh: float
     baseline_voltage_v: float | None = None
+    measured_ce: bool = False
+    rectifier_efficiency: float | None = None
 
 
 def sec_fields(
@@ -67,6 +71,7 @@ def sec_fields(
         "goal_kwh_per_t": goal.savings_goal_kwh_per_t,
         "charge_kah": charge_kah,
         "ae_energy_kwh": ae_energy_kwh,
+        "ce_configured_pct": 100.0 * goal.current_efficiency,
     }
     if covered_s > 0:
         fields["current_avg_ka"] = charge_kah / (covered_s / 3600.0)
@@ -84,6 +89,10 @@ def sec_fields(
         fields["ae_kwh_per_t"] = ae_energy_kwh / metal
         if goal.baseline_voltage_v is not None:
             fields |= savings_split(energy_kwh / charge_kah, savings, goal)
+        if goal.rectifier_efficiency is not None:
+            fields["sec_ac_kwh_per_t"] = sec / goal.rectifier_efficiency
+    if goal.rectifier_efficiency is not None:
+        fields["energy_ac_kwh"] = energy_kwh / goal.rectifier_efficiency
     return fields
 
 

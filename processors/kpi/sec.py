@@ -17,7 +17,7 @@ After that the period is closed: nothing arriving later changes it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processors import legacy
@@ -215,15 +215,26 @@ class SecProcessor:
         return points
 
     def _fields(self, key: PeriodKey, t: Totals, n_cells: int, complete: bool) -> dict[str, Any]:
+        """The point's fields; a complete month with taps on its measured CE if so configured.
+
+        A running month's taps lag its production (metal still in the cell), so only a
+        complete one is recomputed on them.
+        """
         goal = self.s.goals[key.potline]
+        ce = measured_ce_pct(t.metal_kg, t.charge_kah) if key.kind == "month" else None
+        measured = goal.measured_ce and complete and ce is not None and t.metal_kg > 0
+        if measured and ce is not None:
+            goal = replace(goal, current_efficiency=ce / 100.0)
         fields: dict[str, Any] = sec_fields(
             t.energy_kwh, t.charge_kah, t.covered_s / n_cells, goal, t.ae_energy_kwh
         )
+        if measured:
+            fields["ce_configured_pct"] = 100.0 * self.s.goals[key.potline].current_efficiency
         if key.kind == "month" and t.metal_kg > 0:
             fields["metal_t"] = t.metal_kg / 1000.0
-            ce = measured_ce_pct(t.metal_kg, t.charge_kah)
             if ce is not None:
                 fields["ce_measured_pct"] = ce
+        fields["ce_basis"] = "measured" if measured else "configured"
         fields["complete"] = complete
         return fields
 

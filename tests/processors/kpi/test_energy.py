@@ -3,6 +3,8 @@ arithmetic written out here, not computed by the code under test."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,7 @@ def test_no_production_leaves_out_the_ratio_and_what_derives_from_it() -> None:
         "goal_kwh_per_t": 100.0,
         "charge_kah": 0.0,
         "ae_energy_kwh": 0.0,
+        "ce_configured_pct": 92.5,
     }
 
 
@@ -179,3 +182,12 @@ def test_the_anode_effects_share_of_voltage_and_kwh_per_t() -> None:
     assert f["ae_kwh_per_t"] == pytest.approx(291.4 / metal, rel=1e-12)
     assert round(f["ae_kwh_per_t"]) == 122
     assert "savings_voltage_kwh_per_t" not in f  # no baseline_voltage_v: no split
+
+
+def test_ac_figures_through_the_rectifier_efficiency() -> None:
+    # 4.2 V at 300 kA for a day, rectifiers 97 % efficient: AC = DC / 0.97
+    goal = replace(GOAL, rectifier_efficiency=0.97)
+    f = sec_fields(4.2 * 300 * 24, 300.0 * 24, 86_400.0, goal)
+    assert f["energy_ac_kwh"] == pytest.approx(4.2 * 300 * 24 / 0.97, rel=1e-12)
+    assert f["sec_ac_kwh_per_t"] == pytest.approx(4.2 / (0.33557e-3 * 0.925) / 0.97, rel=1e-12)
+    assert "energy_ac_kwh" not in sec_fields(1.0, 1.0, 1.0, GOAL)

@@ -351,3 +351,35 @@ def test_an_anode_effect_across_batches_keeps_its_base() -> None:
     )
     ae = (30.0 - 4.2) * 300.0 * 60 / 3600  # the excursion: 60 s of 25.8 V at 300 kA
     assert final(points, "sec_cell", "shift", DAY0)["ae_energy_kwh"] == pytest.approx(ae)
+
+
+def test_a_complete_month_with_taps_can_be_on_its_measured_current_efficiency() -> None:
+    # the last local day of February 2024, 4.2 V at 300 kA, and 2,100 kg tapped: charge
+    # 7,200 kA·h, in theory 0.33557 × 7200 = 2,416.1 kg, so the measured CE is 86.92 %
+    feb = utc(2024, 1, 31, 16)  # local 2024-02-01 00:00
+    day = DAY0 - 24 * H  # local 2024-02-29
+    series = constant(0, day, DAY0 + 10 * NS, 10, 4.2, 300.0)
+    tap = Event("P1", "C1", day + 12 * H, "metal_tap", {"metal_kg": 2100.0})
+    ce = 2100.0 / (0.33557 * 7200.0)
+    for basis, expected_ce in (("configured", CE), ("measured", ce)):
+        goal = replace(GOAL, measured_ce=basis == "measured")
+        settings = SecSettings(
+            calendar=Calendar("Asia/Shanghai", SHIFTS),
+            goals={"P1": goal},
+            ae_thresholds_v={"P1": 8.0},
+            max_gap_s=60.0,
+            update_interval_s=60.0,
+            complete_grace_s=900.0,
+        )
+        _, points = run(SecProcessor(settings), batch(["C1"], series, [tap]))
+        month = final(points, "sec_cell", "month", feb, "C1")
+        assert month["complete"] is True
+        assert month["ce_basis"] == basis
+        assert month["ce_measured_pct"] == pytest.approx(100 * ce, rel=1e-9)
+        assert month["ce_configured_pct"] == pytest.approx(100 * CE)
+        assert month["sec_kwh_per_t"] == pytest.approx(4.2 / (FARADAY * expected_ce), rel=1e-9)
+        potline = final(points, "sec_potline", "month", feb)
+        assert potline["ce_basis"] == basis
+        day_point = final(points, "sec_cell", "day", day, "C1")  # a day stays configured
+        assert day_point["ce_basis"] == "configured"
+        assert day_point["sec_kwh_per_t"] == pytest.approx(4.2 / (FARADAY * CE), rel=1e-9)
