@@ -280,3 +280,29 @@ def test_sigkill_of_the_process_group_mid_batch_loses_and_doubles_nothing(
     assert pipeline.terminate() == 0
     assert pipeline.new_log().count("connected to") == 1  # the run after the last kill
     assert_exactly_published(influx, "plant", tmp_path / "state", stream)
+
+
+def test_a_minute_without_the_database_under_load_loses_and_doubles_nothing(
+    tmp_path: Path, plant_broker: Mosquitto, influx: InfluxV1
+) -> None:
+    """InfluxDB stopped for 60 s while the controllers keep publishing, then started.
+
+    The output waits in the journal and goes out oldest first once the database is back;
+    the writes that failed are counted, and nothing is written twice or lost.
+    """
+    stream = Stream(cells=3, steps=1020)
+    pipeline = pipeline_for(tmp_path, plant_broker, influx)
+    pipeline.start()
+    publisher = Publisher(plant_broker.port, stream.messages(), rate_hz=42)
+    publisher.start()
+    wait_for(lambda: len(stored_rows(influx, "plant")) > 0, 60, pipeline.new_log)
+    influx.stop()
+    time.sleep(OUTAGE_S)  # the fault's duration, not a wait for a result
+    assert publisher.is_alive()  # the whole outage was under load
+    influx.start()
+    publisher.finish()
+    wait_for(lambda: arrived(influx, "plant", stream), 120, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    assert "write failed" in pipeline.new_log()
+    assert counters(tmp_path / "state")["write_errors"] >= 1
+    assert_exactly_published(influx, "plant", tmp_path / "state", stream)
