@@ -306,3 +306,31 @@ def test_a_minute_without_the_database_under_load_loses_and_doubles_nothing(
     assert "write failed" in pipeline.new_log()
     assert counters(tmp_path / "state")["write_errors"] >= 1
     assert_exactly_published(influx, "plant", tmp_path / "state", stream)
+
+
+def test_a_broker_restart_under_load_loses_nothing(tmp_path: Path, influx: InfluxV1) -> None:
+    """Mosquitto stopped and started again with its persistence while messages flow.
+
+    The broker saves cellmon's session and the messages queued for it; cellmon and the
+    publisher reconnect, the broker delivers the rest, and QoS 1 redeliveries are
+    counted as duplicates, never stored twice.
+    """
+    broker = Mosquitto(tmp_path / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
+    broker.start()
+    try:
+        stream = Stream(cells=3, steps=600)
+        pipeline = pipeline_for(tmp_path, broker, influx)
+        pipeline.start()
+        publisher = Publisher(broker.port, stream.messages(), rate_hz=90)
+        publisher.start()
+        wait_for(lambda: len(stored_rows(influx, "plant")) > 300, 60, pipeline.new_log)
+        broker.stop()
+        broker.start()
+        wait_for(lambda: pipeline.new_log().count("connected to") >= 2, 60, pipeline.new_log)
+        assert publisher.is_alive()  # the restart happened under load
+        publisher.finish()
+        wait_for(lambda: arrived(influx, "plant", stream), 120, pipeline.new_log)
+        assert pipeline.terminate() == 0
+    finally:
+        broker.stop()
+    assert_exactly_published(influx, "plant", tmp_path / "state", stream)
