@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
 )
+JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
+"""What a journal file raises when its disk or lock fails (full, I/O error, busy): retry."""
 _ADD = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
@@ -117,13 +119,18 @@ def connect_journal(state_dir: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries)."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries).
+
+    SQLite has already rolled back after some errors (a full disk): a second ROLLBACK
+    would raise and hide the error that matters.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.harness import ROOT, Pipeline, wait_for, write_config
+from tests.harness import ROOT, Pipeline, kill_leftovers, wait_for, write_config
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -207,7 +208,7 @@ def counters(state: Path) -> dict[str, int]:
     """The journal's counters of both files (read after the pipeline stopped)."""
     out: dict[str, int] = {}
     for name in ("inbox.sqlite", "journal.sqlite"):
-        with sqlite3.connect(state / name) as conn:
+        with closing(sqlite3.connect(state / name)) as conn:
             out |= dict(conn.execute("SELECT name, value FROM counters").fetchall())
     return out
 
@@ -334,3 +335,69 @@ def test_a_broker_restart_under_load_loses_nothing(tmp_path: Path, influx: Influ
     finally:
         broker.stop()
     assert_exactly_published(influx, "plant", tmp_path / "state", stream)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs for the state directory, so that a test can fill it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the state directory needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs on the state directory: {mounted.stderr.strip()}")
+    try:
+        yield state
+    finally:
+        kill_leftovers()  # a pipeline a failed test left running keeps the mount busy
+        subprocess.run(["umount", str(state)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until its filesystem has no byte left."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (65536, 1):  # big blocks, then the last bytes
+            with pytest.raises(OSError) as full:
+                while True:
+                    f.write(b"\0" * size)
+            assert full.value.errno == errno.ENOSPC
+
+
+def integrity(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def test_a_full_disk_stops_progress_with_a_clear_error_and_resumes_once_freed(
+    tmp_path: Path, small_disk: Path, plant_broker: Mosquitto, influx: InfluxV1
+) -> None:
+    """The state directory's filesystem filled while the controllers publish.
+
+    Commits fail with SQLite's "database or disk is full", logged; nothing is
+    acknowledged that is not committed, so the broker keeps the messages. Once the
+    filler is deleted, every message arrives, and the journal files are intact.
+    """
+    stream = Stream(cells=3, steps=600)
+    pipeline = pipeline_for(tmp_path, plant_broker, influx)
+    pipeline.start()
+    publisher = Publisher(plant_broker.port, stream.messages(), rate_hz=90)
+    publisher.start()
+    wait_for(lambda: len(stored_rows(influx, "plant")) > 300, 60, pipeline.new_log)
+    filler = small_disk / "filler"
+    fill(filler)
+    for says in ("journal commit failed; retrying", "database or disk is full"):
+        wait_for(lambda says=says: says in pipeline.new_log(), 60, pipeline.new_log)
+    assert publisher.is_alive()  # the disk filled up under load
+    filler.unlink()
+    publisher.finish()
+    wait_for(lambda: arrived(influx, "plant", stream), 120, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    for name in ("inbox.sqlite", "journal.sqlite"):
+        assert integrity(small_disk / name) == "ok"
+    assert_exactly_published(influx, "plant", small_disk, stream)
