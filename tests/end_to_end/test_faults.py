@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.harness import ROOT, Pipeline, kill_leftovers, wait_for, write_config
+from tests.harness import ROOT, Pipeline, kill_leftovers, publish_all, wait_for, write_config
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -363,10 +363,12 @@ def fill(path: Path) -> None:
     """Write ``path`` until its filesystem has no byte left."""
     with open(path, "wb", buffering=0) as f:
         for size in (65536, 1):  # big blocks, then the last bytes
-            with pytest.raises(OSError) as full:
+            try:
                 while True:
                     f.write(b"\0" * size)
-            assert full.value.errno == errno.ENOSPC
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
 
 
 def integrity(path: Path) -> str:
@@ -401,3 +403,55 @@ def test_a_full_disk_stops_progress_with_a_clear_error_and_resumes_once_freed(
     for name in ("inbox.sqlite", "journal.sqlite"):
         assert integrity(small_disk / name) == "ok"
     assert_exactly_published(influx, "plant", small_disk, stream)
+
+
+def garbage_header(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(b"\xde\xad\xbe\xef" * 25)
+
+
+def truncate_mid_file(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [("journal.sqlite", garbage_header), ("inbox.sqlite", truncate_mid_file)],
+    ids=["journal with a garbage header", "inbox truncated"],
+)
+def test_a_damaged_journal_file_is_refused_with_what_to_do(
+    tmp_path: Path,
+    plant_broker: Mosquitto,
+    influx: InfluxV1,
+    name: str,
+    damage: Callable[[Path], None],
+) -> None:
+    """A journal file SQLite cannot read stops ``cellmon run`` before it opens anything
+    for writing: one line naming the file and the way out, exit 2, the file untouched.
+
+    Starting anew over it would lose, without a word, the samples and KPI state it holds.
+    """
+    stream = Stream(cells=3, steps=200)
+    pipeline = pipeline_for(tmp_path, plant_broker, influx)
+    pipeline.start()
+    publish_all(plant_broker.port, stream.messages())
+    wait_for(lambda: arrived(influx, "plant", stream), 60, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    path = tmp_path / "state" / name
+    damage(path)
+    before = path.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(pipeline.config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    [line] = (done.stdout + done.stderr).strip().splitlines()
+    assert f"{path} is damaged" in line
+    assert "Move it aside" in line
+    assert "restore it from a backup" in line
+    assert path.read_bytes() == before
