@@ -153,7 +153,7 @@ class Publisher(threading.Thread):
             CallbackAPIVersion.VERSION2, client_id=f"gw-{uuid4().hex[:8]}", clean_session=False
         )
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.connected = threading.Event()
         self.client.on_connect = lambda *_: self.connected.set()
         self.client.on_disconnect = lambda *_: self.connected.clear()
@@ -402,6 +402,11 @@ def fill(path: Path) -> None:
                     raise
 
 
+def logs(pipeline: Pipeline, text: str) -> Callable[[], bool]:
+    """A condition: ``text`` is in what this run of the pipeline has logged."""
+    return lambda: text in pipeline.new_log()
+
+
 def integrity(path: Path) -> str:
     with closing(sqlite3.connect(path)) as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -425,7 +430,7 @@ def test_a_full_disk_stops_progress_with_a_clear_error_and_resumes_once_freed(
     filler = small_disk / "filler"
     fill(filler)
     for says in ("journal commit failed; retrying", "database or disk is full"):
-        wait_for(lambda says=says: says in pipeline.new_log(), 60, pipeline.new_log)
+        wait_for(logs(pipeline, says), 60, pipeline.new_log)
     assert publisher.is_alive()  # the disk filled up under load
     filler.unlink()
     publisher.finish()
