@@ -343,21 +343,22 @@ def test_a_minute_without_the_database_under_load_loses_and_doubles_nothing(
 def test_a_broker_restart_under_load_loses_nothing(tmp_path: Path, influx: InfluxV1) -> None:
     """Mosquitto stopped and started again with its persistence while messages flow.
 
-    The broker saves cellmon's session and the messages queued for it; cellmon and the
-    publisher reconnect, the broker delivers the rest, and QoS 1 redeliveries are
-    counted as duplicates, never stored twice.
+    cellmon is paused (SIGSTOP) over the restart, so that the broker certainly holds
+    messages for its session when it stops: they survive in the broker's persistence.
+    cellmon and the publisher reconnect, the broker delivers the rest, and what was
+    delivered twice is counted as a duplicate, never stored twice.
     """
     broker = Mosquitto(tmp_path / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
     broker.start()
+    state = tmp_path / "state"
     try:
         stream = Stream(cells=3, steps=600)
         pipeline = pipeline_for(tmp_path, broker, influx)
         pipeline.start()
         publisher = Publisher(broker.port, stream.messages(), rate_hz=90)
         publisher.start()
-        wait_for(lambda: len(stored_rows(influx, "plant")) > 300, 60, pipeline.new_log)
-        broker.stop()
-        broker.start()
+        wait_for(lambda: accepted_so_far(state) > 300, 60, pipeline.new_log)
+        restart_while_paused(broker, pipeline, publisher)
         wait_for(lambda: pipeline.new_log().count("connected to") >= 2, 60, pipeline.new_log)
         assert publisher.is_alive()  # the restart happened under load
         publisher.finish()
@@ -365,7 +366,24 @@ def test_a_broker_restart_under_load_loses_nothing(tmp_path: Path, influx: Influ
         assert pipeline.terminate() == 0
     finally:
         broker.stop()
-    assert_exactly_published(influx, "plant", tmp_path / "state", stream)
+    assert_exactly_published(influx, "plant", state, stream)
+
+
+def restart_while_paused(broker: Mosquitto, pipeline: Pipeline, publisher: Publisher) -> None:
+    """Restart the broker while it holds at least 100 messages cellmon has not taken."""
+    assert pipeline.proc is not None
+    state = pipeline.config.parent / "state"
+
+    def held() -> int:
+        return publisher.acknowledged() - accepted_so_far(state)
+
+    os.killpg(pipeline.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: held() >= 100, 30, lambda: f"{held()} held")
+        broker.stop()
+        broker.start()
+    finally:
+        os.killpg(pipeline.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture
