@@ -80,11 +80,13 @@ def test_the_rendered_report_shows_the_split_the_goal_and_the_cycles(
 
     # day 1: 50 + 20 up; day 2: 10 up and 30 down; one scale for all, so heights are ratios
     (v1, v2), (c1, c2) = measured["voltage"], measured["ce"]
-    assert v1[1] > 0 and c1[1] > 0
+    assert v1[1] > 0
+    assert c1[1] > 0
     assert v1[1] / v2[1] == pytest.approx(50 / 10, rel=0.02)
     assert c2[1] / c1[1] == pytest.approx(30 / 20, rel=0.02)
-    assert len(measured["goal"]) == 1 and measured["goal"][0][0] > 0  # the 100 kWh/t line
-    # whole days from 29 to 31 (the target): 29 and 31 hold one change each, 30 none
+    (goal,) = measured["goal"]  # the 100 kWh/t line, drawn across
+    assert goal[0] > 0
+    # whole days from 29 to 31 (the target): 29.1 in 29, 30.9 and 31.2 in 31, none in 30
     heights = {title: h for title, _, h in measured["cycles"]}
     assert heights["29 d: 1"] > 0
     assert heights["31 d: 2"] == pytest.approx(2 * heights["29 d: 1"], rel=0.02)
