@@ -71,6 +71,42 @@ class Deaths:
         return dying
 
 
+class Line:
+    """The potline's edge nodes, connected once: ``stream`` publishes any number of spans.
+
+    Use as a context manager: entering connects every node (births follow), leaving ends
+    each session with its NDEATH.
+    """
+
+    def __init__(
+        self, sim: PotlineSim, options: NodeOptions, line: LineOptions, t0_ns: int
+    ) -> None:
+        """``t0_ns``: where the first span starts, from which deaths are counted."""
+        self.sim = sim
+        self.counts = SparkplugCounts()
+        self._deaths = Deaths(sim.cell_ids, line.death_every_s, t0_ns)
+        self._nodes = [
+            EdgeNode(sim.potline, name, cells, options, self.counts, client_id(options, name))
+            for k, cells in enumerate(sections(sim.cell_ids, line.section_cells), start=1)
+            for name in (node_id(sim.potline, k),)
+        ]
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Line:
+        for node in self._nodes:
+            self._stack.enter_context(node)
+        for node in self._nodes:
+            node.wait_for_host()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def stream(self, t0_ns: int, t1_ns: int, speed: float) -> None:
+        """Publish ``[t0_ns, t1_ns)``, paced at ``speed`` as the JSON mode is."""
+        _stream(self.sim, t0_ns, t1_ns, self._nodes, self._deaths, speed)
+
+
 def publish(
     sim: PotlineSim,
     t0_ns: int,
@@ -83,19 +119,9 @@ def publish(
     Waits for the primary host first if ``options`` names one. Raises ConnectionError when
     the broker refuses a node, TimeoutError when it stops acknowledging.
     """
-    deaths = Deaths(sim.cell_ids, line.death_every_s, t0_ns)
-    counts = SparkplugCounts()
-    nodes = []
-    for k, cells in enumerate(sections(sim.cell_ids, line.section_cells), start=1):
-        name = node_id(sim.potline, k)
-        nodes.append(EdgeNode(sim.potline, name, cells, options, counts, client_id(options, name)))
-    with ExitStack() as stack:
-        for node in nodes:
-            stack.enter_context(node)
-        for node in nodes:
-            node.wait_for_host()
-        _stream(sim, t0_ns, t1_ns, nodes, deaths, line.speed)
-    return counts
+    with Line(sim, options, line, t0_ns) as nodes:
+        nodes.stream(t0_ns, t1_ns, line.speed)
+    return nodes.counts
 
 
 def client_id(options: NodeOptions, name: str) -> str:
