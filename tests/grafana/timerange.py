@@ -63,10 +63,11 @@ def add(time: datetime, n: int, unit: str) -> datetime:
 
 
 def start_of(time: datetime, unit: str) -> datetime:
-    keep = "yMdhms".index(unit)
-    fields = {"month": 1, "day": 1, "hour": 0, "minute": 0, "second": 0}
-    cleared = dict(list(fields.items())[keep:])
-    return time.replace(microsecond=0, **cleared)
+    """The first instant of the unit, as moment's startOf."""
+    keep = "yMdhms".index(unit) + 1
+    parts = [time.year, time.month, time.day, time.hour, time.minute, time.second]
+    year, month, day, hour, minute, second = parts[:keep] + [1, 1, 0, 0, 0][keep - 1 :]
+    return datetime(year, month, day, hour, minute, second, tzinfo=time.tzinfo)
 
 
 def end_of(time: datetime, unit: str) -> datetime:
