@@ -6,11 +6,13 @@
 - ``rangeUtil.describeTextRange``: a panel's ``timeFrom`` (relative time) of ``5d`` or
   ``now-5d`` means from ``now-5d`` to ``now``; ``now/M`` ("This month so far") from the start
   of the month to now. It replaces the board's range.
-- ``timeShift`` ``1d`` moves both ends by ``-1d``.
+- ``timeShift`` ``1d`` (valid as a relative time too) moves both ends by ``-1d``.
 - The InfluxQL data source renders ``$timeFilter`` as ``time >= <from>ms and time <= <to>ms``.
 
-https://grafana.com/docs/grafana/latest/dashboards/use-dashboards/#time-units-and-relative-ranges
-https://grafana.com/docs/grafana/latest/panels-visualizations/query-transform-data/#query-options
+The units, ``/<unit>`` for the whole period and the examples ("The day so far": ``now/d`` to
+``now``): https://grafana.com/docs/grafana/v7.3/dashboards/time-range-controls/; the rest as
+Grafana's applyPanelTimeOverrides (PanelTimeRange in scenes), describeTextRange and the
+InfluxQL backend's renderTimeFilter do it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def panel_range(
         raw_from, raw_to = describe_text_range(panel["timeFrom"])
     start, end = parse(raw_from, now, round_up=False), parse(raw_to, now, round_up=True)
     if panel.get("timeShift"):
+        describe_text_range(panel["timeShift"])  # refused as Grafana does when invalid
         shift = "-" + panel["timeShift"]
         start, end = apply(shift, start, round_up=False), apply(shift, end, round_up=True)
     return start, end
