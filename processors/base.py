@@ -74,3 +74,7 @@ class Recomputable(Processor, Protocol):
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live ``state`` with these periods taken from ``fresh`` (the rebuilt state)."""
         ...
+
+    def snapshot(self, state: Any) -> list[Point]:
+        """The potline points of the open periods as they stand (the demo's live view)."""
+        ...

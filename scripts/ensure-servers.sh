@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the servers the integration tests start as subprocesses (Mosquitto, InfluxDB 1.x,
-# VictoriaMetrics) from the Debian/Ubuntu archive, unless they are all there already.
+# VictoriaMetrics), and the headless Chromium that renders the report in a test, from the
+# Debian/Ubuntu archive, unless they are all there already.
 # Safe to run any number of times; installs nothing when nothing is missing.
 set -euo pipefail
 
-PACKAGES=(mosquitto influxdb victoria-metrics)
-COMMANDS=(mosquitto influxd victoria-metrics)
+PACKAGES=(mosquitto influxdb victoria-metrics chromium)
+COMMANDS=(mosquitto influxd victoria-metrics chromium)
 # Debian puts mosquitto in sbin, which an ordinary user's PATH lacks.
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 

@@ -50,9 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
     With ``shards:`` in the config (or ``--shards N``), one process per shard, each over its
     own potlines. Exit codes: 0 everything written; 1 a worker or a shard died; 2 a bad
-    config or a state directory in use; 3 (``EXIT_BUFFERED``) the database refused writes
-    for ``sink.shutdown_s`` after the stop, and the points it did not take are written at
-    the next start.
+    config, a state directory in use or a damaged journal file; 3 (``EXIT_BUFFERED``) the
+    database refused writes for ``sink.shutdown_s`` after the stop, and the points it did
+    not take are written at the next start.
     """
     cfg = load_or_exit(args.config)
     if args.shards:

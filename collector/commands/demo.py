@@ -37,14 +37,17 @@ from collector.commands.demo_view import (
     cells_table,
     duration,
     log_to,
+    open_periods,
     raised_alarms,
     reasons_table,
+    targets_table,
 )
 from collector.commands.embedded_broker import EmbeddedBroker
 from collector.config.loader import load_config
 from collector.config.yamlsource import ConfigError
 from collector.runtime.metrics import Metrics
 from collector.runtime.service import Service
+from processors.base import Recomputable
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
 from simulator.publisher import PublishOptions
@@ -207,6 +210,8 @@ class Demo:
         self.worker_exit = 0
         self.began = time.monotonic()
         self.elapsed_s = 0.0
+        kpis = build.recomputable_processors(service.cfg)
+        self._kpis = [p for p in kpis if isinstance(p, Recomputable)]
 
     def run(self, stop: threading.Event, duration_s: float | None, *, live: bool) -> None:
         """Show the pipeline until the time is up or ``stop`` is set, then stop it all."""
@@ -292,14 +297,17 @@ class Demo:
             f"{feed.speed:g}× real time · {duration(feed.simulated_s)} simulated",
             style="bold",
         )
-        top = Table.grid(padding=(0, 4))
-        top.add_row(self._counters(m), reasons_table(m.rejected_by_reason))
+        state = self.service.cfg.state_path
+        raised = raised_alarms(state)
+        standing = sum(len(rules) for rules in raised.values())
+        targets = targets_table(open_periods(state, self._kpis), "P1", standing)
+        pipeline = Table.grid(padding=(0, 4))
+        pipeline.add_row(self._counters(m), reasons_table(m.rejected_by_reason))
         footer = Text(
             f"output {self.sink_path}\ndead letters {self.dead_letter_path}\nCtrl-C to stop",
             style="dim",
         )
-        raised = raised_alarms(self.service.cfg.state_path)
-        return Group(header, top, cells_table(tail.latest(), raised), footer)
+        return Group(header, targets, pipeline, cells_table(tail.latest(), raised), footer)
 
     def _counters(self, m: Metrics) -> Table:
         rates = self.rates

@@ -85,8 +85,13 @@ def rewrite(cfg: Config, targets: list[Target], *, quiet: bool) -> int:
             (cfg.shard(s), [t for t in targets if t.potline in s.potlines]) for s in cfg.shards
         ]
     for part, mine in parts:
-        if mine:
+        if not mine:
+            continue
+        try:
             status = max(status, _rewrite(part, mine, quiet=quiet))
+        except journal.JournalDamaged as err:
+            print(f"cellmon: {err}", file=sys.stderr)
+            status = 2
     return status
 
 

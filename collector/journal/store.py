@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
 )
+JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
+"""What a journal file raises when its disk or lock fails (full, I/O error, busy): retry."""
 _ADD = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
@@ -87,20 +89,79 @@ class InboxRows(NamedTuple):
 NO_ROWS = InboxRows((), (), (), (), (), (), ())
 
 
+class JournalDamaged(Exception):
+    """A journal file that SQLite cannot read: cellmon must neither run on it nor replace it.
+
+    Starting anew over it would silently lose the samples, the KPI state and the output
+    it holds, so the operator decides: the message names the file and the way out.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} is damaged ({problem}); cellmon will not start on it. Move it aside "
+            f"(with any {path.name}-wal and {path.name}-shm) and restore it from a backup; "
+            "with no backup, the next start begins an empty file and what it held is lost"
+        )
+
+
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _damaged(path: Path, err: sqlite3.DatabaseError) -> Exception:
+    """The error to raise for a failed open: ``JournalDamaged`` when the file is, else err."""
+    if err.sqlite_errorcode & 0xFF in _DAMAGED:  # the primary code of an extended one
+        return JournalDamaged(path, str(err))
+    return err
+
+
 def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """Open a journal file, creating it on first use; one connection per thread.
 
     WAL with ``synchronous=NORMAL`` survives a crash of the process (the commit is in the
     WAL before the broker is acknowledged); ``FULL`` also survives a power cut, at the
-    price of an fsync per commit.
+    price of an fsync per commit. A file SQLite finds damaged raises ``JournalDamaged``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(schema)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(schema)
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        raise _damaged(path, err) from err
     return conn
+
+
+def verify(state_dir: Path) -> None:
+    """Check every page of both journal files once, before a start; ``JournalDamaged`` if not.
+
+    ``PRAGMA quick_check`` reads the whole file: about a second per million inbox rows
+    (55 MB) on a 2-core server, so 0.7 s for the 8 hours of de-duplication window an inbox
+    keeps of 24 cells at 1 Hz, and half a minute for 1,000 samples/s.
+    """
+    for name, schema in ((INBOX_FILE, INBOX_SCHEMA), (JOURNAL_FILE, JOURNAL_SCHEMA)):
+        path = state_dir / name
+        if not path.exists():
+            continue  # a new state directory
+        conn = connect(path, schema)
+        try:
+            problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as err:
+            raise _damaged(path, err) from err
+        finally:
+            conn.close()
+        if problems != ["ok"]:
+            raise JournalDamaged(path, _first_problem(problems))
+
+
+def _first_problem(problems: list[str]) -> str:
+    """One line of what ``quick_check`` found: its rows hold many lines each."""
+    lines = [x for p in problems for x in p.splitlines() if x and not x.startswith("***")]
+    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+    return f"quick_check: {lines[0]}{more}"
 
 
 def connect_inbox(state_dir: Path) -> sqlite3.Connection:
@@ -117,13 +178,18 @@ def connect_journal(state_dir: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries)."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error (the caller retries).
+
+    SQLite has already rolled back after some errors (a full disk): a second ROLLBACK
+    would raise and hide the error that matters.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 

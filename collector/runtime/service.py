@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 SERVICE_LOCK = "cellmon.lock"
 EXIT_WORKER_DIED = 1
 EXIT_BUSY = 2
+EXIT_DAMAGED = 2
+"""Not started: a journal file is damaged (the same code as any other refusal to start)."""
 SWITCH_INTERVAL_S = 0.0002
 """The MQTT thread releases the GIL on every socket read; with CPython's default of 5 ms it
 would wait that long behind another thread each time. 0.2 ms keeps it responsive."""
@@ -54,6 +56,9 @@ def run_service(cfg: Config, log_level: str) -> int:
     except Busy as err:
         log.error("another cellmon runs on this state directory (%s)", err)
         return EXIT_BUSY
+    except journal.JournalDamaged as err:
+        log.error("%s", err)
+        return EXIT_DAMAGED
     stop, hangup = signal_events()
     service.start()
     log.info("running; state in %s", service.cfg.state_path)
@@ -80,6 +85,11 @@ class Service:
         self.log_level = log_level
         state = cfg.state_path
         self._lock = locks.hold(state / SERVICE_LOCK)
+        try:
+            journal.verify(state)  # before anything opens the files to write
+        except journal.JournalDamaged:
+            self._lock.close()
+            raise
         self.dead_letters = build.dead_letters(cfg)
         self.source = build.SOURCES["mqtt"](cfg, self.dead_letters)
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process

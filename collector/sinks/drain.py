@@ -21,9 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.journal.outbox import Outbox
+from collector.journal.store import JOURNAL_ERRORS
 from collector.sinks.base import Sink, SinkError, SinkOptions
 
 log = logging.getLogger(__name__)
+
+JOURNAL_RETRY_S = 1.0
 
 
 class Drain:
@@ -123,6 +126,11 @@ class Drain:
                     continue
                 log.error("database unavailable at shutdown; output stays buffered on disk")
                 return
+            except JOURNAL_ERRORS as err:
+                if self._wait_for_journal(err, finishing):
+                    continue
+                log.error("journal unavailable at shutdown; output stays buffered on disk")
+                return
             if wrote:
                 continue
             if finishing.is_set():
@@ -139,4 +147,20 @@ class Drain:
         if remaining <= 0:
             return False
         self._sleep(min(delay, remaining))
+        return True
+
+    def _wait_for_journal(self, err: Exception, finishing: threading.Event) -> bool:
+        """Wait after the journal failed (a full disk, an I/O error); False past the deadline.
+
+        The database may have taken the chunk whose deletion failed: it is written again
+        once the journal works, and InfluxDB overwrites the identical points.
+        """
+        log.error("journal unavailable to the sink (%s); retrying in %.0f s", err, JOURNAL_RETRY_S)
+        if self._deadline is None:
+            finishing.wait(JOURNAL_RETRY_S)
+            return True
+        remaining = self._deadline - self._monotonic()
+        if remaining <= 0:
+            return False
+        self._sleep(min(JOURNAL_RETRY_S, remaining))
         return True

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import random
 import select
-import sqlite3
 import ssl
 import struct
 import threading
@@ -33,7 +32,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from collector.journal.store import Inbox
+from collector.journal.store import JOURNAL_ERRORS, Inbox
 from collector.source.deadletter import DeadLetters
 from collector.source.decode import (
     Decoded,
@@ -57,8 +56,6 @@ log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
 MISC_EVERY_S = 1.0
-# The journal's own failures: they say nothing about the message, so it waits for the disk.
-JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
 JOURNAL_RETRY_S = 1.0
 
 

@@ -175,6 +175,11 @@ class AnodeEffectProcessor:
         st.ledger.rebase(_State.of(fresh).ledger, map(PeriodKey._make, periods))
         return st.to_json()
 
+    def snapshot(self, state: Any) -> list[Point]:
+        """The potline points of the open periods, as they stand."""
+        ledger = _State.of(state).ledger
+        return [self._point(key, period.end_ns, period.acc) for key, period in ledger.items()]
+
     def _charge(self, st: _State, sb: SampleBatch) -> None:
         """Charge and reporting cells per period, for the emissions per tonne and cell-day."""
         for contrib in integrate(

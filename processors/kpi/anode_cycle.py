@@ -237,6 +237,11 @@ class AnodeCycleProcessor:
                 st.history[position] = t
         return st.to_json()
 
+    def snapshot(self, state: Any) -> list[Point]:
+        """The potline points of the open periods, as they stand."""
+        ledger = _State.of(state).ledger
+        return [self._potline_point(key, period.acc) for key, period in ledger.items()]
+
     def _change(self, ev: Event, st: _State, touched: set[PeriodKey]) -> Point:
         change = AnodeChange.of(ev)
         position = Position(ev.potline, ev.cell, change.anode)

@@ -146,6 +146,11 @@ class SecProcessor:
         step.ledger.rebase(_Step.of(fresh).ledger, map(PeriodKey._make, periods))
         return step.state()
 
+    def snapshot(self, state: Any) -> list[Point]:
+        """The potline points of the open periods, as they stand."""
+        ledger = _Step.of(state).ledger
+        return [self._potline_point(key, period.acc, False) for key, period in ledger.items()]
+
     # integration
 
     def _integrate(self, batch: Batch, step: _Step) -> None:

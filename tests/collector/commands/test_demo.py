@@ -7,9 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collector.commands.demo_view import raised_alarms
+import pytest
+from rich.console import Console
+
+from collector import build
+from collector.commands.demo_view import open_periods, raised_alarms, targets_table
+from collector.config.loader import load_config
 from collector.journal import store as journal
 from collector.source.deadletter import read_dead_letters
+from processors.base import Recomputable
 
 REPO = Path(__file__).resolve().parents[3]
 CELLS = {f"C{i:03d}" for i in range(1, 7)}
@@ -58,6 +64,24 @@ def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: P
     assert written == len(lines)
     assert str(state / "points.lp") in summary
     assert str(state / "deadletter.jsonl") in summary
+
+    # the first screen leads with the plant's targets: this shift's and today's kWh/t
+    # against the 100 kWh/t goal, split into its voltage and current-efficiency parts
+    cfg = load_config(REPO / "config" / "demo.yaml")
+    kpis = [p for p in build.recomputable_processors(cfg) if isinstance(p, Recomputable)]
+    points = open_periods(state, kpis)
+    screen = Console(record=True, width=120)
+    screen.print(targets_table(points, "P1", 0))
+    text = screen.export_text()
+    shift_row = next(line for line in text.splitlines() if line.strip().startswith("shift"))
+    kwh_per_t, saved, of, goal, by_voltage, by_ce = shift_row.split()[1:7]
+    assert 12_000 < float(kwh_per_t) < 15_000
+    assert (of, goal) == ("of", "100")
+    assert float(by_voltage) + float(by_ce) == pytest.approx(float(saved), abs=1.5)  # rounded
+    sec = next(
+        p for p in points if p.measurement == "sec_potline" and ("period", "shift") in p.tags
+    )
+    assert float(kwh_per_t) == pytest.approx(sec.fields["sec_kwh_per_t"], abs=0.5)
 
 
 def test_raised_alarms_are_read_from_the_alarm_processors_checkpoint(tmp_path: Path) -> None:

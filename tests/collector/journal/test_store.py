@@ -1,4 +1,6 @@
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -78,3 +80,43 @@ def test_outbox_takes_oldest_first_and_drops_only_raw(state: Path) -> None:
     outbox.delete_upto(first.last_id, first.lines)
     assert outbox.take(10) is None
     assert open_store(state).counters() == {"dropped": 3, "written": 3}
+
+
+def filled_inbox(state: Path) -> Path:
+    """An inbox of a few hundred pages, closed (its WAL folded in), as a stop leaves it."""
+    conn = journal.connect_inbox(state)
+    inbox = journal.Inbox(conn)
+    inbox.append([sample(f"C{c}", T + k) for k in range(2000) for c in range(5)], [], {})
+    conn.close()
+    return state / journal.INBOX_FILE
+
+
+def test_sound_and_missing_files_pass_the_check(state: Path) -> None:
+    journal.verify(state)  # a new state directory: nothing to check
+    filled_inbox(state)
+    journal.verify(state)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda f, size: f.write(b"\xde\xad" * 50), "file is not a database"),
+        (lambda f, size: f.truncate(size // 2), "malformed"),
+        (lambda f, size: (f.seek(size // 8192 * 4096 + 100), f.write(b"\0" * 200)), "quick_check"),
+    ],
+    ids=["garbage header", "truncated", "a page overwritten"],
+)
+def test_a_damaged_file_is_named_and_never_opened_anew(
+    state: Path, damage: Callable[[BinaryIO, int], object], problem: str
+) -> None:
+    path = filled_inbox(state)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        damage(f, size)
+    before = path.read_bytes()
+    with pytest.raises(journal.JournalDamaged, match=problem) as raised:
+        journal.verify(state)
+    assert raised.value.path == path
+    assert str(path) in str(raised.value)
+    assert "restore it from a backup" in str(raised.value)
+    assert path.read_bytes() == before  # nothing written over what is left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from collector.journal import store as journal
 from collector.journal.outbox import Outbox
 from collector.sinks.base import SinkError
-from collector.sinks.drain import Drain
+from collector.sinks.drain import JOURNAL_RETRY_S, Drain
 from collector.sinks.file import Config as FileConfig
 
 T = 1_709_251_200_000_000_000
@@ -106,4 +107,32 @@ def test_a_database_back_after_the_deadline_still_takes_everything(
     sink.back = True
     drain.run(finishing)
     assert b"".join(sink.written) == b"".join(LINES)
+    assert outbox.size() == (0, 0)
+
+
+class FullDisk(Outbox):
+    """An outbox whose first deletion fails as SQLite does on a full disk."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__(outbox._conn)
+        self.failed = False
+
+    def delete_upto(self, last_id: int, lines: int) -> None:
+        if not self.failed:
+            self.failed = True
+            msg = "database or disk is full"
+            raise sqlite3.OperationalError(msg)
+        super().delete_upto(last_id, lines)
+
+
+def test_a_journal_error_is_waited_out_and_the_drain_carries_on(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    clock, sink, full = FakeTime(), Refusing(), FullDisk(outbox)
+    sink.back = True
+    drain_of(full, sink, clock, tmp_path).run(stopped())
+    assert full.failed
+    assert clock.now == 100.0 + JOURNAL_RETRY_S
+    # the chunk went out again after its deletion failed: written twice, buffered no more
+    assert sink.written == [b"".join(LINES)] * 2
     assert outbox.size() == (0, 0)
