@@ -47,22 +47,18 @@ def panel(
     overrides: list[dict[str, Any]] | None = None,
     transformations: list[dict[str, Any]] | None = None,
     no_value: str | None = None,
+    custom: dict[str, Any] | None = None,
+    time_from: str | None = None,
     x: int = 0,
     y: int = 0,
     w: int = 12,
     h: int = 8,
 ) -> dict[str, Any]:
-    targets = [
-        {
-            "refId": chr(65 + k),
-            "datasource": DS,
-            "rawQuery": True,
-            "query": q,
-            "resultFormat": "table" if table else "time_series",
-        }
-        for k, q in enumerate(queries)
-    ]
+    """A panel; ``time_from`` overrides the board's range (Grafana's relative time)."""
+    targets = [target(chr(65 + k), q, table=table) for k, q in enumerate(queries)]
     defaults: dict[str, Any] = {"unit": unit}
+    if custom:
+        defaults["custom"] = custom
     if no_value is not None:  # shown instead of "No data" when the query has no rows
         defaults["noValue"] = no_value
     if thresholds:
@@ -78,7 +74,19 @@ def panel(
     }
     if transformations:
         out["transformations"] = transformations
+    if time_from is not None:
+        out["timeFrom"] = time_from
     return out
+
+
+def target(ref: str, query: str, *, table: bool) -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "datasource": DS,
+        "rawQuery": True,
+        "query": query,
+        "resultFormat": "table" if table else "time_series",
+    }
 
 
 def colour_by_value(field: str, colours: dict[str, str], cell: str) -> dict[str, Any]:
@@ -140,16 +148,62 @@ def alarms_standing(where: str) -> str:
     return f'SELECT count("state") AS "alarms" FROM ({last} {ALARM_SERIES}) WHERE {raised}'
 
 
-def sec_thresholds(target: float = 13350, baseline: float = 13450) -> dict[str, Any]:
-    """Green at or below the target, amber up to the baseline, red above it."""
+TODAY = "now/d"
+"""Grafana's "Today so far": a panel's range from local midnight to now, whatever the board's."""
+THIS_MONTH = "now/M"
+""""This month so far": from the local first of the month, where its month point is stamped."""
+MONTHS = "now-12M/M"
+"""The twelve months before this one and this one so far: monthly series."""
+SEC_STEPS = {"good": "green", "target": "orange", "baseline": "red"}
+"""kWh/t: green below the points' target, amber from it to their baseline, red from that."""
+
+
+def sec_coloured(built: dict[str, Any], source: str) -> dict[str, Any]:
+    """Colour a panel's kWh/t by the target and baseline of the points (``source``: FROM … WHERE).
+
+    Grafana's "Config from query results" makes the config query's fields threshold steps in
+    their order, and the first step's value −∞, so ``good`` only names the colour below.
+    """
+    query = (
+        'SELECT last("target_kwh_per_t") AS "good", last("target_kwh_per_t") AS "target", '
+        f'last("baseline_kwh_per_t") AS "baseline" {source}'
+    )
+    built["targets"].append(target("config", query, table=True))
+    built["fieldConfig"]["defaults"]["color"] = {"mode": "thresholds"}
+    mappings = [
+        {
+            "fieldName": name,
+            "handlerKey": "threshold1",
+            "handlerArguments": {"threshold": {"color": colour}},
+        }
+        for name, colour in SEC_STEPS.items()
+    ]
+    config = {"id": "configFromData", "options": {"configRefId": "config", "mappings": mappings}}
+    built["transformations"] = [*built.get("transformations", []), config]
+    return built
+
+
+STACKED_BARS = {"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}}
+"""Series that add up, drawn as stacked bars."""
+
+
+def by_query(ref: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """Override the fields of one query (refId) of a panel."""
     return {
-        "mode": "absolute",
-        "steps": [
-            {"color": "green", "value": None},
-            {"color": "orange", "value": target},
-            {"color": "red", "value": baseline},
-        ],
+        "matcher": {"id": "byFrameRefID", "options": ref},
+        "properties": [{"id": key, "value": value} for key, value in properties.items()],
     }
+
+
+GOAL_LINE = by_query(
+    "B",
+    {
+        "custom.drawStyle": "line",
+        "custom.stacking": {"mode": "none"},
+        "color": {"mode": "fixed", "fixedColor": "green"},
+    },
+)
+"""Query B of a stacked panel: the goal, a line over the bars, not stacked on them."""
 
 
 def annotation(name: str, query: str, colour: str) -> dict[str, Any]:
@@ -194,29 +248,35 @@ def overview() -> dict[str, Any]:
         "cellmon-overview",
         "Potline overview",
         [
-            panel(
-                "kWh/t today",
-                "stat",
-                [f'SELECT last("sec_kwh_per_t") {day}'],
-                unit="none",
-                thresholds=sec_thresholds(),
-                w=6,
-                h=5,
+            sec_coloured(
+                panel(
+                    "kWh/t today",
+                    "stat",
+                    [f'SELECT last("sec_kwh_per_t") {day}'],
+                    time_from=TODAY,
+                    w=6,
+                    h=5,
+                ),
+                day,
             ),
-            panel(
-                "kWh/t this month",
-                "stat",
-                [f'SELECT last("sec_kwh_per_t") {month}'],
-                thresholds=sec_thresholds(),
-                x=6,
-                w=6,
-                h=5,
+            sec_coloured(
+                panel(
+                    "kWh/t this month",
+                    "stat",
+                    [f'SELECT last("sec_kwh_per_t") {month}'],
+                    time_from=THIS_MONTH,
+                    x=6,
+                    w=6,
+                    h=5,
+                ),
+                month,
             ),
             panel(
                 "Goal reached this month",
                 "gauge",
                 [f'SELECT last("goal_pct") {month}'],
                 unit="percent",
+                time_from=THIS_MONTH,
                 x=12,
                 w=6,
                 h=5,
@@ -232,6 +292,7 @@ def overview() -> dict[str, Any]:
                     f'SELECT last("energy_saved_kwh") AS "kWh", '
                     f'last("cost_saved_cny") AS "CNY" {month}'
                 ],
+                time_from=THIS_MONTH,
                 x=18,
                 w=6,
                 h=5,
@@ -243,6 +304,7 @@ def overview() -> dict[str, Any]:
                     f'SELECT last("changes") FROM "anode_potline" WHERE {POTLINE} '
                     "AND \"period\" = 'day' AND $timeFilter"
                 ],
+                time_from=TODAY,
                 y=5,
                 w=6,
                 h=5,
@@ -254,6 +316,7 @@ def overview() -> dict[str, Any]:
                     f'SELECT last("count") FROM "ae_potline" WHERE {POTLINE} '
                     "AND \"period\" = 'day' AND $timeFilter"
                 ],
+                time_from=TODAY,
                 x=6,
                 y=5,
                 w=6,
@@ -283,17 +346,20 @@ def overview() -> dict[str, Any]:
                     ],
                 },
             ),
-            panel(
-                "kWh/t per cell today",
-                "table",
-                [
-                    f'SELECT last("sec_kwh_per_t") AS "sec_kwh_per_t" FROM "sec_cell" WHERE '
-                    f'{POTLINE} AND "period" = \'day\' AND $timeFilter GROUP BY "cell"'
-                ],
-                table=True,
-                thresholds=sec_thresholds(),
-                y=13,
-                w=24,
+            sec_coloured(
+                panel(
+                    "kWh/t per cell today",
+                    "table",
+                    [
+                        f'SELECT last("sec_kwh_per_t") AS "sec_kwh_per_t" FROM "sec_cell" WHERE '
+                        f'{POTLINE} AND "period" = \'day\' AND $timeFilter GROUP BY "cell"'
+                    ],
+                    table=True,
+                    time_from=TODAY,
+                    y=13,
+                    w=24,
+                ),
+                day,
             ),
             panel(
                 "Cells in alarm",
@@ -334,7 +400,17 @@ def overview() -> dict[str, Any]:
 
 
 def cell_detail() -> dict[str, Any]:
-    series = 'FROM "cell" WHERE {} AND $timeFilter GROUP BY time($__interval) fill(none)'
+    """A cell over the board's days, from its minute aggregates (contract 5.4).
+
+    The bath temperature, which those do not carry, from the raw samples.
+    """
+
+    def series(measurement: str) -> str:
+        return (
+            f'FROM "{measurement}" WHERE {CELL} AND $timeFilter '
+            "GROUP BY time($__interval) fill(none)"
+        )
+
     return dashboard(
         "cellmon-cell",
         "Cell detail",
@@ -342,7 +418,10 @@ def cell_detail() -> dict[str, Any]:
             panel(
                 "Cell voltage",
                 "timeseries",
-                [f'SELECT mean("voltage_v") {series.format(CELL)}'],
+                [
+                    'SELECT mean("voltage_v_mean") AS "mean", min("voltage_v_min") AS "min", '
+                    f'max("voltage_v_max") AS "max" {series("cell_1m")}'
+                ],
                 unit="volt",
                 thresholds={
                     "mode": "absolute",
@@ -352,14 +431,14 @@ def cell_detail() -> dict[str, Any]:
             panel(
                 "Line current",
                 "timeseries",
-                [f'SELECT mean("current_ka") {series.format(CELL)}'],
+                [f'SELECT mean("current_ka_mean") AS "current" {series("cell_1m")}'],
                 unit="kA",
                 x=12,
             ),
             panel(
                 "Resistance noise",
                 "timeseries",
-                [f'SELECT mean("noise_uohm") {series.format(CELL)}'],
+                [f'SELECT mean("noise_uohm_mean") AS "noise" {series("cell_1m")}'],
                 unit="µΩ",
                 y=8,
                 thresholds={
@@ -370,7 +449,7 @@ def cell_detail() -> dict[str, Any]:
             panel(
                 "Bath temperature",
                 "timeseries",
-                [f'SELECT mean("bath_temp_c") {series.format(CELL)}'],
+                [f'SELECT mean("bath_temp_c") {series("cell")}'],
                 unit="celsius",
                 x=12,
                 y=8,
@@ -383,9 +462,10 @@ def cell_detail() -> dict[str, Any]:
                     "AND \"period\" = 'shift' AND $timeFilter",
                     f'SELECT "sec_kwh_per_t" AS "day" FROM "sec_cell" WHERE {CELL} '
                     "AND \"period\" = 'day' AND $timeFilter",
+                    f'SELECT "target_kwh_per_t" AS "target", "baseline_kwh_per_t" AS "baseline" '
+                    f'FROM "sec_cell" WHERE {CELL} AND "period" = \'day\' AND $timeFilter',
                 ],
                 y=16,
-                thresholds=sec_thresholds(),
             ),
             panel(
                 "Anode changes",
@@ -489,33 +569,71 @@ def anodes() -> dict[str, Any]:
 
 
 def energy() -> dict[str, Any]:
+    """kWh/t against the goal, and why it moved (contract 5.3).
+
+    Per day over the board's range, per month over the last twelve months and this one.
+    """
+
     def sec(period: str) -> str:
         return f'FROM "sec_potline" WHERE {POTLINE} AND "period" = \'{period}\' AND $timeFilter'
 
+    against = 'SELECT "sec_kwh_per_t", "target_kwh_per_t", "baseline_kwh_per_t" '
     return dashboard(
         "cellmon-energy",
         "Energy savings",
         [
-            panel(
-                "Daily kWh/t against the goal",
-                "timeseries",
-                [f'SELECT "sec_kwh_per_t", "target_kwh_per_t", "baseline_kwh_per_t" {sec("day")}'],
-            ),
+            panel("Daily kWh/t against the goal", "timeseries", [against + sec("day")]),
             panel(
                 "Monthly kWh/t against the goal",
                 "timeseries",
-                [
-                    'SELECT "sec_kwh_per_t", "target_kwh_per_t", "baseline_kwh_per_t" '
-                    f"{sec('month')}"
-                ],
+                [against + sec("month")],
+                time_from=MONTHS,
                 x=12,
+            ),
+            savings_split("Savings per day: voltage and current efficiency", sec("day"), y=8),
+            savings_split(
+                "Savings per month: voltage and current efficiency",
+                sec("month"),
+                time_from=MONTHS,
+                x=12,
+                y=8,
+            ),
+            anode_effects_cost(sec("day"), y=16),
+            panel(
+                "Current efficiency, measured and configured",
+                "timeseries",
+                [
+                    'SELECT "ce_measured_pct" AS "measured", "ce_configured_pct" AS "configured" '
+                    + sec("month")
+                ],
+                unit="percent",
+                custom={"drawStyle": "points", "pointSize": 10},
+                time_from=MONTHS,
+                x=12,
+                y=16,
+            ),
+            panel(
+                "Mean cell voltage (current-weighted)",
+                "timeseries",
+                [f'SELECT "voltage_avg_v" AS "voltage" {sec("day")}'],
+                unit="volt",
+                y=24,
+            ),
+            panel(
+                "Goal reached",
+                "timeseries",
+                [f'SELECT "goal_pct" {sec("month")}'],
+                unit="percent",
+                time_from=MONTHS,
+                x=12,
+                y=24,
             ),
             panel(
                 "Energy saved, cumulative",
                 "timeseries",
                 [f'SELECT cumulative_sum("energy_saved_kwh") {sec("day")}'],
                 unit="kwatth",
-                y=8,
+                y=32,
             ),
             panel(
                 "Money saved, cumulative",
@@ -523,28 +641,50 @@ def energy() -> dict[str, Any]:
                 [f'SELECT cumulative_sum("cost_saved_cny") {sec("day")}'],
                 unit="currencyCNY",
                 x=12,
-                y=8,
-            ),
-            panel(
-                "PFC emissions (CO2e)",
-                "timeseries",
-                [
-                    f'SELECT "co2e_t" FROM "ae_potline" WHERE {POTLINE} AND "period" = \'day\' '
-                    "AND $timeFilter"
-                ],
-                unit="t",
-                y=16,
-            ),
-            panel(
-                "Goal reached",
-                "timeseries",
-                [f'SELECT "goal_pct" {sec("month")}'],
-                unit="percent",
-                x=12,
-                y=16,
+                y=32,
             ),
         ],
         [POTLINE_VAR],
+    )
+
+
+def savings_split(title: str, source: str, **place: Any) -> dict[str, Any]:
+    """The savings as stacked bars of their voltage and current-efficiency parts, and the goal."""
+    return panel(
+        title,
+        "timeseries",
+        [
+            'SELECT "savings_voltage_kwh_per_t" AS "voltage", '
+            f'"savings_ce_kwh_per_t" AS "current efficiency" {source}',
+            f'SELECT "goal_kwh_per_t" AS "goal" {source}',
+        ],
+        unit="suffix: kWh/t",
+        custom=STACKED_BARS,
+        overrides=[GOAL_LINE],
+        **place,
+    )
+
+
+def anode_effects_cost(source: str, **place: Any) -> dict[str, Any]:
+    """The energy and environment targets together.
+
+    What the anode effects cost in mV and kWh/t, beside their PFC emissions in CO2e.
+    """
+    return panel(
+        "Anode effects: energy and emissions",
+        "timeseries",
+        [
+            f'SELECT "ae_voltage_mv" AS "mV" {source}',
+            f'SELECT "ae_kwh_per_t" AS "kWh/t" {source}',
+            f'SELECT "co2e_t" AS "CO2e" FROM "ae_potline" WHERE {POTLINE} '
+            "AND \"period\" = 'day' AND $timeFilter",
+        ],
+        overrides=[
+            by_query("A", {"unit": "mvolt"}),
+            by_query("B", {"unit": "suffix: kWh/t"}),
+            by_query("C", {"unit": "masst", "custom.axisPlacement": "right"}),
+        ],
+        **place,
     )
 
 

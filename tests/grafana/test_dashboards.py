@@ -1,13 +1,15 @@
 """Every query of every panel of every board runs against InfluxDB 1.x filled by the real
-pipeline, and returns rows; the committed JSON is what scripts/build_dashboards.py makes."""
+pipeline, over the range Grafana gives that panel for a "now" on the 10th of a month, and
+returns a value in every column; the committed JSON is what scripts/build_dashboards.py
+makes."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
-import time
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -15,13 +17,16 @@ import pytest
 
 from simulator.parameters import SimParams
 from simulator.payloads import PotlineSim
+from tests.grafana.timerange import panel_range, time_filter
 from tests.harness import DEFAULT_RULES, ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 BOARDS = ROOT / "config" / "grafana" / "dashboards"
 NS = 1_000_000_000
-DAY = 86_400 * NS
 ZONE = ZoneInfo("Asia/Shanghai")
+"""The plant's timezone, and the operators' browsers' (the boards' timezone is "browser")."""
+SAMPLES_PER_H = 360
+POTLINE = "      baseline_voltage_v: 4.25\n"  # more keys of P1: the savings split into parts
 ALARMS = """\
 alarms:
   - name: anode_effect  # the simulated anode effects raise and clear it
@@ -50,27 +55,57 @@ def test_committed_boards_are_what_the_script_builds() -> None:
         assert (BOARDS / name).read_text() == text, f"run scripts/build_dashboards.py ({name})"
 
 
-def queries() -> list[tuple[str, str, str]]:
+class Query(NamedTuple):
+    """A query of a board, with the board's range and its panel's time options."""
+
+    board: str
+    title: str
+    query: str
+    time: tuple[str, str]
+    panel: dict[str, str]
+
+
+def queries() -> list[Query]:
     out = []
     for path in sorted(BOARDS.glob("*.json")):
         board = json.loads(path.read_text())
+        time = (board["time"]["from"], board["time"]["to"])
         for variable in board["templating"]["list"]:
-            out.append((path.stem, f"variable {variable['name']}", variable["query"]))
+            out.append(
+                Query(path.stem, f"variable {variable['name']}", variable["query"], time, {})
+            )
         for note in board["annotations"]["list"]:
-            out.append((path.stem, f"annotation {note['name']}", note["query"]))
+            out.append(Query(path.stem, f"annotation {note['name']}", note["query"], time, {}))
         for panel in board["panels"]:
+            options = {k: panel[k] for k in ("timeFrom", "timeShift") if k in panel}
             for target in panel["targets"]:
-                out.append((path.stem, panel["title"], target["query"]))
+                title = f"{panel['title']} ({target['refId']})"
+                out.append(Query(path.stem, title, target["query"], time, options))
     return out
+
+
+def the_tenth() -> datetime:
+    """Noon on the 10th of last month, local: mid-month, and in the past for the pipeline."""
+    first = datetime.now(ZONE).replace(day=1)
+    return (first - timedelta(days=1)).replace(day=10, hour=12, minute=0, second=0, microsecond=0)
+
+
+class Filled(NamedTuple):
+    db: str
+    now: datetime
+    cell: str
+    """A cell with anode effects."""
 
 
 @pytest.fixture(scope="module")
 def filled(
     tmp_path_factory: pytest.TempPathFactory, plant_broker: Mosquitto, influx_v1: InfluxV1
-) -> tuple[str, int, int, str]:
-    """42 days of anode history, a day of telemetry; (database, from, to, a cell with AEs)."""
-    d = datetime.now(ZONE).date() - timedelta(days=43)
-    start = int(datetime(d.year, d.month, d.day, tzinfo=ZONE).timestamp()) * NS
+) -> Filled:
+    """42 days of anode history and taps, then telemetry from midnight to "now", the 10th."""
+    now = the_tenth()
+    midnight = now.replace(hour=0)
+    start = int((midnight - timedelta(days=42)).timestamp()) * NS
+    now_ns = int(now.timestamp()) * NS
     sim = PotlineSim(
         "P1",
         cells=4,
@@ -80,8 +115,7 @@ def filled(
         params=SimParams(ae_rate_per_cell_day=3.0),
     )
     events = [
-        (f"smelter/P1/{e.cell}/event", orjson.dumps(e.payload))
-        for e in sim.events(start, start + 42 * DAY)
+        (f"smelter/P1/{e.cell}/event", orjson.dumps(e.payload)) for e in sim.events(start, now_ns)
     ]
     forgotten = {
         "ts": start // 1_000_000 + 3_600_000,
@@ -90,7 +124,7 @@ def filled(
         "block": "590",
     }  # never changed again: overdue
     events.insert(0, ("smelter/P1/C001/event", orjson.dumps(forgotten)))
-    cols = sim.columns(41 * 8640, 8640)
+    cols = sim.columns(42 * 24 * SAMPLES_PER_H, now.hour * SAMPLES_PER_H)
     telemetry = [
         (f"smelter/P1/{cols.cells[c]}/telemetry", body) for c, body in cols.encode(array_size=60)
     ]
@@ -106,6 +140,7 @@ def filled(
             influx_url=influx_v1.url,
             database=db,
             rules=DEFAULT_RULES + ALARMS,
+            extra=POTLINE,
         ),
         work / "cellmon.log",
     )
@@ -127,42 +162,57 @@ def filled(
     assert pipeline.terminate() == 0
     effects = influx_v1.query("SELECT duration_s FROM anode_effect GROUP BY cell", db)
     assert effects, "the simulation must have anode effects for the cell board"
-    # the range ends now at the earliest, as a board's does: the self-metrics are from now
-    end = max(int(cols.ts_ns[-1]) + DAY, time.time_ns())
-    return db, start, end, effects[0]["cell"]
+    if not influx_v1.query("SELECT count(*) FROM cell_1m", db):
+        minutes_from_samples(influx_v1, db, start, now_ns)
+    return Filled(db, now, effects[0]["cell"])
+
+
+def minutes_from_samples(influx_v1: InfluxV1, db: str, t0: int, t1: int) -> None:
+    """The minute aggregates (contract 5.4) from the raw samples, as long as the processor that
+    writes ``cell_1m`` is not on this branch: so that the boards' queries of it are checked."""
+    influx_v1.query(
+        'SELECT mean("voltage_v") AS "voltage_v_mean", min("voltage_v") AS "voltage_v_min", '
+        'max("voltage_v") AS "voltage_v_max", mean("current_ka") AS "current_ka_mean", '
+        'mean("noise_uohm") AS "noise_uohm_mean", count("voltage_v") AS "samples" '
+        f'INTO "cell_1m" FROM "cell" WHERE time >= {t0} AND time < {t1} GROUP BY time(1m), *',
+        db,
+    )
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    ("board", "title", "query"), queries(), ids=[f"{b}:{t}" for b, t, _ in queries()]
-)
-def test_panel_query_returns_rows(
-    filled: tuple[str, int, int, str], influx_v1: InfluxV1, board: str, title: str, query: str
-) -> None:
-    db, t0, t1, cell = filled
-    concrete = substitute(query, board, t0, t1, cell)
-    assert influx_v1.query(concrete, db), f"{board} / {title}: no rows for {concrete}"
+@pytest.mark.parametrize("q", queries(), ids=[f"{q.board}:{q.title}" for q in queries()])
+def test_panel_query_returns_rows(filled: Filled, influx_v1: InfluxV1, q: Query) -> None:
+    """Every column the query selects has a value within the panel's range."""
+    concrete = substitute(q, filled)
+    rows = influx_v1.query(concrete, filled.db)
+    assert rows, f"{q.board} / {q.title}: no rows for {concrete}"
+    empty = [column for column in rows[0] if all(r[column] is None for r in rows)]
+    assert not empty, f"{q.board} / {q.title}: no values of {empty} for {concrete}"
 
 
-def substitute(query: str, board: str, t0: int, t1: int, cell: str) -> str:
-    """The query as Grafana sends it for the range t0..t1, potline P1 and the cell."""
+def substitute(q: Query, filled: Filled) -> str:
+    """The query as Grafana sends it at the board's now, for potline P1 and the cell.
+
+    The health board shows the pipeline's own metrics, stamped by the clock of this run, so its
+    now is the clock's; the others show the data, whose now is the 10th.
+    """
+    now = datetime.now(ZONE) if q.board == "health" else filled.now
+    start, end = panel_range(q.time, q.panel, now)
     concrete = (
-        query.replace("$timeFilter", f"time >= {t0} AND time <= {t1}")
-        .replace("$__interval", "1s" if board == "health" else "10m")  # the run took seconds
+        q.query.replace("$timeFilter", time_filter(start, end))
+        .replace("$__interval", "1s" if q.board == "health" else "10m")  # the run took seconds
         .replace("$potline", "P1")
-        .replace("$cell", cell)
+        .replace("$cell", filled.cell)
     )
     assert not re.search(r"\$\w", concrete), f"a variable or macro left: {concrete}"
     return concrete
 
 
 @pytest.mark.integration
-def test_overview_shows_the_alarms_left_raised(
-    filled: tuple[str, int, int, str], influx_v1: InfluxV1
-) -> None:
+def test_overview_shows_the_alarms_left_raised(filled: Filled, influx_v1: InfluxV1) -> None:
     """The overview's standing alarms are those whose last transition in the raw points raised
     them; the silent cell's among them, raised an hour after its only sample."""
-    db, t0, t1, cell = filled
+    db = filled.db
     points = influx_v1.query('SELECT * FROM "alarm" WHERE "potline" = \'P1\' GROUP BY *', db)
     last: dict[tuple[str, str, str], dict] = {}
     for p in sorted(points, key=lambda p: p["time"]):
@@ -174,13 +224,10 @@ def test_overview_shows_the_alarms_left_raised(
     )
     assert (silent["time"], silent["value"]) == (first[0]["time"] + 3600 * NS, 3600.0)
 
-    overview = {
-        panel["title"]: panel["targets"][0]["query"]
-        for panel in json.loads((BOARDS / "overview.json").read_text())["panels"]
-    }
+    overview = {q.title: q for q in queries() if q.board == "overview"}
 
-    def run(title: str) -> list[dict]:
-        return influx_v1.query(substitute(overview[title], "overview", t0, t1, cell), db)
+    def run(title: str) -> list[dict[str, Any]]:
+        return influx_v1.query(substitute(overview[f"{title} (A)"], filled), db)
 
     shown = {  # what the table keeps after its filter on state
         (r["cell"], r["rule"], r["severity"]): (r["time"], r["value"])
