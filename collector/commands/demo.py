@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -30,7 +31,7 @@ from rich.text import Text
 
 from collector import build
 from collector.commands.cli import print_issues
-from collector.commands.demo_feed import Feed
+from collector.commands.demo_feed import Feed, SparkplugFeed
 from collector.commands.demo_view import (
     Rates,
     SinkTail,
@@ -44,6 +45,9 @@ from collector.commands.demo_view import (
 )
 from collector.commands.embedded_broker import EmbeddedBroker
 from collector.config.loader import load_config
+from collector.config.models import Config
+from collector.config.rules import Rules
+from collector.config.sparkplug import SparkplugInput
 from collector.config.yamlsource import ConfigError
 from collector.runtime.metrics import Metrics
 from collector.runtime.service import Service
@@ -53,6 +57,7 @@ from simulator.payloads import PotlineSim
 from simulator.publisher import PublishOptions
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+SPARKPLUG_EXAMPLE = DEMO_CONFIG.parent / "examples" / "sparkplug.yaml"
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 1.0
 BACKLOG_S = 8 * 3600.0  # without --duration-s: replay the last shift, then follow the clock
@@ -97,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the demo's own directory, emptied of the previous run's files (default var/demo)",
     )
     parser.add_argument(
+        "--sparkplug",
+        action="store_true",
+        help="the potline from Sparkplug B edge nodes (one per section of 24 cells, a device "
+        "per cell), read by the input of config/examples/sparkplug.yaml",
+    )
+    parser.add_argument(
         "--no-live",
         action="store_true",
         help="print a progress line every second instead of the live view "
@@ -126,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             update={
                 "mqtt": base.mqtt.model_copy(update={"port": broker.port}),
                 "state_dir": str(state),
+                "rules": _sparkplug_rules(base) if args.sparkplug else base.rules,
             }
         )
         live = not args.no_live and sys.stdout.isatty()
@@ -176,6 +188,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _sparkplug_rules(cfg: Config) -> Rules:
+    """The shipped rules with the example's Sparkplug input of the simulated gateways."""
+    example = yaml.safe_load(SPARKPLUG_EXAMPLE.read_text())["sparkplug"][0]
+    gateways = SparkplugInput.model_validate(example)
+    return cfg.rules.model_copy(update={"sparkplug": [gateways]})
+
+
 def _feed(args: argparse.Namespace, port: int, stop: threading.Event) -> Feed:
     """The simulated potline, starting far enough back that no sample is ever in the future."""
     span_s = args.duration_s * args.speed if args.duration_s else BACKLOG_S
@@ -189,6 +208,8 @@ def _feed(args: argparse.Namespace, port: int, stop: threading.Event) -> Feed:
         client_id="cellmon-demo-simulator",
         seed=args.seed,
     )
+    if args.sparkplug:
+        return SparkplugFeed(sim, options, args.speed, stop)
     return Feed(sim, options, args.speed, stop)
 
 
@@ -264,7 +285,7 @@ class Demo:
     def _wait_subscribed(self) -> bool:
         """Publish only once cellmon subscribed: until then messages would reach no one."""
         cfg = self.service.cfg
-        wanted = set(build.decoder(cfg).router.subscriptions())
+        wanted = set(build.decoder(cfg).subscriptions())
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
         while not wanted <= self.broker.subscriptions(cfg.mqtt.client_id):
             if time.monotonic() > deadline:

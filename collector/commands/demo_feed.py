@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
 from simulator.publisher import PublishCounts, PublishOptions, publish
+from simulator.sparkplug import Line, LineOptions
+from simulator.sparkplug_node import NodeOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +68,20 @@ class Feed:
             if self.stop.is_set():
                 return
             end = t + self._span_ns(speed)
-            # Each slice spoils other messages, reproducibly for a given --seed, and has its
-            # own client id: amqtt clears the queue of a session whose id connects again.
-            options = replace(
-                self.options,
-                speed=speed,
-                seed=self.options.seed * 2**32 + index,
-                client_id=f"{self.options.client_id}-{index}",
-            )
-            self._add(publish(self.sim, t, end, options))
+            self._slice(t, end, speed, index)
             self.simulated_s = (end - self.sim.start_ns) / NS_PER_S
             t = end
+
+    def _slice(self, t0_ns: int, t1_ns: int, speed: float, index: int) -> None:
+        # Each slice spoils other messages, reproducibly for a given --seed, and has its
+        # own client id: amqtt clears the queue of a session whose id connects again.
+        options = replace(
+            self.options,
+            speed=speed,
+            seed=self.options.seed * 2**32 + index,
+            client_id=f"{self.options.client_id}-{index}",
+        )
+        self._add(publish(self.sim, t0_ns, t1_ns, options))
 
     @staticmethod
     def _span_ns(speed: float) -> int:
@@ -89,3 +94,28 @@ class Feed:
         c.messages += part.messages
         c.duplicates += part.duplicates
         c.malformed.update(part.malformed)
+
+
+@dataclass
+class SparkplugFeed(Feed):
+    """The same potline from Sparkplug B edge nodes that stay connected for the whole demo.
+
+    One session per node (births once, data by alias, NDEATH at the end), as a plant's
+    gateways behave; ``options`` only gives the broker's port.
+    """
+
+    line: LineOptions = field(default_factory=LineOptions)
+    _line: Line = field(init=False, repr=False)
+
+    def _publish_until_stopped(self) -> None:
+        node = NodeOptions(port=self.options.port, qos=1, client_prefix="cellmon-demo")
+        with Line(self.sim, node, self.line, self.sim.start_ns) as self._line:
+            super()._publish_until_stopped()
+
+    def _slice(self, t0_ns: int, t1_ns: int, speed: float, index: int) -> None:
+        before = self._line.counts.samples, self._line.counts.events, self._line.counts.messages
+        self._line.stream(t0_ns, t1_ns, speed)
+        c, now = self.counts, self._line.counts
+        c.samples += now.samples - before[0]
+        c.events += now.events - before[1]
+        c.messages += now.messages - before[2]

@@ -94,3 +94,29 @@ def test_raised_alarms_are_read_from_the_alarm_processors_checkpoint(tmp_path: P
     store.commit(0, {"alarms": {"last": {}, "alarms": alarms}}, [], 0, {})
     assert raised_alarms(tmp_path) == {"C1": ["anode_effect", "high_voltage"], "C3": ["no_data"]}
     assert raised_alarms(tmp_path / "new") == {}  # before the first batch
+
+
+def test_the_demo_reads_the_potline_from_sparkplug_edge_nodes(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    argv = ["demo", "--sparkplug", "--duration-s", "6", "--no-live", "--cells", "30"]
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.commands.cli", *argv, "--state-dir", str(state)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    summary = done.stdout[done.stdout.index("cellmon demo:") :]
+    published = number(r"published (\d+) samples", summary)
+    lines = (state / "points.lp").read_text().splitlines()
+    cells = {m.group(1) for m in map(CELL_LINE.match, lines) if m}
+    assert cells == {f"C{i:03d}" for i in range(1, 31)}
+    assert sum(line.startswith("cell,") for line in lines) == published
+    # two edge nodes of 24 and 6 cells: their births, and their deaths at the end
+    metrics = [line for line in lines if line.startswith("cellmon,")][-1]
+    assert "sparkplug_births=32i" in metrics
+    assert "sparkplug_deaths=2i" in metrics
+    assert "sparkplug_seq_gaps=0i" in metrics
+    offline = [line for line in lines if line.startswith("cell_event,") and "type=offline" in line]
+    assert len(offline) == 30
