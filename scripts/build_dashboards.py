@@ -765,6 +765,23 @@ def health() -> dict[str, Any]:
                 w=24,
                 h=5,
             ),
+            panel(
+                "Sparkplug B: messages lost and births",
+                "table",
+                [
+                    'SELECT spread("sparkplug_lost") AS "lost (seq gaps)", '
+                    'spread("sparkplug_seq_gaps") AS "gaps", '
+                    'spread("sparkplug_unknown_alias") AS "unknown aliases", '
+                    'spread("sparkplug_rebirth_requests") AS "rebirths asked", '
+                    'spread("sparkplug_births") AS "births", '
+                    'spread("sparkplug_deaths") AS "deaths" '
+                    'FROM "cellmon" WHERE $timeFilter GROUP BY "instance"'
+                ],
+                table=True,
+                y=17,
+                w=24,
+                h=5,
+            ),
         ],
         [],
     )
