@@ -31,6 +31,10 @@ FAST_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = (
 """libyaml's loader where pyyaml was built with it; same nodes, marks and constructed data."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DOCUMENT_KEY = "(document)"
+TOO_DEEP = "nested too deeply: a config nests a few levels, not hundreds"
+LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+TOO_LONG_NUMBER = "a number of more than 4300 digits"
+INT_TAG = "tag:yaml.org,2002:int"
 SYNTAX_HINTS = (
     ("'\\t'", "indent with spaces: YAML does not allow tabs"),
     ("<block end>", "check the indentation"),
@@ -84,6 +88,8 @@ def dotted(path: KeyPath) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            if not part.isprintable() or not part:  # a newline would break the issue's line
+                part = repr(part)
             text += f".{part}" if text else part
     return text or DOCUMENT_KEY
 
@@ -104,8 +110,15 @@ def load_yaml(path: Path) -> YamlDoc:
 def _parse(file: str, text: str) -> YamlDoc:
     try:
         return _compose(file, text, FAST_LOADER)
-    except yaml.YAMLError:
-        return _compose(file, text, yaml.SafeLoader)
+    except yaml.YAMLError as fast:
+        if LIBYAML_TOO_DEEP in str(fast):  # pyyaml would recurse for seconds, then fail
+            raise
+        try:
+            return _compose(file, text, yaml.SafeLoader)
+        except RecursionError:  # pyyaml recurses per level where libyaml stopped at its limit
+            raise fast from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, 1, "yaml", TOO_DEEP)]) from None
 
 
 def _compose(
@@ -115,10 +128,33 @@ def _compose(
     try:
         node = loader.get_single_node()
         lines, duplicates = _index(node, file)
-        data = None if node is None else loader.construct_document(node)
+        try:
+            data = None if node is None else loader.construct_document(node)
+        except ValueError:  # Python reads no decimal integer of more than 4300 digits
+            line = _long_integer_line(node)
+            raise ConfigError([ConfigIssue(file, line, "yaml", TOO_LONG_NUMBER)]) from None
     finally:
         loader.dispose()
     return YamlDoc(file, data, lines, tuple(duplicates))
+
+
+def _long_integer_line(node: yaml.Node | None) -> int:
+    """The line of the first integer too long for Python to read, or 1."""
+    stack = [node] if node is not None else []
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.ScalarNode):
+            if current.tag == INT_TAG and len(current.value) > 4300:
+                return int(current.start_mark.line) + 1
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend(n for pair in current.value for n in pair)
+    return 1
 
 
 def _read_text(path: Path) -> str:
