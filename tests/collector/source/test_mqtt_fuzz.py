@@ -29,6 +29,7 @@ from collector.source.payload import MAX_DEPTH, depth
 from collector.source.topics import TopicRouter, compile_template
 from tests.collector.source.test_decode_fuzz import (
     MESSAGE_REASONS,
+    NOW_MS,
     NOW_NS,
     OBJECT_REASONS,
     as_json,
@@ -49,13 +50,27 @@ TOPICS = [
 ]
 LIMITS = IngestConfig(max_payload_bytes=16 * 1024, ack_batch=20)
 
+# Good objects too, from a small set of timestamps, so that runs repeat samples.
+good = st.builds(
+    lambda k, volts, kind: (
+        {"ts": NOW_MS - 1000 * k, "cell_voltage_v": volts, "line_current_ka": 300.0}
+        if kind == "telemetry"
+        else {"ts": NOW_MS - 1000 * k, "type": "metal_tap", "metal_kg": volts}
+    ),
+    st.one_of(st.integers(min_value=0, max_value=3), st.integers(min_value=0, max_value=10**8)),
+    st.sampled_from([4.2, 4.3]),
+    st.sampled_from(["telemetry", "event"]),
+)
 payloads = st.one_of(
+    good.map(as_json),
+    st.lists(good, min_size=1, max_size=3).map(as_json),
+    st.lists(st.one_of(good, documents), max_size=5).map(as_json),
     documents.map(as_json),
     st.binary(max_size=300),
     st.integers(min_value=1, max_value=3 * MAX_DEPTH).map(lambda n: b'{"ts":1,"d":' * n),
 )
 messages = st.lists(
-    st.tuples(st.sampled_from(TOPICS), payloads, st.sampled_from([0, 1, 1, 2])),
+    st.tuples(st.sampled_from([*TOPICS[:3], *TOPICS]), payloads, st.sampled_from([0, 1, 1, 2])),
     min_size=1,
     max_size=6,
 )
