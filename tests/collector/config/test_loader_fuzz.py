@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[3]
 SHIPPED_CONFIG = yaml.safe_load((REPO / "config" / "cellmon.yaml").read_text())
 SHIPPED_RULES = yaml.safe_load((REPO / "config" / "rules" / "default.yaml").read_text())
 # Loading the whole config costs milliseconds: the mutation tests try half the profile's count.
-HALF = settings(max_examples=max(50, settings.default.max_examples // 2))
+HALF = settings(max_examples=max(50, settings().max_examples // 2))
 ISSUE = re.compile(r"(?P<file>[^\n]+?):(?P<line>\d+): (?P<key>[^\n]+?): (?P<message>.+)", re.S)
 
 
@@ -74,6 +74,7 @@ def check_outcome(workdir: Path, config: str | bytes, rules: str | bytes) -> lis
         assert issue.message.strip()
     # and as `cellmon check --config FILE` prints it
     out, err_out = io.StringIO(), io.StringIO()
+    rc: int | str | None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_out):
         try:
             rc = cmd_check(argparse.Namespace(config=str(path), sample=None))

@@ -165,7 +165,7 @@ def check_counts(grew: dict[str, int], written: int, script: list[tuple[str, byt
 
 
 # Drawing runs of hostile documents dominates: a third of the profile's count of runs.
-@settings(max_examples=max(50, settings.default.max_examples // 3))
+@settings(max_examples=max(50, settings().max_examples // 3))
 @given(messages)
 def test_fuzz_bad_messages_through_the_source(
     inbox: journal.Inbox, letters: DeadLetters, script: list[tuple[str, bytes, int]]
