@@ -33,7 +33,8 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 DOCUMENT_KEY = "(document)"
 TOO_DEEP = "nested too deeply: a config nests a few levels, not hundreds"
 LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
-TOO_LONG_NUMBER = "a number of more than 4300 digits"
+LONGEST_INTEGER = 4300
+TOO_LONG_NUMBER = f"a number of more than {LONGEST_INTEGER} digits"
 INT_TAG = "tag:yaml.org,2002:int"
 SYNTAX_HINTS = (
     ("'\\t'", "indent with spaces: YAML does not allow tabs"),
@@ -130,16 +131,37 @@ def _compose(
         lines, duplicates = _index(node, file)
         try:
             data = None if node is None else loader.construct_document(node)
-        except ValueError:  # Python reads no decimal integer of more than 4300 digits
-            line = _long_integer_line(node)
-            raise ConfigError([ConfigIssue(file, line, "yaml", TOO_LONG_NUMBER)]) from None
+        except ValueError as err:  # a scalar YAML resolves but Python cannot build
+            raise ConfigError([_unreadable(file, loader, node, err)]) from None
     finally:
         loader.dispose()
     return YamlDoc(file, data, lines, tuple(duplicates))
 
 
-def _long_integer_line(node: yaml.Node | None) -> int:
-    """The line of the first integer too long for Python to read, or 1."""
+def _unreadable(
+    file: str, loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node | None, err: ValueError
+) -> ConfigIssue:
+    """The first scalar that cannot be built, with its line.
+
+    An integer of more than 4300 digits (Python's limit), a date that does not exist
+    (``2024-02-30``), ``!!int abc``.
+    """
+    loader.recursive_objects.clear()  # left over from the construction that failed
+    for scalar in _scalars(node):
+        try:
+            loader.construct_object(scalar)
+        except ValueError as bad:
+            if scalar.tag == INT_TAG and len(scalar.value) > LONGEST_INTEGER:
+                problem = TOO_LONG_NUMBER
+            else:
+                problem = f"cannot read {scalar.value[:40]!r}: {bad}"
+            return ConfigIssue(file, scalar.start_mark.line + 1, "yaml", problem)
+    return ConfigIssue(file, 1, "yaml", f"cannot read the file: {err}")
+
+
+def _scalars(node: yaml.Node | None) -> list[yaml.ScalarNode]:
+    """The scalars of a node tree in file order, each once (aliases may loop)."""
+    found: list[yaml.ScalarNode] = []
     stack = [node] if node is not None else []
     seen: set[int] = set()
     while stack:
@@ -148,13 +170,12 @@ def _long_integer_line(node: yaml.Node | None) -> int:
             continue
         seen.add(id(current))
         if isinstance(current, yaml.ScalarNode):
-            if current.tag == INT_TAG and len(current.value) > 4300:
-                return int(current.start_mark.line) + 1
+            found.append(current)
         elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
+            stack.extend(reversed(current.value))
         elif isinstance(current, yaml.MappingNode):
-            stack.extend(n for pair in current.value for n in pair)
-    return 1
+            stack.extend(n for pair in reversed(current.value) for n in reversed(pair))
+    return found
 
 
 def _read_text(path: Path) -> str:

@@ -112,6 +112,7 @@ TOKENS = [
     ":", ": ", "- ", "-", "[", "]", "{", "}", ",", "?", "&a", "*a", "*b", "!!str", "!!int",
     "!!python/object:os.system", "!!binary", "!!set", "<<", "|", ">", "'", '"', "#", "~",
     "null", "true", "1", "-1", "0x1F", "1e400", ".nan", ".inf", "1:30", "2001-12-14",
+    "2024-02-30", "2001-13-45 25:61:00", "!!float", "!!bool", "!!timestamp", "!!null",
     "\\ud800", "\x07", "\t", "\n", "\n  ", "\n    ", " ", "---", "...", "%YAML 1.1",
 ]  # fmt: skip
 yaml_text = st.lists(st.sampled_from(TOKENS), max_size=40).map("".join)
@@ -276,6 +277,19 @@ HEX = "0x" + "f" * 5000  # YAML 1.1 reads it as an integer of 6000 digits, which
             RULES,
             "cellmon.yaml:6: yaml: a number of more than 4300 digits",
             id="decimal-integer-of-5000-digits",
+        ),
+        pytest.param(  # ValueError: day is out of range for month
+            MINIMAL + "shift_start: 2024-02-30\n",
+            RULES,
+            "cellmon.yaml:5: yaml: cannot read '2024-02-30': day is out of range for month",
+            id="a-date-that-does-not-exist",
+        ),
+        pytest.param(  # ValueError: invalid literal for int()
+            MINIMAL,
+            RULES + "    qos: !!int one\n",
+            "default.yaml:5: yaml: cannot read 'one':"
+            " invalid literal for int() with base 10: 'one'",
+            id="an-explicit-int-tag-on-a-word",
         ),
         pytest.param(  # ValueError from repr() of the value in the message
             MINIMAL + "mqtt:\n  port: " + HEX + "\n",
