@@ -254,8 +254,10 @@ class Expression:
     def _scalar(self, evaluator: SimpleEval) -> float:
         try:
             result = evaluator.eval(self.text, previously_parsed=self.node)
-        except (ArithmeticError, ValueError):
-            return math.nan  # division by zero, log(0), overflow, sqrt(-1)
+        except (ArithmeticError, ValueError, TypeError):
+            # division by zero, log(0), overflow, sqrt(-1); TypeError: a complex number,
+            # (-1) ** 0.5, given to a function or a comparison
+            return math.nan
         return math.nan if isinstance(result, complex) else float(result)
 
 

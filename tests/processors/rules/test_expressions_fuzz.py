@@ -248,3 +248,24 @@ def test_the_deepest_nesting_allowed_compiles_and_evaluates() -> None:
 def test_an_integer_no_float_holds_is_refused_with_a_message(text: str, refusal: str) -> None:
     with pytest.raises(ExpressionError, match=refusal):
         compile_expression(text, KNOWN)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [  # found by the fuzzing (long profile): TypeError out of evaluate, row by row
+        "anode_cycle_days and exp(anode_cycle_days ** 0.5)",
+        "not sqrt(anode_cycle_days ** 0.5)",
+        "anode_cycle_days ** 0.5 < 1 < 2",
+        "max(anode_cycle_days ** 0.5, 1) or 0",
+        "round(anode_cycle_days ** 0.5) and 1",
+    ],
+)
+def test_a_complex_power_is_a_failed_arithmetic_row_by_row(text: str) -> None:
+    expr = compile_expression(text, KNOWN)
+    assert not expr.vectorised
+    values, missing = expr.evaluate(
+        {"anode_cycle_days": np.array([-1.0, 4.0])}, np.ones(2, dtype=bool)
+    )
+    assert np.isnan(values[0])
+    assert np.isfinite(values[1])
+    assert not missing.any()
