@@ -131,7 +131,9 @@ def _compose(
         lines, duplicates = _index(node, file)
         try:
             data = None if node is None else loader.construct_document(node)
-        except ValueError as err:  # a scalar YAML resolves but Python cannot build
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as err:  # a scalar YAML resolves but pyyaml cannot build
             raise ConfigError([_unreadable(file, loader, node, err)]) from None
     finally:
         loader.dispose()
@@ -139,22 +141,25 @@ def _compose(
 
 
 def _unreadable(
-    file: str, loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node | None, err: ValueError
+    file: str, loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node | None, err: Exception
 ) -> ConfigIssue:
     """The first scalar that cannot be built, with its line.
 
     An integer of more than 4300 digits (Python's limit), a date that does not exist
-    (``2024-02-30``), ``!!int abc``.
+    (``2024-02-30``), ``!!int abc``, ``!!float`` with no value (an ``IndexError`` in pyyaml).
     """
     loader.recursive_objects.clear()  # left over from the construction that failed
     for scalar in _scalars(node):
         try:
             loader.construct_object(scalar)
-        except ValueError as bad:
+        except yaml.YAMLError:
+            continue
+        except Exception as bad:
             if scalar.tag == INT_TAG and len(scalar.value) > LONGEST_INTEGER:
                 problem = TOO_LONG_NUMBER
             else:
-                problem = f"cannot read {scalar.value[:40]!r}: {bad}"
+                problem = f"cannot read {scalar.value[:40]!r} as {scalar.tag.rsplit(':', 1)[-1]}"
+                problem += f": {bad}" if isinstance(bad, ValueError) else ""
             return ConfigIssue(file, scalar.start_mark.line + 1, "yaml", problem)
     return ConfigIssue(file, 1, "yaml", f"cannot read the file: {err}")
 

@@ -281,15 +281,28 @@ HEX = "0x" + "f" * 5000  # YAML 1.1 reads it as an integer of 6000 digits, which
         pytest.param(  # ValueError: day is out of range for month
             MINIMAL + "shift_start: 2024-02-30\n",
             RULES,
-            "cellmon.yaml:5: yaml: cannot read '2024-02-30': day is out of range for month",
+            "cellmon.yaml:5: yaml: cannot read '2024-02-30' as timestamp:"
+            " day is out of range for month",
             id="a-date-that-does-not-exist",
         ),
         pytest.param(  # ValueError: invalid literal for int()
             MINIMAL,
             RULES + "    qos: !!int one\n",
-            "default.yaml:5: yaml: cannot read 'one':"
+            "default.yaml:5: yaml: cannot read 'one' as int:"
             " invalid literal for int() with base 10: 'one'",
             id="an-explicit-int-tag-on-a-word",
+        ),
+        pytest.param(  # IndexError: string index out of range (long profile)
+            "!!float",
+            RULES,
+            "cellmon.yaml:1: yaml: cannot read '' as float",
+            id="an-explicit-float-tag-on-nothing",
+        ),
+        pytest.param(  # IndexError (long profile)
+            MINIMAL,
+            "!!int",
+            "default.yaml:1: yaml: cannot read '' as int",
+            id="an-explicit-int-tag-on-nothing",
         ),
         pytest.param(  # ValueError from repr() of the value in the message
             MINIMAL + "mqtt:\n  port: " + HEX + "\n",
