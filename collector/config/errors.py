@@ -14,7 +14,7 @@ from pydantic import BaseModel, Tag
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from collector.config.schema import number, show
+from collector.config.schema import HUGE_BITS, number, show
 from collector.config.yamlsource import KeyPath
 
 EXPECTED = {
@@ -64,7 +64,8 @@ def message(model: type[BaseModel], loc: KeyPath, error: ErrorDetails) -> str:
 
 def _quote_hint(kind: str, value: Any) -> str:
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        return f' (write it in quotes: "{value}")'
+        huge = isinstance(value, int) and value.bit_length() > HUGE_BITS  # no text to quote
+        return "" if huge else f' (write it in quotes: "{value}")'
     return ""
 
 

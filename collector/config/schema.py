@@ -116,6 +116,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+HUGE_BITS = 1000
+"""YAML reads ``0xfff…`` of any length; past Python's 4300 digits an integer has no text."""
+
+
 def show(value: Any) -> str:
     """A value as it looks in YAML, so the engineer recognises what they wrote."""
     if value is None:
@@ -126,6 +130,8 @@ def show(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > HUGE_BITS:  # repr would raise
+        return f"a number of more than {int(HUGE_BITS * 0.30103)} digits"
     return repr(value)
 
 

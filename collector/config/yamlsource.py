@@ -31,6 +31,11 @@ FAST_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = (
 """libyaml's loader where pyyaml was built with it; same nodes, marks and constructed data."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
 DOCUMENT_KEY = "(document)"
+TOO_DEEP = "nested too deeply: a config nests a few levels, not hundreds"
+LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+LONGEST_INTEGER = 4300
+TOO_LONG_NUMBER = f"a number of more than {LONGEST_INTEGER} digits"
+INT_TAG = "tag:yaml.org,2002:int"
 SYNTAX_HINTS = (
     ("'\\t'", "indent with spaces: YAML does not allow tabs"),
     ("<block end>", "check the indentation"),
@@ -84,6 +89,8 @@ def dotted(path: KeyPath) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            if not part.isprintable() or not part:  # a newline would break the issue's line
+                part = repr(part)
             text += f".{part}" if text else part
     return text or DOCUMENT_KEY
 
@@ -104,8 +111,15 @@ def load_yaml(path: Path) -> YamlDoc:
 def _parse(file: str, text: str) -> YamlDoc:
     try:
         return _compose(file, text, FAST_LOADER)
-    except yaml.YAMLError:
-        return _compose(file, text, yaml.SafeLoader)
+    except yaml.YAMLError as fast:
+        if LIBYAML_TOO_DEEP in str(fast):  # pyyaml would recurse for seconds, then fail
+            raise
+        try:
+            return _compose(file, text, yaml.SafeLoader)
+        except RecursionError:  # pyyaml recurses per level where libyaml stopped at its limit
+            raise fast from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, 1, "yaml", TOO_DEEP)]) from None
 
 
 def _compose(
@@ -115,10 +129,58 @@ def _compose(
     try:
         node = loader.get_single_node()
         lines, duplicates = _index(node, file)
-        data = None if node is None else loader.construct_document(node)
+        try:
+            data = None if node is None else loader.construct_document(node)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as err:  # a scalar YAML resolves but pyyaml cannot build
+            raise ConfigError([_unreadable(file, loader, node, err)]) from None
     finally:
         loader.dispose()
     return YamlDoc(file, data, lines, tuple(duplicates))
+
+
+def _unreadable(
+    file: str, loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node | None, err: Exception
+) -> ConfigIssue:
+    """The first scalar that cannot be built, with its line.
+
+    An integer of more than 4300 digits (Python's limit), a date that does not exist
+    (``2024-02-30``), ``!!int abc``, ``!!float`` with no value (an ``IndexError`` in pyyaml).
+    """
+    loader.recursive_objects.clear()  # left over from the construction that failed
+    for scalar in _scalars(node):
+        try:
+            loader.construct_object(scalar)
+        except yaml.YAMLError:
+            continue
+        except Exception as bad:
+            if scalar.tag == INT_TAG and len(scalar.value) > LONGEST_INTEGER:
+                problem = TOO_LONG_NUMBER
+            else:
+                problem = f"cannot read {scalar.value[:40]!r} as {scalar.tag.rsplit(':', 1)[-1]}"
+                problem += f": {bad}" if isinstance(bad, ValueError) else ""
+            return ConfigIssue(file, scalar.start_mark.line + 1, "yaml", problem)
+    return ConfigIssue(file, 1, "yaml", f"cannot read the file: {err}")
+
+
+def _scalars(node: yaml.Node | None) -> list[yaml.ScalarNode]:
+    """The scalars of a node tree in file order, each once (aliases may loop)."""
+    found: list[yaml.ScalarNode] = []
+    stack = [node] if node is not None else []
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.ScalarNode):
+            found.append(current)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(reversed(current.value))
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend(n for pair in reversed(current.value) for n in reversed(pair))
+    return found
 
 
 def _read_text(path: Path) -> str:

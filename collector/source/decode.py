@@ -302,6 +302,8 @@ class Decoder:
         if len(obj) > 3:
             for key in _OPTIONAL_NUMBERS:
                 if key in obj and not _is_number(obj[key]):
+                    if type(obj[key]) is OutOfRange:  # contract 5.5, as for the required ones
+                        raise obj[key].invalid(key)
                     raise Invalid("wrong_type", f"{key}: expected a number, got {obj[key]!r}")
             extra = {}
             for key, x in obj.items():

@@ -60,6 +60,8 @@ CELL_CONSTANTS = (
 """The numeric settings of a cell's potline, after the potline's target overrides."""
 
 MAX_LENGTH = 500
+MAX_NESTING = 200
+"""Operators and calls nested deeper are refused: compiling and evaluating recurse per level."""
 MAX_EXPONENT = 100.0
 MAX_LITERAL = 1e300
 
@@ -164,6 +166,7 @@ def parse_expression(text: str) -> ast.Expression:
     tree = _parse(source)
     for node in ast.walk(tree):
         _check_node(node, source)
+    _check_nesting(tree)
     return tree
 
 
@@ -251,8 +254,10 @@ class Expression:
     def _scalar(self, evaluator: SimpleEval) -> float:
         try:
             result = evaluator.eval(self.text, previously_parsed=self.node)
-        except (ArithmeticError, ValueError):
-            return math.nan  # division by zero, log(0), overflow, sqrt(-1)
+        except (ArithmeticError, ValueError, TypeError):
+            # division by zero, log(0), overflow, sqrt(-1); TypeError: a complex number,
+            # (-1) ** 0.5, given to a function or a comparison
+            return math.nan
         return math.nan if isinstance(result, complex) else float(result)
 
 
@@ -298,6 +303,24 @@ def _check_node(node: ast.AST, source: str) -> None:
         _check_literal(node.value)
     elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         _check_exponent(node.right, source)
+
+
+def _check_nesting(tree: ast.Expression) -> None:
+    """Refuse ``- - - … x`` 400 deep: 500 characters parse, but would exhaust Python's stack.
+
+    The compiler's transform and the evaluator recurse once or twice per level of the tree.
+    """
+    stack: list[tuple[ast.expr, int]] = [(tree.body, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > MAX_NESTING:
+            msg = f"nested too deeply: at most {MAX_NESTING} levels of operators and calls"
+            raise ExpressionError(msg)
+        stack.extend(
+            (child, level + 1)
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.expr)
+        )
 
 
 def _refusal(node: ast.AST, source: str) -> str:
@@ -373,7 +396,10 @@ def _literal(node: ast.expr) -> float | None:
         node = node.operand
     value = node.value if isinstance(node, ast.Constant) else None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return sign * float(value)
+        try:
+            return sign * float(value)
+        except OverflowError:  # an integer of 400 digits: larger than any limit
+            return sign * math.inf
     return None
 
 
