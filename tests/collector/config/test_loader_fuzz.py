@@ -321,7 +321,8 @@ HEX = "0x" + "f" * 5000  # YAML 1.1 reads it as an integer of 6000 digits, which
         pytest.param(  # a key with a newline broke the issue over two lines
             MINIMAL,
             '"\\n": 1\n',
-            "default.yaml:1: '\\n': unknown key; expected one of: inputs, sparkplug, derived, alarms",
+            "default.yaml:1: '\\n': unknown key; expected one of: inputs, sparkplug, derived, "
+            "alarms",
             id="newline-in-a-key",
         ),
     ],

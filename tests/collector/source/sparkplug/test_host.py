@@ -11,12 +11,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector.config.sparkplug import SparkplugInput
 from collector.source.decode import Decoded, Decoder, IngestConfig
 from collector.source.sparkplug.host import Host
 from collector.source.sparkplug.naming import compile_input
-from collector.source.sparkplug.payload import Datatype, Metric, decode, encode
+from collector.source.sparkplug.payload import Datatype, Metric, PayloadError, decode, encode
 from collector.source.topics import TopicRouter
 
 T_MS = 1_709_251_200_000  # 2024-03-01T00:00:00Z
@@ -268,3 +270,50 @@ def test_subscriptions_follow_the_owned_potlines() -> None:
         "spBv1.0/P1/#": 1,
         "spBv1.0/P2/#": 1,
     }
+
+
+KINDS = ["NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD"]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> tuple[str, bytes]:
+    kind = draw(st.sampled_from(KINDS))
+    device = "/C00" + str(draw(st.integers(1, 3))) if kind.startswith("D") else ""
+    topic = f"spBv1.0/P1/{kind}/P1-S01{device}"
+    if draw(st.booleans()):
+        return topic, draw(st.binary(max_size=64))  # not even protobuf
+    metrics = []
+    for _ in range(draw(st.integers(0, 4))):
+        datatype = draw(st.sampled_from(list(Datatype)[1:16]))
+        value = draw(VALUES)
+        name = draw(
+            st.sampled_from(["Voltage", "LineCurrent", "bdSeq", "AnodeChange/Position", None])
+        )
+        alias = draw(st.one_of(st.none(), st.integers(0, 8)))
+        try:
+            encode(None, None, [Metric(name=name, alias=alias, datatype=datatype, value=value)])
+        except (PayloadError, TypeError, ValueError, OverflowError):
+            value = None  # a value its datatype cannot hold: sent as null
+        metrics.append(Metric(name=name, alias=alias, datatype=datatype, value=value))
+    seq = draw(st.one_of(st.none(), st.integers(0, 255)))
+    ts = draw(st.one_of(st.none(), st.integers(0, 2**63)))
+    return topic, encode(ts, seq, metrics)
+
+
+@given(st.lists(messages(), max_size=12))
+def test_no_sequence_of_sparkplug_messages_raises_and_every_refusal_has_a_reason(
+    sequence: list[tuple[str, bytes]],
+) -> None:
+    out = take(host_decoder(), *sequence)
+    reasons = {r.reason for r in out.rejections}
+    assert "decode_error" not in reasons, [r.detail for r in out.rejections]
+    assert all(r.reason and r.detail for r in out.rejections)
+    assert all(topic.startswith("spBv1.0/P1/NCMD/") for topic, _ in out.commands)
+    assert all(n > 0 for n in out.counts.values())
