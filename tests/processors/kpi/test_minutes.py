@@ -221,7 +221,8 @@ def test_a_batch_cut_anywhere_gives_the_same_points_and_state(at: int) -> None:
     state, rest = proc.apply(second, state)
     state, tail = proc.flush(state)
     assert_same_points([*cut_points, *rest, *tail], whole_points)
-    assert isinstance(state, dict) and isinstance(whole_state, dict)
+    assert isinstance(state, dict)
+    assert isinstance(whole_state, dict)
     opened, whole_open = state["open"]["P1"]["C1"], whole_state["open"]["P1"]["C1"]
     assert opened == pytest.approx(whole_open, rel=1e-12)
 
