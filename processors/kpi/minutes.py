@@ -13,11 +13,16 @@ Each cell's newest minute stays open in the state as running sums; it is written
 cell's data has moved into a later minute (a sample at or after its end), and at ``flush``.
 A minute written at flush and again when more of its samples arrive is the same point
 (tags and time), rewritten with the fuller values.
+
+The processor is ``Recomputable``: a replay or a recalculation redoes the minutes of the
+periods it touches from the database's raw history (live and replayed samples together),
+as it does the other KPIs, rather than writing minutes of the replayed file's samples alone
+over minutes the live data also filled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +30,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from processors.base import PeriodId
+from processors.kpi.ledger import period_at
 from processors.kpi.periods import Calendar
 from processors.model import Batch, FieldValue, Point, SampleBatch
 
@@ -119,6 +126,22 @@ class MinuteProcessor:
         opened = _open_from_json(state)
         points = [_point(cell, minute) for cell, minute in sorted(opened.items())]
         return _open_to_json(opened), points
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live open minutes, those in these periods continued from the rebuilt sums.
+
+        The rebuilt state's open minute of a cell replaces the live one when it lies in one
+        of the periods and is not older: the recalculation has written it from every sample
+        the database holds, and the live minute's next write must not undo that.
+        """
+        live, rebuilt = _open_from_json(state), _open_from_json(fresh)
+        spans = [(p, *period_at(self.calendar, kind, start)) for p, kind, start in periods]
+        for cell, minute in rebuilt.items():
+            inside = any(p == cell[0] and a <= minute.start_ns < b for p, a, b in spans)
+            before = live.get(cell)
+            if inside and (before is None or before.start_ns <= minute.start_ns):
+                live[cell] = minute
+        return _open_to_json(live)
 
 
 def _point(cell: tuple[str, str], minute: Minute) -> Point:

@@ -232,3 +232,37 @@ def test_an_empty_batch_changes_nothing() -> None:
     state, _ = proc.apply(batch(["C1"], two_minutes()), None)
     after, points = proc.apply(batch([], []), state)
     assert (after, points) == (state, [])
+
+
+DAY = utc(2024, 2, 29, 16)  # local midnight of 2024-03-01 in Asia/Shanghai
+
+
+def test_a_recalculation_continues_the_live_open_minute_from_the_rebuilt_sums() -> None:
+    """Live saw 4, 5, 6 V in 08:00; a replay added 9 V at 08:00:30 to the database.
+
+    The rebuilt minute (4, 5, 6, 9 V: 4 samples, mean 6.0) replaces the live one (3, mean
+    5.0), so live's write when 08:01 arrives does not undo the recalculation's. C2's open
+    minute is on another day, outside the periods redone: it stays as live had it.
+    """
+    proc = processor()
+    c2_other_day = (1, DAY - 3600 * NS, 4.4, 300.0, None)
+    live_rows: list[Row] = [(0, T + k * NS, 4.0 + k, 300.0, None) for k in range(3)]
+    live, _ = proc.apply(batch(["C1", "C2"], [*live_rows, c2_other_day]), None)
+    history = [*live_rows, (0, T + 30 * NS, 9.0, 300.0, None)]
+    fresh, _ = proc.flush(proc.apply(batch(["C1"], history), None)[0])
+    state = proc.rebase(live, fresh, [("P1", "day", DAY)])
+    _, points = proc.apply(batch(["C1"], [(0, T + 60 * NS, 4.0, 300.0, None)]), state)
+    assert [(p.time_ns, p.fields["samples"]) for p in points] == [(T, 4)]
+    assert points[0].fields["voltage_v_mean"] == pytest.approx((4 + 5 + 6 + 9) / 4)
+    assert state["open"]["P1"]["C2"] == live["open"]["P1"]["C2"]
+
+
+def test_a_recalculation_of_other_periods_leaves_the_live_minutes() -> None:
+    proc = processor()
+    live, _ = proc.apply(batch(["C1"], [(0, T, 4.0, 300.0, None)]), None)
+    fresh, _ = proc.apply(
+        batch(["C1"], [(0, T, 4.0, 300.0, None), (0, T + NS, 8.0, 1.0, None)]), None
+    )
+    assert proc.rebase(live, fresh, [("P1", "day", DAY - 86_400 * NS)]) == live
+    assert proc.rebase(live, fresh, [("P2", "day", DAY)]) == live
+    assert proc.rebase(live, fresh, [("P1", "day", DAY)]) == fresh
