@@ -41,6 +41,7 @@ from processors.events import EventPoints
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
 from processors.kpi.energy import Goal
+from processors.kpi.minutes import MinuteProcessor
 from processors.kpi.periods import Calendar
 from processors.kpi.sec import SecProcessor, SecSettings
 from processors.rules.alarms import AlarmProcessor
@@ -75,6 +76,7 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(lambda cfg: SecProcessor(sec_settings(cfg))),
     ProcessorEntry(lambda cfg: AnodeCycleProcessor(anode_settings(cfg))),
     ProcessorEntry(lambda cfg: AnodeEffectProcessor(ae_settings(cfg))),
+    ProcessorEntry(lambda cfg: MinuteProcessor(calendar(cfg))),
 )
 
 

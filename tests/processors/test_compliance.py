@@ -169,6 +169,7 @@ def test_every_registered_processor_is_checked() -> None:
         "SecProcessor",
         "AnodeCycleProcessor",
         "AnodeEffectProcessor",
+        "MinuteProcessor",
     }
 
 

@@ -1,0 +1,238 @@
+"""Minute aggregates of each cell's raw samples: the contract's ``cell_1m`` (5.4).
+
+Boards that show a month read a point a minute instead of sixty, so the aggregates must be
+what the raw points would give: the plain arithmetic mean, minimum, maximum and count of
+the samples in the minute, as InfluxDB's ``GROUP BY time(1m)`` computes them over ``cell``
+(not time-weighted: a mean of samples, so a query of either measurement agrees).
+
+A minute is the plant's local minute (``plant.timezone``), stamped with its start in UTC.
+With whole-minute offsets that is the UTC minute; it is computed from the zone all the same,
+so the rule is the calendar's, not an assumption about offsets.
+
+Each cell's newest minute stays open in the state as running sums; it is written once the
+cell's data has moved into a later minute (a sample at or after its end), and at ``flush``.
+A minute written at flush and again when more of its samples arrive is the same point
+(tags and time), rewritten with the fuller values.
+
+The processor is ``Recomputable``: a replay or a recalculation redoes the minutes of the
+periods it touches from the database's raw history (live and replayed samples together),
+as it does the other KPIs, rather than writing minutes of the replayed file's samples alone
+over minutes the live data also filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from processors.base import PeriodId
+from processors.kpi.ledger import period_at
+from processors.kpi.periods import Calendar
+from processors.model import Batch, FieldValue, Point, SampleBatch
+
+NS = 1_000_000_000
+MINUTE_NS = 60 * NS
+HOUR_S = 3600
+MEASUREMENT = "cell_1m"
+NOISE = "noise_uohm"
+
+
+@dataclass(slots=True)
+class Minute:
+    """Running sums of one cell's samples in one minute; plain numbers, so JSON as it is."""
+
+    start_ns: int
+    samples: int
+    voltage_sum: float
+    voltage_min: float
+    voltage_max: float
+    current_sum: float
+    noise_sum: float = 0.0
+    noise_samples: int = 0
+
+    def merged(self, other: Minute) -> Minute:
+        """The sums with those of later samples of the same minute added."""
+        return Minute(
+            self.start_ns,
+            self.samples + other.samples,
+            self.voltage_sum + other.voltage_sum,
+            min(self.voltage_min, other.voltage_min),
+            max(self.voltage_max, other.voltage_max),
+            self.current_sum + other.current_sum,
+            self.noise_sum + other.noise_sum,
+            self.noise_samples + other.noise_samples,
+        )
+
+    def fields(self) -> dict[str, FieldValue]:
+        """The point's fields; ``noise_uohm_mean`` only when the cell sent noise this minute."""
+        fields: dict[str, FieldValue] = {
+            "voltage_v_mean": self.voltage_sum / self.samples,
+            "voltage_v_min": self.voltage_min,
+            "voltage_v_max": self.voltage_max,
+            "current_ka_mean": self.current_sum / self.samples,
+            "samples": self.samples,
+        }
+        if self.noise_samples:
+            fields["noise_uohm_mean"] = self.noise_sum / self.noise_samples
+        return fields
+
+
+Open = dict[tuple[str, str], Minute]
+"""Each cell's open (newest) minute, by (potline, cell)."""
+
+
+def _open_from_json(state: Mapping[str, Any] | None) -> Open:
+    """The state is ``{"open": {potline: {cell: Minute as a dict}}}``."""
+    nested = (state or {}).get("open", {})
+    return {(p, c): Minute(**m) for p, cells in nested.items() for c, m in cells.items()}
+
+
+def _open_to_json(opened: Open) -> dict[str, Any]:
+    """Sorted by cell, so the JSON does not depend on the order cells were seen in."""
+    nested: dict[str, dict[str, Any]] = {}
+    for (potline, cell), minute in sorted(opened.items()):
+        nested.setdefault(potline, {})[cell] = asdict(minute)
+    return {"open": nested}
+
+
+class MinuteProcessor:
+    """Writes ``cell_1m``: each cell's samples per local minute (mean, min, max, count)."""
+
+    name = "minutes"
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+
+    def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
+        """Add the batch to the open minutes; write every minute a cell's data has left."""
+        opened = _open_from_json(state)
+        points: list[Point] = []
+        for cell, minute in _minutes(batch.samples, self.calendar):
+            before = opened.get(cell)
+            if before is not None and before.start_ns == minute.start_ns:
+                minute = before.merged(minute)
+            elif before is not None:
+                points.append(_point(cell, before))  # the cell's data has passed its end
+            opened[cell] = minute
+        return _open_to_json(opened), points
+
+    def flush(self, state: Any) -> tuple[Any, list[Point]]:
+        """Write the open minutes as they stand; they stay open for the samples to come."""
+        opened = _open_from_json(state)
+        points = [_point(cell, minute) for cell, minute in sorted(opened.items())]
+        return _open_to_json(opened), points
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live open minutes, those in these periods continued from the rebuilt sums.
+
+        The rebuilt state's open minute of a cell replaces the live one when it lies in one
+        of the periods and is not older: the recalculation has written it from every sample
+        the database holds, and the live minute's next write must not undo that.
+        """
+        live, rebuilt = _open_from_json(state), _open_from_json(fresh)
+        spans = [(p, *period_at(self.calendar, kind, start)) for p, kind, start in periods]
+        for cell, minute in rebuilt.items():
+            inside = any(p == cell[0] and a <= minute.start_ns < b for p, a, b in spans)
+            before = live.get(cell)
+            if inside and (before is None or before.start_ns <= minute.start_ns):
+                live[cell] = minute
+        return _open_to_json(live)
+
+
+def _point(cell: tuple[str, str], minute: Minute) -> Point:
+    tags = (("potline", cell[0]), ("cell", cell[1]))
+    return Point(MEASUREMENT, tags, minute.fields(), minute.start_ns)
+
+
+def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[tuple[str, str], Minute]]:
+    """The batch's sums per cell and minute, each cell's minutes in time order.
+
+    One sort by (cell, time) and one ``reduceat`` per column: a run of equal cell and
+    minute start is one group. Runs, not a sort by minute, so that a minute start that
+    ever went backwards (a zone's offset cut by a non-whole minute) stays a group of its own.
+    """
+    if len(sb) == 0:
+        return
+    order = np.lexsort((sb.ts_ns, sb.cell_id))
+    code = sb.cell_id[order]
+    ts = sb.ts_ns[order]
+    start = local_minute_starts(ts, calendar)
+    first = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (start[1:] != start[:-1])])
+    voltage, current = sb.voltage_v[order], sb.current_ka[order]
+    noise = _noise(sb)[order]
+    sent = ~np.isnan(noise)
+    columns = zip(
+        code[first].tolist(),
+        start[first].tolist(),
+        np.diff(np.r_[first, len(ts)]).tolist(),
+        np.add.reduceat(voltage, first).tolist(),
+        np.minimum.reduceat(voltage, first).tolist(),
+        np.maximum.reduceat(voltage, first).tolist(),
+        np.add.reduceat(current, first).tolist(),
+        np.add.reduceat(np.where(sent, noise, 0.0), first).tolist(),
+        np.add.reduceat(sent.astype(np.int64), first).tolist(),
+        strict=True,
+    )
+    for c, *sums in columns:
+        yield sb.cells[c], Minute(*sums)
+
+
+def _noise(sb: SampleBatch) -> np.ndarray:
+    """Each sample's ``noise_uohm`` from its ``extra``, NaN where it sent none."""
+    values = (e.get(NOISE, np.nan) if e else np.nan for e in sb.extra)
+    return np.fromiter(values, dtype=np.float64, count=len(sb))
+
+
+def local_minute_starts(ts_ns: np.ndarray, calendar: Calendar) -> np.ndarray:
+    """UTC nanoseconds of the start of the local minute that holds each time.
+
+    The zone's offset is looked up once per UTC hour the times fall in (an offset changes
+    at most once in an hour), and where it changes inside an hour the instant of the change
+    is found by bisection, so every sample gets the offset in force at its own time.
+    """
+    ts_ns = np.asarray(ts_ns, dtype=np.int64)
+    offset = zone_offsets_ns(ts_ns, ZoneInfo(calendar.timezone))
+    local = ts_ns + offset
+    result: np.ndarray = local - local % MINUTE_NS - offset
+    return result
+
+
+def zone_offsets_ns(ts_ns: np.ndarray, zone: ZoneInfo) -> np.ndarray:
+    """The zone's UTC offset at each time, in nanoseconds."""
+    if len(ts_ns) == 0:
+        return np.zeros(0, dtype=np.int64)
+    seconds = ts_ns // NS
+    hours = np.unique(seconds // HOUR_S)
+    offset = np.empty(len(ts_ns), dtype=np.int64)
+    hour_of = seconds // HOUR_S
+    for hour in hours.tolist():
+        lo, hi = hour * HOUR_S, (hour + 1) * HOUR_S
+        at_lo, at_hi = _offset_s(zone, lo), _offset_s(zone, hi - 1)
+        inside = hour_of == hour
+        if at_lo == at_hi:
+            offset[inside] = at_lo * NS
+            continue
+        change = _change_at(zone, lo, hi - 1, at_lo)
+        offset[inside] = np.where(seconds[inside] < change, at_lo, at_hi) * NS
+    return offset
+
+
+def _offset_s(zone: ZoneInfo, t_s: int) -> int:
+    delta = datetime.fromtimestamp(t_s, zone).utcoffset()
+    return 0 if delta is None else int(delta.total_seconds())
+
+
+def _change_at(zone: ZoneInfo, lo: int, hi: int, before: int) -> int:
+    """The first second in (lo, hi] whose offset is no longer ``before`` (offset(lo) is)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset_s(zone, mid) == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi
