@@ -162,21 +162,8 @@ def filled(
     assert pipeline.terminate() == 0
     effects = influx_v1.query("SELECT duration_s FROM anode_effect GROUP BY cell", db)
     assert effects, "the simulation must have anode effects for the cell board"
-    if not influx_v1.query("SELECT count(*) FROM cell_1m", db):
-        minutes_from_samples(influx_v1, db, start, now_ns)
+    assert influx_v1.query("SELECT count(*) FROM cell_1m", db), "the minute aggregates"
     return Filled(db, now, effects[0]["cell"])
-
-
-def minutes_from_samples(influx_v1: InfluxV1, db: str, t0: int, t1: int) -> None:
-    """The minute aggregates (contract 5.4) from the raw samples, as long as the processor that
-    writes ``cell_1m`` is not on this branch: so that the boards' queries of it are checked."""
-    influx_v1.query(
-        'SELECT mean("voltage_v") AS "voltage_v_mean", min("voltage_v") AS "voltage_v_min", '
-        'max("voltage_v") AS "voltage_v_max", mean("current_ka") AS "current_ka_mean", '
-        'mean("noise_uohm") AS "noise_uohm_mean", count("voltage_v") AS "samples" '
-        f'INTO "cell_1m" FROM "cell" WHERE time >= {t0} AND time < {t1} GROUP BY time(1m), *',
-        db,
-    )
 
 
 @pytest.mark.integration
