@@ -99,6 +99,18 @@ class PublishCounts:
         )
 
 
+def start_session(
+    client: mqtt.Client, host: str, port: int, connected: threading.Event, what: str
+) -> None:
+    """Connect and start paho's loop; ConnectionError when the broker does not answer."""
+    client.connect(host, port)
+    client.loop_start()
+    if not connected.wait(CONNECT_TIMEOUT_S):
+        client.loop_stop()
+        msg = f"MQTT broker {host}:{port} did not accept {what}: timeout"
+        raise ConnectionError(msg)
+
+
 class _Connection:
     """A paho client that never has more than ``max_inflight`` publishes unacknowledged.
 
@@ -120,14 +132,12 @@ class _Connection:
         self._refused: str | None = None
 
     def __enter__(self) -> _Connection:
-        self._client.connect(self._options.host, self._options.port)
-        self._client.loop_start()
-        if not self._connected.wait(CONNECT_TIMEOUT_S) or self._refused:
+        start_session(
+            self._client, self._options.host, self._options.port, self._connected, "the connection"
+        )
+        if self._refused:
             self._client.loop_stop()
-            msg = (
-                f"MQTT broker {self._options.host}:{self._options.port} "
-                f"did not accept the connection: {self._refused or 'timeout'}"
-            )
+            msg = f"MQTT broker {self._options.host}:{self._options.port} refused: {self._refused}"
             raise ConnectionError(msg)
         return self
 

@@ -25,6 +25,7 @@ from collector.source.sparkplug.payload import Metric, PayloadError, decode, enc
 from collector.source.sparkplug.topics import REBIRTH, MessageType, Topic, state_topic
 from simulator.parameters import NS_PER_MS
 from simulator.payloads import Payload
+from simulator.publisher import start_session
 from simulator.sparkplug_profile import (
     device_birth,
     device_data,
@@ -35,7 +36,6 @@ from simulator.sparkplug_profile import (
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10.0
 SEQ_MODULUS = 256
 WILL_QOS = 1
 
@@ -145,14 +145,11 @@ class EdgeNode:
     # ---- session --------------------------------------------------------------------
 
     def __enter__(self) -> EdgeNode:
-        self._client.connect(self._options.host, self._options.port)
-        self._client.loop_start()
-        if not self._connected.wait(CONNECT_TIMEOUT_S) or self._refused:
+        host, port = self._options.host, self._options.port
+        start_session(self._client, host, port, self._connected, f"edge node {self.node_id}")
+        if self._refused:
             self._client.loop_stop()
-            msg = (
-                f"MQTT broker {self._options.host}:{self._options.port} did not accept "
-                f"edge node {self.node_id}: {self._refused or 'timeout'}"
-            )
+            msg = f"MQTT broker {host}:{port} refused edge node {self.node_id}: {self._refused}"
             raise ConnectionError(msg)
         return self
 
