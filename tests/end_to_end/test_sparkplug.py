@@ -240,3 +240,34 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
     for topic, body in requests:
         assert topic == "spBv1.0/P1/NCMD/P1-S01"
         assert [(m.name, m.value) for m in decode(body).metrics] == [("Node Control/Rebirth", True)]
+
+
+def test_the_primary_host_announces_itself_and_its_will_says_offline(
+    tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1
+) -> None:
+    influx_v1.create_database("state")
+    config = write_config(
+        tmp_path,
+        mqtt_port=plant_broker.port,
+        influx_url=influx_v1.url,
+        database="state",
+        rules=SPARKPLUG_RULES + "    primary_host: cellmon-test-host\n",
+    )
+    seen: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"state-{uuid4().hex[:8]}")
+    client.on_connect = lambda c, *_: c.subscribe("spBv1.0/STATE/cellmon-test-host", qos=1)
+    client.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload), m.retain))
+    client.connect("127.0.0.1", plant_broker.port)
+    client.loop_start()
+    pipeline = Pipeline(config, tmp_path / "cellmon.log")
+    try:
+        pipeline.start()
+        _, birth, _ = seen.get(timeout=30)
+        online = json.loads(birth)
+        assert online["online"] is True
+        pipeline.kill()  # no goodbye: the broker publishes the will
+        _, will, _ = seen.get(timeout=30)
+        assert json.loads(will) == {"online": False, "timestamp": online["timestamp"]}
+    finally:
+        client.loop_stop()
+        client.disconnect()
