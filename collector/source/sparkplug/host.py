@@ -246,7 +246,7 @@ class _Message:
     def _data(self) -> None:
         device = self.topic.device
         if device is not None and device not in self.node.devices:
-            self._unknown(len(self.payload.metrics))  # data of a device not born
+            self._unknown(len(self.payload.metrics) or 1)  # data of a device not born
             return
         readings, unknown = [], 0
         for m in self.payload.metrics:

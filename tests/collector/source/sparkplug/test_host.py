@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from collector.config.sparkplug import SparkplugInput
@@ -308,6 +308,7 @@ def messages(draw: st.DrawFn) -> tuple[str, bytes]:
 
 
 @given(st.lists(messages(), max_size=12))
+@example([(NODE.format(kind="NBIRTH"), b""), (DEVICE.format(kind="DDATA", device="C001"), b"")])
 def test_no_sequence_of_sparkplug_messages_raises_and_every_refusal_has_a_reason(
     sequence: list[tuple[str, bytes]],
 ) -> None:
