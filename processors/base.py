@@ -75,6 +75,11 @@ class Recomputable(Processor, Protocol):
         """The live ``state`` with these periods taken from ``fresh`` (the rebuilt state)."""
         ...
 
+
+@runtime_checkable
+class Snapshotting(Processor, Protocol):
+    """A KPI processor that can say what its open periods stand at (the demo's live view)."""
+
     def snapshot(self, state: Any) -> list[Point]:
-        """The potline points of the open periods as they stand (the demo's live view)."""
+        """The potline points of the open periods as they stand."""
         ...

@@ -51,7 +51,7 @@ from collector.config.sparkplug import SparkplugInput
 from collector.config.yamlsource import ConfigError
 from collector.runtime.metrics import Metrics
 from collector.runtime.service import Service
-from processors.base import Recomputable
+from processors.base import Snapshotting
 from simulator.parameters import NS_PER_S
 from simulator.payloads import PotlineSim
 from simulator.publisher import PublishOptions
@@ -231,8 +231,7 @@ class Demo:
         self.worker_exit = 0
         self.began = time.monotonic()
         self.elapsed_s = 0.0
-        kpis = build.recomputable_processors(service.cfg)
-        self._kpis = [p for p in kpis if isinstance(p, Recomputable)]
+        self._kpis = [p for p in build.processors(service.cfg) if isinstance(p, Snapshotting)]
 
     def run(self, stop: threading.Event, duration_s: float | None, *, live: bool) -> None:
         """Show the pipeline until the time is up or ``stop`` is set, then stop it all."""

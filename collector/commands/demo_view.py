@@ -26,7 +26,7 @@ from rich.table import Table
 
 from collector.journal import store as journal
 from collector.runtime.metrics import Metrics
-from processors.base import Recomputable
+from processors.base import Snapshotting
 from processors.model import FieldValue, Point
 from processors.rules import alarms
 from processors.rules.alarms import AlarmProcessor
@@ -157,7 +157,7 @@ def raised_alarms(state_dir: Path) -> dict[str, list[str]]:
     return {cell: rules for (_, cell), rules in alarms.standing(state).items()}
 
 
-def open_periods(state_dir: Path, processors: Sequence[Recomputable]) -> list[Point]:
+def open_periods(state_dir: Path, processors: Sequence[Snapshotting]) -> list[Point]:
     """The potline points of every open period, from the processors' checkpoints."""
     try:
         conn = journal.connect_journal(state_dir)

@@ -15,7 +15,7 @@ from collector.commands.demo_view import open_periods, raised_alarms, targets_ta
 from collector.config.loader import load_config
 from collector.journal import store as journal
 from collector.source.deadletter import read_dead_letters
-from processors.base import Recomputable
+from processors.base import Snapshotting
 
 REPO = Path(__file__).resolve().parents[3]
 CELLS = {f"C{i:03d}" for i in range(1, 7)}
@@ -68,7 +68,7 @@ def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: P
     # the first screen leads with the plant's targets: this shift's and today's kWh/t
     # against the 100 kWh/t goal, split into its voltage and current-efficiency parts
     cfg = load_config(REPO / "config" / "demo.yaml")
-    kpis = [p for p in build.recomputable_processors(cfg) if isinstance(p, Recomputable)]
+    kpis = [p for p in build.processors(cfg) if isinstance(p, Snapshotting)]
     points = open_periods(state, kpis)
     screen = Console(record=True, width=120)
     screen.print(targets_table(points, "P1", 0))
