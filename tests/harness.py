@@ -102,7 +102,8 @@ class Pipeline:
         wait_for(self._connected, timeout_s, self.new_log)
 
     def launch(self) -> None:
-        """Start without waiting: for a test where the broker is meant to refuse it."""
+        """Start without waiting for the subscription: for a test where the broker is meant to
+        refuse it, or one that acts on the pipeline while it starts."""
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(

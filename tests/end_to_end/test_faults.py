@@ -163,6 +163,8 @@ class Publisher(threading.Thread):
         self.client.on_publish = lambda _c, _u, mid, *_: self._ack(mid)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        self._halt = threading.Event()
+        RUNNING.append(self)
 
     def _ack(self, mid: int) -> None:
         with self._lock:
@@ -171,7 +173,8 @@ class Publisher(threading.Thread):
     def run(self) -> None:
         begin = time.monotonic()
         for n, (topic, payload) in enumerate(self.messages):
-            time.sleep(max(0.0, begin + n / self.rate_hz - time.monotonic()))
+            if self._halt.wait(max(0.0, begin + n / self.rate_hz - time.monotonic())):
+                return
             self.connected.wait(60)
             info = self.client.publish(topic, payload, qos=1)
             with self._lock:
@@ -189,8 +192,24 @@ class Publisher(threading.Thread):
         """Wait until every message was published and acknowledged by the broker."""
         self.join(600)
         wait_for(lambda: self.unacknowledged() == 0, 120, lambda: f"{self.unacknowledged()}")
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop publishing and disconnect (a failed test must not feed the next one)."""
+        self._halt.set()
+        self.join(10)
         self.client.loop_stop()
         self.client.disconnect()
+
+
+RUNNING: list[Publisher] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_publishers() -> Iterator[None]:
+    yield
+    while RUNNING:
+        RUNNING.pop().abandon()
 
 
 def kill_group(pipeline: Pipeline) -> None:
@@ -200,9 +219,8 @@ def kill_group(pipeline: Pipeline) -> None:
     pipeline.proc.wait(30)
 
 
-def kill_after(pipeline: Pipeline, state: Path, more: int) -> int:
-    """Kill the pipeline once it accepted ``more`` samples; how many it had accepted then."""
-    target = accepted_so_far(state) + more
+def kill_after(pipeline: Pipeline, state: Path, target: int) -> int:
+    """Kill the pipeline once it accepted ``target`` samples in all; how many it had then."""
     deadline = time.monotonic() + 60
     while (accepted := accepted_so_far(state)) < target:
         assert time.monotonic() < deadline, pipeline.new_log()
@@ -297,14 +315,16 @@ def test_sigkill_of_the_process_group_mid_batch_loses_and_doubles_nothing(
     pipeline = pipeline_for(tmp_path, plant_broker, influx)
     pipeline.start()  # the broker now keeps cellmon's session
     kill_group(pipeline)
-    publisher = Publisher(plant_broker.port, stream.messages(), rate_hz=1000)
+    publisher = Publisher(plant_broker.port, stream.messages(), rate_hz=600)
     publisher.start()
     schedule = random.Random(KILL_SEED)
     for _ in range(KILLS):
-        time.sleep(1.0)  # down: the broker queues a backlog of about 1,000 messages
-        pipeline.start()
-        at_broker = publisher.acknowledged()
-        accepted = kill_after(pipeline, state, schedule.randint(1, 500))
+        time.sleep(1.0)  # down: the broker queues a backlog of some 600 messages
+        at_broker, before = publisher.acknowledged(), accepted_so_far(state)
+        pipeline.launch()  # the kill below may come before it has even subscribed
+        # a seeded point inside the backlog, so the kill falls while messages are outstanding
+        more = min(schedule.randint(1, 500), (at_broker - before) // 2)
+        accepted = kill_after(pipeline, state, before + more)
         assert accepted < at_broker  # killed with messages outstanding at the broker
         assert publisher.is_alive()  # and while the controllers publish
     pipeline.start()
