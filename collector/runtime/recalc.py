@@ -56,31 +56,31 @@ class RecalcJob:
         self._outcome: dict[str, Any] = {}
 
     def __call__(self, states: Mapping[str, Any]) -> tuple[dict[str, Any], list[Point]] | None:
-        """Recalculate once the buffer is written; None (not now) while it is not."""
+        """Recalculate once the buffer is written; None (not now) while it is not.
+
+        A failure is the request's outcome: it must not stop the live engine behind it.
+        """
         if time.monotonic() < self._not_before:
             return None
         try:
-            query = self._query()
-        except QueryError as err:  # a wrong password or no database: say so at once
+            return self._attempt(states)
+        except QueryError as err:  # a wrong password, no database: the server's words
             log.error("recalculation %d failed: %s", self.id, err)
             self._outcome = {"error": str(err)}
-            return {}, []
+        except Exception as err:
+            log.exception("recalculation %d failed", self.id)
+            self._outcome = {"error": f"{type(err).__name__}: {err} (see the instance's log)"}
+        return {}, []
+
+    def _attempt(self, states: Mapping[str, Any]) -> tuple[dict[str, Any], list[Point]] | None:
+        query = self._query()  # first: a refusal is said at once, not after the wait
         if not _drained(self.outbox, DRAIN_WAIT_S):
             self.waiting = "the database has not taken the buffered points yet"
             log.warning("recalculation %d waits: %s", self.id, self.waiting)
             self._not_before = time.monotonic() + RETRY_S
             return None
         self.waiting = None
-        try:
-            new, points, self._outcome = self._run(states, query)
-        except QueryError as err:
-            log.error("recalculation %d failed: %s", self.id, err)
-            self._outcome = {"error": str(err)}
-            return {}, []
-        except Exception as err:  # a fault here must not stop the live engine behind it
-            log.exception("recalculation %d failed", self.id)
-            self._outcome = {"error": f"{type(err).__name__}: {err} (see the instance's log)"}
-            return {}, []
+        new, points, self._outcome = self._run(states, query)
         return new, points
 
     def committed(self) -> None:
