@@ -9,6 +9,7 @@ on a workstation: ``HYPOTHESIS_PROFILE=long .venv/bin/pytest -k "fuzz or propert
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeVar
 from uuid import uuid4
 
@@ -62,6 +63,16 @@ def influx_v1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxV1]:
 @pytest.fixture(scope="session")
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
     yield from serve(VictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics")))
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[InfluxV1]:
+    """An InfluxDB of the test's own, with a database ``plant``, so the test can stop it."""
+    server = InfluxV1(tmp_path / "influxd")
+    server.start()
+    server.create_database("plant")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -281,16 +281,6 @@ def arrived(influx: InfluxV1, db: str, stream: Stream) -> bool:
     return len(stored_rows(influx, db)) >= stream.cells * stream.steps
 
 
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[InfluxV1]:
-    """An InfluxDB of this test's own, so the test can stop it."""
-    server = InfluxV1(tmp_path / "influxd")
-    server.start()
-    server.create_database("plant")
-    yield server
-    server.stop()
-
-
 def pipeline_for(tmp_path: Path, broker: Mosquitto, influx: InfluxV1) -> Pipeline:
     config = write_config(tmp_path, mqtt_port=broker.port, influx_url=influx.url, database="plant")
     return Pipeline(config, tmp_path / "cellmon.log")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -36,16 +35,6 @@ def messages(first_step: int, steps: int) -> list[tuple[str, bytes]]:
         for k in range(first_step, first_step + steps)
         for c in range(CELLS)
     ]
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[InfluxV1]:
-    """An InfluxDB of this test's own, so the test can stop it."""
-    server = InfluxV1(tmp_path / "influxd")
-    server.start()
-    server.create_database("plant")
-    yield server
-    server.stop()
 
 
 def count(influx: InfluxV1, measurement: str, field: str) -> int:

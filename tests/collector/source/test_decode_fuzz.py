@@ -22,9 +22,9 @@ from collector.journal import store as journal
 from collector.sinks.lineproto import encode_point, encode_samples, series_prefix
 from collector.source.decode import Decoded, Decoder, IngestConfig
 from collector.source.payload import MAX_DEPTH
-from collector.source.topics import TopicRouter, compile_template
 from processors.events import EventPoints
 from processors.model import Batch, Event
+from tests.collector.source.test_decode import contract_decoder
 
 NOW_MS = 1_709_251_200_000
 NOW_NS = NOW_MS * 1_000_000
@@ -72,8 +72,6 @@ timestamps = st.one_of(
 )
 volts = st.one_of(st.floats(min_value=-1, max_value=120), numbers, values)
 
-OWNED = frozenset({"P1"})  # the potlines the instance owns (contract 5.1)
-
 
 @st.composite
 def contract_like(draw: st.DrawFn) -> dict[str, Any]:
@@ -114,14 +112,7 @@ def as_json(doc: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def decoder() -> Decoder:
-    router = TopicRouter(
-        [
-            compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
-            compile_template("smelter/{potline}/{cell}/event", "event"),
-        ],
-        OWNED,
-    )
-    return Decoder(router, LIMITS)
+    return contract_decoder(LIMITS)
 
 
 @pytest.fixture(scope="module")

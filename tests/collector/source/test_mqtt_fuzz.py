@@ -26,7 +26,7 @@ from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoder, IngestConfig
 from collector.source.mqtt import MqttSource
 from collector.source.payload import MAX_DEPTH, depth
-from collector.source.topics import TopicRouter, compile_template
+from tests.collector.source.test_decode import contract_decoder
 from tests.collector.source.test_decode_fuzz import (
     MESSAGE_REASONS,
     NOW_MS,
@@ -39,7 +39,6 @@ from tests.collector.source.test_decode_fuzz import (
 from tests.collector.source.test_mqtt import RecordingClient, connection
 
 CONTRACT_REASONS = (MESSAGE_REASONS | OBJECT_REASONS) - {"decode_error"}
-OWNED = frozenset({"P1"})
 TOPICS = [
     "smelter/P1/C01/telemetry",
     "smelter/P1/C01/event",
@@ -94,14 +93,7 @@ def letters(state: Path) -> Iterator[DeadLetters]:
 
 
 def decoder() -> Decoder:
-    router = TopicRouter(
-        [
-            compile_template("smelter/{potline}/{cell}/telemetry", "telemetry"),
-            compile_template("smelter/{potline}/{cell}/event", "event"),
-        ],
-        OWNED,
-    )
-    return Decoder(router, LIMITS)
+    return contract_decoder(LIMITS)
 
 
 def run(
