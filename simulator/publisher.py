@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,14 +101,24 @@ class PublishCounts:
 
 
 def start_session(
-    client: mqtt.Client, host: str, port: int, connected: threading.Event, what: str
+    client: mqtt.Client,
+    host: str,
+    port: int,
+    connected: threading.Event,
+    refused: Callable[[], str | None],
+    what: str,
 ) -> None:
-    """Connect and start paho's loop; ConnectionError when the broker does not answer."""
+    """Connect and start paho's loop; ConnectionError when the broker refuses or is silent.
+
+    ``connected`` is set by the CONNACK callback, success or not; ``refused`` then says why
+    the broker said no.
+    """
     client.connect(host, port)
     client.loop_start()
-    if not connected.wait(CONNECT_TIMEOUT_S):
+    why = refused() if connected.wait(CONNECT_TIMEOUT_S) else "timeout"
+    if why:
         client.loop_stop()
-        msg = f"MQTT broker {host}:{port} did not accept {what}: timeout"
+        msg = f"MQTT broker {host}:{port} did not accept {what}: {why}"
         raise ConnectionError(msg)
 
 
@@ -132,13 +143,15 @@ class _Connection:
         self._refused: str | None = None
 
     def __enter__(self) -> _Connection:
+        options = self._options
         start_session(
-            self._client, self._options.host, self._options.port, self._connected, "the connection"
+            self._client,
+            options.host,
+            options.port,
+            self._connected,
+            lambda: self._refused,
+            "the connection",
         )
-        if self._refused:
-            self._client.loop_stop()
-            msg = f"MQTT broker {self._options.host}:{self._options.port} refused: {self._refused}"
-            raise ConnectionError(msg)
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

@@ -146,11 +146,8 @@ class EdgeNode:
 
     def __enter__(self) -> EdgeNode:
         host, port = self._options.host, self._options.port
-        start_session(self._client, host, port, self._connected, f"edge node {self.node_id}")
-        if self._refused:
-            self._client.loop_stop()
-            msg = f"MQTT broker {host}:{port} refused edge node {self.node_id}: {self._refused}"
-            raise ConnectionError(msg)
+        what = f"edge node {self.node_id}"
+        start_session(self._client, host, port, self._connected, lambda: self._refused, what)
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
