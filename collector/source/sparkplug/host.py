@@ -307,8 +307,7 @@ class _Message:
     def _sample(
         self, potline: str, cell: str, ts_ms: int, values: dict[str, Any], historical: bool
     ) -> None:
-        mapping = self.rule.samples
-        fields = {f.path[0] for f in mapping.fields}
+        mapping, fields = self.rule.samples.mapping, self.rule.samples.metrics
         if not fields & values.keys():
             return  # only event metrics at this instant
         latest = self.node.values
@@ -323,12 +322,12 @@ class _Message:
         self.validate(route, self.source, obj)
 
     def _events(self, potline: str, cell: str, ts_ms: int, values: dict[str, Any]) -> None:
-        for kind, (when, mapping) in self.rule.events.items():
+        for kind, (when, event) in self.rule.events.items():
             if when not in values:
                 continue
-            fields = {f.path[0] for f in mapping.fields}
-            obj = {"ts": ts_ms, "type": kind, **{k: v for k, v in values.items() if k in fields}}
-            route = Route("event", potline, cell, mapping, self.rule.rule.name)
+            fields = {k: v for k, v in values.items() if k in event.metrics}
+            obj = {"ts": ts_ms, "type": kind, **fields}
+            route = Route("event", potline, cell, event.mapping, self.rule.rule.name)
             self.validate(route, self.source, obj)
 
 

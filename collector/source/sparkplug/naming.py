@@ -26,12 +26,26 @@ class Names:
 
 
 @dataclass(frozen=True)
+class Mapped:
+    """Metrics read as one contract object: their names, and the mapping to its fields."""
+
+    mapping: InputMapping
+    metrics: frozenset[str]
+
+    @classmethod
+    def of(cls, fields: dict[str, MetricSource]) -> Mapped:
+        """Built once from an input's ``metrics`` or an event's ``fields``."""
+        mapping = _mapping(fields)
+        return cls(mapping, frozenset(f.path[0] for f in mapping.fields))
+
+
+@dataclass(frozen=True)
 class CompiledInput:
     """A ``sparkplug`` input, ready for the host application."""
 
     rule: SparkplugInput
-    samples: InputMapping
-    events: dict[str, tuple[str, InputMapping]]  # type -> (its ``when`` metric, its mapping)
+    samples: Mapped
+    events: dict[str, tuple[str, Mapped]]  # type -> (its ``when`` metric, its metrics)
     known: frozenset[str]  # the metrics (local names) that feed a field or an event
 
     def reads(self, topic: Topic) -> bool:
@@ -71,11 +85,10 @@ def _id(source: IdSource, places: dict[str, str | None]) -> str | None:
 
 def compile_input(rule: SparkplugInput) -> CompiledInput:
     """The input's mappings, built once."""
-    events = {kind: (source.when, _mapping(source.fields)) for kind, source in rule.events.items()}
-    samples = _mapping(rule.metrics)
-    known = {f.path[0] for f in samples.fields} | {when for when, _ in events.values()}
-    known |= {f.path[0] for _, m in events.values() for f in m.fields}
-    return CompiledInput(rule, samples, events, frozenset(known))
+    events = {kind: (source.when, Mapped.of(source.fields)) for kind, source in rule.events.items()}
+    samples = Mapped.of(rule.metrics)
+    known = samples.metrics.union(*(m.metrics | {when} for when, m in events.values()))
+    return CompiledInput(rule, samples, events, known)
 
 
 def _mapping(fields: dict[str, MetricSource]) -> InputMapping:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+
+from collector.source.topics import CACHE_LIMIT
 
 NAMESPACE = "spBv1.0"
 REBIRTH = "Node Control/Rebirth"
@@ -45,8 +48,13 @@ class Topic:
         return "/".join(levels if self.device is None else [*levels, self.device])
 
 
+@lru_cache(maxsize=CACHE_LIMIT)
 def parse(topic: str) -> Topic | None:
-    """The topic's parts, or None for a topic that is not a Sparkplug B message topic."""
+    """The topic's parts, or None for a topic that is not a Sparkplug B message topic.
+
+    Cached like the JSON inputs' routes: a plant has a few thousand topics and millions
+    of messages.
+    """
     levels = topic.split("/")
     if len(levels) not in (4, 5) or levels[0] != NAMESPACE or not all(levels):
         return None

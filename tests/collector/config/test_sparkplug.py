@@ -28,8 +28,8 @@ def test_the_example_loads_and_names_cells_as_it_says(workdir: Path) -> None:
     assert not line2.reads(parse("spBv1.0/Plant/NDATA/L3"))  # type: ignore[arg-type]
     names = line2.names(node, None, "Pot117/Voltage")
     assert (names.potline, names.cell, names.metric) == ("L2", "117", "Voltage")
-    assert line2.samples.fields[1].convert is not None
-    assert line2.samples.fields[1].convert(300_000_000.0) == pytest.approx(300.0)
+    assert line2.samples.mapping.fields[1].convert is not None
+    assert line2.samples.mapping.fields[1].convert(300_000_000.0) == pytest.approx(300.0)
 
 
 def test_the_docs_show_the_example_as_it_is() -> None:
