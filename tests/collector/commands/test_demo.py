@@ -30,18 +30,23 @@ def number(pattern: str, text: str) -> int:
     return int(found.group(1))
 
 
-def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: Path) -> None:
-    state = tmp_path / "demo"
-    argv = ["demo", "--duration-s", "8", "--no-live", "--cells", "6", "--speed", "120"]
+def demo(state: Path, *options: str) -> str:
+    """``cellmon demo --no-live`` as a process; its summary, after the progress lines."""
+    argv = ["demo", *options, "--no-live", "--state-dir", str(state)]
     done = subprocess.run(
-        [sys.executable, "-m", "collector.commands.cli", *argv, "--state-dir", str(state)],
+        [sys.executable, "-m", "collector.commands.cli", *argv],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr + done.stdout
-    summary = done.stdout[done.stdout.index("cellmon demo:") :]  # after the progress lines
+    return done.stdout[done.stdout.index("cellmon demo:") :]
+
+
+def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    summary = demo(state, "--duration-s", "8", "--cells", "6", "--speed", "120")
 
     lines = [line for line in (state / "points.lp").read_text().splitlines() if line]
     readings = [m.groups() for m in map(CELL_LINE.match, lines) if m]
@@ -98,16 +103,7 @@ def test_raised_alarms_are_read_from_the_alarm_processors_checkpoint(tmp_path: P
 
 def test_the_demo_reads_the_potline_from_sparkplug_edge_nodes(tmp_path: Path) -> None:
     state = tmp_path / "demo"
-    argv = ["demo", "--sparkplug", "--duration-s", "6", "--no-live", "--cells", "30"]
-    done = subprocess.run(
-        [sys.executable, "-m", "collector.commands.cli", *argv, "--state-dir", str(state)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    summary = done.stdout[done.stdout.index("cellmon demo:") :]
+    summary = demo(state, "--sparkplug", "--duration-s", "6", "--cells", "30")
     published = number(r"published (\d+) samples", summary)
     lines = (state / "points.lp").read_text().splitlines()
     cells = {m.group(1) for m in map(CELL_LINE.match, lines) if m}
