@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -97,7 +98,7 @@ class Service:
         self.rules = RulesWatcher(cfg)
         self._worker = ctx.Process(
             target=run_worker,
-            args=(cfg, self._finish, self._reload, log_level),
+            args=(cfg, self._finish, self._reload, log_level, os.getpid()),
             name="cellmon-worker",
         )
 

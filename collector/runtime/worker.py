@@ -47,7 +47,9 @@ def _reload(cfg: Config, engine: Engine) -> None:
     engine.replace(processors)
 
 
-def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str) -> None:
+def run_worker(
+    cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str, parent: int
+) -> None:
     """Process and write until ``finish`` is set, then finish the rest and return.
 
     ``finish`` means the MQTT side has committed its last message; ``reload`` that it found
@@ -57,11 +59,12 @@ def run_worker(cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_leve
 
     Signals are the MQTT process's business: it decides when the worker finishes, so a
     Ctrl-C or a SIGTERM sent to the whole process group cannot cut the worker short.
+    ``parent`` is the MQTT process's pid, given rather than read here: killed while this
+    process was still starting, it would already be gone, and the worker would never learn it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parent = os.getppid()
     # a worker orphaned by a killed MQTT process may still be finishing: let it
     lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=cfg.sink.shutdown_s + FINISH_MARGIN_S)
     engine, drain, alerts = build.engine(cfg), build.drain(cfg), build.alert_publisher(cfg)
