@@ -71,6 +71,11 @@ class Recomputable(Processor, Protocol):
     lets the live instance continue the periods it still has open from the same values.
     """
 
+    instants: frozenset[str]
+    """Measurements stamped at an instant the data decides (an effect's start), not a
+    period's start: a recalculation that moves or merges one removes the point it no longer
+    makes."""
+
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live ``state`` with these periods taken from ``fresh`` (the rebuilt state)."""
         ...

@@ -109,6 +109,8 @@ def _rewrite(cfg: Config, targets: list[Target], *, quiet: bool) -> int:
         counts = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in kinds.items())
         print(f"rewrote {potline}: {counts}")
     print(f"{outcome.get('points', 0)} points written to {cfg.state_path}'s outbox")
+    if outcome.get("removed"):
+        print(f"{outcome['removed']} event points it no longer makes removed from the database")
     return 0
 
 

@@ -8,7 +8,7 @@ period's complete data can be found after a backfill.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,6 +76,30 @@ class History:
         events = [_event(potline, row) for row in rows]
         events.sort(key=lambda ev: ev.ts_ns)
         return events
+
+    def stored(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Stored]:
+        """The series and times of the points of a measurement of the potline in [t0, t1)."""
+        series = self.query.series(
+            f'SELECT * FROM "{measurement}" WHERE "potline" = {quoted(potline)} '
+            f"AND time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
+        )
+        out = []
+        for s in series:
+            tags = tuple(sorted((k, v) for k, v in s.get("tags", {}).items() if v))
+            names = s["columns"][1:]
+            for row in s["values"]:
+                fields = frozenset(n for n, v in zip(names, row[1:], strict=True) if v is not None)
+                out.append(Stored(measurement, tags, int(row[0]), fields))
+        return out
+
+
+class Stored(NamedTuple):
+    """A point the database holds: its series and time (what deleting it needs), its fields."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]  # sorted by key
+    time_ns: int
+    fields: frozenset[str]
 
 
 def _event(potline: str, row: dict[str, Any]) -> Event:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from collector.engine.batch import empty_batch
-from collector.engine.history import History
+from collector.engine.history import History, Stored
 from processors.base import Flushing, PeriodId, Processor, Recomputable
 from processors.kpi.periods import Calendar, period_index
 from processors.model import Batch, Point
@@ -124,6 +124,8 @@ class Outcome:
     points: list[Point]
     states: dict[str, Any]
     samples: int
+    stale: list[Stored] = field(default_factory=list)
+    """Event points stored before that the periods' whole history no longer makes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,12 +183,46 @@ class Recalculation:
             if isinstance(proc, Flushing):
                 fresh[proc.name], produced = proc.flush(fresh.get(proc.name))
                 points += produced
+        recomputable = [p for p in procs if isinstance(p, Recomputable)]
         states = {
             p.name: p.rebase(live.get(p.name), fresh.get(p.name), target.periods)
-            for p in procs
-            if isinstance(p, Recomputable)
+            for p in recomputable
         }
-        return Outcome(kept(points, target), states, samples)
+        points = kept(points, target)
+        instants = sorted(set().union(*(p.instants for p in recomputable)))
+        return Outcome(points, states, samples, self._stale(target, instants, points))
+
+    def _stale(self, target: Target, instants: Sequence[str], points: list[Point]) -> list[Stored]:
+        """The target's stored points of these measurements that the redo does not make again.
+
+        An anode effect whose start moved, or two merged into one, leaves its old point
+        beside the new one: the boards would count it twice. A point made again with fewer
+        fields (no longer ``interrupted``) is stale too: a write replaces only the fields
+        it has, so it is deleted and written anew.
+        """
+        made = {(p.measurement, tuple(sorted(p.tags)), p.time_ns): p.fields for p in points}
+        stale = []
+        for t0, t1 in _merged((s.start_ns, s.end_ns) for s in target.spans):
+            for measurement in instants:
+                for point in self.history.stored(measurement, target.potline, t0, t1):
+                    cell = dict(point.tags).get("cell")
+                    if target.cells is not None and cell not in target.cells:
+                        continue
+                    fields = made.get((point.measurement, point.tags, point.time_ns))
+                    if fields is None or not point.fields <= fields.keys():
+                        stale.append(point)
+        return stale
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching ranges joined: each instant of the periods read once."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _apply(procs: Sequence[Processor], batch: Batch, states: dict[str, Any]) -> list[Point]:

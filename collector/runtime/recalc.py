@@ -27,6 +27,7 @@ from collector.engine.recalc import Recalculation, Target
 from collector.journal import store as journal
 from collector.journal.outbox import Outbox
 from collector.journal.requests import Requests
+from collector.sinks.erase import Eraser
 from collector.sinks.influxql import InfluxQL, QueryError
 from processors.model import Point
 
@@ -117,17 +118,21 @@ class RecalcJob:
         live = dict(states)
         new: dict[str, Any] = {}
         points: list[Point] = []
+        eraser, removed = Eraser(self.cfg, query), 0
         for target in self.targets:
             outcome = recalc.run(target, {**live, **new}, progress)
             new.update(outcome.states)
             points += outcome.points
-        return new, points, _summary(self.targets, points)
+            for stale in outcome.stale:  # before the new points are committed: never both
+                eraser.erase(stale.measurement, stale.tags, stale.time_ns)
+            removed += len(outcome.stale)
+        return new, points, _summary(self.targets, points, removed)
 
 
-def _summary(targets: list[Target], points: list[Point]) -> dict[str, Any]:
-    """Periods rewritten per potline and kind, and the points written."""
+def _summary(targets: list[Target], points: list[Point], removed: int) -> dict[str, Any]:
+    """Periods rewritten per potline and kind, the points written and the stale removed."""
     periods = {t.potline: dict(sorted(Counter(s.kind for s in t.spans).items())) for t in targets}
-    return {"periods": periods, "points": len(points)}
+    return {"periods": periods, "points": len(points), "removed": removed}
 
 
 def _drained(outbox: Outbox, wait_s: float) -> bool:

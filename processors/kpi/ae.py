@@ -142,6 +142,7 @@ class AnodeEffectProcessor:
     """Detects anode effects; writes each one and its potline's rates and emissions."""
 
     name = "anode_effects"
+    instants = frozenset({"anode_effect"})
 
     def __init__(self, settings: AESettings) -> None:
         self.s = settings

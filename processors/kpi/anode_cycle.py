@@ -188,6 +188,7 @@ class AnodeCycleProcessor:
     """Cycle, deviation and on-target flag per change; potline shares per period."""
 
     name = "anodes"
+    instants = frozenset({"anode_change"})
 
     def __init__(self, settings: AnodeSettings) -> None:
         self.s = settings

@@ -104,6 +104,7 @@ class MinuteProcessor:
     """Writes ``cell_1m``: each cell's samples per local minute (mean, min, max, count)."""
 
     name = "minutes"
+    instants: frozenset[str] = frozenset()  # a minute's start: never moved
 
     def __init__(self, calendar: Calendar) -> None:
         self.calendar = calendar

@@ -118,6 +118,7 @@ class SecProcessor:
     """Integrates energy and production; writes ``sec_cell`` and ``sec_potline``."""
 
     name = "sec"
+    instants: frozenset[str] = frozenset()
 
     def __init__(self, settings: SecSettings) -> None:
         self.s = settings
