@@ -35,6 +35,7 @@ from collector.source.payload import (
     parse_ts,
 )
 from collector.source.sparkplug.host import Host
+from collector.source.sparkplug.topics import is_state
 from collector.source.sparkplug.topics import parse as sparkplug_topic
 from collector.source.topics import Route, TopicRouter
 
@@ -206,9 +207,11 @@ class Decoder:
 
     def _sparkplug(self, topic: str, payload: bytes, now_ns: int, out: Decoded) -> bool:
         """Hand a Sparkplug message to the host application; False if it is none it reads."""
-        parsed = sparkplug_topic(topic) if self.sparkplug is not None else None
-        if parsed is None or self.sparkplug is None:
+        if self.sparkplug is None:
             return False
+        parsed = sparkplug_topic(topic)
+        if parsed is None:
+            return is_state(topic)  # a host's STATE, ours too: not input
 
         def validate(route: Route, source: str, obj: dict[str, Any]) -> None:
             self.decode_object(route, source, obj, now_ns, out)

@@ -208,6 +208,7 @@ class AnodeCycleProcessor:
             points.append(point)
             self._start_following(st, ev, point, cells.get(CellKey(ev.potline, ev.cell)))
         points += self._follow(st.pending, cells)
+        self._open_periods(st, batch.samples, touched)
         _update_levels(st.levels, batch.samples, self._bucket_ns)
         st.newest = max([st.newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
@@ -332,11 +333,30 @@ class AnodeCycleProcessor:
             points.append(Point("anode_change", f.tags, fields, f.ts_ns))
         return points
 
+    def _open_periods(self, st: _State, samples: SampleBatch, touched: set[PeriodKey]) -> None:
+        """Open each potline's periods at their first sample, with ``changes`` 0.
+
+        A day without changes has its point: an operator reads "No data" as cellmon broken.
+        """
+        if not len(samples):
+            return
+        potlines = np.array([p for p, _ in samples.cells])[samples.cell_id]
+        for potline in sorted(set(potlines.tolist())):
+            t = samples.ts_ns[potlines == potline]
+            t0, t1 = int(t.min()), int(t.max())
+            for kind in self.s.kinds:
+                starts = self.s.calendar.starts(kind, t0, t1)
+                for start, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+                    key = PeriodKey(potline, kind, start)
+                    if end <= t0 or start > t1 or key in st.ledger.periods:
+                        continue
+                    if st.ledger.add(key, end, Shares) is not None:
+                        touched.add(key)
+
     def _potline_point(self, key: PeriodKey, acc: Shares) -> Point:
-        fields: dict[str, FieldValue] = {
-            "changes": acc.changes,
-            "target_block_share_pct": 100.0 * acc.target_block / acc.changes,
-        }
+        fields: dict[str, FieldValue] = {"changes": acc.changes}
+        if acc.changes:
+            fields["target_block_share_pct"] = 100.0 * acc.target_block / acc.changes
         if acc.known:
             fields["mean_cycle_days"] = acc.cycle_sum_days / acc.known
             fields["on_target_pct"] = 100.0 * acc.on_target / acc.known

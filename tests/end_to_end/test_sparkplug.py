@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.source.deadletter import read_dead_letters
 from collector.source.sparkplug.payload import Datatype, Metric, decode, encode
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
@@ -132,12 +133,16 @@ class EdgeNode:
         return self.topic("DDEATH", cell), encode(ts(k), self.next_seq(), [])
 
 
+GARBAGE = ("spBv1.0/P1/DDATA/P1-S01/C1", b"\xff\xff\xff")
+
+
 def sparkplug_messages() -> list[tuple[str, bytes]]:
     node = EdgeNode()
     # a session the host never saw born: its data by alias cannot be read
     node.seq = 199
     messages = [node.ddata(0, 0), node.ddata(0, 0)]
     messages += [node.nbirth(), *(node.dbirth(c, 0) for c in range(len(CELLS)))]
+    messages.append(GARBAGE)  # the one really bad message: no seq of the node's consumed
     for k in range(1, STEPS):
         for c, cell in enumerate(CELLS):
             if cell == "C3" and k == DEAD.start:
@@ -240,6 +245,9 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
     for topic, body in requests:
         assert topic == "spBv1.0/P1/NCMD/P1-S01"
         assert [(m.name, m.value) for m in decode(body).metrics] == [("Node Control/Rebirth", True)]
+    # the host's own rebirth requests came back through the broker as nothing at all
+    letters = read_dead_letters(tmp_path / "sp" / "state" / "deadletter.jsonl")
+    assert [(d["topic"], d["reason"]) for d in letters] == [(GARBAGE[0], "bad_sparkplug")]
 
 
 def test_the_primary_host_announces_itself_and_its_will_says_offline(

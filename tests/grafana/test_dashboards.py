@@ -63,6 +63,10 @@ class Query(NamedTuple):
     query: str
     time: tuple[str, str]
     panel: dict[str, str]
+    kind: str = ""
+    """The panel's type; empty for a variable or an annotation."""
+    no_value: str | None = None
+    """What the panel shows when the query has no rows, if not "No data"."""
 
 
 def queries() -> list[Query]:
@@ -80,8 +84,14 @@ def queries() -> list[Query]:
             options = {k: panel[k] for k in ("timeFrom", "timeShift") if k in panel}
             for target in panel["targets"]:
                 title = f"{panel['title']} ({target['refId']})"
-                out.append(Query(path.stem, title, target["query"], time, options))
+                no_value = panel["fieldConfig"]["defaults"].get("noValue")
+                query = Query(path.stem, title, target["query"], time, options, panel["type"])
+                out.append(query._replace(no_value=no_value))
     return out
+
+
+def stat_queries() -> list[Query]:
+    return [q for q in queries() if q.kind == "stat" and q.board != "health"]
 
 
 def the_tenth() -> datetime:
@@ -164,6 +174,64 @@ def filled(
     assert effects, "the simulation must have anode effects for the cell board"
     assert influx_v1.query("SELECT count(*) FROM cell_1m", db), "the minute aggregates"
     return Filled(db, now, effects[0]["cell"])
+
+
+@pytest.fixture(scope="module")
+def morning(
+    tmp_path_factory: pytest.TempPathFactory, plant_broker: Mosquitto, influx_v1: InfluxV1
+) -> Filled:
+    """A potline day with its changes, taps and effects, then the next day's first minute."""
+    now = the_tenth().replace(day=11, hour=0, minute=1)
+    start = int((now - timedelta(days=1, minutes=1)).timestamp()) * NS
+    params = SimParams(ae_rate_per_cell_day=3.0)
+    sim = PotlineSim("P1", cells=4, seed=7, start_ns=start, interval_s=60, params=params)
+    midnight_ns = start + 24 * 3600 * NS
+    events = [
+        (f"smelter/P1/{e.cell}/event", orjson.dumps(e.payload))
+        for e in sim.events(start, midnight_ns)
+    ]
+    assert any(b'"anode_change"' in body for _, body in events), "a day with changes"
+    cols = sim.columns(0, 24 * 60 + 2)  # to 00:01 of the next day
+    telemetry = [
+        (f"smelter/P1/{cols.cells[c]}/telemetry", body) for c, body in cols.encode(array_size=60)
+    ]
+    db = "morning"
+    influx_v1.create_database(db)
+    work = tmp_path_factory.mktemp("morning")
+    config = write_config(
+        work, mqtt_port=plant_broker.port, influx_url=influx_v1.url, database=db, extra=POTLINE
+    )
+    pipeline = Pipeline(config, work / "cellmon.log")
+    pipeline.start()
+    publish_all(plant_broker.port, events)
+    publish_all(plant_broker.port, telemetry)
+
+    def done() -> bool:
+        rows = influx_v1.query("SELECT count(voltage_v) FROM cell", db)
+        return bool(rows) and rows[0]["count"] >= len(cols) * 4
+
+    wait_for(done, 300, pipeline.new_log)
+    assert pipeline.terminate() == 0
+    return Filled(db, now, "C001")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("q", stat_queries(), ids=[f"{q.board}:{q.title}" for q in stat_queries()])
+def test_stat_has_a_row_from_the_first_minute_of_its_period(
+    morning: Filled, influx_v1: InfluxV1, q: Query
+) -> None:
+    """At 00:01 after a day of changes and effects, "today" reads zeros, never "No data".
+
+    A count of standing alarms has no rows when none stands (InfluxQL counts no series):
+    such a panel says what it shows then.
+    """
+    concrete = substitute(q, morning)
+    rows = influx_v1.query(concrete, morning.db)
+    if not rows and q.no_value == "0" and "count(" in q.query:
+        return
+    assert rows, f"{q.board} / {q.title}: no rows one minute into the day: {concrete}"
+    empty = [column for column in rows[0] if all(r[column] is None for r in rows)]
+    assert not empty, f"{q.board} / {q.title}: no values of {empty} for {concrete}"
 
 
 @pytest.mark.integration

@@ -36,7 +36,7 @@ from collector.source.sparkplug.payload import (
     encode,
     typed,
 )
-from collector.source.sparkplug.topics import BDSEQ, REBIRTH, MessageType, Topic
+from collector.source.sparkplug.topics import BDSEQ, COMMANDS, REBIRTH, MessageType, Topic
 from collector.source.topics import Route
 from processors.model import OFFLINE
 
@@ -115,11 +115,18 @@ class Host:
     def handle(
         self, topic: Topic, payload: bytes, now_ns: int, validate: Validate
     ) -> Outcome | None:
-        """Take one message; None when no input reads its edge node."""
+        """Take one message; None when no input reads its edge node.
+
+        A command (a host's rebirth request, this one's too) is taken and ignored: it is
+        no edge node's input, and a session subscribed before 1.2 to the whole namespace
+        still brings them.
+        """
         rule = self.input_for(topic)
-        if rule is None or topic.type in (MessageType.NCMD, MessageType.DCMD):
+        if rule is None:
             return None
         out = Outcome()
+        if topic.type in COMMANDS:
+            return out
         try:
             message = decode(payload)
         except PayloadError as err:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from collector.config.sparkplug import IdSource, MetricSource, SparkplugInput
 from collector.source.ids import valid_level
 from collector.source.mapping import FieldMap, InputMapping, conversion
-from collector.source.sparkplug.topics import NAMESPACE, Topic
+from collector.source.sparkplug.topics import NAMESPACE, READ, Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +56,20 @@ class CompiledInput:
         )
 
     def subscriptions(self, potlines: frozenset[str]) -> list[str]:
-        """MQTT filters: the group's, or every owned potline's when the group is the potline."""
+        """MQTT filters of the message types a host reads, in the groups this input reads.
+
+        The group's, or every owned potline's when the group is the potline. Only births,
+        deaths and data: the whole namespace would bring back the host's own rebirth
+        commands (NCMD) and STATE, which are no edge node's input.
+        """
         rule = self.rule
         if rule.group is not None:
-            return [f"{NAMESPACE}/{rule.group}/#"]
-        if rule.potline.from_ == "group" and rule.potline.pattern is None:
-            return [f"{NAMESPACE}/{p}/#" for p in sorted(potlines)]
-        return [f"{NAMESPACE}/+/#"]
+            groups = [rule.group]
+        elif rule.potline.from_ == "group" and rule.potline.pattern is None:
+            groups = sorted(potlines)
+        else:
+            groups = ["+"]
+        return [f"{NAMESPACE}/{g}/{kind}/#" for g in groups for kind in READ]
 
     def names(self, topic: Topic, device: str | None, metric: str) -> Names:
         """Potline, cell and local name of a metric of ``device`` (None: the node's own)."""

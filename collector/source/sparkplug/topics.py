@@ -29,6 +29,11 @@ class MessageType(StrEnum):
     DCMD = "DCMD"
 
 
+COMMANDS = frozenset((MessageType.NCMD, MessageType.DCMD))
+"""Commands to edge nodes (a host's own rebirth requests among them): never input."""
+READ = tuple(t for t in MessageType if t not in COMMANDS)
+"""The message types a host application reads: births, deaths and data."""
+
 DEVICE_TYPES = frozenset(
     (MessageType.DBIRTH, MessageType.DDEATH, MessageType.DDATA, MessageType.DCMD)
 )
@@ -65,6 +70,11 @@ def parse(topic: str) -> Topic | None:
     if (len(levels) == 5) != (kind in DEVICE_TYPES):
         return None
     return Topic(levels[1], kind, levels[3], levels[4] if len(levels) == 5 else None)
+
+
+def is_state(topic: str) -> bool:
+    """Whether the topic is a host application's STATE: not input, and no edge node's."""
+    return topic.startswith(f"{NAMESPACE}/STATE/")
 
 
 def state_topic(host_id: str) -> str:

@@ -266,10 +266,27 @@ def test_a_payload_that_is_no_sparkplug_is_rejected(payload: bytes) -> None:
 
 
 def test_subscriptions_follow_the_owned_potlines() -> None:
+    read = ["NBIRTH", "NDEATH", "NDATA", "DBIRTH", "DDEATH", "DDATA"]
     assert host_decoder(owned=frozenset({"P1", "P2"})).subscriptions() == {
-        "spBv1.0/P1/#": 1,
-        "spBv1.0/P2/#": 1,
+        f"spBv1.0/{p}/{kind}/#": 1 for p in ("P1", "P2") for kind in read
     }
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("spBv1.0/P1/NCMD/P1-S01", b"\x0a\x05abc"),
+        ("spBv1.0/P1/DCMD/P1-S01/C001", b"\x00"),
+        ("spBv1.0/STATE/cellmon", b'{"online": true, "timestamp": 1}'),
+    ],
+)
+def test_commands_and_host_states_are_no_input_and_no_dead_letter(
+    topic: str, payload: bytes
+) -> None:
+    out = take(host_decoder(), nbirth(), (topic, payload))
+    assert out.rejections == []
+    assert out.samples == []
+    assert out.events == []
 
 
 KINDS = ["NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD"]
