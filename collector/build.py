@@ -40,7 +40,8 @@ from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
 from processors.events import EventPoints
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_response import Response
 from processors.kpi.energy import Goal
 from processors.kpi.minutes import MinuteProcessor
 from processors.kpi.periods import Calendar
