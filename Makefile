@@ -21,12 +21,14 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	bash scripts/ensure-servers.sh
@@ -44,7 +46,7 @@ bench-sustained: $(STAMP)
 	$(BIN)/python -m benchmarks.sustained
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 
 # The Sparkplug B payload module, from its .proto; protoc comes from grpcio-tools in a
 # throwaway environment (only needed when the .proto changes, never to build or run).

@@ -9,9 +9,9 @@ Adding a part is one module plus one line:
 - a processor: its module in ``processors/`` and an entry in ``PROCESSORS`` (in the order
   processors see each batch);
 - a source: its module in ``collector/source/`` and a line in ``SOURCES``;
-- a sink: its module in ``collector/sinks/`` (a ``Config`` keyed by ``type`` and a
-  ``build``) and a line in ``collector.sinks.SINKS``, which the config's ``sink`` union is
-  made from, so it lives beside the sinks rather than here.
+- a sink: its module in ``collector/sinks/`` with a ``build`` and a line in ``SINKS``, and
+  its ``sink:`` section in ``collector.sinks.options``, which the config's ``sink`` union
+  is made from.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collector.engine.engine import Engine
 from collector.engine.recalc import Reach
 from collector.journal import store as journal
 from collector.journal.outbox import AlertQueue, Outbox
-from collector.sinks import SINKS
+from collector.sinks import file as file_sink
+from collector.sinks import influx as influx_sink
 from collector.sinks.alerts import AlertFormat, AlertPublisher
 from collector.sinks.base import Sink
 from collector.sinks.drain import Drain
@@ -39,7 +40,8 @@ from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
 from processors.events import EventPoints
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_response import Response
 from processors.kpi.energy import Goal
 from processors.kpi.minutes import MinuteProcessor
 from processors.kpi.periods import Calendar
@@ -289,9 +291,16 @@ def engine(cfg: Config, *, replay: bool = False) -> Engine:
     )
 
 
+SINKS: dict[str, Callable[[Config], Sink]] = {
+    "influx": influx_sink.build,
+    "file": file_sink.build,
+}
+"""How each ``sink:`` type of ``collector.sinks.options.SINK_OPTIONS`` is built."""
+
+
 def sink(cfg: Config) -> Sink:
     """The configured sink; its secret comes from the environment, never from YAML."""
-    return SINKS[cfg.sink.type].build(cfg)
+    return SINKS[cfg.sink.type](cfg)
 
 
 def drain(cfg: Config) -> Drain:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.line import LineCurrent
 from simulator.parameters import (
     KG_AL_PER_KA_H,
     S_PER_DAY,
@@ -24,7 +25,6 @@ from simulator.parameters import (
     Stream,
     between,
 )
-from simulator.physics import LineCurrent
 
 
 def anode_sequence(anodes: int) -> list[int]:

@@ -37,7 +37,7 @@ from collector.source.decode import Decoded, EventRow, Rejection, SampleRow
 from processors.model import Batch, Point, SampleBatch
 from processors.rules.alarms import AlarmProcessor
 from processors.rules.derived import DerivedProcessor
-from processors.rules.expressions import parse_expression, unknown_names
+from processors.rules.expression_syntax import parse_expression, unknown_names
 
 FAR_FUTURE_NS = 2**62  # the decoder's "now": a sample file is history, never future
 

@@ -38,9 +38,10 @@ from collector.journal import locks
 from collector.journal import store as journal
 from collector.runtime.service import SERVICE_LOCK
 from collector.source.decode import Decoded, Rejection
+from collector.source.ids import valid_level
 from collector.source.mapping import ID_FIELDS
 from collector.source.payload import dump
-from collector.source.topics import Route, valid_level
+from collector.source.topics import Route
 from processors.kpi.periods import KINDS
 
 NS = 1_000_000_000

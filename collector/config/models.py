@@ -29,10 +29,8 @@ from collector.config.schema import (
     zone,
 )
 from collector.config.yamlsource import KeyPath
-from collector.sinks import DEFAULT_SINK, SINKS
 from collector.sinks.alerts import AlertsConfig
-from collector.sinks.base import SinkOptions
-from collector.sinks.influx import InfluxConfig
+from collector.sinks.options import DEFAULT_SINK, SINK_OPTIONS, InfluxConfig, SinkOptions
 from collector.source.decode import IngestConfig
 from collector.source.mqtt_client import MqttConfig
 
@@ -154,9 +152,9 @@ def _sink_type(value: Any) -> str | None:
 
 if TYPE_CHECKING:
     SinkConfig = SinkOptions
-else:  # one member per registered sink (collector.sinks.SINKS), chosen by its ``type``
+else:  # one member per sink type (collector.sinks.options.SINK_OPTIONS), chosen by its ``type``
     SinkConfig = Annotated[
-        Union[tuple(Annotated[p.Config, Tag(name)] for name, p in SINKS.items())],  # noqa: UP007 - built at run time
+        Union[tuple(Annotated[model, Tag(name)] for name, model in SINK_OPTIONS.items())],  # noqa: UP007 - built at run time
         Discriminator(_sink_type),
     ]
 
@@ -168,7 +166,7 @@ class ConfigFile(Section):
     ingest: IngestConfig = IngestConfig()
     influx: InfluxConfig = InfluxConfig()
     sink: SinkConfig = Field(
-        default_factory=lambda: SINKS[DEFAULT_SINK].Config.model_validate({"type": DEFAULT_SINK})
+        default_factory=lambda: SINK_OPTIONS[DEFAULT_SINK].model_validate({"type": DEFAULT_SINK})
     )
     alerts: AlertsConfig = AlertsConfig()
     state_dir: NonEmpty = "var/cellmon"

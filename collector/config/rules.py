@@ -25,14 +25,13 @@ from collector.config.schema import (
 )
 from collector.config.sparkplug import SparkplugInput
 from collector.config.yamlsource import KeyPath
-from processors.rules.expressions import (
-    CELL_CONSTANTS,
+from processors.rules.expression_syntax import (
     FUNCTIONS,
-    SAMPLE_FIELDS,
     parse_expression,
     unknown_name_message,
     unknown_names,
 )
+from processors.rules.expressions import CELL_CONSTANTS, SAMPLE_FIELDS
 
 
 def _field_name(value: str) -> str:

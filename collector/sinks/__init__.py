@@ -1,15 +1,6 @@
-"""Where output points go: the sink registry.
+"""Where output points go: the sinks, the drain loop that feeds them, and the MQTT alerts.
 
-A sink is a module with its ``Config`` (the ``sink:`` section, keyed by ``type``) and a
-``build(cfg)``, following ``collector.sinks.base.SinkPlugin``; adding one is that module
-plus one line here. The config's ``sink`` union is made from this registry.
+A sink type is its section in ``collector.sinks.options`` (which the config's ``sink``
+union is made from) and its module with a ``build(cfg)``, registered in
+``collector.build.SINKS``.
 """
-
-from collector.sinks import file, influx
-from collector.sinks.base import SinkPlugin
-
-SINKS: dict[str, SinkPlugin] = {
-    "influx": influx,
-    "file": file,
-}
-DEFAULT_SINK = "influx"

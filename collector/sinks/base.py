@@ -8,12 +8,7 @@ ever succeed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-from collector.config.schema import Count, Positive, Section
-
-if TYPE_CHECKING:
-    from collector.config.models import Config as CellmonConfig
+from typing import Protocol
 
 ERROR_TEXT_LIMIT = 1000
 # Statuses that condemn the batch itself: sent again unchanged it is refused again.
@@ -53,34 +48,6 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
-        ...
-
-
-class SinkOptions(Section):
-    """How points leave the journal, for every sink; each sink's ``Config`` adds its own keys.
-
-    ``shutdown_s`` bounds a stop while the database refuses writes: the points it did not
-    take stay in the journal for the next start, and ``cellmon run`` exits 3 to say so.
-    """
-
-    type: str
-    batch_lines: Count = 5000
-    flush_interval_s: Positive = 1.0
-    max_buffer_mib: Positive = 1024.0
-    retry_max_s: Positive = 30.0
-    shutdown_s: Positive = 20.0
-
-
-class SinkPlugin(Protocol):
-    """A sink module: its ``sink:`` section (keyed by ``type``) and how to build it."""
-
-    @property
-    def Config(self) -> type[SinkOptions]:
-        """The model of the ``sink:`` section of this type."""
-        ...
-
-    def build(self, cfg: CellmonConfig) -> Sink:
-        """The sink for this config; secrets come from the environment."""
         ...
 
 

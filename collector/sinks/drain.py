@@ -22,7 +22,8 @@ from pathlib import Path
 
 from collector.journal.outbox import Outbox
 from collector.journal.store import JOURNAL_ERRORS
-from collector.sinks.base import Sink, SinkError, SinkOptions
+from collector.sinks.base import Sink, SinkError
+from collector.sinks.options import SinkOptions
 
 log = logging.getLogger(__name__)
 

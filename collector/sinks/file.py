@@ -5,26 +5,19 @@ from __future__ import annotations
 import os
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from collector.config.schema import NonEmpty
-from collector.sinks.base import SinkError, SinkOptions
+from collector.sinks.base import SinkError
+from collector.sinks.options import FileOptions
 
 if TYPE_CHECKING:
     from collector.config.models import Config as CellmonConfig
 
 
-class Config(SinkOptions):
-    """``sink: {type: file}``: line protocol appended to ``path`` in the state directory."""
-
-    type: Literal["file"]
-    path: NonEmpty = "points.lp"
-
-
 def build(cfg: CellmonConfig) -> FileSink:
     """The file sink of a config whose ``sink.type`` is ``file``."""
     options = cfg.sink
-    assert isinstance(options, Config)
+    assert isinstance(options, FileOptions)
     return FileSink(cfg.state_path / options.path)
 
 

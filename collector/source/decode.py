@@ -15,7 +15,6 @@ raise out of ``Decoder.decode``.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ import orjson
 from pydantic import model_validator
 
 from collector.config.schema import Count, NonNegative, Positive, Section, fail
-from collector.sinks.lineproto import Unencodable, escape_field_key, escape_tag
+from collector.source.checks import check_key, event, is_number, number
 from collector.source.payload import (
     MAX_DEPTH,
     Invalid,
@@ -44,8 +43,6 @@ _MIN_TS_NS = 946_684_800_000_000_000  # 2000-01-01: earlier means an unset contr
 _TELEMETRY_KEYS = frozenset(("ts", "cell_voltage_v", "line_current_ka"))
 _OPTIONAL_NUMBERS = ("bath_temp_c", "noise_uohm")
 _RESERVED_FIELDS = frozenset(("time", "voltage_v", "current_ka"))
-# What the line protocol cannot carry in a string field.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _KEY_CACHE_LIMIT = 10_000
 
 SampleRow = tuple[str, str, int, float, float, dict[str, float] | None]
@@ -113,11 +110,6 @@ class Decoded:
         self.rejections.clear()
         self.foreign = 0
         self.counts.clear()
-
-
-def _is_number(x: object) -> bool:
-    t = type(x)
-    return t is float or t is int
 
 
 class Decoder:
@@ -280,7 +272,7 @@ class Decoder:
             if route.kind == "telemetry":
                 out.samples.append(self._telemetry(where, fields, ts_ns))
             else:
-                out.events.append(_event(where, fields, ts_ns))
+                out.events.append((*where, ts_ns, *event(fields)))
         except Invalid as bad:
             raw = payload if single else dump(obj)
             detail = bad.detail if route.mapping is None else route.mapping.relabel(bad.detail)
@@ -299,12 +291,12 @@ class Decoder:
 
     def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
         lim = self.limits
-        v = _number(obj, "cell_voltage_v", lim.voltage_min_v, lim.voltage_max_v)
-        i = _number(obj, "line_current_ka", lim.current_min_ka, lim.current_max_ka)
+        v = number(obj, "cell_voltage_v", lim.voltage_min_v, lim.voltage_max_v)
+        i = number(obj, "line_current_ka", lim.current_min_ka, lim.current_max_ka)
         extra: dict[str, float] | None = None
         if len(obj) > 3:
             for key in _OPTIONAL_NUMBERS:
-                if key in obj and not _is_number(obj[key]):
+                if key in obj and not is_number(obj[key]):
                     if type(obj[key]) is OutOfRange:  # contract 5.5, as for the required ones
                         raise obj[key].invalid(key)
                     raise Invalid("wrong_type", f"{key}: expected a number, got {obj[key]!r}")
@@ -312,7 +304,7 @@ class Decoder:
             for key, x in obj.items():
                 if key in _TELEMETRY_KEYS or key in _RESERVED_FIELDS:
                     continue
-                if not _is_number(x):
+                if not is_number(x):
                     if type(x) is OutOfRange:
                         raise x.invalid(key)
                     continue
@@ -334,111 +326,3 @@ class Decoder:
 
 def _missing(key: str) -> int:
     raise Invalid("missing_key", f"{key}: required key is missing")
-
-
-def _number(obj: dict[str, Any], key: str, low: float, high: float) -> float:
-    try:
-        x = obj[key]
-    except KeyError:
-        raise Invalid("missing_key", f"{key}: required key is missing") from None
-    if not _is_number(x):
-        if type(x) is OutOfRange:
-            raise x.invalid(key)
-        raise Invalid("wrong_type", f"{key}: expected a number, got {x!r}")
-    if type(x) is float and not math.isfinite(x):
-        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
-    if not low <= x <= high:
-        raise Invalid("out_of_bounds", f"{key}: {x} outside {low:g}..{high:g}")
-    return float(x)
-
-
-def check_key(key: str) -> None:
-    """Refuse a field key the line protocol cannot carry exactly (contract 5.5: ``bad_key``).
-
-    The encoder's own rule decides (``lineproto``), so what is accepted here is what
-    InfluxDB stores under the same name: no control character, and no backslash that
-    would escape the delimiter after it.
-    """
-    try:
-        escape_field_key(key)
-    except Unencodable as err:
-        raise Invalid("bad_key", str(err)) from None
-
-
-def _check_tag(value: str, what: str) -> None:
-    try:
-        escape_tag(value)
-    except Unencodable as err:
-        raise Invalid("bad_key", f"{what}: {err}") from None
-
-
-def _event(where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> EventRow:
-    kind = obj.get("type")
-    if kind is None:
-        raise Invalid("missing_key", "type: required key is missing")
-    if type(kind) is not str or not kind:
-        raise Invalid("wrong_type", f"type: expected a non-empty string, got {kind!r}")
-    _check_tag(kind, "type")
-    data = {k: v for k, v in obj.items() if k not in ("ts", "type")}
-    for key, x in data.items():
-        _check_event_field(key, x)
-    if kind == "anode_change":
-        _check_anode_change(data)
-    elif kind == "metal_tap":
-        _number(data, "metal_kg", 0.0, math.inf)
-        if data["metal_kg"] <= 0:
-            raise Invalid("out_of_bounds", f"metal_kg: must be > 0, got {data['metal_kg']}")
-    return (*where, ts_ns, kind, data)
-
-
-def _check_event_field(key: str, x: Any) -> None:
-    """An event's top-level key and value become a field of the raw ``cell_event`` point."""
-    check_key(key)
-    if type(x) is float and not math.isfinite(x):
-        raise Invalid("non_finite", f"{key}: {x} is not a finite number")
-    if type(x) is str:
-        bad = _CONTROL.search(x)
-        if bad is not None:
-            raise Invalid("bad_key", f"{key}: string holds the control character {bad.group()!r}")
-    elif type(x) is OutOfRange:
-        raise x.invalid(key)
-    elif type(x) in (dict, list):
-        _check_nested(key, x)
-
-
-def _check_nested(key: str, x: Any) -> None:
-    """Nested values are stored as JSON text: no number beyond a float, no control character.
-
-    Depth is bounded before parsing, so the recursion is too.
-    """
-    items = x.items() if type(x) is dict else enumerate(x)
-    for k, v in items:
-        t = type(v)
-        if type(k) is str and _CONTROL.search(k):
-            raise Invalid("bad_key", f"{key}: a nested key holds a control character")
-        if t is str and _CONTROL.search(v):
-            raise Invalid("bad_key", f"{key}: a nested string holds a control character")
-        if t is OutOfRange:
-            raise v.invalid(key)
-        if t is dict or t is list:
-            _check_nested(key, v)
-
-
-def _required(data: dict[str, Any], key: str, kind: type, expected: str) -> Any:
-    value = data.get(key)
-    if value is None:
-        raise Invalid("missing_key", f"{key}: required key is missing")
-    if type(value) is not kind:
-        raise Invalid("wrong_type", f"{key}: expected {expected}, got {value!r}")
-    return value
-
-
-def _check_anode_change(data: dict[str, Any]) -> None:
-    anode = _required(data, "anode", int, "an integer")
-    if anode < 1:
-        raise Invalid("out_of_bounds", f"anode: must be >= 1, got {anode}")
-    block = _required(data, "block", str, "a string")
-    if block:  # an empty tag value is left out of the line, not refused
-        _check_tag(block, "block")
-    if "butt_mm" in data:
-        _number(data, "butt_mm", 0.0, math.inf)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collector.source.ids import valid_level
 from collector.source.payload import Invalid
-from collector.source.topics import valid_level
 
 Convert = Callable[[float], float]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from collector.source.ids import valid_level
+
 if TYPE_CHECKING:
     from collector.source.mapping import InputMapping
 
-LEVEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-MAX_LEVEL_LEN = 32
 CACHE_LIMIT = 100_000
 
 
@@ -76,11 +76,6 @@ class TopicTemplate:
         if "{cell}" in self.levels and not valid_level(cell):
             return None
         return Route(self.kind, potline, cell, self.mapping, self.name)
-
-
-def valid_level(level: str) -> bool:
-    """Whether a string may be a potline or cell id: it becomes a tag and a topic level."""
-    return 0 < len(level) <= MAX_LEVEL_LEN and LEVEL_CHARS.issuperset(level)
 
 
 def compile_template(

@@ -4,19 +4,32 @@ These are the contract's ``anode_change`` and ``anode_potline``, and ``anode_ove
 
 Each (potline, cell, anode position) remembers its last change in the processor state,
 which is checkpointed with every batch: the cycle of the next change survives restarts,
-and replaying older events seeds it.
+and replaying older events seeds it. A change's point is written again with its voltage
+response once that is known (``anode_response``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from processors import legacy
 from processors.base import PeriodId
+from processors.kpi.anode_response import (
+    Followed,
+    Levels,
+    Position,
+    Response,
+    buckets_of,
+    buckets_to_json,
+    cell_samples,
+    follow,
+    level_before,
+    update_levels,
+)
 from processors.kpi.ledger import (
     CellKey,
     Ledger,
@@ -42,15 +55,6 @@ class AnodeTargets:
     block: str
 
 
-@dataclass(frozen=True)
-class Response:
-    """How a cell's voltage response to a change is followed."""
-
-    band_v: float
-    window_s: float
-    pre_window_s: float
-
-
 @dataclass(frozen=True, kw_only=True)
 class AnodeSettings:
     """What the processor needs of the config; built by ``collector.build``, no defaults.
@@ -66,14 +70,6 @@ class AnodeSettings:
     kinds: tuple[str, ...] = KINDS
 
 
-class Position(NamedTuple):
-    """An anode position of a cell."""
-
-    potline: str
-    cell: str
-    anode: int
-
-
 @dataclass(slots=True)
 class Shares:
     """A potline period's changes: with a known cycle, their cycles, on target, right block."""
@@ -83,54 +79,6 @@ class Shares:
     cycle_sum_days: float = 0.0
     on_target: int = 0
     target_block: int = 0
-
-
-@dataclass(slots=True)
-class Bucket:
-    """A cell's voltage sum over one pre-window bucket."""
-
-    sum_v: float = 0.0
-    samples: int = 0
-
-
-@dataclass(slots=True)
-class Followed:
-    """A change whose voltage response is being followed; its point, to rewrite when known."""
-
-    position: Position
-    ts_ns: int
-    pre_v: float
-    tags: tuple[tuple[str, str], ...]
-    fields: dict[str, FieldValue]
-    peak_v: float = 0.0
-    left: bool = False  # the voltage left the band
-
-    @property
-    def cell(self) -> CellKey:
-        """The cell whose response is followed."""
-        return CellKey(self.position.potline, self.position.cell)
-
-    def to_json(self) -> dict[str, Any]:
-        """The checkpoint form."""
-        return {
-            "position": list(self.position),
-            "ts_ns": self.ts_ns,
-            "pre_v": self.pre_v,
-            "tags": [list(tag) for tag in self.tags],
-            "fields": dict(self.fields),
-            "peak_v": self.peak_v,
-            "left": self.left,
-        }
-
-    @classmethod
-    def of(cls, data: Mapping[str, Any]) -> Followed:
-        """The followed change a checkpoint holds."""
-        tags = tuple((name, value) for name, value in data["tags"])
-        position = Position(*data["position"])
-        return cls(**{**data, "position": position, "tags": tags, "fields": dict(data["fields"])})
-
-
-Levels = dict[CellKey, dict[int, Bucket]]
 
 
 @dataclass
@@ -156,7 +104,7 @@ class _State:
                 for a, t in by_anode.items()
             },
             Ledger.from_json(state["ledger"], lambda d: Shares(**d)),
-            cells_from_json(state["levels"], _buckets_of),
+            cells_from_json(state["levels"], buckets_of),
             {(f.position, f.ts_ns): f for f in followed},
             state["newest"],
             state["overdue_day"],
@@ -169,19 +117,11 @@ class _State:
         return {
             "history": cells_to_json(history, dict),
             "ledger": self.ledger.to_json(flat),
-            "levels": cells_to_json(self.levels, _buckets_to_json),
+            "levels": cells_to_json(self.levels, buckets_to_json),
             "pending": [f.to_json() for _, f in sorted(self.pending.items())],
             "newest": self.newest,
             "overdue_day": self.overdue_day,
         }
-
-
-def _buckets_of(data: Mapping[str, Any]) -> dict[int, Bucket]:
-    return {int(b): Bucket(**x) for b, x in data.items()}
-
-
-def _buckets_to_json(buckets: Mapping[int, Bucket]) -> dict[str, Any]:
-    return {str(b): flat(x) for b, x in buckets.items()}
 
 
 class AnodeCycleProcessor:
@@ -201,16 +141,16 @@ class AnodeCycleProcessor:
         st = _State.of(state)
         points: list[Point] = []
         touched: set[PeriodKey] = set()
-        cells = _cell_samples(batch)
+        cells = cell_samples(batch)
         for ev in sorted(
             (e for e in batch.events if e.type == "anode_change"), key=lambda e: e.ts_ns
         ):
             point = self._change(ev, st, touched)
             points.append(point)
             self._start_following(st, ev, point, cells.get(CellKey(ev.potline, ev.cell)))
-        points += self._follow(st.pending, cells)
+        points += follow(st.pending, cells, self.s.response.band_v, self._window_ns)
         self._open_periods(st, batch.samples, touched)
-        _update_levels(st.levels, batch.samples, self._bucket_ns)
+        update_levels(st.levels, batch.samples, self._bucket_ns)
         st.newest = max([st.newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
             st.newest = max(st.newest, int(batch.samples.ts_ns.max()))
@@ -289,50 +229,12 @@ class AnodeCycleProcessor:
     ) -> None:
         """Follow the response to a change whose cell's level before it is known."""
         cell = CellKey(ev.potline, ev.cell)
-        pre = _level(st.levels.get(cell, {}), samples, ev.ts_ns, self._bucket_ns)
+        pre = level_before(st.levels.get(cell, {}), samples, ev.ts_ns, self._bucket_ns)
         if pre is not None:
             position = Position(ev.potline, ev.cell, AnodeChange.of(ev).anode)
             st.pending[(position, ev.ts_ns)] = Followed(
                 position, ev.ts_ns, pre, point.tags, dict(point.fields)
             )
-
-    def _follow(
-        self,
-        pending: dict[tuple[Position, int], Followed],
-        cells: Mapping[CellKey, tuple[np.ndarray, np.ndarray]],
-    ) -> list[Point]:
-        """Peak deviation and recovery of each followed change; written once known.
-
-        Recovered means back within the band after having left it; a response that never
-        leaves the band is written with its peak and no recovery when the window ends.
-        """
-        band = self.s.response.band_v
-        points = []
-        for key, f in sorted(pending.items()):
-            t, v = cells.get(f.cell, (np.zeros(0, np.int64), np.zeros(0)))
-            newest = int(t[-1]) if len(t) else None
-            after = (t > f.ts_ns) & (t <= f.ts_ns + self._window_ns)
-            t, dev = t[after], np.abs(v[after] - f.pre_v)
-            outside = dev > band
-            recovered_at = None
-            if f.left or outside.any():
-                first_out = 0 if f.left else int(np.argmax(outside))
-                back = np.flatnonzero(~outside[first_out:])
-                stop = first_out + int(back[0]) if len(back) else len(t)
-                f.peak_v = max(f.peak_v, float(dev[:stop].max()) if stop else 0.0)
-                f.left = True
-                recovered_at = int(t[stop]) if len(back) else None
-            elif len(dev):
-                f.peak_v = max(f.peak_v, float(dev.max()))
-            window_over = newest is not None and newest >= f.ts_ns + self._window_ns
-            if recovered_at is None and not window_over:
-                continue
-            del pending[key]
-            fields = {**f.fields, "peak_dev_mv": f.peak_v * 1000.0}
-            if recovered_at is not None:
-                fields["recovery_min"] = (recovered_at - f.ts_ns) / NS / 60.0
-            points.append(Point("anode_change", f.tags, fields, f.ts_ns))
-        return points
 
     def _open_periods(self, st: _State, samples: SampleBatch, touched: set[PeriodKey]) -> None:
         """Open each potline's periods at their first sample, with ``changes`` 0.
@@ -379,57 +281,3 @@ class AnodeCycleProcessor:
                 fields: dict[str, FieldValue] = {"days_since_change": age, "overdue_days": late}
                 points.append(Point("anode_overdue", tags, fields, day))
         return points
-
-
-def _cell_samples(batch: Batch) -> dict[CellKey, tuple[np.ndarray, np.ndarray]]:
-    """Each cell's (ts, voltage) of the batch, in time order."""
-    names = batch.samples.cells
-    return {CellKey(*names[c]): (t, v) for c, t, v in batch.samples.by_cell()}
-
-
-def _level(
-    buckets: Mapping[int, Bucket],
-    samples: tuple[np.ndarray, np.ndarray] | None,
-    t_change: int,
-    bucket_ns: int,
-) -> float | None:
-    """Mean voltage over the current and the previous pre-window bucket before a change."""
-    first = t_change // bucket_ns - 1
-    total = sum(x.sum_v for b, x in buckets.items() if b >= first)
-    count = sum(x.samples for b, x in buckets.items() if b >= first)
-    if samples is not None:
-        t, v = samples
-        inside = (t < t_change) & (t // bucket_ns >= first)
-        total += float(v[inside].sum())
-        count += int(inside.sum())
-    return total / count if count else None
-
-
-def _update_levels(levels: Levels, samples: SampleBatch, bucket_ns: int) -> None:
-    """Add the batch to each cell's pre-window buckets, keeping the newest two.
-
-    One sort for the whole batch: per-cell numpy calls would cost more than the sums once
-    a batch spreads a few samples over hundreds of cells.
-    """
-    if not len(samples):
-        return
-    bucket = samples.ts_ns // bucket_ns
-    order = np.lexsort((bucket, samples.cell_id))
-    code, b, v = samples.cell_id[order], bucket[order], samples.voltage_v[order]
-    starts = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (b[1:] != b[:-1])])
-    sums = np.add.reduceat(v, starts)
-    counts = np.diff(np.r_[starts, len(code)])
-    names = samples.cells
-    touched = set()
-    for c, k, total, n in zip(
-        code[starts].tolist(), b[starts].tolist(), sums.tolist(), counts.tolist(), strict=True
-    ):
-        key = CellKey(*names[c])
-        acc = levels.setdefault(key, {}).setdefault(k, Bucket())
-        acc.sum_v += total
-        acc.samples += n
-        touched.add(key)
-    for key in touched:
-        buckets = levels[key]
-        for old in sorted(buckets)[:-2]:
-            del buckets[old]

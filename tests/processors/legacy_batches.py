@@ -7,7 +7,8 @@ from datetime import UTC, datetime, time
 import numpy as np
 
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_response import Response
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
 from processors.kpi.sec import SecProcessor, SecSettings

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collector.config.sparkplug import IdSource, MetricSource, SparkplugInput
+from collector.source.ids import valid_level
 from collector.source.mapping import FieldMap, InputMapping, conversion
 from collector.source.sparkplug.topics import NAMESPACE, READ, Topic
-from collector.source.topics import valid_level
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collector.journal import store as journal
 from collector.journal.outbox import Outbox
 from collector.sinks.base import SinkError
 from collector.sinks.drain import JOURNAL_RETRY_S, Drain
-from collector.sinks.file import Config as FileConfig
+from collector.sinks.options import FileOptions
 
 T = 1_709_251_200_000_000_000
 LINES = [f"cell,potline=P1,cell=C{c:02d} voltage_v=4.2 {T}\n".encode() for c in range(30)]
@@ -63,7 +63,7 @@ def drain_of(outbox: Outbox, sink: Refusing, clock: FakeTime, tmp_path: Path) ->
         outbox,
         sink,
         rejected_path=tmp_path / "rejected.lp",
-        options=FileConfig(type="file", batch_lines=10, retry_max_s=30.0, shutdown_s=5.0),
+        options=FileOptions(type="file", batch_lines=10, retry_max_s=30.0, shutdown_s=5.0),
         monotonic=clock.monotonic,
         sleep=clock.sleep,
     )

@@ -231,7 +231,7 @@ GOOD_EVENTS = {
 
 
 def number_reason(kind: str, value: Any, low: float, high: float, *, low_open: bool) -> str:
-    """What ``_number`` makes of a value in a number field bounded by [low, high]."""
+    """What ``checks.number`` makes of a value in a number field bounded by [low, high]."""
     if kind in ("int", "float", "big"):
         x = float(value)
         above_low = x > low if low_open else x >= low

@@ -8,7 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets, Response
+from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
+from processors.kpi.anode_response import Response
 from processors.kpi.periods import Calendar
 from processors.model import Batch, Event, SampleBatch
 

@@ -9,7 +9,7 @@ import pytest
 from collector.config.rules import DerivedRule
 from processors.model import Batch, Point, SampleBatch
 from processors.rules.derived import DerivedProcessor
-from processors.rules.expressions import ExpressionError
+from processors.rules.expression_syntax import ExpressionError
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

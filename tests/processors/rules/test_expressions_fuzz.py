@@ -18,13 +18,11 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from processors.rules.expression_syntax import FUNCTIONS, MAX_NESTING, ExpressionError
 from processors.rules.expressions import (
     CELL_CONSTANTS,
-    FUNCTIONS,
-    MAX_NESTING,
     SAMPLE_FIELDS,
     Expression,
-    ExpressionError,
     compile_expression,
 )
 
