@@ -12,7 +12,6 @@ back as measurement, tag keys and field keys.
 from __future__ import annotations
 
 import shutil
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
 DAY_NS = 24 * HOUR_NS
-START_NS = 1_772_373_600 * NS  # 2026-03-01T14:00Z, 22:00 in Asia/Shanghai: the day crosses midnight
+# 2026-03-01T14:00Z, 22:00 in Asia/Shanghai: the day crosses a local midnight
+START_NS = 1_772_373_600 * NS
+# the decoder's clock: after the simulated day, whatever the machine's clock says
+RECEIVED_NS = START_NS + 2 * DAY_NS
 CELLS = 6
 INTERVAL_S = 10.0
 ODD_CELL = "X01"  # the hand-made cell
@@ -132,7 +134,7 @@ def _feed(decoder: Decoder, inbox: journal.Inbox, messages: list[tuple[str, byte
     """Decode and commit the messages as the MQTT source does, counters included."""
     out = Decoded()
     for topic, payload in messages:
-        decoder.decode(topic, payload, time.time_ns(), out)
+        decoder.decode(topic, payload, RECEIVED_NS, out)
     counts: dict[str, int] = {"messages": len(messages), "rejected": len(out.rejections)}
     for r in out.rejections:
         counts[f"rejected_{r.reason}"] = counts.get(f"rejected_{r.reason}", 0) + 1
