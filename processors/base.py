@@ -1,9 +1,17 @@
 """The processor seam.
 
 Call order: the engine calls ``apply`` once per batch, in inbox order, with the state the
-previous call returned (``None`` the first time). State must be plain JSON data (dicts,
-lists, numbers, strings): it is checkpointed in the journal in the same transaction as the
-batch's output, which is what makes a restart exact.
+previous call returned (``None`` the first time, a checkpoint after a start). State lives
+in memory between batches; every few seconds the engine checkpoints it, as plain JSON data
+(dicts, lists, numbers, strings), with the journal position it stands at, in one
+transaction. After a crash the journal since that checkpoint is processed again: safe,
+because every point is an overwrite of the same measurement, tags and time.
+
+A processor whose state is JSON data already returns a new one from ``apply`` and never
+changes the one it was given. An ``InMemory`` processor keeps objects instead and updates
+them in place (no copy of every cell per batch: that was most of the worker's time), and
+turns them into JSON only when asked to ``checkpoint``; a JSON state it is given, it reads
+into new objects and leaves unchanged.
 """
 
 from __future__ import annotations
@@ -20,8 +28,25 @@ class Processor(Protocol):
     name: str
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
-        """Return the new state and the points this batch produced; must not mutate state."""
+        """Return the new state and the points this batch produced (see the module)."""
         ...
+
+
+@runtime_checkable
+class InMemory(Processor, Protocol):
+    """A processor whose state between batches is objects, updated in place by ``apply``.
+
+    ``apply``, ``flush`` and ``rebase`` take either what ``apply`` returned or a checkpoint.
+    """
+
+    def checkpoint(self, state: Any) -> Any:
+        """The state as JSON data, without copying it twice (no ``asdict``/``deepcopy``)."""
+        ...
+
+
+def checkpoint(processor: Processor, state: Any) -> Any:
+    """Any processor's state as JSON data."""
+    return processor.checkpoint(state) if isinstance(processor, InMemory) else state
 
 
 @runtime_checkable

@@ -1,22 +1,25 @@
 """Batch builders and the contract every processor must keep, for the tests.
 
-The engine cuts the inbox into batches wherever a read ends, checkpoints each state as
-JSON in the journal and may restart from any checkpoint; a processor is only correct if
-none of that shows in its points. ``check_compliance`` states that contract once, so that
-a new processor is held to it by adding it to the list the compliance test runs.
+The engine cuts the inbox into batches wherever a read ends, keeps each state in memory,
+checkpoints it as JSON in the journal now and then, and may restart from any checkpoint; a
+processor is only correct if none of that shows in its points. ``check_compliance`` states
+that contract once, so that a new processor is held to it by adding it to the list the
+compliance test runs.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import orjson
 
-from processors.base import Flushing, Processor
+from processors.base import Flushing, Processor, checkpoint
 from processors.model import Batch, Event, FieldValue, Point, SampleBatch
 
 NS = 1_000_000_000
@@ -118,8 +121,10 @@ def merged(points: Iterable[Point]) -> dict[PointKey, dict[str, FieldValue]]:
 def check_compliance(processor: Processor, batch: Batch, at: int, state: Any = None) -> None:
     """Assert the processor's contract on a batch and a cut of it at row ``at``.
 
-    Its state is plain JSON that reads back equal and gives the same next output; neither
-    the batch nor the state given is modified; the batch whole or cut in two gives the
+    Its checkpoint is plain JSON, made without ``asdict`` or ``deepcopy``, that reads back
+    equal; the state read back from it gives the same next output and state as the state
+    kept in memory; neither the batch nor a checkpoint given to ``apply`` is modified (an
+    ``InMemory`` state is updated in place); the batch whole or cut in two gives the
     same points, once rewrites of a point are merged, and the same state. A ``Flushing``
     processor rewrites a running value only once its data advanced ``update_interval_s``
     since the last write, so how fresh its last write is, and the write time it keeps,
@@ -130,11 +135,16 @@ def check_compliance(processor: Processor, batch: Batch, at: int, state: Any = N
     before, state_before = _snapshot(batch), copy.deepcopy(state)
     whole_state, whole = processor.apply(batch, state)
     assert _snapshot(batch) == before, "apply modified its batch"
-    assert state == state_before, "apply modified its state"
+    assert state == state_before, "apply modified the checkpoint it was given"
     first, second = split(batch, at)
     cut_state, cut = processor.apply(first, state)
-    _assert_round_trip(processor, cut_state, second)
+    read_back = _read_back(processor, cut_state)
     cut_state, rest = processor.apply(second, cut_state)
+    restored_state, restored = processor.apply(second, read_back)
+    assert restored == rest, "a state read back from its checkpoint gives other points"
+    assert checkpoint(processor, restored_state) == checkpoint(processor, cut_state), (
+        "a state read back from its checkpoint gives another state"
+    )
     if isinstance(processor, Flushing):
         _assert_same_keys({**merged(cut), **merged(rest)}, merged(whole))
         whole_state, tail = processor.flush(whole_state)
@@ -143,16 +153,35 @@ def check_compliance(processor: Processor, batch: Batch, at: int, state: Any = N
     else:
         cut = [*cut, *rest]
     _assert_same(merged(cut), merged(whole))
-    _assert_close(cut_state, whole_state, "state")
+    whole_data = checkpoint(processor, whole_state)
+    _assert_close(checkpoint(processor, cut_state), whole_data, "state")
 
 
-def _assert_round_trip(processor: Processor, state: Any, following: Batch) -> None:
-    read_back = orjson.loads(orjson.dumps(state))
-    assert read_back == state, "state does not read back equal from JSON"
-    a_state, a = processor.apply(following, state)
-    b_state, b = processor.apply(following, read_back)
-    assert a == b, "a state read back from JSON gives other points"
-    assert a_state == b_state, "a state read back from JSON gives another state"
+def _read_back(processor: Processor, state: Any) -> Any:
+    """The state's checkpoint through JSON, checked equal to it and cheap to make."""
+    calls = _calls_during(lambda: checkpoint(processor, state))
+    copies = sorted(calls & {"asdict", "_asdict_inner", "deepcopy"})
+    assert not copies, f"{processor.name}'s checkpoint copies its state twice: {copies}"
+    data = checkpoint(processor, state)
+    read_back = orjson.loads(orjson.dumps(data))
+    assert read_back == data, "the checkpoint does not read back equal from JSON"
+    return read_back
+
+
+def _calls_during(action: Callable[[], object]) -> set[str]:
+    """The names of the Python functions called while ``action`` runs."""
+    names: set[str] = set()
+
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "call":
+            names.add(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return names
 
 
 def _assert_same_keys(cut: Mapping[PointKey, Any], whole: Mapping[PointKey, Any]) -> None:

@@ -1,8 +1,14 @@
 """The processor stage: inbox rows in, processors applied, output and state committed.
 
-Runs in its own thread. Each step reads the rows after the checkpointed position, turns
-them into a typed ``Batch``, applies every processor in order and commits the line
-protocol, the processors' states and the new position in one transaction.
+Runs in its own thread. Each step reads the rows after the last it processed, turns them
+into a typed ``Batch``, applies every processor in order and commits the line protocol.
+The processors' states stay in memory; every ``STATE_EVERY_S`` (or ``STATE_EVERY_ROWS``) a
+checkpoint commits them, as JSON, with the position they stand at, the counters of the
+rows since the last one and the alerts they raised, in one transaction, as a stream
+processor checkpoints over a replayable log. A crash goes back to the last checkpoint and
+processes the inbox since then again: its points are overwrites of the same measurement,
+tags and time, while counters and alerts, committed only with a checkpoint, count and page
+once. So a batch costs what its rows cost, not a copy of every cell's state.
 
 A point or sample that line protocol cannot carry (``collector.sinks.lineproto.Unencodable``) is
 counted as ``unencodable`` and kept in the rejected file with the reason, like the lines the
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -36,17 +43,21 @@ from collector.sinks.lineproto import (
     encode_samples,
     series_prefix,
 )
-from processors.base import Alerting, Flushing, Processor
+from processors.base import Alerting, Flushing, Processor, checkpoint
 from processors.model import Batch, Event, Point, SampleBatch
 
 log = logging.getLogger(__name__)
 
 ORDERING_STATE = "ordering"
 PRUNE_EVERY_S = 60.0
-CHECKPOINT_EVERY_S = 1.0
-# Between polls the inbox fills up: a tenth of a second makes batches of thousands at full
-# speed, where each processor's fixed cost per batch no longer shows.
-POLL_S = 0.1
+WAL_EVERY_S = 1.0
+STATE_EVERY_S = 2.0
+"""How often the states are checkpointed: what a crash processes again, at most."""
+STATE_EVERY_ROWS = 200_000
+"""… or after this many rows, to bound the batches kept to recover a failing processor."""
+# After a batch that did not fill, the inbox fills for this long: a 400-cell potline at
+# 1 Hz gives batches of 80, not of one or two rows each costing a whole commit.
+POLL_S = 0.2
 RETRY_MAX_S = 30.0
 # (line count, body, what could not be encoded) of a chunk of output
 Encoded = tuple[int, bytes, list[Rejected]]
@@ -57,9 +68,10 @@ GIVE_UP_AT_SHUTDOWN = 3
 class Rework(Protocol):
     """Work on the processors' states between two batches: a recalculation of periods.
 
-    The engine calls it before a batch with the committed states; it returns the states to
-    replace and the points to write, committed together, or None when it cannot run yet
-    (it is called again before the next batch). ``committed`` follows the commit.
+    The engine calls it before a batch with the states as they stand (as JSON data, a copy
+    the job may change); it returns the states to replace and the points to write,
+    committed together with a checkpoint, or None when it cannot run yet (it is called
+    again before the next batch). ``committed`` follows the commit.
     """
 
     def __call__(self, states: Mapping[str, Any]) -> tuple[dict[str, Any], list[Point]] | None:
@@ -83,11 +95,14 @@ class Engine:
         metrics_interval_s: float,
         dedup_window_s: float,
         batch_rows: int = 20_000,
+        state_every_s: float = STATE_EVERY_S,
         clock: Callable[[], int] = time.time_ns,
         alerts: Callable[[Point], tuple[str, bytes]] | None = None,
         rejected_path: Path | None = None,
     ) -> None:
         """``alerts`` makes the (topic, payload) of an ``alarm`` point; None: no alerts.
+
+        ``state_every_s``: how often the states are checkpointed (0: with every batch).
 
         ``rejected_path`` is the file that keeps what cannot be encoded; None: the log does.
         """
@@ -102,13 +117,21 @@ class Engine:
         self._next_metrics_ns = clock() + self._metrics_every_ns
         self._window_ns = int(dedup_window_s * 1e9)
         self._marks: list[tuple[int, int]] = []
-        self._position = store.position()
+        self._position = self._saved = store.position()
         self._states: dict[str, Any] = {p.name: store.load_state(p.name) for p in self.processors}
+        self._saved_states = dict(self._states)
         self._newest: dict[str, int] = store.load_state(ORDERING_STATE) or {}
+        self._saved_newest = self._newest
+        self._counts: Counter[str] = Counter()  # of the rows since the last checkpoint
+        self._alerts: list[tuple[str, bytes]] = []  # raised since the last checkpoint
+        self._since: list[Batch] = []  # the batches since the last checkpoint
+        self._rows_since = 0
+        self._state_every_ns = int(state_every_s * 1e9)
+        self._next_state_ns = clock() + self._state_every_ns
         self._prefixes: dict[int, str] = {}
         self._bad_cells: dict[int, str] = {}  # cell id -> why its series cannot be encoded
         self._derive = deriver_of(self.processors)
-        self._next_checkpoint_ns = 0
+        self._next_wal_ns = 0
         self._replacements: list[Processor] = []
         self._rework: list[Rework] = []
         self._lock = threading.Lock()
@@ -139,21 +162,39 @@ class Engine:
         with self._lock:
             jobs = list(self._rework)
         for job in jobs:
-            result = job(self._states)
+            result = job({p.name: checkpoint(p, self._states.get(p.name)) for p in self.processors})
             if result is None:
                 continue
             states, points = result
-            n, body, rejected = encode_points(points)
-            counts = {"unencodable": self._keep(rejected)}
-            self.store.commit(self._position, states, [(KPI, n, body)], self._clock(), counts)
             self._states.update(states)
+            n, body, rejected = encode_points(points)
+            self._counts["unencodable"] += self._keep(rejected)
+            self._checkpoint(self._clock(), [(KPI, n, body)])
             with self._lock:
                 self._rework.remove(job)
             job.committed()
 
     def step(self) -> int:
-        """Process one batch; returns the number of inbox rows consumed (0: nothing new)."""
+        """Process one batch; returns the number of inbox rows consumed (0: nothing new).
+
+        When anything fails (a full disk refusing the commit), the engine goes back to its
+        last checkpoint, as a restart would, and the error is raised for the caller to retry.
+        """
         self._swap()
+        try:
+            return self._step()
+        except Exception:
+            self._rewind()
+            raise
+
+    def _rewind(self) -> None:
+        self._states = {k: v for k, v in self._saved_states.items() if k != ORDERING_STATE}
+        self._newest = self._saved_states.get(ORDERING_STATE, self._saved_newest)
+        self._position = self._saved
+        self._counts, self._alerts, self._since = Counter(), [], []
+        self._rows_since = 0
+
+    def _step(self) -> int:
         if self._rework:
             self._do_rework()
         now = self._clock()
@@ -163,20 +204,33 @@ class Engine:
             self._next_metrics_ns = now + self._metrics_every_ns
             extra_points.append(self.metrics(now).point(self.instance, now))
         if not rows.seq and not extra_points:
+            if self._position != self._saved and now >= self._next_state_ns:
+                self._checkpoint(now, [])  # gone quiet: what is pending is committed
             return 0
-        position = rows.seq[-1] if rows.seq else self._position
-        raw, n_late, kpi_points, states, failed, paging = self._apply(rows)
+        raw, kpi_points, paging = self._apply(rows)
         n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
-        unencodable = self._keep([*raw[2], *kpi_rejected])
+        self._counts["unencodable"] += self._keep([*raw[2], *kpi_rejected])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
-        counts = {"late": n_late, "processor_errors": failed, "unencodable": unencodable}
-        alerts = [self._alert(p) for p in paging] if self._alert is not None else []
-        self.store.commit(position, states, chunks, now, counts, alerts)
-        self._position = position
-        self._states.update(states)
-        self._newest = states[ORDERING_STATE]
+        if self._alert is not None:
+            self._alerts += [self._alert(p) for p in paging]
+        self._position = rows.seq[-1] if rows.seq else self._position
+        self._rows_since += len(rows.seq)
+        if paging or now >= self._next_state_ns or self._rows_since >= STATE_EVERY_ROWS:
+            self._checkpoint(now, chunks)  # an alarm pages at once
+        else:
+            self.store.commit(self._saved, {}, chunks, now, {})  # output only
         self._maybe_prune(now)
         return len(rows.seq)
+
+    def _checkpoint(self, now: int, chunks: list[tuple[int, int, bytes]]) -> None:
+        """Commit the states, position, counters and alerts, with this output."""
+        states = {p.name: checkpoint(p, self._states.get(p.name)) for p in self.processors}
+        states[ORDERING_STATE] = self._newest
+        self.store.commit(self._position, states, chunks, now, self._counts, self._alerts)
+        self._saved, self._saved_states = self._position, states
+        self._counts, self._alerts, self._since = Counter(), [], []
+        self._rows_since = 0
+        self._next_state_ns = now + self._state_every_ns
 
     def _keep(self, rejected: list[Rejected]) -> int:
         """Keep what could not be encoded, before the commit: at least once, never lost."""
@@ -200,31 +254,29 @@ class Engine:
         """A snapshot of the counters of every stage and of the outbox gauges."""
         lines, oldest = self.store.backlog()
         lag_s = (now_ns - oldest) / 1e9 if oldest else 0.0
-        return Metrics.from_counters(self.store.counters(), lines, lag_s)
+        counters = Counter(self.store.counters()) + self._counts  # with the uncheckpointed
+        return Metrics.from_counters(dict(counters), lines, lag_s)
 
     def finish(self) -> None:
         """Commit every processor's held-back values and a last self-metrics point."""
         now = self._clock()
-        states = dict(self._states)
         points: list[Point] = []
         for proc in self.processors:
             if isinstance(proc, Flushing):
-                states[proc.name], produced = proc.flush(states.get(proc.name))
+                self._states[proc.name], produced = proc.flush(self._states.get(proc.name))
                 points.extend(produced)
         points.append(self.metrics(now).point(self.instance, now))
         n, body, rejected = encode_points(points)
-        states[ORDERING_STATE] = self._newest
-        counts = {"unencodable": self._keep(rejected)}
-        self.store.commit(self._position, states, [(KPI, n, body)], now, counts)
-        self._states = states
+        self._counts["unencodable"] += self._keep(rejected)
+        self._checkpoint(now, [(KPI, n, body)])
 
-    def _apply(
-        self, rows: InboxRows
-    ) -> tuple[Encoded, int, list[Point], dict[str, Any], int, list[Point]]:
-        """(raw lines, late count, points, states, failures, alerts) of a batch, uncommitted.
+    def _apply(self, rows: InboxRows) -> tuple[Encoded, list[Point], list[Point]]:
+        """(raw lines, points, alerts) of a batch, uncommitted; the states move on.
 
-        A processor that raises keeps its previous state and loses this batch, counted in
-        ``processor_errors``: one faulty processor must not stop the raw data or the others.
+        A processor that raises loses this batch, counted in ``processor_errors``: one
+        faulty processor must not stop the raw data or the others. It goes on from the
+        state it had before the batch: its last checkpoint, with the batches since then
+        applied again (their points were written already).
         """
         if EVENT in rows.kind:
             at = [k for k, kind in enumerate(rows.kind) if kind == EVENT]
@@ -232,24 +284,34 @@ class Engine:
             rows = rows.take(k for k, kind in enumerate(rows.kind) if kind != EVENT)
         else:
             events = []
-        samples, raw, newest, n_late = self._samples(rows)
+        samples, raw, self._newest, late = self._samples(rows)
+        self._counts["late"] += late
         batch = Batch(samples, events)
         points: list[Point] = []
-        states: dict[str, Any] = {ORDERING_STATE: newest}
-        failed = 0
         paging: list[Point] = []
         for proc in self.processors:
-            previous = self._states.get(proc.name)
             try:
-                states[proc.name], produced = proc.apply(batch, previous)
+                self._states[proc.name], produced = proc.apply(batch, self._states.get(proc.name))
             except Exception:
-                log.exception("processor %s failed on a batch; it keeps its state", proc.name)
-                states[proc.name], produced = previous, []
-                failed += 1
+                log.exception("processor %s failed on a batch; it loses the batch", proc.name)
+                self._states[proc.name], produced = self._recovered(proc), []
+                self._counts["processor_errors"] += 1
             points.extend(produced)
             if isinstance(proc, Alerting):
                 paging.extend(proc.alerts(produced))
-        return raw, n_late, points, states, failed, paging
+        self._since.append(batch)
+        return raw, points, paging
+
+    def _recovered(self, proc: Processor) -> Any:
+        """The processor's state before the batch that failed: from its last checkpoint."""
+        state = self._saved_states.get(proc.name)
+        try:
+            for batch in self._since:
+                state, _ = proc.apply(batch, state)
+        except Exception:  # a batch it took once: it is not deterministic; the checkpoint
+            log.exception("processor %s cannot redo its batches since the checkpoint", proc.name)
+            return self._saved_states.get(proc.name)
+        return state
 
     def _samples(self, rows: InboxRows) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
         """Raw lines for every sample, and the in-order ones as a batch for integration."""
@@ -314,11 +376,11 @@ class Engine:
 
     def _maybe_prune(self, now: int) -> None:
         """Forget inbox rows older than the de-duplication window (by arrival)."""
-        if now >= self._next_checkpoint_ns:
-            self._next_checkpoint_ns = now + int(CHECKPOINT_EVERY_S * 1e9)
+        if now >= self._next_wal_ns:
+            self._next_wal_ns = now + int(WAL_EVERY_S * 1e9)
             self.store.checkpoint()
         if not self._marks or now - self._marks[-1][0] >= PRUNE_EVERY_S * 1e9:
-            self._marks.append((now, self._position))
+            self._marks.append((now, self._saved))  # a crash reads from the checkpoint
         cutoff = now - self._window_ns
         expired = [seq for t, seq in self._marks if t <= cutoff]
         if expired:
@@ -345,8 +407,8 @@ class Engine:
                 log.exception("processor step failed; retry %d in %.0f s", failures, delay)
                 stop.wait(delay)
                 continue
-            if busy:
-                continue
-            if stop.is_set():
+            if busy >= self.batch_rows:
+                continue  # a backlog: the next batch is there already
+            if not busy and stop.is_set():
                 return
             stop.wait(POLL_S)

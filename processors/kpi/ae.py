@@ -99,7 +99,10 @@ class _State:
     ledger: Ledger[Counts]
 
     @classmethod
-    def of(cls, state: Mapping[str, Any] | None) -> _State:
+    def of(cls, state: Any) -> _State:
+        """The live state as it is, or one read from a checkpoint (of any release)."""
+        if isinstance(state, cls):
+            return state
         state = legacy.upgraded(state, _from_legacy) or {}
         return cls(
             last_from_json(state.get("last")),
@@ -162,19 +165,23 @@ class AnodeEffectProcessor:
                     points += self._detect(st, key, t, v)
             self._charge(st, sb)
         points += self._write(st, final=False)
-        return st.to_json(), points
+        return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period now."""
         st = _State.of(state)
         points = self._write(st, final=True)
-        return st.to_json(), points
+        return st, points
+
+    def checkpoint(self, state: Any) -> Any:
+        """The state as JSON data."""
+        return _State.of(state).to_json()
 
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live state with these periods' counts from the state rebuilt from history."""
         st = _State.of(state)
         st.ledger.rebase(_State.of(fresh).ledger, map(PeriodKey._make, periods))
-        return st.to_json()
+        return st
 
     def snapshot(self, state: Any) -> list[Point]:
         """The potline points of the open periods, as they stand."""

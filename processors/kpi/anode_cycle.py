@@ -91,7 +91,10 @@ class _State:
     overdue_day: int = 0
 
     @classmethod
-    def of(cls, state: Mapping[str, Any] | None) -> _State:
+    def of(cls, state: Any) -> _State:
+        """The live state as it is, or one read from a checkpoint (of any release)."""
+        if isinstance(state, cls):
+            return state
         state = legacy.upgraded(state, legacy.anode_cycle)
         if not state:
             return cls()
@@ -163,7 +166,7 @@ class AnodeCycleProcessor:
         if day > st.overdue_day:
             points.extend(self._overdue(st.history, st.newest, day))
             st.overdue_day = day
-        return st.to_json(), points
+        return st, points
 
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live state with these periods, and each position's newest change, from history.
@@ -177,7 +180,11 @@ class AnodeCycleProcessor:
         for position, t in new.history.items():
             if position.potline in potlines and t > st.history.get(position, 0):
                 st.history[position] = t
-        return st.to_json()
+        return st
+
+    def checkpoint(self, state: Any) -> Any:
+        """The state as JSON data."""
+        return _State.of(state).to_json()
 
     def snapshot(self, state: Any) -> list[Point]:
         """The potline points of the open periods, as they stand."""

@@ -22,8 +22,8 @@ over minutes the live data also filled.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from processors.base import PeriodId
-from processors.kpi.ledger import period_at
+from processors.kpi.ledger import flat, period_at
 from processors.kpi.periods import Calendar
 from processors.model import Batch, FieldValue, Point, SampleBatch
 
@@ -86,18 +86,29 @@ Open = dict[tuple[str, str], Minute]
 """Each cell's open (newest) minute, by (potline, cell)."""
 
 
-def _open_from_json(state: Mapping[str, Any] | None) -> Open:
-    """The state is ``{"open": {potline: {cell: Minute as a dict}}}``."""
-    nested = (state or {}).get("open", {})
-    return {(p, c): Minute(**m) for p, cells in nested.items() for c, m in cells.items()}
+@dataclass
+class _State:
+    """The open minutes, kept between batches; JSON only at a checkpoint."""
 
+    opened: Open
 
-def _open_to_json(opened: Open) -> dict[str, Any]:
-    """Sorted by cell, so the JSON does not depend on the order cells were seen in."""
-    nested: dict[str, dict[str, Any]] = {}
-    for (potline, cell), minute in sorted(opened.items()):
-        nested.setdefault(potline, {})[cell] = asdict(minute)
-    return {"open": nested}
+    @classmethod
+    def of(cls, state: Any) -> _State:
+        """The live state as it is, or one read from a checkpoint.
+
+        A checkpoint is ``{"open": {potline: {cell: Minute as a dict}}}``.
+        """
+        if isinstance(state, cls):
+            return state
+        nested = (state or {}).get("open", {})
+        return cls({(p, c): Minute(**m) for p, cells in nested.items() for c, m in cells.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        """Sorted by cell, so the JSON does not depend on the order cells were seen in."""
+        nested: dict[str, dict[str, Any]] = {}
+        for (potline, cell), minute in sorted(self.opened.items()):
+            nested.setdefault(potline, {})[cell] = flat(minute)
+        return {"open": nested}
 
 
 class MinuteProcessor:
@@ -111,7 +122,8 @@ class MinuteProcessor:
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Add the batch to the open minutes; write every minute a cell's data has left."""
-        opened = _open_from_json(state)
+        st = _State.of(state)
+        opened = st.opened
         points: list[Point] = []
         for cell, minute in _minutes(batch.samples, self.calendar):
             before = opened.get(cell)
@@ -120,13 +132,17 @@ class MinuteProcessor:
             elif before is not None:
                 points.append(_point(cell, before))  # the cell's data has passed its end
             opened[cell] = minute
-        return _open_to_json(opened), points
+        return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write the open minutes as they stand; they stay open for the samples to come."""
-        opened = _open_from_json(state)
-        points = [_point(cell, minute) for cell, minute in sorted(opened.items())]
-        return _open_to_json(opened), points
+        st = _State.of(state)
+        points = [_point(cell, minute) for cell, minute in sorted(st.opened.items())]
+        return st, points
+
+    def checkpoint(self, state: Any) -> Any:
+        """The open minutes as JSON data."""
+        return _State.of(state).to_json()
 
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live open minutes, those in these periods continued from the rebuilt sums.
@@ -135,14 +151,15 @@ class MinuteProcessor:
         of the periods and is not older: the recalculation has written it from every sample
         the database holds, and the live minute's next write must not undo that.
         """
-        live, rebuilt = _open_from_json(state), _open_from_json(fresh)
+        st = _State.of(state)
+        live, rebuilt = st.opened, _State.of(fresh).opened
         spans = [(p, *period_at(self.calendar, kind, start)) for p, kind, start in periods]
         for cell, minute in rebuilt.items():
             inside = any(p == cell[0] and a <= minute.start_ns < b for p, a, b in spans)
             before = live.get(cell)
             if inside and (before is None or before.start_ns <= minute.start_ns):
                 live[cell] = minute
-        return _open_to_json(live)
+        return st
 
 
 def _point(cell: tuple[str, str], minute: Minute) -> Point:

@@ -85,7 +85,11 @@ class _Step:
     touched: set[tuple[PeriodKey, str]] = field(default_factory=set)
 
     @classmethod
-    def of(cls, state: Mapping[str, Any] | None) -> _Step:
+    def of(cls, state: Any) -> _Step:
+        """The live state as it is (nothing touched yet), or one read from a checkpoint."""
+        if isinstance(state, cls):
+            state.touched = set()
+            return state
         state = legacy.upgraded(state, _from_legacy) or {}
         ledger = Ledger.from_json(state.get("ledger"), _cells_from_json)
         return cls(last_from_json(state.get("last")), ledger)
@@ -132,20 +136,24 @@ class SecProcessor:
         self._integrate(batch, step)
         self._taps(batch, step)
         points = self._close_and_write(step, final=False)
-        return step.state(), points
+        return step, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period's running values now (at shutdown, at a replay's end)."""
         step = _Step.of(state)
         step.touched = {(key, cell) for key, p in step.ledger.items() for cell in p.acc}
         points = self._close_and_write(step, final=True)
-        return step.state(), points
+        return step, points
+
+    def checkpoint(self, state: Any) -> Any:
+        """The state as JSON data."""
+        return _Step.of(state).state()
 
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live state with these periods' totals from the state rebuilt from history."""
         step = _Step.of(state)
         step.ledger.rebase(_Step.of(fresh).ledger, map(PeriodKey._make, periods))
-        return step.state()
+        return step
 
     def snapshot(self, state: Any) -> list[Point]:
         """The potline points of the open periods, as they stand."""

@@ -14,7 +14,12 @@ from processors.model import Batch, Point
 T = 1_709_251_200_000_000_000
 
 # the config's defaults (metrics_interval_s, ingest.dedup_window_s)
-ENGINE = {"instance": "test", "metrics_interval_s": 10.0, "dedup_window_s": 3600.0}
+ENGINE = {
+    "instance": "test",
+    "metrics_interval_s": 10.0,
+    "dedup_window_s": 3600.0,
+    "state_every_s": 0.0,
+}
 
 
 class Counting:

@@ -51,7 +51,7 @@ def run(*batches: Batch, flush: bool = True):
     proc, state, points = processor(), None, []
     for b in batches:
         state, out = proc.apply(b, state)
-        state = orjson.loads(orjson.dumps(state))
+        state = orjson.loads(orjson.dumps(proc.checkpoint(state)))
         points += out
     if flush:
         state, out = proc.flush(state)

@@ -46,7 +46,7 @@ def run(*batches: list[Event], state=None):
     proc, points = processor(), []
     for events in batches:
         state, out = proc.apply(Batch(EMPTY, events), state)
-        state = orjson.loads(orjson.dumps(state))  # as checkpointed in the journal
+        state = orjson.loads(orjson.dumps(proc.checkpoint(state)))  # as checkpointed in the journal
         points += out
     return state, points
 
@@ -152,7 +152,7 @@ def test_response_to_a_change(split: bool) -> None:
     proc, state, points = processor(), None, []
     for b in batches:
         state, out = proc.apply(b, state)
-        state = orjson.loads(orjson.dumps(state))
+        state = orjson.loads(orjson.dumps(proc.checkpoint(state)))
         points += out
     written = changes(points)
     assert "peak_dev_mv" not in written[0].fields  # written at once, without the response

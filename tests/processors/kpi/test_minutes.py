@@ -221,8 +221,7 @@ def test_a_batch_cut_anywhere_gives_the_same_points_and_state(at: int) -> None:
     state, rest = proc.apply(second, state)
     state, tail = proc.flush(state)
     assert_same_points([*cut_points, *rest, *tail], whole_points)
-    assert isinstance(state, dict)
-    assert isinstance(whole_state, dict)
+    state, whole_state = proc.checkpoint(state), proc.checkpoint(whole_state)
     opened, whole_open = state["open"]["P1"]["C1"], whole_state["open"]["P1"]["C1"]
     assert opened == pytest.approx(whole_open, rel=1e-12)
 
@@ -247,14 +246,15 @@ def test_a_recalculation_continues_the_live_open_minute_from_the_rebuilt_sums() 
     proc = processor()
     c2_other_day = (1, DAY - 3600 * NS, 4.4, 300.0, None)
     live_rows: list[Row] = [(0, T + k * NS, 4.0 + k, 300.0, None) for k in range(3)]
-    live, _ = proc.apply(batch(["C1", "C2"], [*live_rows, c2_other_day]), None)
+    live_state, _ = proc.apply(batch(["C1", "C2"], [*live_rows, c2_other_day]), None)
+    live = proc.checkpoint(live_state)
     history = [*live_rows, (0, T + 30 * NS, 9.0, 300.0, None)]
     fresh, _ = proc.flush(proc.apply(batch(["C1"], history), None)[0])
     state = proc.rebase(live, fresh, [("P1", "day", DAY)])
     _, points = proc.apply(batch(["C1"], [(0, T + 60 * NS, 4.0, 300.0, None)]), state)
     assert [(p.time_ns, p.fields["samples"]) for p in points] == [(T, 4)]
     assert points[0].fields["voltage_v_mean"] == pytest.approx((4 + 5 + 6 + 9) / 4)
-    assert state["open"]["P1"]["C2"] == live["open"]["P1"]["C2"]
+    assert proc.checkpoint(state)["open"]["P1"]["C2"] == live["open"]["P1"]["C2"]
 
 
 def test_a_recalculation_of_other_periods_leaves_the_live_minutes() -> None:

@@ -213,7 +213,7 @@ def test_state_round_trip_equals_one_pass() -> None:
     state, many = None, []
     for part in (series[:1000], series[1000:2000], series[2000:]):
         state, out = proc.apply(batch(["C1"], part), state)
-        state = orjson.loads(orjson.dumps(state))
+        state = orjson.loads(orjson.dumps(proc.checkpoint(state)))
         many += out
     state, out = proc.flush(state)
     many += out
@@ -271,7 +271,8 @@ def test_rebase_continues_the_live_month_from_the_backfilled_totals() -> None:
     whole = constant(0, DAY0, DAY0 + 2 * H, 30, 4.0, 300.0)
     gap = [s for s in whole if DAY0 + H <= s[1] < DAY0 + H + H // 2]
     live_rows = [s for s in whole if s not in gap]
-    live, _ = run(proc, batch(["C1"], live_rows))
+    live_state, _ = run(proc, batch(["C1"], live_rows))
+    live = proc.checkpoint(live_state)  # the rebase below updates live_state in place
     fresh, _ = run(proc, batch(["C1"], whole))  # what history holds after the backfill
     periods = [("P1", "month", month), ("P1", "day", DAY0), ("P1", "shift", DAY0)]
     rebased = proc.rebase(live, fresh, periods)
