@@ -126,25 +126,25 @@ def run(
 
 
 def test_a_plant_split_by_potline_stores_what_one_instance_stores(
-    tmp_path: Path, mosquitto: Mosquitto, influx_v1: InfluxV1
+    tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1
 ) -> None:
     dbs = {"one": "shard_one", "two": "shard_two", "shards": "shard_shards"}
     for db in dbs.values():
         influx_v1.create_database(db)
 
-    whole = config(tmp_path / "one", mosquitto, influx_v1, dbs["one"], "")
-    run([Pipeline(whole, tmp_path / "one.log")], mosquitto, influx_v1, dbs["one"])
+    whole = config(tmp_path / "one", plant_broker, influx_v1, dbs["one"], "")
+    run([Pipeline(whole, tmp_path / "one.log")], plant_broker, influx_v1, dbs["one"])
 
     instances = [
-        only(config(tmp_path / f"two-{p}", mosquitto, influx_v1, dbs["two"], ""), p)
+        only(config(tmp_path / f"two-{p}", plant_broker, influx_v1, dbs["two"], ""), p)
         for p in POTLINES
     ]
     pipelines = [Pipeline(c, tmp_path / f"two-{c.parent.name}.log") for c in instances]
-    run(pipelines, mosquitto, influx_v1, dbs["two"])
+    run(pipelines, plant_broker, influx_v1, dbs["two"])
 
     shards = "shards:\n  - {name: east, potlines: [P1]}\n  - {name: west, potlines: [P2]}\n"
-    sharded = config(tmp_path / "shards", mosquitto, influx_v1, dbs["shards"], shards)
-    run([Pipeline(sharded, tmp_path / "shards.log")], mosquitto, influx_v1, dbs["shards"], 2)
+    sharded = config(tmp_path / "shards", plant_broker, influx_v1, dbs["shards"], shards)
+    run([Pipeline(sharded, tmp_path / "shards.log")], plant_broker, influx_v1, dbs["shards"], 2)
 
     reference = contents(influx_v1, dbs["one"])
     assert len(reference["cell"]) == len(POTLINES) * SAMPLES_PER_POTLINE
