@@ -9,10 +9,6 @@ processor checkpoints over a replayable log. A crash goes back to the last check
 processes the inbox since then again: its points are overwrites of the same measurement,
 tags and time, while counters and alerts, committed only with a checkpoint, count and page
 once. So a batch costs what its rows cost, not a copy of every cell's state.
-
-A point or sample that line protocol cannot carry (``collector.sinks.lineproto.Unencodable``) is
-counted as ``unencodable`` and kept in the rejected file with the reason, like the lines the
-database refuses: retrying cannot make it encodable, and it must not hold up the others.
 """
 
 from __future__ import annotations
@@ -34,15 +30,10 @@ from collector.engine.batch import (
     in_order,
     sample_batch,
 )
+from collector.engine.rawlines import Encoded, RawLines
 from collector.journal.store import EVENT, KPI, RAW, InboxRows, Store
 from collector.runtime.metrics import Metrics
-from collector.sinks.lineproto import (
-    Rejected,
-    Unencodable,
-    encode_points,
-    encode_samples,
-    series_prefix,
-)
+from collector.sinks.lineproto import encode_points
 from processors.base import Alerting, Flushing, Processor, checkpoint
 from processors.model import Batch, Event, Point, SampleBatch
 
@@ -59,8 +50,6 @@ STATE_EVERY_ROWS = 200_000
 # 1 Hz gives batches of 80, not of one or two rows each costing a whole commit.
 POLL_S = 0.2
 RETRY_MAX_S = 30.0
-# (line count, body, what could not be encoded) of a chunk of output
-Encoded = tuple[int, bytes, list[Rejected]]
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
 
@@ -111,7 +100,6 @@ class Engine:
         self.instance = instance
         self.batch_rows = batch_rows
         self._alert = alerts
-        self._rejected_path = rejected_path
         self._clock = clock
         self._metrics_every_ns = int(metrics_interval_s * 1e9)
         self._next_metrics_ns = clock() + self._metrics_every_ns
@@ -128,9 +116,9 @@ class Engine:
         self._rows_since = 0
         self._state_every_ns = int(state_every_s * 1e9)
         self._next_state_ns = clock() + self._state_every_ns
-        self._prefixes: dict[int, str] = {}
-        self._bad_cells: dict[int, str] = {}  # cell id -> why its series cannot be encoded
+        self._raw = RawLines(store.cells.name, rejected_path)
         self._derive = deriver_of(self.processors)
+        self._paging = _alerting(self.processors)
         self._next_wal_ns = 0
         self._replacements: list[Processor] = []
         self._rework: list[Rework] = []
@@ -151,6 +139,7 @@ class Engine:
         if new:
             self.processors = [new.get(p.name, p) for p in self.processors]
             self._derive = deriver_of(self.processors)
+            self._paging = _alerting(self.processors)
             log.info("processors replaced: %s", ", ".join(new))
 
     def submit(self, job: Rework) -> None:
@@ -168,7 +157,7 @@ class Engine:
             states, points = result
             self._states.update(states)
             n, body, rejected = encode_points(points)
-            self._counts["unencodable"] += self._keep(rejected)
+            self._counts["unencodable"] += self._raw.keep(rejected)
             self._checkpoint(self._clock(), [(KPI, n, body)])
             with self._lock:
                 self._rework.remove(job)
@@ -209,7 +198,7 @@ class Engine:
             return 0
         raw, kpi_points, paging = self._apply(rows)
         n_kpi, kpi, kpi_rejected = encode_points([*kpi_points, *extra_points])
-        self._counts["unencodable"] += self._keep([*raw[2], *kpi_rejected])
+        self._counts["unencodable"] += self._raw.keep([*raw[2], *kpi_rejected])
         chunks = [(RAW, raw[0], raw[1]), (KPI, n_kpi, kpi)]
         if self._alert is not None:
             self._alerts += [self._alert(p) for p in paging]
@@ -232,24 +221,6 @@ class Engine:
         self._rows_since = 0
         self._next_state_ns = now + self._state_every_ns
 
-    def _keep(self, rejected: list[Rejected]) -> int:
-        """Keep what could not be encoded, before the commit: at least once, never lost."""
-        if not rejected:
-            return 0
-        if self._rejected_path is None:
-            for r in rejected:
-                log.error("cannot encode: %s: %s", r.reason, r.what)
-            return len(rejected)
-        log.error(
-            "%d cannot be encoded, kept in %s; the first: %s",
-            len(rejected),
-            self._rejected_path,
-            rejected[0].reason,
-        )
-        with open(self._rejected_path, "a", encoding="utf-8") as f:
-            f.writelines(f"# unencodable: {r.reason}\n# {r.what}\n" for r in rejected)
-        return len(rejected)
-
     def metrics(self, now_ns: int) -> Metrics:
         """A snapshot of the counters of every stage and of the outbox gauges."""
         lines, oldest = self.store.backlog()
@@ -267,7 +238,7 @@ class Engine:
                 points.extend(produced)
         points.append(self.metrics(now).point(self.instance, now))
         n, body, rejected = encode_points(points)
-        self._counts["unencodable"] += self._keep(rejected)
+        self._counts["unencodable"] += self._raw.keep(rejected)
         self._checkpoint(now, [(KPI, n, body)])
 
     def _apply(self, rows: InboxRows) -> tuple[Encoded, list[Point], list[Point]]:
@@ -297,8 +268,8 @@ class Engine:
                 self._states[proc.name], produced = self._recovered(proc), []
                 self._counts["processor_errors"] += 1
             points.extend(produced)
-            if isinstance(proc, Alerting):
-                paging.extend(proc.alerts(produced))
+            if proc.name in self._paging:
+                paging.extend(self._paging[proc.name].alerts(produced))
         self._since.append(batch)
         return raw, points, paging
 
@@ -323,50 +294,9 @@ class Engine:
         extra = [orjson.loads(b) if b else None for b in body]
         everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
         everything.extra = derived_extra(self._derive, everything)
-        raw = self._raw(cid, ts, v, i, everything.extra)
+        raw = self._raw.encode(cid, ts, v, i, everything.extra)
         batch, late, newest = in_order(everything, self._newest)
         return batch, raw, newest, int(late.sum())
-
-    def _raw(
-        self,
-        cid: Sequence[int],
-        ts: Sequence[int],
-        v: Sequence[float],
-        i: Sequence[float],
-        extra: Sequence[Any],
-    ) -> Encoded:
-        """The raw ``cell`` lines.
-
-        The samples of a cell whose series cannot be encoded are rejected, with the reason.
-        """
-        bad = {c for c in set(cid) if not self._known_prefix(c)}
-        if not bad:
-            return encode_samples(self._prefixes, cid, ts, v, i, extra)
-        samples = list(zip(cid, ts, v, i, extra, strict=True))
-        rejected = [self._bad_sample(*s) for s in samples if s[0] in bad]
-        good = [s for s in samples if s[0] not in bad]
-        if not good:
-            return 0, b"", rejected
-        n, body, more = encode_samples(self._prefixes, *zip(*good, strict=True))
-        return n, body, [*rejected, *more]
-
-    def _known_prefix(self, cid: int) -> bool:
-        """Whether the series prefix of a cell can be encoded, formatted and cached once."""
-        if cid in self._prefixes:
-            return True
-        if cid in self._bad_cells:
-            return False
-        potline, cell = self.store.cells.name(cid)
-        try:
-            self._prefixes[cid] = series_prefix("cell", (("potline", potline), ("cell", cell)))
-        except Unencodable as err:
-            self._bad_cells[cid] = str(err)
-            return False
-        return True
-
-    def _bad_sample(self, cid: int, ts: int, v: float, i: float, extra: Any) -> Rejected:
-        potline, cell = self.store.cells.name(cid)
-        return Rejected(self._bad_cells[cid], repr(("cell", potline, cell, ts, v, i, extra)))
 
     def _event(self, rows: InboxRows, k: int) -> Event:
         potline, cell = self.store.cells.name(rows.cell_id[k])
@@ -412,3 +342,8 @@ class Engine:
             if not busy and stop.is_set():
                 return
             stop.wait(POLL_S)
+
+
+def _alerting(processors: Sequence[Processor]) -> dict[str, Alerting]:
+    """The processors that page, found once: ``isinstance`` on a protocol is slow per batch."""
+    return {p.name: p for p in processors if isinstance(p, Alerting)}
