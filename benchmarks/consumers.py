@@ -78,14 +78,14 @@ class Consumer(Protocol):
 class Bare:
     writes = False
 
-    def __init__(self, name: str, script: str, client_id: str) -> None:
+    def __init__(self, name: str, script: str, client_id: str, window: int) -> None:
         self.name, self.client_id = name, client_id
-        self.script = script
-        self.sub = BareSubscriber(script, client_id)
+        self.script, self.window = script, window
+        self.sub = BareSubscriber(script, client_id, window)
         self.log = Path()
 
     def start(self, target: Target) -> int:
-        self.sub = BareSubscriber(self.script, self.client_id)
+        self.sub = BareSubscriber(self.script, self.client_id, self.window)
         self.log = target.work / f"{self.name}.log"
         target.work.mkdir(parents=True, exist_ok=True)
         self.sub.start(target.port, target.n, TOPICS, self.log)
@@ -175,11 +175,15 @@ class Cellmon(InfluxConsumer):
         stop_pipeline(self.proc, self.log)
 
 
-# Each cellmon variant's mqtt: keys, tried in turn: the first its config accepts is run.
-CELLMON_CLIENTS = {
-    "cellmon-paho": ("  client: paho\n", ""),
-    "cellmon-mqtt5": ("  client: mqtt5\n",),
-}
+def cellmon_clients(receive_maximum: int) -> dict[str, tuple[str, ...]]:
+    """Each cellmon variant's mqtt: keys, tried in turn: the first its config accepts runs."""
+    return {
+        "cellmon-paho": ("  client: paho\n", ""),
+        "cellmon-mqtt5": (
+            f"  client: mqtt5\n  receive_maximum: {receive_maximum}\n",
+            "  client: mqtt5\n",
+        ),
+    }
 
 
 def refusal(mqtt_options: str, influx: InfluxV1) -> str | None:
@@ -197,24 +201,29 @@ def refusal(mqtt_options: str, influx: InfluxV1) -> str | None:
     raise SystemExit(msg)
 
 
-def consumers(influx: InfluxV1) -> tuple[list[Consumer], dict[str, str]]:
-    """The consumers to run, in order, and a note for each one skipped or run differently."""
+def consumers(influx: InfluxV1, window: int) -> tuple[list[Consumer], dict[str, str]]:
+    """The consumers to run, in order, and a note for each one skipped or run differently.
+
+    ``window``: the Receive Maximum of cellmon-mqtt5 and of the bare compiled subscriber.
+    """
     notes: dict[str, str] = {}
     chosen: list[Consumer] = [NodeRed()]
-    for name, options in CELLMON_CLIENTS.items():
+    for name, options in cellmon_clients(window).items():
         refused = []
         for option in options:
             if (why := refusal(option, influx)) is None:
                 chosen.append(Cellmon(name, f"bench-{name}", option))
                 if refused:
-                    notes[name] = f"ran without mqtt.client, refused with it: {refused[0]}"
+                    ran = option.strip().replace("\n ", ",") or "no mqtt.client key"
+                    notes[name] = f"ran with {ran}; refused: {refused[0]}"
                 break
             refused.append(why)
         else:
-            notes[name] = f"skipped: config with `{options[0].strip()}` refused: {refused[0]}"
-    chosen.append(Bare("bare-paho", PAHO, "bench-bare-paho"))
+            keys = options[0].strip().replace("\n ", ",")
+            notes[name] = f"skipped: config with `{keys}` refused: {refused[0]}"
+    chosen.append(Bare("bare-paho", PAHO, "bench-bare-paho", window))
     if (why := mqtt5_available()) is None:
-        chosen.append(Bare("bare-mqtt5", MQTT5, "bench-bare-mqtt5"))
+        chosen.append(Bare("bare-mqtt5", MQTT5, "bench-bare-mqtt5", window))
     else:
         notes["bare-mqtt5"] = f"skipped: {why}"
     return chosen, notes
@@ -223,7 +232,7 @@ def consumers(influx: InfluxV1) -> tuple[list[Consumer], dict[str, str]]:
 def register(consumer: Consumer, target: Target) -> None:
     """The consumer's persistent sessions, so the broker keeps what is sent before it runs."""
     if isinstance(consumer, Bare) and consumer.script is MQTT5:
-        register_mqtt5_session(target.port, consumer.client_id, TOPICS)
+        register_mqtt5_session(target.port, consumer.client_id, TOPICS, consumer.window)
         return
     sessions: dict[str, tuple[str, ...]] = {consumer.client_id: (TOPICS,)}
     if isinstance(consumer, Cellmon):

@@ -91,6 +91,10 @@ ID = {
 
 def flows(mqtt_port: int, influx_port: int, db: str) -> list[dict[str, object]]:
     """The flow: mqtt in → json → function → join → influxdb batch, and its two configs."""
+    return config_nodes(mqtt_port, influx_port, db) + flow_nodes()
+
+
+def config_nodes(mqtt_port: int, influx_port: int, db: str) -> list[dict[str, object]]:
     return [
         {"id": ID["tab"], "type": "tab", "label": "bench"},
         {
@@ -122,6 +126,11 @@ def flows(mqtt_port: int, influx_port: int, db: str) -> list[dict[str, object]]:
             "tls": "",
             "influxdbVersion": "1.x",
         },
+    ]
+
+
+def flow_nodes() -> list[dict[str, object]]:
+    return [
         {
             "id": ID["in"],
             "type": "mqtt in",

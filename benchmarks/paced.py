@@ -97,6 +97,7 @@ def measure(consumer: Consumer, target: Target, begin: Begin | None = None) -> R
         arrived, internal = consumer.arrived(), consumer.internal()
     finally:
         consumer.stop()
+    arrived = max(arrived, consumer.arrived())  # a bare subscriber's last count, if stuck
     if internal is not None and begin is None:  # a bare subscriber's own timing
         seconds, cpu0 = internal
     return Result(

@@ -35,6 +35,7 @@ from benchmarks.nodered import install_node_red
 from benchmarks.paced import Result, measure, run_paced
 from benchmarks.peers_report import report
 from benchmarks.pipeline import influx_count, payloads
+from benchmarks.subscribers import RECEIVE_MAXIMUM
 from tests.harness import publish_all
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
@@ -55,6 +56,12 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=int, default=30, help="paced: of each run")
     parser.add_argument("--seed", type=int, default=20, help="paced: of the message values")
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=RECEIVE_MAXIMUM,
+        help="MQTT 5 Receive Maximum of cellmon-mqtt5 and bare-mqtt5 (paho: the broker's 20)",
+    )
     parser.add_argument(
         "--write-docs", action="store_true", help="also write docs/benchmarks-peers.svg"
     )
@@ -119,7 +126,7 @@ def main() -> None:
     results: list[Result] = []
     context: dict[str, object] = {}
     with InfluxV1(work / "influxd") as influx:
-        chosen, notes = consumers(influx)
+        chosen, notes = consumers(influx, args.receive_maximum)
         for name, note in notes.items():
             print(f"{name}: {note}", flush=True)
         if args.mode in ("drained", "all"):

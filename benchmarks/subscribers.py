@@ -17,10 +17,11 @@ from pathlib import Path
 
 from tests.harness import ROOT, wait_for
 
-# The in-flight window Mosquitto gives an MQTT 3.1.1 client (max_inflight_messages 20);
-# an MQTT 5 client announces its own (Receive Maximum), so the compiled one asks for the
-# same and the two bare subscribers drain through windows of the same size.
-WINDOW = 20
+# An MQTT 3.1.1 client gets the broker's in-flight window (Mosquitto's max_inflight_messages,
+# 20); an MQTT 5 client announces its own (Receive Maximum). The bare compiled subscriber
+# asks for what cellmon's mqtt5 client asks for by default (mqtt.receive_maximum), so that
+# it is the ceiling of that client (``--receive-maximum`` changes both).
+RECEIVE_MAXIMUM = 500
 SESSION_EXPIRY_S = 3600
 
 PAHO = r"""
@@ -142,14 +143,15 @@ def mqtt5_available() -> str | None:
 class BareSubscriber:
     """One bare subscriber process of a benchmark run, read through its line protocol."""
 
-    def __init__(self, script: str, client_id: str) -> None:
+    def __init__(self, script: str, client_id: str, window: int = RECEIVE_MAXIMUM) -> None:
         self.script = script
         self.client_id = client_id
+        self.window = window
         self.lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
 
     def argv(self, port: int, n: int, topics: str) -> list[str]:
-        extra = [str(WINDOW), str(SESSION_EXPIRY_S)] if self.script is MQTT5 else []
+        extra = [str(self.window), str(SESSION_EXPIRY_S)] if self.script is MQTT5 else []
         script = [sys.executable, "-c", self.script]
         return [*script, str(port), self.client_id, str(n), topics, *extra]
 
@@ -195,8 +197,7 @@ class BareSubscriber:
         self.proc.wait(60)
 
 
-def register_mqtt5_session(port: int, client_id: str, topics: str) -> None:
+def register_mqtt5_session(port: int, client_id: str, topics: str, window: int) -> None:
     """The compiled subscriber's persistent session, so the broker queues the backlog."""
-    subprocess.run(
-        BareSubscriber(MQTT5, client_id).argv(port, 0, topics), cwd=ROOT, check=True, timeout=60
-    )
+    argv = BareSubscriber(MQTT5, client_id, window).argv(port, 0, topics)
+    subprocess.run(argv, cwd=ROOT, check=True, timeout=60)
