@@ -92,7 +92,10 @@ def measure(consumer: Consumer, target: Target, begin: Begin | None = None) -> R
         if begin is not None:
             start, cpu0, publisher = begin(pid)
         wait_for_arrival(consumer, target.n)
-        seconds = time.perf_counter() - start
+        end = time.perf_counter()
+        seconds = end - start
+        if publisher:  # how long after the last publish everything had arrived
+            publisher["tail_s"] = end - publisher.pop("ended")
         cpu, rss = cpu_seconds(pid), peak_rss_kib(pid)
         arrived, internal = consumer.arrived(), consumer.internal()
     finally:
@@ -133,6 +136,7 @@ def paced_publisher(port: int, rate: int, seconds: int, seed: int) -> Begin:
             msg = f"paced publisher: {line!r}"
             raise SystemExit(msg)
         report = json.loads(proc.stdout.read())
+        report["ended"] = time.perf_counter()  # its last message acknowledged
         report["consumer_idle_load"] = idle  # CPU s per s, before the first message
         proc.wait(60)
         return start, cpu0, report

@@ -68,8 +68,9 @@ def table(mode: str, rows: list[Result], context: dict[str, object]) -> None:
             print(
                 f"  publisher for {r.consumer}: {p['sent'] / p['seconds']:,.0f} msg/s, "
                 f"{p['acknowledged']:,.0f} acknowledged, CPU {p['cpu_s']:.2f} s, "
-                f"at worst {p['max_behind_s'] * 1000:.0f} ms behind; "
-                f"{r.consumer} idle before it: {p['consumer_idle_load'] * 100:.0f} % of a core"
+                f"at worst {p['max_behind_s'] * 1000:.0f} ms behind; {r.consumer}: idle "
+                f"{p['consumer_idle_load'] * 100:.0f} % of a core before, all in "
+                f"{p['tail_s']:.1f} s after the last"
             )
 
 
