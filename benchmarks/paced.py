@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -135,10 +136,11 @@ def paced_publisher(port: int, rate: int, seconds: int, seed: int) -> Begin:
         if line != "go":
             msg = f"paced publisher: {line!r}"
             raise SystemExit(msg)
-        report = json.loads(proc.stdout.read())
+        report = json.loads(proc.stdout.readline())
         report["ended"] = time.perf_counter()  # its last message acknowledged
         report["consumer_idle_load"] = idle  # CPU s per s, before the first message
-        proc.wait(60)
+        # paho's network thread takes up to a second to stop: not to be waited for here.
+        threading.Thread(target=proc.communicate, daemon=True).start()
         return start, cpu0, report
 
     return begin
