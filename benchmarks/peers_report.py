@@ -138,18 +138,21 @@ def plot(results: list[Result], path: Path) -> None:
     names = list(dict.fromkeys(r.consumer for r in results))
     width = 0.8 / len(names)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    panels = (("rate (msg/s, log scale)", "rate"), ("CPU µs per message", "cpu_us_per_msg"))
+    panels = (("msg/s (log scale)", "rate"), ("CPU µs per message (log scale)", "cpu_us_per_msg"))
     for ax, (title, attr) in zip(axes, panels, strict=True):
         for k, name in enumerate(names):
             by_mode = {r.mode: getattr(r, attr) for r in results if r.consumer == name}
             xs = [m + (k - (len(names) - 1) / 2) * width for m in range(len(modes))]
-            ax.bar(xs, [by_mode.get(m, 0) for m in modes], width, label=name)
+            bars = ax.bar(xs, [by_mode.get(m, math.nan) for m in modes], width, label=name)
+            ax.bar_label(bars, fmt="{:,.0f}", fontsize=6, rotation=90, padding=2)
         ax.set_xticks(range(len(modes)), modes)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize="small")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1, top=ax.get_ylim()[1] * 3)  # bars from 1, room for the labels
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(names))
     fig.suptitle("make bench-peers: " + machine().split(", Node-RED")[0], fontsize="small")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
