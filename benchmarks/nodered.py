@@ -130,6 +130,10 @@ def config_nodes(mqtt_port: int, influx_port: int, db: str) -> list[dict[str, ob
 
 
 def flow_nodes() -> list[dict[str, object]]:
+    return parse_nodes() + batch_nodes()
+
+
+def parse_nodes() -> list[dict[str, object]]:
     return [
         {
             "id": ID["in"],
@@ -166,6 +170,11 @@ def flow_nodes() -> list[dict[str, object]]:
             "noerr": 0,
             "wires": [[ID["join"]]],
         },
+    ]
+
+
+def batch_nodes() -> list[dict[str, object]]:
+    return [
         {
             "id": ID["join"],
             "type": "join",

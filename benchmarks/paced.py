@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.consumers import Consumer, Target, register
-from benchmarks.pipeline import cpu_seconds, peak_rss_kib
+from benchmarks.pipeline import children, cpu_seconds, peak_rss_kib
 from benchmarks.publisher import potline_ids
 from tests.harness import ROOT
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
@@ -43,6 +44,7 @@ class Result:
     rss_kib: int  # peak resident set, summed over the process tree
     writes: bool  # points into InfluxDB (else a bare subscriber)
     publisher: dict[str, float] = field(default_factory=dict)  # paced: what it reported
+    own_cpu_s: float = math.nan  # the part of cpu_s spent by the first process alone
 
     @property
     def rate(self) -> float:
@@ -77,8 +79,8 @@ def wait_for_arrival(consumer: Consumer, n: int, stall_s: float = 60) -> None:
 
 
 # Runs the paced publisher while the consumer (this pid) listens: returns when its clock
-# started, the consumer's CPU seconds then, and the publisher's report.
-Begin = Callable[[int], tuple[float, float, dict[str, float]]]
+# started, the consumer's CPU seconds then (cpu_split), and the publisher's report.
+Begin = Callable[[int], tuple[float, tuple[float, float], dict[str, float]]]
 
 
 def measure(consumer: Consumer, target: Target, begin: Begin | None = None) -> Result:
@@ -89,21 +91,22 @@ def measure(consumer: Consumer, target: Target, begin: Begin | None = None) -> R
     pid = consumer.start(target)
     publisher: dict[str, float] = {}
     try:
-        start, cpu0 = time.perf_counter(), cpu_seconds(pid)
+        start, (cpu0, own0) = time.perf_counter(), cpu_split(pid)
         if begin is not None:
-            start, cpu0, publisher = begin(pid)
+            start, (cpu0, own0), publisher = begin(pid)
         wait_for_arrival(consumer, target.n)
         end = time.perf_counter()
         seconds = end - start
         if publisher:  # how long after the last publish everything had arrived
             publisher["tail_s"] = end - publisher.pop("ended")
-        cpu, rss = cpu_seconds(pid), peak_rss_kib(pid)
+        (cpu, own), rss = cpu_split(pid), peak_rss_kib(pid)
         arrived, internal = consumer.arrived(), consumer.internal()
     finally:
         consumer.stop()
     arrived = max(arrived, consumer.arrived())  # a bare subscriber's last count, if stuck
     if internal is not None and begin is None:  # a bare subscriber's own timing
         seconds, cpu0 = internal
+        own0 = cpu0  # a bare subscriber is one process
     return Result(
         consumer.name,
         target.label,
@@ -115,13 +118,20 @@ def measure(consumer: Consumer, target: Target, begin: Begin | None = None) -> R
         rss,
         consumer.writes,
         publisher,
+        own - own0,
     )
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU s of the process tree, and of its first process alone (cellmon: the MQTT one)."""
+    total = cpu_seconds(pid)
+    return total, total - sum(cpu_seconds(child) for child in children(pid))
 
 
 def paced_publisher(port: int, rate: int, seconds: int, seed: int) -> Begin:
     """``begin`` for ``measure``: the publisher from its start to its end."""
 
-    def begin(pid: int) -> tuple[float, float, dict[str, float]]:
+    def begin(pid: int) -> tuple[float, tuple[float, float], dict[str, float]]:
         idle = settle(pid)
         argv = [str(port), str(rate), str(seconds), str(seed)]
         proc = subprocess.Popen(
@@ -132,7 +142,7 @@ def paced_publisher(port: int, rate: int, seconds: int, seed: int) -> Begin:
         )
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
-        start, cpu0 = time.perf_counter(), cpu_seconds(pid)
+        start, cpu0 = time.perf_counter(), cpu_split(pid)
         if line != "go":
             msg = f"paced publisher: {line!r}"
             raise SystemExit(msg)

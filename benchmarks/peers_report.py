@@ -63,6 +63,12 @@ def table(mode: str, rows: list[Result], context: dict[str, object]) -> None:
             f"{r.cpu_us_per_msg:>11.1f} {r.rss_kib / 1024:>5.0f} MiB  {r.arrived:,}/{n:,}{whole}"
         )
     for r in rows:
+        if r.cpu_s - r.own_cpu_s > 0.01:  # more than one process
+            print(
+                f"  {r.consumer}: CPU s {r.own_cpu_s:.2f} in its first process (cellmon: MQTT), "
+                f"{r.cpu_s - r.own_cpu_s:.2f} in its children (cellmon: the worker)"
+            )
+    for r in rows:
         p = r.publisher
         if p:
             print(
