@@ -132,6 +132,10 @@ def write_json(
     print(f"figures: {RESULT_JSON.relative_to(ROOT)}")
 
 
+def label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
 def plot(results: list[Result], path: Path) -> None:
     """Two panels, rate and CPU µs/msg: a group of bars per mode, a bar per consumer."""
     import matplotlib  # only with --write-docs: a dev dependency
@@ -150,7 +154,7 @@ def plot(results: list[Result], path: Path) -> None:
             by_mode = {r.mode: getattr(r, attr) for r in results if r.consumer == name}
             xs = [m + (k - (len(names) - 1) / 2) * width for m in range(len(modes))]
             bars = ax.bar(xs, [by_mode.get(m, math.nan) for m in modes], width, label=name)
-            ax.bar_label(bars, fmt="{:,.0f}", fontsize=6, rotation=90, padding=2)
+            ax.bar_label(bars, fmt=label, fontsize=6, rotation=90, padding=2)
         ax.set_xticks(range(len(modes)), modes)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
