@@ -34,10 +34,12 @@ bench: $(STAMP)
 	bash scripts/ensure-servers.sh
 	$(BIN)/python -m benchmarks.pipeline
 
-# Node-RED 4.1 on the same flow; npm installs it into var/bench-peers/ on the first run.
+# Node-RED 4.1, cellmon (paho and mqtt5 clients) and two bare subscribers, drained and at
+# paced rates; npm installs Node-RED into var/bench-peers/ on the first run. Options:
+# make bench-peers ARGS="--mode paced --rates 400,2000 --seconds 30 --write-docs"
 bench-peers: $(STAMP)
 	bash scripts/ensure-servers.sh
-	$(BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.peers $(ARGS)
 
 # 16,000 samples/s for five minutes into two shards; the gateways are mosquitto_pub (C).
 bench-sustained: $(STAMP)

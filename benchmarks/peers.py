@@ -1,290 +1,104 @@
-"""cellmon against Node-RED on the same flow, and both against the bare paho ceiling.
+"""cellmon against Node-RED on the same flow, and both against two bare subscribers.
 
-One Mosquitto (default in-flight window, queue limit lifted as docs/operations.md
-recommends) and one InfluxDB 1.x on loopback. Three persistent sessions are registered,
-then a backlog of QoS 1 telemetry messages is published once; the consumers drain it one
-after the other, each through its own session and into its own database:
+    make bench-peers          # = python -m benchmarks.peers --mode all
+    python -m benchmarks.peers --mode all --samples 20000 --rates 400,2000 --seconds 10
 
-- ceiling: a bare paho subscriber that receives and parses each message (auto ack);
-- node-red: ``mqtt in`` → ``json`` → ``function`` (the raw ``cell`` point) → ``join``
-  (5,000 messages or 1 s) → ``influxdb batch`` (node-red-contrib-influxdb, 1.x);
-- cellmon: ``cellmon run`` with the shipped rules.
+Five consumers (benchmarks/consumers.py): Node-RED 4.1, ``cellmon run`` with the paho
+client and with the compiled mqtt5 client (each skipped, with a line in the report, when
+this cellmon refuses its config), a bare paho subscriber and a bare subscriber on the
+compiled mqtt5 codec (the ceilings). One Mosquitto (default in-flight window, queue limit
+lifted as docs/operations.md recommends) per broker run and one InfluxDB 1.x on loopback;
+each consumer writes into its own database.
 
-Node-RED is installed with npm into var/bench-peers/<versions>/ on first use and reused.
+- drained: persistent sessions are registered, a backlog of QoS 1 messages is published
+  once, and the consumers drain it one after the other;
+- paced (benchmarks/paced.py): for each of ``--rates`` (400 msg/s: a 400-cell potline,
+  each cell once a second; 2,000: five potlines), each consumer alone against its own
+  broker while the paced publisher (benchmarks/publisher.py) sends ``--seconds`` of it.
+
+The table goes to stdout, the figures to var/bench-peers/result.json, and with
+``--write-docs`` the plot to docs/benchmarks-peers.svg. Node-RED is installed with npm into
+var/bench-peers/<versions>/ on first use and reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.pipeline import (
-    CEILING_ID,
-    TOPICS,
-    Drain,
-    backlog_arguments,
-    cellmon_sessions,
-    cpu_seconds,
-    influx_count,
-    payloads,
-    peak_rss_kib,
-    register_session,
-    run_ceiling,
-    run_pipeline,
-)
-from tests.harness import ROOT, publish_all, wait_for
-from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, free_port
-
-NODE_RED = "4.1.8"
-INFLUXDB_NODE = "0.7.0"  # node-red-contrib-influxdb
-INSTALL = ROOT / "var" / "bench-peers" / f"node-red-{NODE_RED}_influxdb-{INFLUXDB_NODE}"
-NODE_RED_ID = "bench-node-red"
-JOIN_COUNT = 5000
-JOIN_TIMEOUT_S = 1
-
-# The raw point cellmon writes for a telemetry sample: measurement cell, tags potline and
-# cell from the topic, the sample's fields, its timestamp (ms; the batch node says so).
-FUNCTION = """\
-const level = msg.topic.split("/");
-const s = msg.payload;
-msg.payload = {
-    measurement: "cell",
-    tags: {potline: level[1], cell: level[2]},
-    fields: {
-        voltage_v: s.cell_voltage_v,
-        current_ka: s.line_current_ka,
-        bath_temp_c: s.bath_temp_c,
-        noise_uohm: s.noise_uohm,
-    },
-    timestamp: s.ts,
-};
-return msg;
-"""
+from benchmarks.consumers import Consumer, Target, consumers, register
+from benchmarks.nodered import install_node_red
+from benchmarks.paced import Result, measure, run_paced
+from benchmarks.peers_report import report
+from benchmarks.pipeline import influx_count, payloads
+from benchmarks.subscribers import RECEIVE_MAXIMUM
+from tests.harness import publish_all
+from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto
 
 
-def install_node_red() -> Path:
-    """The directory holding node_modules/node-red, installed with npm unless cached."""
-    if (INSTALL / "node_modules" / "node-red" / "package.json").exists() and (
-        INSTALL / "node_modules" / "node-red-contrib-influxdb" / "package.json"
-    ).exists():
-        return INSTALL
-    npm = shutil.which("npm")
-    if npm is None:
-        msg = "npm not found: install Node.js 18 or later (Node-RED 4 needs it)"
-        raise SystemExit(msg)
-    INSTALL.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="install-", dir=INSTALL.parent))
-    print(f"installing node-red@{NODE_RED} and node-red-contrib-influxdb@{INFLUXDB_NODE} ...")
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(staging),
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            f"node-red@{NODE_RED}",
-            f"node-red-contrib-influxdb@{INFLUXDB_NODE}",
-        ],
-        check=True,
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    shutil.rmtree(INSTALL, ignore_errors=True)
-    staging.rename(INSTALL)  # whole or not at all: an interrupted install is not reused
-    return INSTALL
+    parser.add_argument("--mode", choices=("drained", "paced", "all"), default="all")
+    parser.add_argument("--samples", type=int, default=200_000, help="drained: the backlog")
+    parser.add_argument("--cells", type=int, default=400, help="drained: cells of the backlog")
+    parser.add_argument("--shards", type=int, default=0, help="cellmon run --shards N (0: one)")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=[400, 2000],
+        help="paced: messages per second, comma separated (400 cells a potline)",
+    )
+    parser.add_argument("--seconds", type=int, default=30, help="paced: of each run")
+    parser.add_argument("--seed", type=int, default=20, help="paced: of the message values")
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=RECEIVE_MAXIMUM,
+        help="MQTT 5 Receive Maximum of cellmon-mqtt5 and bare-mqtt5 (paho: the broker's 20)",
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="also write docs/benchmarks-peers.svg"
+    )
+    return parser.parse_args()
 
 
-# Node-RED takes a config node's property that equals a node id for a reference to it.
-ID = {
-    "tab": "b0b0000000000001",
-    "broker": "b0b0000000000002",
-    "influx": "b0b0000000000003",
-    "in": "b0b0000000000004",
-    "json": "b0b0000000000005",
-    "point": "b0b0000000000006",
-    "join": "b0b0000000000007",
-    "write": "b0b0000000000008",
-}
+def run_drained(
+    work: Path, influx: InfluxV1, chosen: list[Consumer], args: argparse.Namespace
+) -> tuple[list[Result], dict[str, str], float]:
+    """Publish the backlog once, let each consumer drain it in turn; checks its points."""
+    results, problems = [], {}
+    here = work / "drained"
+    with Mosquitto(here / "mosquitto", extra_config=PLANT_BROKER_SETTINGS) as broker:
+        target = Target(here, broker.port, influx, args.samples, "drained", args.cells, args.shards)
+        for consumer in chosen:
+            register(consumer, target)
+        messages = payloads(args.samples, args.cells)
+        t = time.perf_counter()
+        publish_all(broker.port, messages)
+        publish_s = time.perf_counter() - t
+        sample = messages[len(messages) // 2 + 7]
+        del messages
+        for consumer in chosen:
+            print(f"drained: {consumer.name} ...", flush=True)
+            results.append(measure(consumer, target))
+            if consumer.writes and (
+                problem := check_points(influx, target.db(consumer.name), args.samples, sample)
+            ):
+                problems[consumer.name] = problem
+    return results, problems, publish_s
 
 
-def flows(mqtt_port: int, influx_port: int, db: str) -> list[dict[str, object]]:
-    """The flow: mqtt in → json → function → join → influxdb batch, and its two configs."""
-    return [
-        {"id": ID["tab"], "type": "tab", "label": "bench"},
-        {
-            "id": ID["broker"],
-            "type": "mqtt-broker",
-            "name": "mosquitto",
-            "broker": "127.0.0.1",
-            "port": str(mqtt_port),
-            "clientid": NODE_RED_ID,
-            "autoConnect": True,
-            "usetls": False,
-            "protocolVersion": "4",
-            "keepalive": "60",
-            "cleansession": False,  # the persistent session the backlog is queued for
-            "autoUnsubscribe": False,
-            "birthTopic": "",
-            "closeTopic": "",
-            "willTopic": "",
-        },
-        {
-            "id": ID["influx"],
-            "type": "influxdb",
-            "hostname": "127.0.0.1",
-            "port": str(influx_port),
-            "protocol": "http",
-            "database": db,
-            "name": "influx",
-            "usetls": False,
-            "tls": "",
-            "influxdbVersion": "1.x",
-        },
-        {
-            "id": ID["in"],
-            "type": "mqtt in",
-            "z": ID["tab"],
-            "name": "telemetry",
-            "topic": TOPICS,
-            "qos": "1",
-            "datatype": "utf8",
-            "broker": ID["broker"],
-            "nl": False,
-            "rap": True,
-            "rh": 0,
-            "inputs": 0,
-            "wires": [[ID["json"]]],
-        },
-        {
-            "id": ID["json"],
-            "type": "json",
-            "z": ID["tab"],
-            "property": "payload",
-            "action": "obj",
-            "pretty": False,
-            "wires": [[ID["point"]]],
-        },
-        {
-            "id": ID["point"],
-            "type": "function",
-            "z": ID["tab"],
-            "name": "raw point",
-            "func": FUNCTION,
-            "outputs": 1,
-            "timeout": 0,
-            "noerr": 0,
-            "wires": [[ID["join"]]],
-        },
-        {
-            "id": ID["join"],
-            "type": "join",
-            "z": ID["tab"],
-            "mode": "custom",
-            "build": "array",
-            "property": "payload",
-            "propertyType": "msg",
-            "key": "topic",
-            "joiner": "\\n",
-            "joinerType": "str",
-            "accumulate": False,
-            "timeout": str(JOIN_TIMEOUT_S),
-            "count": str(JOIN_COUNT),
-            "reduceRight": False,
-            "wires": [[ID["write"]]],
-        },
-        {
-            "id": ID["write"],
-            "type": "influxdb batch",
-            "z": ID["tab"],
-            "influxdb": ID["influx"],
-            "precision": "ms",
-            "retentionPolicy": "",
-            "name": "write",
-            "wires": [],
-        },
-    ]
-
-
-SETTINGS = """\
-module.exports = {{
-    uiHost: "127.0.0.1",
-    uiPort: {ui_port},
-    httpAdminRoot: false,   // no editor, no admin API
-    httpNodeRoot: false,
-    flowFile: "flows.json",
-    credentialSecret: false,
-    externalModules: {{ autoInstall: false }},
-    telemetry: {{ enabled: false }},
-    diagnostics: {{ enabled: false }},
-    logging: {{ console: {{ level: "info", metrics: false, audit: false }} }},
-}};
-"""
-
-
-def run_node_red(work: Path, port: int, influx: InfluxV1, db: str, n: int) -> Drain:
-    """Node-RED's drain: rate from its MQTT connection to the n-th point in InfluxDB."""
-    install = install_node_red()
-    work.mkdir(parents=True)
-    (work / "flows.json").write_text(json.dumps(flows(port, influx.port, db), indent=1))
-    # The InfluxDB config node reads its (empty) user name and password from here.
-    (work / "flows_cred.json").write_text(json.dumps({ID["influx"]: {}}))
-    (work / "settings.js").write_text(SETTINGS.format(ui_port=free_port()))
-    log_path = work / "node-red.log"
-    red = install / "node_modules" / "node-red" / "red.js"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [node(), str(red), "--userDir", str(work), "--settings", str(work / "settings.js")],
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(
-            lambda: "Connected to broker" in log_path.read_text(),
-            120,
-            lambda: log_path.read_text()[-3000:],
-        )
-        start = time.perf_counter()
-        startup_cpu = cpu_seconds(proc.pid)
-        wait_for_points(influx, db, n, lambda: log_path.read_text()[-3000:])
-        seconds = time.perf_counter() - start
-        cpu = cpu_seconds(proc.pid)
-        rss = peak_rss_kib(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-    return Drain(n / seconds, rss, cpu, startup_cpu)
-
-
-def wait_for_points(
-    influx: InfluxV1, db: str, n: int, describe: Callable[[], str], stall_s: float = 60
-) -> None:
-    """Poll until the database holds n points; fail if the count stops growing."""
-    last, since = -1, time.monotonic()
-    while (count := influx_count(influx, db)) < n:
-        if count != last:
-            last, since = count, time.monotonic()
-        elif time.monotonic() - since > stall_s:
-            msg = f"{db}: stuck at {count} of {n} points for {stall_s} s: {describe()}"
-            raise SystemExit(msg)
-        time.sleep(0.2)
-
-
-def check_points(influx: InfluxV1, db: str, n: int, sample: tuple[str, bytes]) -> None:
-    """The database holds exactly n cell points, and one of them is the published sample."""
+def check_points(influx: InfluxV1, db: str, n: int, sample: tuple[str, bytes]) -> str | None:
+    """None if the database holds exactly n cell points, one of them the published sample."""
     count = influx_count(influx, db)
     if count != n:
-        msg = f"{db}: {count} points, expected {n}"
-        raise SystemExit(msg)
+        return f"{db}: {count} points, expected {n}"
     topic, payload = sample
     doc = json.loads(payload)
     _, potline, cell, _ = topic.split("/")
@@ -301,94 +115,28 @@ def check_points(influx: InfluxV1, db: str, n: int, sample: tuple[str, bytes]) -
     }
     got = {k: rows[0][k] for k in want} if len(rows) == 1 else rows
     if got != want:
-        msg = f"{db}: point of {topic} at {doc['ts']} ms is {got}, expected {want}"
-        raise SystemExit(msg)
-
-
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        msg = "node not found: install Node.js 18 or later (Node-RED 4 needs it)"
-        raise SystemExit(msg)
-    return path
+        return f"{db}: point of {topic} at {doc['ts']} ms is {got}, expected {want}"
+    return None
 
 
 def main() -> None:
-    """Publish the backlog once, let each consumer drain it in turn, and report."""
-    args = backlog_arguments(__doc__, 200_000)
+    args = arguments()
     install_node_red()  # before any server starts: a first run downloads
     work = Path(tempfile.mkdtemp(prefix="cellmon-bench-peers-"))
-    broker = Mosquitto(work / "mosquitto", extra_config=PLANT_BROKER_SETTINGS)
-    influx = InfluxV1(work / "influxd")
-    with broker, influx:
-        for db in ("node_red", "cellmon"):
-            influx.create_database(db)
-        for client_id in (CEILING_ID, NODE_RED_ID):
-            register_session(broker.port, client_id)
-        for client_id, filters in cellmon_sessions(args.cells, args.shards).items():
-            register_session(broker.port, client_id, filters)
-        messages = payloads(args.samples, args.cells)
-        t = time.perf_counter()
-        publish_all(broker.port, messages)
-        publish_s = time.perf_counter() - t
-        sample = messages[len(messages) // 2 + 7]
-        del messages
-        ceiling = run_ceiling(broker.port, args.samples)
-        red = run_node_red(work / "node-red", broker.port, influx, "node_red", args.samples)
-        check_points(influx, "node_red", args.samples, sample)
-        cellmon = run_pipeline(
-            work / "cellmon",
-            broker.port,
-            influx,
-            "cellmon",
-            args.samples,
-            cells=args.cells,
-            shards=args.shards,
-        )
-        check_points(influx, "cellmon", args.samples, sample)
-    report(args, publish_s, {"ceiling": ceiling, "node-red": red, "cellmon": cellmon})
+    results: list[Result] = []
+    context: dict[str, object] = {}
+    with InfluxV1(work / "influxd") as influx:
+        chosen, notes = consumers(influx, args.receive_maximum)
+        for name, note in notes.items():
+            print(f"{name}: {note}", flush=True)
+        if args.mode in ("drained", "all"):
+            drained, problems, publish_s = run_drained(work, influx, chosen, args)
+            results += drained
+            context.update(drained_publish_s=publish_s, drained_problems=problems)
+        if args.mode in ("paced", "all"):
+            results += run_paced(work, influx, chosen, args)
+    report(args, results, notes, context)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def versions() -> str:
-    node_version = subprocess.run(
-        [node(), "--version"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"Node.js {node_version}, Node-RED {NODE_RED}, "
-        f"node-red-contrib-influxdb {INFLUXDB_NODE}, {sys.platform}"
-    )
-
-
-def report(args: argparse.Namespace, publish_s: float, drains: dict[str, Drain]) -> None:
-    n = args.samples
-    print(f"machine: {versions()}")
-    print(
-        f"backlog: {n} samples, one per QoS 1 message, {args.cells} cells "
-        f"(published in {publish_s:.1f} s)"
-    )
-    print(
-        f"{'consumer':<10} {'points/s':>10} {'CPU s':>8} {'startup':>8} "
-        f"{'CPU µs/msg':>11} {'peak RSS':>9}"
-    )
-    per_msg = {}
-    for name, d in drains.items():
-        per_msg[name] = (d.cpu_s - d.startup_cpu_s) / n * 1e6
-        print(
-            f"{name:<10} {d.rate:>10,.0f} {d.cpu_s:>8.2f} {d.startup_cpu_s:>8.2f} "
-            f"{per_msg[name]:>11.1f} {d.rss_kib / 1024:>5.0f} MiB"
-        )
-    c, r, b = drains["cellmon"], drains["node-red"], drains["ceiling"]
-    print(
-        f"cellmon / node-red: points/s {c.rate / r.rate:.2f}, "
-        f"CPU per message {per_msg['cellmon'] / per_msg['node-red']:.2f}"
-    )
-    print(
-        f"cellmon / ceiling:  points/s {c.rate / b.rate:.2f}, "
-        f"CPU per message {per_msg['cellmon'] / per_msg['ceiling']:.2f}"
-    )
-    print("(CPU s: whole process up to the end of its drain, startup included; µs/msg without)")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ def potlines_config(cells: int) -> str:
     )
 
 
-def cellmon_sessions(cells: int, shards: int) -> dict[str, tuple[str, ...]]:
+def cellmon_sessions(
+    cells: int, shards: int, client_id: str = PIPELINE_ID
+) -> dict[str, tuple[str, ...]]:
     """The MQTT sessions of ``cellmon run [--shards N]`` and what each subscribes to.
 
     Registered before the backlog is published, so the broker queues it for them: one
@@ -85,9 +87,9 @@ def cellmon_sessions(cells: int, shards: int) -> dict[str, tuple[str, ...]]:
     """
     ids = potlines(cells)
     if not shards:
-        return {PIPELINE_ID: tuple(f"smelter/{p}/+/telemetry" for p in ids)}
+        return {client_id: tuple(f"smelter/{p}/+/telemetry" for p in ids)}
     return {
-        f"{PIPELINE_ID}-s{k + 1}": tuple(f"smelter/{p}/+/telemetry" for p in ids[k::shards])
+        f"{client_id}-s{k + 1}": tuple(f"smelter/{p}/+/telemetry" for p in ids[k::shards])
         for k in range(shards)
         if ids[k::shards]
     }
@@ -177,7 +179,30 @@ def run_pipeline(
     The config owns every potline of the backlog (contract 5.1: an instance stores only
     the potlines it owns); ``shards`` > 0 deals them into that many processes.
     """
-    config = write_config(
+    config = cellmon_config(work, port, influx, db, client_id=client_id, cells=cells)
+    proc, log_path = start_pipeline(config, len(cellmon_sessions(cells, shards)), shards)
+    start = time.perf_counter()
+    startup_cpu = cpu_seconds(proc.pid)
+    wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
+    seconds = time.perf_counter() - start
+    cpu = cpu_seconds(proc.pid)
+    rss = peak_rss_kib(proc.pid)
+    stop_pipeline(proc, log_path)
+    return Drain(n / seconds, rss, cpu, startup_cpu)
+
+
+def cellmon_config(
+    work: Path,
+    port: int,
+    influx: InfluxV1,
+    db: str,
+    *,
+    client_id: str = PIPELINE_ID,
+    cells: int = 400,
+    mqtt_options: str = "",
+) -> Path:
+    """The config of a benchmarked ``cellmon run``: shipped rules, every potline owned."""
+    return write_config(
         work,
         mqtt_port=port,
         influx_url=influx.url,
@@ -186,8 +211,15 @@ def run_pipeline(
         metrics_interval_s=10,
         rules=SHIPPED_RULES.read_text(),  # what a plant runs: derived field and alarms
         extra=potlines_config(cells),
+        mqtt_options=mqtt_options,
     )
-    log_path = work / "cellmon.log"
+
+
+def start_pipeline(
+    config: Path, sessions: int, shards: int = 0
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``cellmon run`` on a config, once all its ``sessions`` logged their connection."""
+    log_path = config.parent / "cellmon.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(config)]
@@ -196,19 +228,15 @@ def run_pipeline(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    sessions = len(cellmon_sessions(cells, shards))
     wait_for(lambda: log_path.read_text().count("connected to") >= sessions, 60, log_path.read_text)
-    start = time.perf_counter()
-    startup_cpu = cpu_seconds(proc.pid)
-    wait_for(lambda: influx_count(influx, db) >= n, 3600, lambda: log_path.read_text()[-2000:])
-    seconds = time.perf_counter() - start
-    cpu = cpu_seconds(proc.pid)
-    rss = peak_rss_kib(proc.pid)
+    return proc, log_path
+
+
+def stop_pipeline(proc: subprocess.Popen[bytes], log_path: Path) -> None:
     proc.terminate()
     if proc.wait() != 0:
         msg = f"cellmon run exited with status {proc.returncode}: see {log_path}"
         raise SystemExit(msg)
-    return Drain(n / seconds, rss, cpu, startup_cpu)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
