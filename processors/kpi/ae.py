@@ -13,7 +13,6 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -183,7 +182,7 @@ class AnodeEffectProcessor:
 
     def _charge(self, st: _State, sb: SampleBatch) -> None:
         """Charge and reporting cells per period, for the emissions per tonne and cell-day."""
-        for contrib in integrate(
+        for sums in integrate(
             sb,
             st.last,
             self.s.calendar,
@@ -191,12 +190,18 @@ class AnodeEffectProcessor:
             self._gap_ns,
             counts=self.s.thresholds_v.__contains__,
         ):
-            key = PeriodKey(contrib.cell.potline, contrib.kind, contrib.start_ns)
-            acc = st.ledger.add(key, contrib.end_ns, Counts)
-            if acc is not None:
-                acc.charge_kah += contrib.charge_kah
-                if contrib.cell.cell not in acc.cells:
-                    bisect.insort(acc.cells, contrib.cell.cell)
+            key = PeriodKey(sums.potline, sums.kind, sums.start_ns)
+            acc = st.ledger.add(key, sums.end_ns, Counts)
+            if acc is None:
+                continue
+            charge = acc.charge_kah
+            for q in sums.charge_kah:  # one by one, in cell order, as the sums always added
+                charge += q
+            acc.charge_kah = charge
+            new = set(sums.cells).difference(acc.cells)
+            if new:
+                acc.cells.extend(new)
+                acc.cells.sort()
 
     # detection
 
