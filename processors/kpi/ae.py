@@ -206,13 +206,24 @@ class AnodeEffectProcessor:
     # detection
 
     def _detect(self, st: _State, key: CellKey, t: np.ndarray, v: np.ndarray) -> list[Point]:
+        """The effects of one cell's samples that ended, the open one kept in the state.
+
+        Called per cell and batch, and nearly every cell is quiet: with no effect open and
+        no sample above the threshold, a gap starts nothing and ends nothing, so only the
+        newest time is kept, without the arrays of the general case.
+        """
         above = v > self.s.thresholds_v[key.potline]
-        prev_t = st.seen.get(key)
         opened = st.open.pop(key, None)
+        if opened is None and not above.any():
+            st.seen[key] = int(t[-1])
+            return []
+        prev_t = st.seen.get(key)
         gap = np.empty(len(t), dtype=bool)
         gap[0] = prev_t is not None and t[0] - prev_t > self._gap_ns
         gap[1:] = np.diff(t) > self._gap_ns
-        was_above = np.r_[opened is not None, above[:-1]]
+        was_above = np.empty(len(t), dtype=bool)
+        was_above[0] = opened is not None
+        was_above[1:] = above[:-1]
         points: list[Point] = []
         start_idx = 0
         for k in np.flatnonzero((above != was_above) | gap).tolist():
