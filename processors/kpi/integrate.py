@@ -25,7 +25,6 @@ from processors.kpi.energy import trapezoids
 from processors.kpi.ledger import CellKey, cells_from_json, cells_to_json
 from processors.kpi.periods import Calendar, period_index
 from processors.model import SampleBatch
-from processors.ordering import grouped_cummax
 
 NS = 1_000_000_000
 
@@ -185,10 +184,16 @@ class _Effects:
 
 
 def _carried(values: np.ndarray, code: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Per row, the newest non-NaN value of its cell so far, else the cell's prior."""
-    idx = np.where(np.isnan(values), -1, np.arange(len(values)))
-    run = grouped_cummax(idx, code)
-    carried: np.ndarray = np.where(run >= 0, values[np.maximum(run, 0)], prior[code])
+    """Per row, the newest non-NaN value of its cell so far, else the cell's prior.
+
+    The rows are sorted by cell, so the running maximum of the non-NaN rows' indices is
+    the newest such row; one before the first row of the cell belongs to another cell.
+    No sort is needed, as a grouped running maximum of arbitrary values would.
+    """
+    rows = np.arange(len(values))
+    run = np.maximum.accumulate(np.where(np.isnan(values), -1, rows))
+    head = np.maximum.accumulate(np.where(np.r_[True, code[1:] != code[:-1]], rows, 0))
+    carried: np.ndarray = np.where(run >= head, values[np.maximum(run, 0)], prior[code])
     return carried
 
 
