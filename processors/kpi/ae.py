@@ -13,7 +13,6 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -190,7 +189,7 @@ class AnodeEffectProcessor:
 
     def _charge(self, st: _State, sb: SampleBatch) -> None:
         """Charge and reporting cells per period, for the emissions per tonne and cell-day."""
-        for contrib in integrate(
+        for sums in integrate(
             sb,
             st.last,
             self.s.calendar,
@@ -198,23 +197,40 @@ class AnodeEffectProcessor:
             self._gap_ns,
             counts=self.s.thresholds_v.__contains__,
         ):
-            key = PeriodKey(contrib.cell.potline, contrib.kind, contrib.start_ns)
-            acc = st.ledger.add(key, contrib.end_ns, Counts)
-            if acc is not None:
-                acc.charge_kah += contrib.charge_kah
-                if contrib.cell.cell not in acc.cells:
-                    bisect.insort(acc.cells, contrib.cell.cell)
+            key = PeriodKey(sums.potline, sums.kind, sums.start_ns)
+            acc = st.ledger.add(key, sums.end_ns, Counts)
+            if acc is None:
+                continue
+            charge = acc.charge_kah
+            for q in sums.charge_kah:  # one by one, in cell order, as the sums always added
+                charge += q
+            acc.charge_kah = charge
+            new = set(sums.cells).difference(acc.cells)
+            if new:
+                acc.cells.extend(new)
+                acc.cells.sort()
 
     # detection
 
     def _detect(self, st: _State, key: CellKey, t: np.ndarray, v: np.ndarray) -> list[Point]:
+        """The effects of one cell's samples that ended, the open one kept in the state.
+
+        Called per cell and batch, and nearly every cell is quiet: with no effect open and
+        no sample above the threshold, a gap starts nothing and ends nothing, so only the
+        newest time is kept, without the arrays of the general case.
+        """
         above = v > self.s.thresholds_v[key.potline]
-        prev_t = st.seen.get(key)
         opened = st.open.pop(key, None)
+        if opened is None and not above.any():
+            st.seen[key] = int(t[-1])
+            return []
+        prev_t = st.seen.get(key)
         gap = np.empty(len(t), dtype=bool)
         gap[0] = prev_t is not None and t[0] - prev_t > self._gap_ns
         gap[1:] = np.diff(t) > self._gap_ns
-        was_above = np.r_[opened is not None, above[:-1]]
+        was_above = np.empty(len(t), dtype=bool)
+        was_above[0] = opened is not None
+        was_above[1:] = above[:-1]
         points: list[Point] = []
         start_idx = 0
         for k in np.flatnonzero((above != was_above) | gap).tolist():

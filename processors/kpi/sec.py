@@ -163,7 +163,7 @@ class SecProcessor:
     # integration
 
     def _integrate(self, batch: Batch, step: _Step) -> None:
-        for c in integrate(
+        for sums in integrate(
             batch.samples,
             step.last,
             self.s.calendar,
@@ -172,13 +172,26 @@ class SecProcessor:
             counts=self.s.goals.__contains__,
             thresholds=self.s.ae_thresholds_v,
         ):
-            key = PeriodKey(c.cell.potline, c.kind, c.start_ns)
-            totals = self._totals(step, key, c.end_ns, c.cell.cell)
-            if totals is not None:
-                totals.energy_kwh += c.energy_kwh
-                totals.charge_kah += c.charge_kah
-                totals.covered_s += c.covered_s
-                totals.ae_energy_kwh += c.ae_energy_kwh
+            key = PeriodKey(sums.potline, sums.kind, sums.start_ns)
+            cells = step.ledger.add(key, sums.end_ns, dict)
+            if cells is None:
+                continue  # that period is closed; its complete point stands
+            step.touched.update([(key, cell) for cell in sums.cells])
+            for cell, e, q, s, x in zip(
+                sums.cells,
+                sums.energy_kwh,
+                sums.charge_kah,
+                sums.covered_s,
+                sums.ae_energy_kwh,
+                strict=True,
+            ):
+                totals = cells.get(cell)
+                if totals is None:
+                    totals = cells[cell] = Totals()
+                totals.energy_kwh += e
+                totals.charge_kah += q
+                totals.covered_s += s
+                totals.ae_energy_kwh += x
 
     def _totals(self, step: _Step, key: PeriodKey, end: int, cell: str) -> Totals | None:
         """The cell's totals of an open period; None if the period is closed."""

@@ -5,7 +5,10 @@ fresh random examples, set the number of examples, e.g.
 ``CELLMON_LINEPROTO_EXAMPLES=5000 pytest tests/collector/sinks/test_lineproto.py``.
 """
 
+import math
 import os
+import random
+import struct
 import urllib.parse
 from itertools import count
 from typing import Any
@@ -20,6 +23,7 @@ from collector.sinks.lineproto import (
     encode_point,
     encode_points,
     encode_samples,
+    float_reprs,
     series_prefix,
 )
 from processors.model import Point
@@ -92,6 +96,87 @@ def test_a_sample_with_an_unencodable_key_is_rejected_alone() -> None:
         repr(("cell,cell=C1 ", 1, 4.0, 3.0, {"x\\": 1.5})),
         repr(("cell,cell=C1 ", 3, 4.0, 3.0, {"x\\": 3.5})),
     ]
+
+
+def doubles(n: int, seed: int) -> list[float]:
+    """Doubles from random bit patterns: every exponent, NaN and infinities among them."""
+    rng = random.Random(seed)
+    return [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(n)]
+
+
+EDGES = [
+    0.0,
+    -0.0,
+    1e-4,
+    -1e-4,
+    9.9999e-5,
+    1e16,
+    9999999999999998.0,
+    5e-324,
+    1.7976931348623157e308,
+]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        doubles(20_000, 1),
+        [x for x in doubles(200_000, 2) if 1e-4 <= abs(x) < 1e16],
+        [round(random.Random(3).uniform(-1e6, 1e6), k % 7) for k in range(20_000)],
+        [float(k) for k in range(-500, 500)],
+        EDGES * 10,
+        [4.2] * 50 + [math.nan],
+        [4.2] * 50 + [math.inf],
+        [4.2] * 50 + [True],
+        [4.2] * 50 + [955],
+        [4.2] * 50 + [2**64],
+        [4.2] * 50 + ["4.2"],
+        [4.2] * 50 + [None],
+        [4.2] * 50 + [{"a": 1.0}],
+        [1, 2, 3] * 20,
+    ],
+    ids=["all-doubles", "positional", "decimals", "integral", "edges", "nan", "inf", "bool",
+         "int", "big-int", "str", "none", "dict", "ints"],
+)  # fmt: skip
+def test_float_reprs_is_repr(values: list[object]) -> None:
+    assert float_reprs(values) == [repr(x) for x in values]
+
+
+def reference_lines(prefixes, cells, ts, v, i, extra) -> bytes:
+    """The lines one f-string per sample gives, as the encoder wrote them before."""
+    lines = [
+        f"{prefixes[c]}voltage_v={a!r},current_ka={b!r}"
+        + "".join(f",{k}={x!r}" for k, x in (ex or {}).items())
+        + f" {t}\n"
+        for c, t, a, b, ex in zip(cells, ts, v, i, extra, strict=True)
+    ]
+    return "".join(lines).encode()
+
+
+@pytest.mark.parametrize("shape", ["none", "same-keys", "mixed"])
+def test_a_long_batch_is_encoded_as_sample_by_sample(shape: str) -> None:
+    rng = random.Random(4)
+    prefixes = {c: series_prefix("cell", (("potline", "P1"), ("cell", f"C{c}"))) for c in range(7)}
+    n = 500
+    cells = [k % 7 for k in range(n)]
+    ts = [T + k * 1_000_000_000 for k in range(n)]
+    v = [round(rng.uniform(3.9, 4.6), 4) for _ in range(n)]
+    i = [round(rng.uniform(300, 320), 2) for _ in range(n)]
+    extra: list[dict[str, float] | None] = {
+        "none": [None] * n,
+        "same-keys": [{"bath_temp_c": rng.uniform(950, 960), "noise_uohm": 12.5} for _ in range(n)],
+        "mixed": [None if k % 3 else {"bath_temp_c": 955.5 + k} for k in range(n)],
+    }[shape]
+    want = reference_lines(prefixes, cells, ts, v, i, extra)
+    assert encode_samples(prefixes, cells, ts, v, i, extra) == (n, want, [])
+
+
+def test_the_same_unencodable_key_in_every_sample_rejects_each() -> None:
+    prefixes = {0: "cell,cell=C1 "}
+    extra = [{"x\\": float(k)} for k in range(60)]
+    n, body, rejected = encode_samples(prefixes, [0] * 60, range(60), [4.0] * 60, [3.0] * 60, extra)
+    assert (n, body, len(rejected)) == (0, b"", 60)
+    assert rejected[1].what == repr(("cell,cell=C1 ", 1, 4.0, 3.0, {"x\\": 1.0}))
 
 
 @pytest.mark.parametrize(

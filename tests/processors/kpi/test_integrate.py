@@ -9,11 +9,12 @@ and I interpolated linearly.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from processors.kpi.integrate import Contribution, LastSample, integrate
+from processors.kpi.integrate import LastSample, integrate
 from processors.kpi.ledger import CellKey
 from processors.kpi.periods import Calendar
 from processors.model import SampleBatch
@@ -37,9 +38,28 @@ def batch(cells: list[str], series: list[tuple[int, int, float, float]]) -> Samp
     )
 
 
+class Contribution(NamedTuple):
+    """One cell's row of a ``PeriodSums``, with its period."""
+
+    cell: CellKey
+    kind: str
+    start_ns: int
+    end_ns: int
+    energy_kwh: float
+    charge_kah: float
+    covered_s: float
+    ae_energy_kwh: float
+
+
 def run(series, cells=("P1/C1",), last=None, kinds=("shift",), gap=GAP, **kw):
     last = {} if last is None else last
-    return integrate(batch(list(cells), series), last, CAL, kinds, gap, **kw)
+    return [
+        Contribution(CellKey(s.potline, cell), s.kind, s.start_ns, s.end_ns, *row)
+        for s in integrate(batch(list(cells), series), last, CAL, kinds, gap, **kw)
+        for cell, *row in zip(
+            s.cells, s.energy_kwh, s.charge_kah, s.covered_s, s.ae_energy_kwh, strict=True
+        )
+    ]
 
 
 def only(out: list[Contribution]) -> Contribution:
