@@ -291,7 +291,7 @@ class Engine:
         cid, ts, body = rows.cell_id, rows.ts, rows.body
         v = cast("tuple[float, ...]", rows.v)  # a sample row always has both (SAMPLE)
         i = cast("tuple[float, ...]", rows.i)
-        extra = [orjson.loads(b) if b else None for b in body]
+        extra = _extras(body)
         everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
         everything.extra = derived_extra(self._derive, everything)
         raw = self._raw.encode(cid, ts, v, i, everything.extra)
@@ -347,3 +347,15 @@ class Engine:
 def _alerting(processors: Sequence[Processor]) -> dict[str, Alerting]:
     """The processors that page, found once: ``isinstance`` on a protocol is slow per batch."""
     return {p.name: p for p in processors if isinstance(p, Alerting)}
+
+
+def _extras(body: Sequence[bytes | None]) -> list[Any]:
+    """Each row's extra fields: one orjson call when every row has some (half the time).
+
+    Each body is one JSON value written by ``orjson.dumps`` (journal/store.py), so the
+    bodies joined with commas make one array.
+    """
+    if all(body):
+        parsed: list[Any] = orjson.loads(b"[" + b",".join(cast("Sequence[bytes]", body)) + b"]")
+        return parsed
+    return [orjson.loads(b) if b else None for b in body]
