@@ -166,7 +166,8 @@ class MqttSource:
         # keeps a kept session's retained messages from being sent again
         self.client.subscribe(list(self.decoder.subscriptions().items()))
         self._failure.recovered()
-        log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
+        conn = self.conn
+        log.info("connected to %s:%d as %s (%s)", conn.host, conn.port, conn.client_id, conn.client)
         self.connected.set()
 
     def _on_disconnect(

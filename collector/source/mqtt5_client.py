@@ -2,7 +2,7 @@
 
 paho spends about 23.5 µs of CPU on each received message, most of it framing packets
 in Python one at a time; ``mqtt5`` parses a PUBLISH in a quarter of a microsecond. This
-client reads what the socket holds (up to ``READ_BYTES``) and hands every complete PUBLISH
+client reads what the socket holds (up to ``wire.READ_BYTES``) and hands every complete PUBLISH
 to ``on_message`` in one pass.
 
 It keeps paho's surface where ``MqttSource`` drives paho (``connect``, ``loop_read``,
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import select
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -37,8 +36,6 @@ from collector.source import mqtt5_wire as wire
 
 log = logging.getLogger(__name__)
 
-READ_BYTES = 256 * 1024
-CONNECT_TIMEOUT_S = 10.0
 # Never expires, as the MQTT 3.1.1 session of ``clean_session=False`` did: a plant broker
 # queues for cellmon however long it is down, within its own queue limits.
 SESSION_NEVER_EXPIRES = 0xFFFF_FFFF
@@ -47,10 +44,8 @@ NO_CONN = MQTTErrorCode.MQTT_ERR_NO_CONN
 LOST = MQTTErrorCode.MQTT_ERR_CONN_LOST
 RETAIN_IF_NEW = mqtt5.RetainHandling.SEND_IF_SUBSCRIPTION_NOT_EXISTS
 PINGREQ = mqtt5.PingReqPacket().write()
-WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Callback = Callable[..., None]
-Socket = socket.socket
 
 
 class Mqtt5Client:
@@ -79,7 +74,7 @@ class Mqtt5Client:
         self._tls = tls
         self._receive_maximum = receive_maximum
         self._will: mqtt5.Will | None = None
-        self._sock: Socket | None = None
+        self._sock: wire.Socket | None = None
         self._rest = b""  # the start of a packet not yet complete
         self._out = bytearray()  # written but not yet taken by the socket
         self._keepalive = 0
@@ -105,7 +100,7 @@ class Mqtt5Client:
         the broker accepted us.
         """
         self._close()
-        sock = self._open(host, port)
+        sock = wire.open_socket(host, port, self._tls)
         try:
             sock.sendall(self._connect_packet(keepalive))
             sock.setblocking(False)
@@ -124,7 +119,7 @@ class Mqtt5Client:
         self._send(mqtt5.DisconnectPacket().write())
         return self._lost(wire.NORMAL, OK)
 
-    def socket(self) -> Socket | None:
+    def socket(self) -> wire.Socket | None:
         """The connection's socket, for the source to write its PUBACKs in one go."""
         return self._sock
 
@@ -139,25 +134,11 @@ class Mqtt5Client:
             return NO_CONN
         if self._out and (rc := self._flush()) != OK:
             return rc
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            # a TLS read gives one record at most: read on while the socket has more
-            while size < READ_BYTES or _pending(sock):
-                data = sock.recv(READ_BYTES)
-                if not data:
-                    return self._lost(wire.BROKER_CLOSED, LOST)
-                chunks.append(data)
-                size += len(data)
-                if self._tls is None and len(data) < READ_BYTES:
-                    break
-        except WOULD_BLOCK:
-            pass
-        except OSError as err:
-            return self._lost(wire.ReasonCode(wire.FAILURE, f"connection lost: {err}"), LOST)
-        if not chunks:
-            return OK
-        return self._dispatch(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        chunks, ended = wire.recv(sock)
+        rc = self._dispatch(b"".join(chunks)) if chunks else OK
+        if ended is not None and self._sock is sock:  # what came before the end counts
+            return self._lost(ended, LOST)
+        return rc
 
     def loop(self, timeout: float = 1.0) -> MQTTErrorCode:
         """Wait up to ``timeout`` for the socket, read what came, keep the connection alive."""
@@ -217,23 +198,6 @@ class Mqtt5Client:
 
     # connection
 
-    def _open(self, host: str, port: int) -> Socket:
-        raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is None:
-            return raw
-        try:
-            sock = self._tls.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
-        except OSError:
-            raw.close()
-            raise
-        try:
-            sock.do_handshake()
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
     def _connect_packet(self, keepalive: int) -> bytes:
         return mqtt5.ConnectPacket(
             self.client_id,
@@ -274,10 +238,10 @@ class Mqtt5Client:
             return OK
         try:
             sent = sock.send(self._out)
-        except WOULD_BLOCK:
+        except wire.WOULD_BLOCK:
             return OK
         except OSError as err:
-            return self._lost(wire.ReasonCode(wire.FAILURE, f"connection lost: {err}"), LOST)
+            return self._lost(wire.connection_lost(err), LOST)
         del self._out[:sent]
         self._last_out = time.monotonic()
         return OK
@@ -385,11 +349,6 @@ class Mqtt5Client:
         if self.on_connect is not None:
             self.on_connect(self, None, packet, reason, None)
         return self._flush()
-
-
-def _pending(sock: Socket) -> int:
-    """Bytes TLS has decrypted and holds back from ``select``: they must be read now."""
-    return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
 
 
 def _drop(*_: object) -> None:

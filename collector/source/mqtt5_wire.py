@@ -1,4 +1,4 @@
-"""What the MQTT v5 client hands to the source, and the one packet it parses by hand.
+"""The MQTT v5 client's wire: its socket, what it hands the source, a packet by hand.
 
 The source was written against paho: it reads ``msg.topic``, ``msg.payload``, ``msg.qos``
 and ``msg.mid``, falls back to ``msg._topic`` when the topic is not UTF-8, and judges a
@@ -8,9 +8,15 @@ the same callbacks, so the source keeps one receive path for both clients.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from dataclasses import dataclass
 from enum import IntEnum
 
+READ_BYTES = 256 * 1024
+CONNECT_TIMEOUT_S = 10.0
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+Socket = socket.socket
 # Reason codes at or above this are failures (MQTT 5.0, section 2.4).
 FAILURE = 0x80
 PUBLISH = 3  # the packet type in the high nibble of the first byte
@@ -78,6 +84,56 @@ KEEPALIVE_TIMEOUT = ReasonCode(0x8D, "Keep alive timeout")
 NORMAL = ReasonCode(0, "Normal disconnection")
 MALFORMED = ReasonCode(0x81, "Malformed packet")
 PROTOCOL_ERROR = ReasonCode(0x82, "Protocol error")
+
+
+def connection_lost(err: OSError) -> ReasonCode:
+    """The reason of a connection the socket reported broken."""
+    return ReasonCode(FAILURE, f"connection lost: {err}")
+
+
+def open_socket(host: str, port: int, tls: ssl.SSLContext | None) -> Socket:
+    """A connected socket, TLS handshake done: OSError (ssl's among them) if not."""
+    raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is None:
+        return raw
+    try:
+        sock = tls.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+    except OSError:
+        raw.close()
+        raise
+    try:
+        sock.do_handshake()
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def recv(sock: Socket) -> tuple[list[bytes], ReasonCode | None]:
+    """What the socket holds (``READ_BYTES`` or so), and why it ended if it did."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # a TLS read gives one record at most: read on while the socket has more
+        while size < READ_BYTES or _pending(sock):
+            data = sock.recv(READ_BYTES)
+            if not data:
+                return chunks, BROKER_CLOSED
+            chunks.append(data)
+            size += len(data)
+            if len(data) < READ_BYTES and not isinstance(sock, ssl.SSLSocket):
+                break
+    except WOULD_BLOCK:
+        pass
+    except OSError as err:
+        return chunks, connection_lost(err)
+    return chunks, None
+
+
+def _pending(sock: Socket) -> int:
+    """Bytes TLS has decrypted and holds back from ``select``: they must be read now."""
+    return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:

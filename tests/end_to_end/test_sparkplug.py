@@ -27,7 +27,7 @@ from collector.source.sparkplug.payload import Datatype, Metric, decode, encode
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NS, MS = 1_000_000_000, 1_000_000
@@ -246,16 +246,17 @@ def test_the_primary_host_announces_itself_and_its_will_says_offline(
     tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1
 ) -> None:
     influx_v1.create_database("state")
+    host = f"cellmon-test-{uuid4().hex[:8]}"  # the broker retains the STATE of earlier runs
     config = write_config(
         tmp_path,
         mqtt_port=plant_broker.port,
         influx_url=influx_v1.url,
         database="state",
-        rules=SPARKPLUG_RULES + "    primary_host: cellmon-test-host\n",
+        rules=SPARKPLUG_RULES + f"    primary_host: {host}\n",
     )
     seen: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"state-{uuid4().hex[:8]}")
-    client.on_connect = lambda c, *_: c.subscribe("spBv1.0/STATE/cellmon-test-host", qos=1)
+    client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/STATE/{host}", qos=1)
     client.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload), m.retain))
     client.connect("127.0.0.1", plant_broker.port)
     client.loop_start()
