@@ -81,6 +81,7 @@ class Mqtt5Client:
         self._since = 0.0  # CONNECT sent or PINGREQ sent: when the broker must answer by
         self._waiting = False  # for a CONNACK or a PINGRESP
         self._last_out = 0.0
+        self._last_in = 0.0  # bytes from the broker prove it alive as well as a PINGRESP
         self._next_id = 0
         self._unacked: dict[int, mqtt5.PublishPacket] = {}  # our QoS 1 publishes
         self._subscribing: dict[int, list[str]] = {}
@@ -109,14 +110,19 @@ class Mqtt5Client:
             raise
         self._sock, self._rest, self._out = sock, b"", bytearray()
         self._keepalive, self._waiting = keepalive, True
-        self._since = self._last_out = time.monotonic()
+        self._since = self._last_out = self._last_in = time.monotonic()
         return OK
 
     def disconnect(self) -> MQTTErrorCode:
         """Say goodbye (the will is not sent, the session stays) and close."""
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             return NO_CONN
-        self._send(mqtt5.DisconnectPacket().write())
+        try:  # what waits (the source's last STATE) goes first, within a second
+            sock.settimeout(1.0)
+            sock.sendall(self._out + mqtt5.DisconnectPacket().write())
+        except OSError as err:
+            log.debug("DISCONNECT not sent: %s", err)
         return self._lost(wire.NORMAL, OK)
 
     def socket(self) -> wire.Socket | None:
@@ -135,7 +141,10 @@ class Mqtt5Client:
         if self._out and (rc := self._flush()) != OK:
             return rc
         chunks, ended = wire.recv(sock)
-        rc = self._dispatch(b"".join(chunks)) if chunks else OK
+        rc = OK
+        if chunks:
+            self._last_in = time.monotonic()
+            rc = self._dispatch(b"".join(chunks))
         if ended is not None and self._sock is sock:  # what came before the end counts
             return self._lost(ended, LOST)
         return rc
@@ -157,7 +166,9 @@ class Mqtt5Client:
             return NO_CONN
         now = time.monotonic()
         if self._keepalive:
-            if self._waiting and now - self._since >= self._keepalive:
+            # waited a keepalive for an answer, and nothing came meanwhile (a long journal
+            # commit can leave a PINGRESP unread behind a window of messages)
+            if self._waiting and now - max(self._since, self._last_in) >= self._keepalive:
                 return self._lost(wire.KEEPALIVE_TIMEOUT, MQTTErrorCode.MQTT_ERR_KEEPALIVE)
             if not self._waiting and now - self._last_out >= self._keepalive:
                 self._waiting, self._since = True, now

@@ -126,6 +126,28 @@ def test_unacknowledged_messages_come_back_and_acknowledged_ones_do_not(
     third.client.disconnect()
 
 
+def test_subscribing_again_to_a_kept_session_sends_no_retained_message_again(
+    mosquitto: Mosquitto,
+) -> None:
+    """What lets ``MqttSource`` subscribe on every connection, kept session or not."""
+    topic = f"spBv1.0/STATE/{uuid4().hex[:8]}"
+    paho.mqtt.publish.single(topic, b"retained", 1, True, mosquitto.host, mosquitto.port)
+    sub = client()
+    sub.connect(mosquitto)
+    sub.subscribe(topic)
+    sub.pump(lambda: len(sub.messages) == 1)
+    assert sub.messages[0].retain
+    sub.client.ack(sub.messages[0].mid, 1)
+    sub.client.disconnect()
+    assert sub.connect(mosquitto).value == 0
+    assert sub.client.session_present
+    sub.subscribe(topic)
+    sub.idle(0.5)
+    assert len(sub.messages) == 1
+    paho.mqtt.publish.single(topic, b"", 1, True, mosquitto.host, mosquitto.port)  # cleared
+    sub.client.disconnect()
+
+
 def test_the_broker_keeps_no_more_than_the_receive_maximum_unacknowledged(
     mosquitto: Mosquitto,
 ) -> None:
