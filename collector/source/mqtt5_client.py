@@ -78,7 +78,7 @@ class Mqtt5Client:
         self._rest = b""  # the start of a packet not yet complete
         self._out = bytearray()  # written but not yet taken by the socket
         self._keepalive = 0
-        self._since = 0.0  # CONNECT sent or PINGREQ sent: when the broker must answer by
+        self._since = 0.0  # when the CONNECT or the PINGREQ we wait an answer to was sent
         self._waiting = False  # for a CONNACK or a PINGRESP
         self._last_out = 0.0
         self._last_in = 0.0  # bytes from the broker prove it alive as well as a PINGRESP
