@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -22,7 +23,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from collector.source.mqtt5_client import Mqtt5Client
 from collector.source.mqtt5_wire import Message, RawTopicMessage
 from collector.source.mqtt_client import Connection, refusal, tls_context
-from tests.certs import TestCa
+from tests.certs import DAYS, EC_KEY, TestCa, openssl
 from tests.servers import BrokerTls, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,18 @@ class Recorder:
         self.pump(lambda: len(self.connacks) > before)
         return self.connacks[-1]
 
+    def refused(self, broker: Mosquitto) -> str:
+        """Why the connection ended before a CONNACK: with TLS 1.3 the broker's refusal of
+        our certificate comes after the handshake, in CONNECT's write or in the first read."""
+        try:
+            self.client.connect(broker.host, broker.port, 30)
+        except OSError as err:
+            return str(err)
+        rc = OK
+        while rc == OK:
+            rc = self.client.loop(0.05)
+        return str(self.disconnects[-1])
+
     def subscribe(self, topic: str = TOPIC, qos: int = 1) -> None:
         self.client.subscribe([(topic, qos)])
         self.client._subscribing and self.pump(lambda: not self.client._subscribing)
@@ -95,6 +108,22 @@ def test_receives_qos_0_and_1_in_order(mosquitto: Mosquitto) -> None:
     assert [m.qos for m in sub.messages] == [0, 0, 0, 1, 1, 1]
     assert all(m.topic == TOPIC for m in sub.messages)
     assert all(m.mid for m in sub.messages[3:])
+    sub.client.disconnect()
+
+
+def test_an_unsubscribed_filter_brings_nothing_more(mosquitto: Mosquitto) -> None:
+    sub = client()
+    sub.connect(mosquitto)
+    sub.subscribe()
+    sub.subscribe("smelter/+/+/event")
+    assert sub.client.unsubscribe([TOPIC]) == OK
+    sub.idle(0.3)
+    publish(mosquitto, 2)
+    publish(mosquitto, 1, topic="smelter/P1/C01/event")
+    sub.pump(lambda: len(sub.messages) == 1)
+    sub.idle(0.3)
+    assert [m.topic for m in sub.messages] == ["smelter/P1/C01/event"]
+    sub.client.ack(sub.messages[0].mid, 1)
     sub.client.disconnect()
 
 
@@ -212,6 +241,45 @@ def test_tls_with_the_plant_ca(tmp_path: Path) -> None:
         sub.pump(lambda: len(sub.messages) == 1 and not sub.client._unacked)
         assert sub.messages[0].payload == b"x" * 100_000
         sub.client.disconnect()
+
+
+def issue_client(ca: TestCa, directory: Path) -> tuple[Path, Path]:
+    """A client certificate signed by ``ca``: (cert, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key, request = directory / "c.pem", directory / "c.key", directory / "c.csr"
+    extensions = directory / "c.ext"
+    extensions.write_text("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("req", "-new", *EC_KEY, "-keyout", str(key), "-out", str(request), "-subj", "/CN=c")
+    openssl(
+        "x509", "-req", "-in", str(request), "-CA", str(ca.cert), "-CAkey", str(ca.key),
+        "-CAcreateserial", "-out", str(cert), "-days", DAYS, "-extfile", str(extensions),
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    ca = TestCa.create(tmp_path / "ca")
+    cert, key = ca.issue_server(tmp_path / "server")
+    client_cert, client_key = issue_client(ca, tmp_path / "client")
+    tls = BrokerTls(ca.cert, cert, key)
+    with Mosquitto(tmp_path / "broker", tls=tls, extra_config="require_certificate true\n") as b:
+        conn = Connection(
+            host=b.host,
+            port=b.port,
+            client_id="t",
+            keepalive_s=30,
+            reconnect_max_s=1,
+            tls=True,
+            ca_file=str(ca.cert),
+            cert_file=str(client_cert),
+            key_file=str(client_key),
+        )
+        sub = client(tls=tls_context(conn))
+        assert not sub.connect(b).is_failure
+        sub.client.disconnect()
+        anonymous = client(tls=tls_context(replace(conn, cert_file=None, key_file=None)))
+        assert anonymous.refused(b)
+        assert anonymous.connacks == []
 
 
 def test_a_wrong_password_is_refused_in_the_same_words_as_paho(tmp_path: Path) -> None:
