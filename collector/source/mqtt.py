@@ -252,9 +252,9 @@ class MqttSource:
     def _receive(self) -> None:
         """Read and commit until the connection drops or the source is stopped.
 
-        Read one packet at a time while packets keep coming; when a read brings no
-        message, the broker is waiting for our acknowledgements (or has nothing to send),
-        so commit, then wait on the socket.
+        Read while packets keep coming (paho reads one packet a read, the v5 client all the
+        socket holds); when a read brings no message, the broker is waiting for our
+        acknowledgements (or has nothing to send), so commit, then wait on the socket.
         """
         client = self.client
         read = client.loop_read
