@@ -208,17 +208,18 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
 ) -> None:
     seen: queue.Queue[tuple[str, bytes]] = queue.Queue()
     watcher = commands(plant_broker, seen)
+    sp, js = (f"{name}_{uuid4().hex[:8]}" for name in ("sp", "js"))  # per run of the test
     try:
-        run(tmp_path / "sp", plant_broker, influx_v1, "sp", SPARKPLUG_RULES, sparkplug_messages())
+        run(tmp_path / "sp", plant_broker, influx_v1, sp, SPARKPLUG_RULES, sparkplug_messages())
     finally:
         watcher.loop_stop()
         watcher.disconnect()
-    run(tmp_path / "js", plant_broker, influx_v1, "js", DEFAULT_RULES, json_messages())
+    run(tmp_path / "js", plant_broker, influx_v1, js, DEFAULT_RULES, json_messages())
 
-    assert points(influx_v1, "sp") == points(influx_v1, "js")
-    assert len(points(influx_v1, "sp")) == STEPS * 3 - 1 - len(DEAD)
-    day_sp = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", "sp")
-    day_js = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", "js")
+    assert points(influx_v1, sp) == points(influx_v1, js)
+    assert len(points(influx_v1, sp)) == STEPS * 3 - 1 - len(DEAD)
+    day_sp = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", sp)
+    day_js = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", js)
     assert len(day_sp) == len(CELLS)
     for a, b in zip(day_sp, day_js, strict=True):
         assert (a["cell"], a["time"]) == (b["cell"], b["time"])
@@ -229,7 +230,7 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
         "SELECT last(sparkplug_seq_gaps) AS gaps, last(sparkplug_lost) AS lost, "
         "last(sparkplug_unknown_alias) AS unknown, last(sparkplug_rebirth_requests) AS asked, "
         "last(sparkplug_births) AS births, last(sparkplug_deaths) AS deaths FROM cellmon",
-        "sp",
+        sp,
     )
     # the session before the birth: its seq 200, 201 said nothing; then exactly one lost
     assert (metrics["gaps"], metrics["lost"]) == (1, 1)
