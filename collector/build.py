@@ -245,6 +245,8 @@ def connection(cfg: Config) -> Connection:
         key_file=tls.key_file if tls else None,
         keepalive_s=m.keepalive_s,
         reconnect_max_s=m.reconnect_max_s,
+        client=m.client,
+        receive_maximum=m.receive_maximum,
     )
 
 

@@ -18,6 +18,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
+# The source's MQTT client (``mqtt.client``) of every config written here; None: the
+# default. Tests run with each by the ``mqtt_client`` fixture of tests/end_to_end.
+MQTT_CLIENT: str | None = None
 DEFAULT_RULES = """\
 inputs:
   - name: telemetry
@@ -51,6 +54,8 @@ def write_config(
     ``token_env`` names the variable of the database's credentials (none by default).
     """
     client_id = client_id or f"cellmon-test-{uuid4().hex[:8]}"
+    if MQTT_CLIENT is not None:
+        mqtt_options = f"  client: {MQTT_CLIENT}\n" + mqtt_options
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "rules").mkdir(exist_ok=True)
     (directory / "rules" / "default.yaml").write_text(rules)

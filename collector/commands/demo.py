@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     with EmbeddedBroker() as broker, _stop_on_signals(stop):
         cfg = base.model_copy(
             update={
-                "mqtt": base.mqtt.model_copy(update={"port": broker.port}),
+                # amqtt speaks MQTT 3.1.1 only: the source's MQTT 5 client cannot log in
+                "mqtt": base.mqtt.model_copy(update={"port": broker.port, "client": "paho"}),
                 "state_dir": str(state),
                 "rules": _sparkplug_rules(base) if args.sparkplug else base.rules,
             }

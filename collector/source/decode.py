@@ -52,8 +52,11 @@ EventRow = tuple[str, str, int, str, dict[str, Any]]
 class IngestConfig(Section):
     """Limits of the source stage.
 
-    Acknowledgements go out in small groups because brokers bound the unacknowledged QoS 1
-    messages in flight (Mosquitto: 20); a larger group would stall the broker.
+    Acknowledgements go out in small groups with paho because brokers bound the
+    unacknowledged QoS 1 messages in flight (Mosquitto: 20); a larger group would stall
+    the broker. The MQTT v5 client asks for a Receive Maximum of hundreds instead, and its
+    reads bring that many: ``ack_batch`` is then the least a read must bring to be
+    committed before the socket is empty.
     """
 
     ack_batch: Count = 20

@@ -1,13 +1,15 @@
 """The MQTT source: receive, decode, commit to the journal, then acknowledge.
 
-paho's manual acknowledgement carries the "ack after durable write" guarantee: a message
-is acknowledged only once its samples (or its rejection) are committed, so the broker
-redelivers anything a crash interrupted and nothing it believes delivered is lost.
+The client's manual acknowledgement carries the "ack after durable write" guarantee: a
+message is acknowledged only once its samples (or its rejection) are committed, so the
+broker redelivers anything a crash interrupted and nothing it believes delivered is lost.
 
 Brokers bound the unacknowledged QoS 1 messages in flight to a client (Mosquitto: 20 by
-default), so the source cannot wait for large batches. It drives paho's loop itself and
-commits whenever the socket has nothing more to read right now, or ``ack_batch`` messages
-are pending: small groups under a slow trickle, full groups at full speed.
+default for paho's MQTT 3.1.1, the Receive Maximum we ask for with MQTT v5), so the source
+cannot wait for large batches. It drives the client's loop itself (paho's, or our v5
+client's with the same surface) and commits whenever the socket has nothing more to read
+right now, or ``ack_batch`` messages are pending: small groups under a slow trickle, full
+groups at full speed.
 
 No payload can stop ingestion (contract 5.5): the message callback catches everything per
 message, and a commit group that fails is committed again message by message, so the one
@@ -42,10 +44,12 @@ from collector.source.decode import (
     Rejection,
     SampleRow,
 )
+from collector.source.mqtt5_wire import Message, RawTopicMessage
 from collector.source.mqtt_client import (
     ClientFactory,
     Connection,
     FailureLog,
+    SourceClient,
     connect_failure,
     refusal,
     source_client,
@@ -78,7 +82,7 @@ class MqttSource:
         clock: Callable[[], int] = time.time_ns,
         client_factory: ClientFactory = source_client,
     ) -> None:
-        """``client_factory`` makes the paho client (tests give one that records)."""
+        """``client_factory`` makes the MQTT client (tests give one that records)."""
         self.conn = conn
         self.decoder = decoder
         self.inbox = inbox
@@ -100,7 +104,7 @@ class MqttSource:
         self.connected = threading.Event()
         self.client = self._make_client(client_factory)
 
-    def _make_client(self, factory: ClientFactory) -> mqtt.Client:
+    def _make_client(self, factory: ClientFactory) -> SourceClient:
         client = factory(self.conn)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -148,19 +152,22 @@ class MqttSource:
             self.client.subscribe(added)
         log.info("inputs switched: subscribed to %s", ", ".join(sorted(new)))
 
-    # paho callbacks (run in this source's thread, inside client.loop)
+    # the client's callbacks (run in this source's thread, inside client.loop)
 
     def _on_connect(
-        self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
+        self, _c: object, _ud: object, _flags: object, rc: object, _props: object = None
     ) -> None:
         if getattr(rc, "is_failure", False):
             self._failure.report(refusal(rc, self.conn))
             return
         self._accepted_login = True
         self._announce(online=True)
-        client.subscribe(list(self.decoder.subscriptions().items()))
+        # always: a session the broker lost needs them; the v5 client's Retain Handling 1
+        # keeps a kept session's retained messages from being sent again
+        self.client.subscribe(list(self.decoder.subscriptions().items()))
         self._failure.recovered()
-        log.info("connected to %s:%d as %s", self.conn.host, self.conn.port, self.conn.client_id)
+        conn = self.conn
+        log.info("connected to %s:%d as %s (%s)", conn.host, conn.port, conn.client_id, conn.client)
         self.connected.set()
 
     def _on_disconnect(
@@ -170,12 +177,15 @@ class MqttSource:
         if self._accepted_login and not self._stopping.is_set():
             log.warning("disconnected from broker: %s", rc)
 
-    def _on_message(self, _c: object, _ud: object, msg: mqtt.MQTTMessage) -> None:
-        """Decode one message; nothing it holds may raise into paho's loop."""
+    def _on_message(
+        self, _c: object, _ud: object, msg: mqtt.MQTTMessage | Message | RawTopicMessage
+    ) -> None:
+        """Decode one message; nothing it holds may raise into the client's loop."""
         d = self._decoded
         try:
             topic = msg.topic
         except UnicodeDecodeError:
+            assert not isinstance(msg, Message)  # its topic is a str
             topic = msg._topic.decode("utf-8", errors="replace")
         payload = bytes(msg.payload)
         try:
@@ -242,9 +252,9 @@ class MqttSource:
     def _receive(self) -> None:
         """Read and commit until the connection drops or the source is stopped.
 
-        Read one packet at a time while packets keep coming; when a read brings no
-        message, the broker is waiting for our acknowledgements (or has nothing to send),
-        so commit, then wait on the socket.
+        Read while packets keep coming (paho reads one packet a read, the v5 client all the
+        socket holds); when a read brings no message, the broker is waiting for our
+        acknowledgements (or has nothing to send), so commit, then wait on the socket.
         """
         client = self.client
         read = client.loop_read

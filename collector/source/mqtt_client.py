@@ -1,7 +1,9 @@
-"""The broker connection: its config section, resolved credentials and the paho client.
+"""The broker connection: its config section, resolved credentials and the clients.
 
 Shared by the source (which receives) and the alert publisher (which sends), so both reach
 the broker with the same TLS and login, and both log a refused login the same quiet way.
+The source has two clients to choose from (``mqtt.client``): our MQTT v5 one on the
+compiled ``mqtt5`` codec, a tenth of paho's CPU per message, and paho (MQTT 3.1.1).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 
 from collector.config.schema import EnvName, NonEmpty, Positive, Section
+from collector.source.mqtt5_client import Mqtt5Client
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,12 @@ REMIND_EVERY_S = 300.0
 # CONNACK reason codes of a refused login, as paho reports them for MQTT 3.1.1 and 5:
 # "Bad user name or password" and "Not authorized".
 LOGIN_REFUSED = frozenset({134, 135})
+# QoS 1 messages the broker may send the v5 client before it acknowledges any: enough that
+# a journal commit carries hundreds (one fsync'd transaction per few hundred messages, not
+# per twenty), few enough that a crash has at most that many to be redelivered.
+RECEIVE_MAXIMUM = 500
+
+ClientKind = Literal["mqtt5", "paho"]
 
 
 class TlsConfig(Section):
@@ -46,6 +56,8 @@ class MqttConfig(Section):
     tls: TlsConfig | None = None
     keepalive_s: int = Field(default=30, gt=0)
     reconnect_max_s: Positive = 30.0
+    client: ClientKind = "mqtt5"
+    receive_maximum: int = Field(default=RECEIVE_MAXIMUM, ge=1, le=65535)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +78,8 @@ class Connection:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    client: ClientKind = "mqtt5"
+    receive_maximum: int = RECEIVE_MAXIMUM
 
 
 def paho_client(
@@ -86,12 +100,35 @@ def paho_client(
     return client
 
 
-def source_client(conn: Connection) -> mqtt.Client:
+def tls_context(conn: Connection) -> ssl.SSLContext:
+    """What paho's ``tls_set`` makes, so both clients trust and present the same.
+
+    The broker's certificate and name are checked; our own certificate is offered if the
+    config names one.
+    """
+    context = ssl.create_default_context(cafile=conn.ca_file)  # None: the system's CAs
+    if conn.cert_file is not None:
+        context.load_cert_chain(conn.cert_file, conn.key_file)
+    return context
+
+
+SourceClient = mqtt.Client | Mqtt5Client
+
+
+def source_client(conn: Connection) -> SourceClient:
     """The source's client: its own id, a persistent session, acknowledgements by hand."""
-    return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
+    if conn.client == "paho":
+        return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
+    return Mqtt5Client(
+        conn.client_id,
+        username=conn.username,
+        password=conn.password,
+        tls=tls_context(conn) if conn.tls else None,
+        receive_maximum=conn.receive_maximum,
+    )
 
 
-ClientFactory = Callable[[Connection], mqtt.Client]
+ClientFactory = Callable[[Connection], SourceClient]
 
 
 def refusal(rc: object, conn: Connection) -> str:

@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.harness import ROOT, Pipeline, kill_leftovers, publish_all, wait_for, write_config
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, ServerError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
 
 ZONE = ZoneInfo("Asia/Shanghai")  # write_config's plant timezone; shifts at 00, 08, 16
 NS = 1_000_000_000

@@ -26,7 +26,7 @@ from tests.conftest import serve
 from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import BrokerTls, InfluxV1, Mosquitto
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
 
 # Each secret is new at every run, so finding one in a file can only mean cellmon wrote it.
 CELLMON_PASSWORD = secrets.token_hex(12)

@@ -13,7 +13,7 @@ from collector.source.deadletter import read_dead_letters
 from tests.harness import Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
 
 CELLS = [f"C{i:02d}" for i in range(1, 21)]
 STEPS = 2600

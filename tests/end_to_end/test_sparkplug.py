@@ -28,7 +28,7 @@ from collector.source.sparkplug.payload import Datatype, Metric, decode, encode
 from tests.harness import DEFAULT_RULES, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NS, MS = 1_000_000_000, 1_000_000
@@ -213,17 +213,18 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
 ) -> None:
     seen: queue.Queue[tuple[str, bytes]] = queue.Queue()
     watcher = commands(plant_broker, seen)
+    sp, js = (f"{name}_{uuid4().hex[:8]}" for name in ("sp", "js"))  # per run of the test
     try:
-        run(tmp_path / "sp", plant_broker, influx_v1, "sp", SPARKPLUG_RULES, sparkplug_messages())
+        run(tmp_path / "sp", plant_broker, influx_v1, sp, SPARKPLUG_RULES, sparkplug_messages())
     finally:
         watcher.loop_stop()
         watcher.disconnect()
-    run(tmp_path / "js", plant_broker, influx_v1, "js", DEFAULT_RULES, json_messages())
+    run(tmp_path / "js", plant_broker, influx_v1, js, DEFAULT_RULES, json_messages())
 
-    assert points(influx_v1, "sp") == points(influx_v1, "js")
-    assert len(points(influx_v1, "sp")) == STEPS * 3 - 1 - len(DEAD)
-    day_sp = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", "sp")
-    day_js = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", "js")
+    assert points(influx_v1, sp) == points(influx_v1, js)
+    assert len(points(influx_v1, sp)) == STEPS * 3 - 1 - len(DEAD)
+    day_sp = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", sp)
+    day_js = influx_v1.query("SELECT * FROM sec_cell WHERE period = 'day' GROUP BY cell", js)
     assert len(day_sp) == len(CELLS)
     for a, b in zip(day_sp, day_js, strict=True):
         assert (a["cell"], a["time"]) == (b["cell"], b["time"])
@@ -234,7 +235,7 @@ def test_a_sparkplug_day_gives_the_points_and_kpis_of_the_same_day_as_json(
         "SELECT last(sparkplug_seq_gaps) AS gaps, last(sparkplug_lost) AS lost, "
         "last(sparkplug_unknown_alias) AS unknown, last(sparkplug_rebirth_requests) AS asked, "
         "last(sparkplug_births) AS births, last(sparkplug_deaths) AS deaths FROM cellmon",
-        "sp",
+        sp,
     )
     # the session before the birth: its seq 200, 201 said nothing; then exactly one lost
     assert (metrics["gaps"], metrics["lost"]) == (1, 1)
@@ -254,16 +255,17 @@ def test_the_primary_host_announces_itself_and_its_will_says_offline(
     tmp_path: Path, plant_broker: Mosquitto, influx_v1: InfluxV1
 ) -> None:
     influx_v1.create_database("state")
+    host = f"cellmon-test-{uuid4().hex[:8]}"  # the broker retains the STATE of earlier runs
     config = write_config(
         tmp_path,
         mqtt_port=plant_broker.port,
         influx_url=influx_v1.url,
         database="state",
-        rules=SPARKPLUG_RULES + "    primary_host: cellmon-test-host\n",
+        rules=SPARKPLUG_RULES + f"    primary_host: {host}\n",
     )
     seen: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"state-{uuid4().hex[:8]}")
-    client.on_connect = lambda c, *_: c.subscribe("spBv1.0/STATE/cellmon-test-host", qos=1)
+    client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/STATE/{host}", qos=1)
     client.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload), m.retain))
     client.connect("127.0.0.1", plant_broker.port)
     client.loop_start()

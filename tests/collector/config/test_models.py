@@ -34,6 +34,8 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("mqtt.tls", None),
         ("mqtt.keepalive_s", 30),
         ("mqtt.reconnect_max_s", 30.0),
+        ("mqtt.client", "mqtt5"),
+        ("mqtt.receive_maximum", 500),
         ("ingest.ack_batch", 20),
         ("ingest.ack_interval_ms", 5.0),
         ("ingest.max_payload_bytes", 262144),

@@ -22,7 +22,7 @@ from collector.journal import store as journal
 from collector.source.deadletter import DeadLetters, read_dead_letters
 from collector.source.decode import Decoder, EventRow, IngestConfig, SampleRow
 from collector.source.mqtt import MqttSource
-from collector.source.mqtt_client import Connection
+from collector.source.mqtt_client import ClientKind, Connection
 from collector.source.topics import TopicRouter, compile_template
 from tests.harness import wait_for
 from tests.servers import Mosquitto, find_binary
@@ -51,13 +51,14 @@ class PoisonedInbox(journal.Inbox):
         return super().append(samples, events, counts)
 
 
-def connection(port: int, **credentials: str) -> Connection:
+def connection(port: int, client: ClientKind = "mqtt5", **credentials: str) -> Connection:
     return Connection(
         host="127.0.0.1",
         port=port,
         client_id="cellmon-t",
         keepalive_s=30,
         reconnect_max_s=30.0,
+        client=client,
         **credentials,
     )
 
@@ -173,8 +174,13 @@ def test_the_message_callback_survives_a_decoder_that_raises(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("client", ["mqtt5", "paho"])
 def test_a_refused_login_backs_off_and_is_logged_once(
-    tmp_path: Path, state: Path, letters: DeadLetters, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    state: Path,
+    letters: DeadLetters,
+    caplog: pytest.LogCaptureFixture,
+    client: ClientKind,
 ) -> None:
     """Mosquitto with a password file: the TCP connect succeeds, the CONNACK refuses."""
     passwords = tmp_path / "passwords"
@@ -185,7 +191,7 @@ def test_a_refused_login_backs_off_and_is_logged_once(
         router = TopicRouter(
             [compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")], OWNED
         )
-        conn = connection(broker.port, username="cellmon", password="wrong")
+        conn = connection(broker.port, client, username="cellmon", password="wrong")
         source = MqttSource(
             conn,
             Decoder(router, IngestConfig()),
