@@ -52,15 +52,14 @@ EventRow = tuple[str, str, int, str, dict[str, Any]]
 class IngestConfig(Section):
     """Limits of the source stage.
 
-    Acknowledgements go out in small groups with paho because brokers bound the
-    unacknowledged QoS 1 messages in flight (Mosquitto: 20); a larger group would stall
-    the broker. The MQTT v5 client asks for a Receive Maximum of hundreds instead, and its
-    reads bring that many: ``ack_batch`` is then the least a read must bring to be
-    committed before the socket is empty.
+    With paho, ``ack_batch`` is the broker's window of unacknowledged QoS 1 messages
+    (Mosquitto: 20), and a group is committed when it is full: a larger group would stall
+    the broker. The MQTT v5 client asks for ``mqtt.receive_maximum`` instead. Either way a
+    group is committed once its oldest message has waited ``ack_interval_ms``.
     """
 
     ack_batch: Count = 20
-    ack_interval_ms: Positive = 5.0
+    ack_interval_ms: Positive = 50.0
     max_payload_bytes: Count = 262144
     future_tolerance_s: NonNegative = 300.0
     dedup_window_s: NonNegative = 3600.0

@@ -4,12 +4,13 @@ The client's manual acknowledgement carries the "ack after durable write" guaran
 message is acknowledged only once its samples (or its rejection) are committed, so the
 broker redelivers anything a crash interrupted and nothing it believes delivered is lost.
 
-Brokers bound the unacknowledged QoS 1 messages in flight to a client (Mosquitto: 20 by
-default for paho's MQTT 3.1.1, the Receive Maximum we ask for with MQTT v5), so the source
-cannot wait for large batches. It drives the client's loop itself (paho's, or our v5
-client's with the same surface) and commits whenever the socket has nothing more to read
-right now, or ``ack_batch`` messages are pending: small groups under a slow trickle, full
-groups at full speed.
+A commit costs about the same for one message as for hundreds, so messages are committed
+in groups, by a window that grows with the rate: a group is committed once the broker's
+window of unacknowledged QoS 1 messages is full (Mosquitto's 20 for paho's MQTT 3.1.1,
+``ack_batch``; the Receive Maximum we ask for with MQTT v5), or when its oldest message has
+waited ``ack_interval_ms``. At 400 messages a second that is a commit every twentieth
+message, not one per message; draining a backlog, one per window. The source drives the
+client's loop itself (paho's, or our v5 client's with the same surface).
 
 No payload can stop ingestion (contract 5.5): the message callback catches everything per
 message, and a commit group that fails is committed again message by message, so the one
@@ -87,8 +88,10 @@ class MqttSource:
         self.decoder = decoder
         self.inbox = inbox
         self.dead_letters = dead_letters
-        self.ack_batch = ingest.ack_batch
+        # the broker sends no more unacknowledged messages than this
+        self.window = conn.receive_maximum if conn.client == "mqtt5" else ingest.ack_batch
         self.ack_interval_s = ingest.ack_interval_ms / 1000
+        self._oldest = 0.0  # when the oldest message of the group arrived (monotonic)
         self._clock = clock
         self._decoded = Decoded()
         self._pending: list[tuple[int, int]] = []
@@ -194,6 +197,8 @@ class MqttSource:
             log.exception("decoder raised on a message from %s; dead-lettered", topic)
             reason = f"{type(err).__name__}: {err}"
             d.rejections.append(Rejection(topic, "decode_error", reason, payload))
+        if not self._marks:
+            self._oldest = time.monotonic()
         self._marks.append((topic, payload, len(d.samples), len(d.events), len(d.rejections)))
         for command, body in d.commands:  # Sparkplug rebirth requests: at once, QoS 0
             self.client.publish(command, body, qos=0)
@@ -253,8 +258,9 @@ class MqttSource:
         """Read and commit until the connection drops or the source is stopped.
 
         Read while packets keep coming (paho reads one packet a read, the v5 client all the
-        socket holds); when a read brings no message, the broker is waiting for our
-        acknowledgements (or has nothing to send), so commit, then wait on the socket.
+        socket holds); commit once the broker's window is full, or when a read brings no
+        message and the group's oldest has waited long enough; else wait on the socket for
+        what remains of that wait.
         """
         client = self.client
         read = client.loop_read
@@ -263,12 +269,15 @@ class MqttSource:
             before = len(self._marks)
             rc = read()
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                if len(self._marks) == before:
+                if len(self._pending) >= self.window:
                     self._flush()
+                elif len(self._marks) == before:
+                    wait = self._oldest + self.ack_interval_s - time.monotonic()
+                    if not self._marks or wait <= 0:
+                        self._flush()
+                        wait = self.ack_interval_s
                     self._switch()
-                    rc = client.loop(self.ack_interval_s)
-                elif len(self._pending) >= self.ack_batch:
-                    self._flush()
+                    rc = client.loop(wait)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._accepted_login:
                     log.warning("connection lost: %s", mqtt.error_string(rc))

@@ -37,7 +37,7 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("mqtt.client", "mqtt5"),
         ("mqtt.receive_maximum", 500),
         ("ingest.ack_batch", 20),
-        ("ingest.ack_interval_ms", 5.0),
+        ("ingest.ack_interval_ms", 50.0),
         ("ingest.max_payload_bytes", 262144),
         ("ingest.future_tolerance_s", 300.0),
         ("ingest.dedup_window_s", 3600.0),

@@ -287,7 +287,7 @@ def test_no_puback_leaves_before_the_commit_of_its_message(
         [compile_template("smelter/{potline}/{cell}/telemetry", "telemetry")], OWNED
     )
     source = MqttSource(
-        connection(1),
+        connection(1, "paho"),  # the broker's window: ack_batch, 20
         Decoder(router, IngestConfig()),
         LoggedInbox(journal.connect_inbox(state), log),
         letters,
@@ -297,6 +297,7 @@ def test_no_puback_leaves_before_the_commit_of_its_message(
     )
     client.source = source
     source._receive()
+    source._flush()  # as ``_run`` does when the connection ends
     committed = 0
     acked = []
     for what, n in log:
