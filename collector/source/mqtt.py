@@ -259,8 +259,8 @@ class MqttSource:
 
         Read while packets keep coming (paho reads one packet a read, the v5 client all the
         socket holds); commit once the broker's window is full, or when a read brings no
-        message and the group's oldest has waited long enough; else wait on the socket for
-        what remains of that wait.
+        message and the group's oldest has waited long enough. Until then the group fills
+        in the socket's buffer: one wake per window, not one per message.
         """
         client = self.client
         read = client.loop_read
@@ -273,11 +273,12 @@ class MqttSource:
                     self._flush()
                 elif len(self._marks) == before:
                     wait = self._oldest + self.ack_interval_s - time.monotonic()
-                    if not self._marks or wait <= 0:
-                        self._flush()
-                        wait = self.ack_interval_s
+                    if self._marks and wait > 0:
+                        self._stopping.wait(wait)
+                        continue
+                    self._flush()
                     self._switch()
-                    rc = client.loop(wait)
+                    rc = client.loop(MISC_EVERY_S)  # a message wakes it at once
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._accepted_login:
                     log.warning("connection lost: %s", mqtt.error_string(rc))
