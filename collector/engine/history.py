@@ -14,7 +14,7 @@ import numpy as np
 
 from collector.engine.batch import empty_batch
 from collector.sinks.influxql import InfluxQL, quoted
-from processors.model import Batch, Event, SampleBatch
+from processors.model import Batch, Event, Point, SampleBatch
 
 EVENT_TAGS = ("potline", "cell", "type")
 
@@ -67,10 +67,13 @@ class History:
             extra=[None] * len(order),
         )
 
-    def events(self, potline: str, t0_ns: int, t1_ns: int) -> list[Event]:
-        """Every event of the potline in [t0, t1), in time order, with its stored fields."""
+    def events(
+        self, potline: str, t0_ns: int, t1_ns: int, of_type: str | None = None
+    ) -> list[Event]:
+        """Every event of the potline in [t0, t1) (of one type), in time order, with its fields."""
+        only = "" if of_type is None else f' AND "type" = {quoted(of_type)}'
         rows = self.query.rows(
-            f'SELECT * FROM "cell_event" WHERE "potline" = {quoted(potline)} '
+            f'SELECT * FROM "cell_event" WHERE "potline" = {quoted(potline)}{only} '
             f"AND time >= {t0_ns} AND time < {t1_ns}"
         )
         events = [_event(potline, row) for row in rows]
@@ -90,6 +93,25 @@ class History:
             for row in s["values"]:
                 fields = frozenset(n for n, v in zip(names, row[1:], strict=True) if v is not None)
                 out.append(Stored(measurement, tags, int(row[0]), fields))
+        return out
+
+    def days(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Point]:
+        """The stored ``period=day`` points of a measurement of the potline in [t0, t1).
+
+        What a month is summed from: a few thousand points where its raw samples are a
+        billion.
+        """
+        series = self.query.series(
+            f'SELECT * FROM "{measurement}" WHERE "potline" = {quoted(potline)} '
+            f"AND \"period\" = 'day' AND time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
+        )
+        out = []
+        for s in series:
+            tags = tuple(sorted((k, v) for k, v in s.get("tags", {}).items() if v))
+            names = s["columns"][1:]
+            for row in s["values"]:
+                fields = {n: v for n, v in zip(names, row[1:], strict=True) if v is not None}
+                out.append(Point(measurement, tags, fields, int(row[0])))
         return out
 
 
