@@ -234,9 +234,12 @@ def _split(
             rest = (c, t0, t1, p0, p1, i0, i1, e0, e1, kend)
             c, t0, t1, p0, p1, i0, i1, e0, e1, kend = (x[inner] for x in rest)
             a, pa, ia, ea, k = b[inner], pb[inner], ib[inner], eb[inner], k[inner] + 1
-    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    # keys are small (cell × period index): counted in place, no sort of a day's intervals
+    every = np.concatenate(keys)
+    size = len(names) * n
+    uniq = np.flatnonzero(np.bincount(every, minlength=size))
     totals = [
-        np.bincount(inv, weights=np.concatenate([s[q] for s in sums])).tolist()
+        np.bincount(every, np.concatenate([s[q] for s in sums]), size)[uniq].tolist()
         for q in range(len(whole))
     ]
     return [
