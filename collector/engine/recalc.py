@@ -191,6 +191,7 @@ class Recalculation:
         points = list(redone)
         for month in sorted(target.spans - raw.spans):
             points += self._month(procs, target.potline, month, live, fresh, redone)
+        # a processor that does not sum its months redid only the raw periods' data
         states = {
             p.name: p.rebase(
                 live.get(p.name),
