@@ -1,12 +1,22 @@
-"""How fast ``cellmon recalc`` reads a potline's history back and redoes its periods.
+"""How fast ``cellmon recalc`` redoes a day from raw samples and its month from its days.
 
-A day of raw ``cell`` points (``--cells`` cells, one sample every ``--interval-s``) is
-written straight into a fresh InfluxDB 1.x, then ``cellmon recalc`` of that day runs with
-no instance running (its shifts, the day and the month so far: the month is read from its
-first day to now, an hour per query, like a real one). Wall time, CPU seconds of the
-command and history samples per second are printed; docs/replay.md quotes the result.
+Into a fresh InfluxDB 1.x go a day of raw ``cell`` points (``--cells`` cells, one sample
+every ``--interval-s``) in the middle of last month, and for every day of that month the
+day points a live instance would have written (``sec_cell`` of each of ``--month-cells``
+cells, ``sec_potline``, ``ae_potline``, ``anode_potline``) with a month of metal taps and
+anode changes. Then, in one run, each timed on its own:
 
-    python -m benchmarks.recalc --cells 100 --interval-s 10
+1. **read**: the day's raw points read back with the recalculation's own queries
+   (``History.samples``, an hour per query), nothing else: the database's rate;
+2. **day**: the day's three shifts and the day recalculated (``Recalculation.run``);
+3. **month**: the month alone, summed from its days' stored points;
+4. **command**: ``cellmon recalc --from DAY --to DAY`` (shifts, day and month, journal,
+   outbox, written to the database), with no instance running.
+
+    python -m benchmarks.recalc --cells 50 --interval-s 1 --month-cells 400
+
+A plant's day is 400 cells at 1 Hz (34.6 million samples); 50 cells at 1 Hz have its
+samples per cell and minute in an eighth of the time.
 """
 
 from __future__ import annotations
@@ -17,10 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from collector import build
+from collector.config.loader import load_config
+from collector.engine.history import History
+from collector.engine.recalc import Recalculation, Target, days
+from collector.sinks.influxql import InfluxQL
 from tests.harness import ROOT, write_config
 from tests.servers import InfluxV1, http
 
@@ -28,6 +45,8 @@ NS = 1_000_000_000
 ZONE = ZoneInfo("Asia/Shanghai")
 CHUNK_LINES = 50_000
 CLI = (sys.executable, "-m", "collector.commands.cli")
+CURRENT_KA = 320.0
+T = TypeVar("T")
 
 
 def write_day(influx: InfluxV1, db: str, cells: int, interval_s: int, t0_ns: int) -> int:
@@ -44,6 +63,35 @@ def write_day(influx: InfluxV1, db: str, cells: int, interval_s: int, t0_ns: int
     return n + _post(influx, db, lines)
 
 
+def write_month(influx: InfluxV1, db: str, cells: int, month: date) -> int:
+    """Every day's stored day points of the month, a tap and an anode change a cell a day."""
+    lines: list[str] = []
+    day = month
+    while day.month == month.month:
+        t = int(datetime(day.year, day.month, day.day, tzinfo=ZONE).timestamp()) * NS
+        for c in range(cells):
+            volts = 4.1 + 0.001 * (c % 50)
+            lines.append(
+                f"sec_cell,potline=P1,cell=C{c:03d},period=day energy_kwh={volts * 320 * 24},"
+                f"charge_kah={320 * 24.0},hours_covered=24.0,ae_energy_kwh=0.0,"
+                f"aluminium_t=2.38,sec_kwh_per_t=13000.0,complete=true {t}"
+            )
+            tap = t + (c % 24) * 3600 * NS
+            lines.append(f"cell_event,potline=P1,cell=C{c:03d},type=metal_tap metal_kg=1500 {tap}")
+            lines.append(
+                f"cell_event,potline=P1,cell=C{c:03d},type=anode_change "
+                f'anode={day.day % 20 + 1},block="590" {tap + 60 * NS}'
+            )
+        lines.append(f"sec_potline,potline=P1,period=day energy_kwh=1.0,cells={cells}i {t}")
+        lines.append(f"ae_potline,potline=P1,period=day count=0i,minutes=0.0 {t}")
+        lines.append(
+            f"anode_potline,potline=P1,period=day changes={cells}i,target_block={cells}i,"
+            f"cycles_known={cells}i,cycle_days_sum={20.0 * cells},on_target={cells}i {t}"
+        )
+        day += timedelta(days=1)
+    return _post(influx, db, lines)
+
+
 def _post(influx: InfluxV1, db: str, lines: list[str]) -> int:
     if not lines:
         return 0
@@ -56,49 +104,80 @@ def _post(influx: InfluxV1, db: str, lines: list[str]) -> int:
     return n
 
 
+def timed(run: Callable[[], T]) -> tuple[T, float]:
+    """What ``run`` returns and the wall seconds it took."""
+    started = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - started
+
+
+def read_only(history: History, recalc: Recalculation, target: Target) -> int:
+    """The target's raw samples read as the recalculation reads them, and nothing else."""
+    t0, t1, _ = recalc.windows(target)
+    step = recalc.reach.step_ns
+    return sum(len(history.samples("P1", a, min(a + step, t1))) for a in range(t0, t1, step))
+
+
+def in_process(config: Path, day: date) -> None:
+    """Steps 1 to 3, each timed; the ratio of the day's rate to the database's."""
+    cfg = load_config(config)
+    history = History(InfluxQL(cfg, timeout_s=600))
+    recalc = Recalculation(
+        lambda: build.recomputable_processors(cfg), history, build.reach(cfg), now_ns=time.time_ns()
+    )
+    (whole,) = days(build.calendar(cfg), ("shift", "day", "month"), ["P1"], day, day)
+    day_only = Target("P1", {s for s in whole.spans if s.kind != "month"})
+    month_only = Target("P1", whole.spans - day_only.spans)
+    read, t_read = timed(lambda: read_only(history, recalc, day_only))
+    done, t_day = timed(lambda: recalc.run(day_only, {}))
+    month, t_month = timed(lambda: recalc.run(month_only, {}))
+    print(f"read:  {read:,} samples in {t_read:.1f} s, {read / t_read:,.0f} samples/s")
+    print(
+        f"day:   {done.samples:,} samples in {t_day:.1f} s, {done.samples / t_day:,.0f} "
+        f"samples/s = {t_read / t_day:.2f} of the read rate"
+    )
+    print(f"month: {len(month.points)} points from its days' points in {t_month:.2f} s")
+
+
 def main() -> None:
-    """Write the day, recalculate it, print the figures."""
+    """Write the data, recalculate, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cells", type=int, default=100)
-    parser.add_argument("--interval-s", type=int, default=10)
+    parser.add_argument("--cells", type=int, default=50)
+    parser.add_argument("--interval-s", type=int, default=1)
+    parser.add_argument("--month-cells", type=int, default=400)
     args = parser.parse_args()
-    day = datetime.now(ZONE).date() - timedelta(days=1)
+    first = datetime.now(ZONE).date().replace(day=1)
+    day = (first - timedelta(days=1)).replace(day=15)  # last month: complete
     t0 = int(datetime(day.year, day.month, day.day, tzinfo=ZONE).timestamp()) * NS
     with tempfile.TemporaryDirectory() as tmp, InfluxV1(Path(tmp) / "influx") as influx:
         influx.create_database("bench")
         samples = write_day(influx, "bench", args.cells, args.interval_s, t0)
+        write_month(influx, "bench", args.month_cells, day.replace(day=1))
         config = write_config(
             Path(tmp) / "cfg", mqtt_port=1, influx_url=influx.url, database="bench"
         )
+        in_process(config, day)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        done = subprocess.run(
-            [
-                *CLI,
-                "recalc",
-                "--quiet",
-                "--from",
-                str(day),
-                "--to",
-                str(day),
-                "--config",
-                str(config),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
+        command = [*CLI, "recalc", "--quiet", "--from", str(day), "--to", str(day)]
+        done, wall = timed(
+            lambda: subprocess.run(
+                [*command, "--config", str(config)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         )
-        wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(done.stderr)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     print(done.stdout.strip())
     print(
-        f"recalc of a day of {args.cells} cells every {args.interval_s} s ({samples:,} samples) "
-        f"and its month so far: {wall:.1f} s wall, {cpu:.1f} CPU s of the command, "
-        f"{samples / wall:,.0f} samples/s"
+        f"command: recalc of a day of {args.cells} cells every {args.interval_s} s "
+        f"({samples:,} samples) and its month of {args.month_cells} cells from its days: "
+        f"{wall:.1f} s wall, "
+        f"{cpu:.1f} CPU s of the command, {samples / wall:,.0f} samples/s"
     )
 
 

@@ -8,13 +8,14 @@ period's complete data can be found after a backfill.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from collector.engine.batch import empty_batch
 from collector.sinks.influxql import InfluxQL, quoted
-from processors.model import Batch, Event, SampleBatch
+from processors.model import Batch, Event, Point, SampleBatch
 
 EVENT_TAGS = ("potline", "cell", "type")
 
@@ -28,11 +29,22 @@ class History:
     def batches(self, potline: str, t0_ns: int, t1_ns: int, step_ns: int) -> Iterator[Batch]:
         """The batches of consecutive windows of ``step_ns`` in [t0, t1).
 
-        Events and samples of a window travel together, as they would in a live batch.
+        Events and samples of a window travel together, as they would in a live batch. The
+        next window is read while the caller processes this one: the database takes as long
+        to answer as the processors take to run.
         """
-        for a in range(t0_ns, t1_ns, step_ns):
-            b = min(a + step_ns, t1_ns)
-            yield Batch(self.samples(potline, a, b), self.events(potline, a, b))
+        windows = [(a, min(a + step_ns, t1_ns)) for a in range(t0_ns, t1_ns, step_ns)]
+        with ThreadPoolExecutor(1, thread_name_prefix="history") as reader:
+            ahead = [reader.submit(self._batch, potline, a, b) for a, b in windows[:1]]
+            for k in range(len(windows)):
+                batch = ahead.pop().result()
+                ahead += [
+                    reader.submit(self._batch, potline, a, b) for a, b in windows[k + 1 :][:1]
+                ]
+                yield batch
+
+    def _batch(self, potline: str, t0_ns: int, t1_ns: int) -> Batch:
+        return Batch(self.samples(potline, t0_ns, t1_ns), self.events(potline, t0_ns, t1_ns))
 
     def samples(self, potline: str, t0_ns: int, t1_ns: int) -> SampleBatch:
         """Voltage and current of every cell of the potline in [t0, t1), in time order."""
@@ -44,9 +56,7 @@ class History:
         cells: list[tuple[str, str]] = []
         times, values = [], []
         for s in series:
-            rows = s["values"]
-            t = np.array([r[0] for r in rows], dtype=np.int64)  # ns need all 64 bits
-            vi = np.array([r[1:3] for r in rows], dtype=np.float64).reshape(-1, 2)  # null: NaN
+            t, vi = _columns(s["values"])
             ok = ~np.isnan(vi).any(axis=1)
             if ok.any():
                 cells.append((potline, s["tags"]["cell"]))
@@ -67,10 +77,13 @@ class History:
             extra=[None] * len(order),
         )
 
-    def events(self, potline: str, t0_ns: int, t1_ns: int) -> list[Event]:
-        """Every event of the potline in [t0, t1), in time order, with its stored fields."""
+    def events(
+        self, potline: str, t0_ns: int, t1_ns: int, of_type: str | None = None
+    ) -> list[Event]:
+        """Every event of the potline in [t0, t1) (of one type), in time order, with its fields."""
+        only = "" if of_type is None else f' AND "type" = {quoted(of_type)}'
         rows = self.query.rows(
-            f'SELECT * FROM "cell_event" WHERE "potline" = {quoted(potline)} '
+            f'SELECT * FROM "cell_event" WHERE "potline" = {quoted(potline)}{only} '
             f"AND time >= {t0_ns} AND time < {t1_ns}"
         )
         events = [_event(potline, row) for row in rows]
@@ -92,6 +105,25 @@ class History:
                 out.append(Stored(measurement, tags, int(row[0]), fields))
         return out
 
+    def days(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Point]:
+        """The stored ``period=day`` points of a measurement of the potline in [t0, t1).
+
+        What a month is summed from: a few thousand points where its raw samples are a
+        billion.
+        """
+        series = self.query.series(
+            f'SELECT * FROM "{measurement}" WHERE "potline" = {quoted(potline)} '
+            f"AND \"period\" = 'day' AND time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
+        )
+        out = []
+        for s in series:
+            tags = tuple(sorted((k, v) for k, v in s.get("tags", {}).items() if v))
+            names = s["columns"][1:]
+            for row in s["values"]:
+                fields = {n: v for n, v in zip(names, row[1:], strict=True) if v is not None}
+                out.append(Point(measurement, tags, fields, int(row[0])))
+        return out
+
 
 class Stored(NamedTuple):
     """A point the database holds: its series and time (what deleting it needs), its fields."""
@@ -100,6 +132,19 @@ class Stored(NamedTuple):
     tags: tuple[tuple[str, str], ...]  # sorted by key
     time_ns: int
     fields: frozenset[str]
+
+
+def _columns(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The time (ns need all 64 bits) and the two values (null: NaN) of a series' rows.
+
+    One conversion of the whole table at once; the row by row one only when a value is null.
+    """
+    table = np.array(rows, dtype=object).reshape(-1, 3)
+    try:
+        values = table[:, 1:].astype(np.float64)
+    except TypeError:
+        values = np.array([r[1:3] for r in rows], dtype=np.float64).reshape(-1, 2)
+    return table[:, 0].astype(np.int64), values
 
 
 def _event(potline: str, row: dict[str, Any]) -> Event:

@@ -9,7 +9,10 @@ The database holds the raw history of every cell, live and replayed, each sample
 a period is redone by running new instances of the KPI processors from an empty state over
 the potline's raw samples and events, from a little before the earliest period (the last
 interval before it, the anode changes that open the cycles it measures) to a little after
-the last, and keeping their points of the periods asked for. The live instance then
+the last, and keeping their points of the periods asked for. A month is not read raw: its
+sums are those of its days (``Summing``), so only the days asked for are redone from raw
+samples, and the month is added up from them and from its other days' stored points. The
+live instance then
 continues its open periods from the same totals (``Recomputable.rebase``), so its next
 write of today or this month includes the backfill instead of undoing it.
 
@@ -19,6 +22,7 @@ were; potline points are sums over every cell and are always rewritten.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
@@ -28,7 +32,7 @@ import numpy as np
 
 from collector.engine.batch import empty_batch
 from collector.engine.history import History, Stored
-from processors.base import Flushing, PeriodId, Processor, Recomputable
+from processors.base import Flushing, PeriodId, Processor, Recomputable, Summing
 from processors.kpi.periods import Calendar, period_index
 from processors.model import Batch, Point
 
@@ -153,12 +157,23 @@ class Recalculation:
         self.history = history
         self.reach = reach
         self.now_ns = now_ns
+        self.summing = any(isinstance(p, Summing) for p in processors())
+
+    def raw(self, target: Target) -> Target:
+        """The part of a target redone from raw samples: all but the months, when summed."""
+        if not self.summing:
+            return target
+        spans = {s for s in target.spans if s.kind != "month"}
+        return Target(target.potline, spans, target.cells)
 
     def windows(self, target: Target) -> tuple[int, int, int]:
         """(first instant, end, number of sample windows) of the history a target reads."""
+        spans = self.raw(target).spans
+        if not spans:
+            return 0, 0, 0
         r = self.reach
-        t0 = min(s.start_ns for s in target.spans) - r.context_ns
-        t1 = min(max(s.end_ns for s in target.spans) + r.context_ns, self.now_ns + NS)
+        t0 = min(s.start_ns for s in spans) - r.context_ns
+        t1 = min(max(s.end_ns for s in spans) + r.context_ns, self.now_ns + NS)
         return t0, t1, max(0, -(-(t1 - t0) // r.step_ns))
 
     def run(
@@ -169,13 +184,40 @@ class Recalculation:
         ``progress`` is called after each window of history.
         """
         procs = list(self.processors())
+        raw = self.raw(target)
         fresh: dict[str, Any] = {}
-        points: list[Point] = []
-        t0, t1, _ = self.windows(target)
-        before = self.history.events(target.potline, t0 - self.reach.events_before_ns, t0)
-        points += _apply(procs, Batch(empty_batch(), before), fresh)
+        made, samples = self._from_raw(procs, raw, fresh, progress) if raw.spans else ([], 0)
+        redone = kept(made, Target(raw.potline, raw.spans))  # every cell: a month sums them all
+        points = list(redone)
+        for month in sorted(target.spans - raw.spans):
+            points += self._month(procs, target.potline, month, live, fresh, redone)
+        # a processor that does not sum its months redid only the raw periods' data
+        states = {
+            p.name: p.rebase(
+                live.get(p.name),
+                fresh.get(p.name),
+                target.periods if isinstance(p, Summing) else raw.periods,
+            )
+            for p in procs
+            if isinstance(p, Recomputable)
+        }
+        points = kept(points, target)
+        instants = sorted(set().union(*(p.instants for p in procs if isinstance(p, Recomputable))))
+        return Outcome(points, states, samples, self._stale(raw, instants, points))
+
+    def _from_raw(
+        self,
+        procs: Sequence[Processor],
+        raw: Target,
+        fresh: dict[str, Any],
+        progress: Callable[[], None],
+    ) -> tuple[list[Point], int]:
+        """New processors run over the raw history of these periods; their points, samples."""
+        t0, t1, _ = self.windows(raw)
+        before = self.history.events(raw.potline, t0 - self.reach.events_before_ns, t0)
+        points = _apply(procs, Batch(empty_batch(), before), fresh)
         samples = 0
-        for batch in self.history.batches(target.potline, t0, t1, self.reach.step_ns):
+        for batch in self.history.batches(raw.potline, t0, t1, self.reach.step_ns):
             samples += len(batch.samples)
             points += _apply(procs, batch, fresh)
             progress()
@@ -183,14 +225,49 @@ class Recalculation:
             if isinstance(proc, Flushing):
                 fresh[proc.name], produced = proc.flush(fresh.get(proc.name))
                 points += produced
-        recomputable = [p for p in procs if isinstance(p, Recomputable)]
-        states = {
-            p.name: p.rebase(live.get(p.name), fresh.get(p.name), target.periods)
-            for p in recomputable
-        }
-        points = kept(points, target)
-        instants = sorted(set().union(*(p.instants for p in recomputable)))
-        return Outcome(points, states, samples, self._stale(target, instants, points))
+        return points, samples
+
+    def _month(
+        self,
+        procs: Sequence[Processor],
+        potline: str,
+        month: Span,
+        live: Mapping[str, Any],
+        fresh: dict[str, Any],
+        redone: Sequence[Point],
+    ) -> list[Point]:
+        """The month's points from its days' sums, and its totals in ``fresh``.
+
+        Each day's points of a measurement are taken whole from the freshest source that has
+        them: the days just redone, else the days the live instance still has open (its
+        running values, which it writes only every ``kpi_update_s``), else those stored.
+        """
+        summing = [p for p in procs if isinstance(p, Summing)]
+        measurements = set().union(*(p.day_measurements for p in summing))
+        stored = [
+            p
+            for m in sorted(measurements)
+            for p in self.history.days(m, potline, month.start_ns, month.end_ns)
+        ]
+        running = [
+            p
+            for proc in summing
+            if isinstance(proc, Flushing)
+            for p in proc.flush(live.get(proc.name))[1]
+        ]
+        by_day: dict[tuple[int, str], list[Point]] = {}
+        for source in (stored, running, redone):
+            by_day.update(_days_of(source, potline, month, measurements))
+        days = [p for key in sorted(by_day) for p in by_day[key]]
+        taps = self.history.events(potline, month.start_ns, month.end_ns, "metal_tap")
+        points: list[Point] = []
+        period = (potline, month.kind, month.start_ns)
+        for proc in summing:
+            fresh[proc.name], made = proc.summed(
+                fresh.get(proc.name), period, month.end_ns, days, taps, self.now_ns
+            )
+            points += made
+        return points
 
     def _stale(self, target: Target, instants: Sequence[str], points: list[Point]) -> list[Stored]:
         """The target's stored points of these measurements that the redo does not make again.
@@ -212,6 +289,23 @@ class Recalculation:
                     if fields is None or not point.fields <= fields.keys():
                         stale.append(point)
         return stale
+
+
+def _days_of(
+    points: Iterable[Point], potline: str, month: Span, measurements: Collection[str]
+) -> dict[tuple[int, str], list[Point]]:
+    """The month's day points of these measurements of the potline, by day and measurement."""
+    out: dict[tuple[int, str], list[Point]] = {}
+    for p in points:
+        tags = dict(p.tags)
+        if (
+            p.measurement in measurements
+            and tags.get("period") == "day"
+            and tags.get("potline") == potline
+            and month.start_ns <= p.time_ns < month.end_ns
+        ):
+            out.setdefault((p.time_ns, p.measurement), []).append(p)
+    return out
 
 
 def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -237,24 +331,37 @@ def kept(points: Iterable[Point], target: Target) -> list[Point]:
     """The last point of each series and time that belongs to the target.
 
     A point with a ``period`` tag belongs when its period is one of the target's; any other
-    (an anode change, an anode effect) when its time lies in one of the target's periods.
+    (an anode change, an anode effect, a minute) when its time lies in one of the target's
+    periods. A day's redo makes over half a million minute points of a few hundred series,
+    so each series' tags are looked at once and each time found by bisection.
     """
     starts: Collection[tuple[str, int]] = {(s.kind, s.start_ns) for s in target.spans}
-    ranges = [(s.start_ns, s.end_ns) for s in target.spans]
+    merged = _merged((s.start_ns, s.end_ns) for s in target.spans)
+    bounds = [a for a, _ in merged]
+    series: dict[tuple[tuple[str, str], ...], str | bool | None] = {}
     last: dict[tuple[str, tuple[tuple[str, str], ...], int], Point] = {}
     for p in points:
-        tags = dict(p.tags)
-        if tags.get("potline") != target.potline:
+        kind = series.get(p.tags, True)
+        if kind is True:
+            kind = series[p.tags] = _kind(p.tags, target)
+        if kind is False:
             continue
-        cell = tags.get("cell")
-        if cell is not None and target.cells is not None and cell not in target.cells:
-            continue
-        kind = tags.get("period")
-        inside = (
-            (kind, p.time_ns) in starts
-            if kind is not None
-            else any(a <= p.time_ns < b for a, b in ranges)
-        )
+        if kind is not None:
+            inside = (kind, p.time_ns) in starts
+        else:
+            k = bisect.bisect_right(bounds, p.time_ns) - 1
+            inside = k >= 0 and p.time_ns < merged[k][1]
         if inside:
             last[(p.measurement, p.tags, p.time_ns)] = p
     return list(last.values())
+
+
+def _kind(tags: tuple[tuple[str, str], ...], target: Target) -> str | bool | None:
+    """A series' period kind (None: an instant's series), or False if not the target's."""
+    d = dict(tags)
+    cell = d.get("cell")
+    if d.get("potline") != target.potline:
+        return False
+    if cell is not None and target.cells is not None and cell not in target.cells:
+        return False
+    return d.get("period")

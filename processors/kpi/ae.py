@@ -13,7 +13,7 @@ aluminium t; C2F6 = CF4 × ratio; CO2e t = (CF4 × GWP_CF4 + C2F6 × GWP_C2F6) /
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -34,7 +34,7 @@ from processors.kpi.ledger import (
     period_at,
 )
 from processors.kpi.periods import KINDS, Calendar
-from processors.model import Batch, FieldValue, Point, SampleBatch
+from processors.model import Batch, Event, FieldValue, Point, SampleBatch
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -145,6 +145,7 @@ class AnodeEffectProcessor:
 
     name = "anode_effects"
     instants = frozenset({"anode_effect"})
+    day_measurements = frozenset({"ae_potline", "sec_cell"})
 
     def __init__(self, settings: AESettings) -> None:
         self.s = settings
@@ -306,6 +307,42 @@ class AnodeEffectProcessor:
             }
         tags = (("potline", key.potline), ("period", key.kind))
         return Point("ae_potline", tags, fields, key.start_ns)
+
+    # a month from its days
+
+    def summed(
+        self,
+        fresh: Any,
+        month: PeriodId,
+        end_ns: int,
+        days: Sequence[Point],
+        events: Sequence[Event],
+        now_ns: int,
+    ) -> tuple[Any, list[Point]]:
+        """The month's effects as the sums of its days' counts and durations.
+
+        The charge and the reporting cells (the emissions' tonnes and cell-days) are not on
+        ``ae_potline``: a month's cells are the union of its days' cells, not a sum. Both
+        come from the days' ``sec_cell`` points, which the kWh/t processor writes for every
+        cell and day with an interval, the same intervals this processor integrates.
+        """
+        key = PeriodKey._make(month)
+        if key.potline not in self.s.thresholds_v or not days:
+            return fresh, []
+        acc, cells = Counts(), set()
+        for p in days:
+            if p.measurement == "ae_potline":
+                acc.count += int(p.fields["count"])
+                acc.seconds += 60.0 * float(p.fields["minutes"])
+            elif p.measurement == "sec_cell":
+                acc.charge_kah += float(p.fields["charge_kah"])
+                cells.add(dict(p.tags)["cell"])
+        acc.cells = sorted(cells)
+        st = _State.of(fresh)
+        acc.written_at_ns = newest_by_potline(st.seen).get(key.potline, 0)
+        complete = st.ledger.closed(key, end_ns) or now_ns >= end_ns + self._grace_ns
+        st.ledger.put(key, end_ns, acc, closed=complete)
+        return st.to_json(), [self._point(key, end_ns, acc)]
 
 
 def _extended(opened: Opened, t: np.ndarray, v: np.ndarray, above: np.ndarray) -> Opened:

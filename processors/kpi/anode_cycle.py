@@ -10,7 +10,7 @@ response once that is known (``anode_response``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,7 @@ class AnodeCycleProcessor:
 
     name = "anodes"
     instants = frozenset({"anode_change"})
+    day_measurements = frozenset({"anode_potline"})
 
     def __init__(self, settings: AnodeSettings) -> None:
         self.s = settings
@@ -267,9 +268,11 @@ class AnodeCycleProcessor:
         fields: dict[str, FieldValue] = {"changes": acc.changes}
         if acc.changes:
             fields["target_block_share_pct"] = 100.0 * acc.target_block / acc.changes
+            fields |= {"target_block": acc.target_block, "cycles_known": acc.known}
         if acc.known:
             fields["mean_cycle_days"] = acc.cycle_sum_days / acc.known
             fields["on_target_pct"] = 100.0 * acc.on_target / acc.known
+            fields |= {"cycle_days_sum": acc.cycle_sum_days, "on_target": acc.on_target}
         tags = (("potline", key.potline), ("period", key.kind))
         return Point("anode_potline", tags, fields, key.start_ns)
 
@@ -288,3 +291,52 @@ class AnodeCycleProcessor:
                 fields: dict[str, FieldValue] = {"days_since_change": age, "overdue_days": late}
                 points.append(Point("anode_overdue", tags, fields, day))
         return points
+
+    # a month from its days
+
+    def summed(
+        self,
+        fresh: Any,
+        month: PeriodId,
+        end_ns: int,
+        days: Sequence[Point],
+        events: Sequence[Event],
+        now_ns: int,
+    ) -> tuple[Any, list[Point]]:
+        """The month's shares from its days' counts: the mean cycle from the summed cycles.
+
+        A day's sums are written only beside a count that says they are there
+        (``cycles_known`` with ``changes`` > 0), so a field left over from an earlier write
+        of the day is never read.
+        """
+        key = PeriodKey._make(month)
+        if not days:
+            return fresh, []
+        acc = Shares()
+        for p in days:
+            if p.measurement == "anode_potline":
+                _add_day(acc, p)
+        st = _State.of(fresh)
+        complete = st.ledger.closed(key, end_ns) or now_ns >= end_ns + self._grace_ns
+        st.ledger.put(key, end_ns, acc, closed=complete)
+        return st.to_json(), [self._potline_point(key, acc)]
+
+
+def _add_day(acc: Shares, day: Point) -> None:
+    """A day's ``anode_potline`` sums added; one written before they were stored is refused."""
+    f = day.fields
+    changes = int(f["changes"])
+    if not changes:
+        return
+    if "cycles_known" not in f:
+        msg = (
+            f"anode_potline of the day at {day.time_ns} has no sums (written by an older "
+            "cellmon): recalculate the whole month, every day from raw samples"
+        )
+        raise ValueError(msg)
+    acc.changes += changes
+    acc.target_block += int(f["target_block"])
+    acc.known += int(f["cycles_known"])
+    if int(f["cycles_known"]):
+        acc.cycle_sum_days += float(f["cycle_days_sum"])
+        acc.on_target += int(f["on_target"])

@@ -97,6 +97,19 @@ class Ledger(Generic[A]):
             elif key in self.periods and self.periods[key].end_ns <= fresh.done.get(mark, 0):
                 self.close(key)
 
+    def closed(self, key: PeriodKey, end_ns: int) -> bool:
+        """Whether the period, ending at ``end_ns``, has been closed."""
+        return key not in self.periods and self.done.get((key.potline, key.kind), 0) >= end_ns
+
+    def put(self, key: PeriodKey, end_ns: int, acc: A, *, closed: bool) -> None:
+        """The period's accumulator replaced by one built whole (a month from its days).
+
+        Closed at once when ``closed``: its point is then the complete one.
+        """
+        self.periods[key] = Period(end_ns, acc)
+        if closed:
+            self.close(key)
+
     def items(self) -> Iterator[tuple[PeriodKey, Period[A]]]:
         """The open periods in key order; safe to ``close`` while iterating."""
         return iter(sorted(self.periods.items()))

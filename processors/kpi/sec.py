@@ -16,7 +16,7 @@ After that the period is closed: nothing arriving later changes it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from processors.kpi.ledger import (
     period_at,
 )
 from processors.kpi.periods import KINDS, Calendar
-from processors.model import Batch, MetalTap, Point
+from processors.model import Batch, Event, MetalTap, Point
 
 NS = 1_000_000_000
 
@@ -123,6 +123,7 @@ class SecProcessor:
 
     name = "sec"
     instants: frozenset[str] = frozenset()
+    day_measurements = frozenset({"sec_cell"})
 
     def __init__(self, settings: SecSettings) -> None:
         self.s = settings
@@ -283,3 +284,46 @@ class SecProcessor:
         fields["cells"] = n
         tags = (("potline", key.potline), ("period", key.kind))
         return Point("sec_potline", tags, fields, key.start_ns)
+
+    # a month from its days
+
+    def summed(
+        self,
+        fresh: Any,
+        month: PeriodId,
+        end_ns: int,
+        days: Sequence[Point],
+        events: Sequence[Event],
+        now_ns: int,
+    ) -> tuple[Any, list[Point]]:
+        """The month's cell totals as the sums of the cells' day points, and its taps.
+
+        Energy, charge, covered time and the effects' extra energy are sums over the same
+        intervals, each split at midnight: a day's share of an interval is the part of it
+        the month also has. kWh/t and every other ratio is computed from the sums again.
+        """
+        key = PeriodKey._make(month)
+        if key.potline not in self.s.goals:
+            return fresh, []
+        cells: Cells = {}
+        for p in days:
+            if p.measurement == "sec_cell":
+                f = p.fields
+                t = cells.setdefault(dict(p.tags)["cell"], Totals())
+                t.energy_kwh += float(f["energy_kwh"])
+                t.charge_kah += float(f["charge_kah"])
+                t.covered_s += 3600.0 * float(f["hours_covered"])
+                t.ae_energy_kwh += float(f.get("ae_energy_kwh", 0.0))
+        for ev in events:
+            if ev.type == "metal_tap":
+                cells.setdefault(ev.cell, Totals()).metal_kg += MetalTap.of(ev).metal_kg
+        if not cells:
+            return fresh, []
+        step = _Step.of(fresh)
+        complete = step.ledger.closed(key, end_ns) or now_ns >= end_ns + self._grace_ns
+        for cell, t in cells.items():
+            t.written_at_ns, t.complete = step.newest(key.potline, cell), complete
+        points = [self._cell_point(key, c, t, complete) for c, t in sorted(cells.items())]
+        points.append(self._potline_point(key, cells, complete))
+        step.ledger.put(key, end_ns, cells, closed=complete)
+        return step.state(), points

@@ -147,7 +147,10 @@ def test_a_replayed_hour_makes_the_kpis_those_of_the_whole_day(
     # live goes on into the next day, then stops: its last write of the month (at the
     # flush) continues from the backfilled totals instead of undoing them
     publish_all(plant_broker.port, live_messages(range(LAST + 1, LAST + 11)))
-    assert pipeline.terminate() == 0
+    newest = T0 + (LAST + 10) * STEP_S * NS  # its raw points written: the worker has them all
+    raw = f"SELECT count(voltage_v) FROM cell WHERE time = {newest}"
+    wait_for(lambda: [r["count"] for r in influx_v1.query(raw, influx_db)] == [3], 60)
+    assert pipeline.terminate() == 0  # SIGTERM stops taking messages: the rest wait unseen
     extra_h = 10 * STEP_S / 3600
     final = sec(influx_v1, influx_db, "C2", "month", month_t)
     assert final["energy_kwh"] == pytest.approx(energy("C2", month_h + extra_h), rel=1e-9)

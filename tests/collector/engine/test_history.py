@@ -78,3 +78,26 @@ def test_a_missing_database_is_an_error_not_an_empty_history(
 ) -> None:
     with pytest.raises(QueryError, match="database not found"):
         History(query(tmp_path, influx_v1, "no_such_db")).samples("P1", T, T + 10)
+
+
+def test_day_points_and_one_type_of_event_for_a_month_summed_from_its_days(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f"sec_cell,potline=P1,cell=C1,period=day energy_kwh=10,complete=true {T}",
+            f"sec_cell,potline=P1,cell=C1,period=shift energy_kwh=5 {T}",  # not a day
+            f"sec_cell,potline=P2,cell=C1,period=day energy_kwh=7 {T}",  # another potline
+            f"cell_event,potline=P1,cell=C1,type=metal_tap metal_kg=1500 {T}",
+            f'cell_event,potline=P1,cell=C1,type=anode_change anode=1,block="590" {T + 1}',
+        ],
+    )
+    history = History(query(tmp_path, influx_v1, influx_db))
+    (day,) = history.days("sec_cell", "P1", T, T + 10)
+    assert day.time_ns == T
+    assert dict(day.tags) == {"potline": "P1", "cell": "C1", "period": "day"}
+    assert day.fields == {"energy_kwh": 10, "complete": True}
+    taps = history.events("P1", T, T + 10, "metal_tap")
+    assert [(e.type, e.data) for e in taps] == [("metal_tap", {"metal_kg": 1500.0})]
