@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -90,30 +90,16 @@ class History:
         events.sort(key=lambda ev: ev.ts_ns)
         return events
 
-    def stored(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Stored]:
-        """The series and times of the points of a measurement of the potline in [t0, t1)."""
-        series = self.query.series(
-            f'SELECT * FROM "{measurement}" WHERE "potline" = {quoted(potline)} '
-            f"AND time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
-        )
-        out = []
-        for s in series:
-            tags = tuple(sorted((k, v) for k, v in s.get("tags", {}).items() if v))
-            names = s["columns"][1:]
-            for row in s["values"]:
-                fields = frozenset(n for n, v in zip(names, row[1:], strict=True) if v is not None)
-                out.append(Stored(measurement, tags, int(row[0]), fields))
-        return out
+    def stored(
+        self, measurement: str, potline: str, t0_ns: int, t1_ns: int, *, where: str = ""
+    ) -> list[Point]:
+        """The points of a measurement of the potline in [t0, t1), tags sorted by key.
 
-    def days(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Point]:
-        """The stored ``period=day`` points of a measurement of the potline in [t0, t1).
-
-        What a month is summed from: a few thousand points where its raw samples are a
-        billion.
+        ``where``: more conditions, each followed by ``AND``.
         """
         series = self.query.series(
             f'SELECT * FROM "{measurement}" WHERE "potline" = {quoted(potline)} '
-            f"AND \"period\" = 'day' AND time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
+            f"AND {where}time >= {t0_ns} AND time < {t1_ns} GROUP BY *"
         )
         out = []
         for s in series:
@@ -124,14 +110,13 @@ class History:
                 out.append(Point(measurement, tags, fields, int(row[0])))
         return out
 
+    def days(self, measurement: str, potline: str, t0_ns: int, t1_ns: int) -> list[Point]:
+        """The stored ``period=day`` points of a measurement of the potline in [t0, t1).
 
-class Stored(NamedTuple):
-    """A point the database holds: its series and time (what deleting it needs), its fields."""
-
-    measurement: str
-    tags: tuple[tuple[str, str], ...]  # sorted by key
-    time_ns: int
-    fields: frozenset[str]
+        What a month is summed from: a few thousand points where its raw samples are a
+        billion.
+        """
+        return self.stored(measurement, potline, t0_ns, t1_ns, where="\"period\" = 'day' AND ")
 
 
 def _columns(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from collector.engine.batch import empty_batch
-from collector.engine.history import History, Stored
+from collector.engine.history import History
 from processors.base import Flushing, PeriodId, Processor, Recomputable, Summing
 from processors.kpi.periods import Calendar, period_index
 from processors.model import Batch, Point
@@ -128,7 +128,7 @@ class Outcome:
     points: list[Point]
     states: dict[str, Any]
     samples: int
-    stale: list[Stored] = field(default_factory=list)
+    stale: list[Point] = field(default_factory=list)
     """Event points stored before that the periods' whole history no longer makes."""
 
 
@@ -269,7 +269,7 @@ class Recalculation:
             points += made
         return points
 
-    def _stale(self, target: Target, instants: Sequence[str], points: list[Point]) -> list[Stored]:
+    def _stale(self, target: Target, instants: Sequence[str], points: list[Point]) -> list[Point]:
         """The target's stored points of these measurements that the redo does not make again.
 
         An anode effect whose start moved, or two merged into one, leaves its old point
@@ -286,7 +286,7 @@ class Recalculation:
                     if target.cells is not None and cell not in target.cells:
                         continue
                     fields = made.get((point.measurement, point.tags, point.time_ns))
-                    if fields is None or not point.fields <= fields.keys():
+                    if fields is None or not point.fields.keys() <= fields.keys():
                         stale.append(point)
         return stale
 
