@@ -42,10 +42,13 @@ log = logging.getLogger(__name__)
 ORDERING_STATE = "ordering"
 PRUNE_EVERY_S = 60.0
 WAL_EVERY_S = 1.0
-STATE_EVERY_S = 2.0
-"""How often the states are checkpointed: what a crash processes again, at most."""
-STATE_EVERY_ROWS = 200_000
-"""… or after this many rows, to bound the batches kept to recover a failing processor."""
+STATE_EVERY_S = 5.0
+"""How often the states are checkpointed: what a crash processes again, at most. A
+checkpoint of a 2,000-cell plant is 8 % of the worker's time at 2 s, 3 % at 5 s."""
+STATE_EVERY_ROWS = 10_000
+"""… or after this many rows: the batches kept to recover a failing processor are memory.
+Draining 200,000 messages: peak RSS 204 MiB with 200,000 rows and batches of 20,000,
+169 MiB with 10,000 and batches of 5,000, at the same rate."""
 # After a batch that did not fill, the inbox fills for this long: a 400-cell potline at
 # 1 Hz gives batches of 200, not of one or two rows each costing a whole commit. Measured
 # at 400 msg/s: the worker's CPU 1.13 s at 0.2 s, 0.69 s at 0.5 s (20 s of messages);
@@ -85,7 +88,7 @@ class Engine:
         instance: str,
         metrics_interval_s: float,
         dedup_window_s: float,
-        batch_rows: int = 20_000,
+        batch_rows: int = 5_000,  # the inbox rows of a batch, at most
         state_every_s: float = STATE_EVERY_S,
         clock: Callable[[], int] = time.time_ns,
         alerts: Callable[[Point], tuple[str, bytes]] | None = None,
