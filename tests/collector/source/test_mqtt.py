@@ -22,8 +22,9 @@ from collector.journal import store as journal
 from collector.source.deadletter import DeadLetters, read_dead_letters
 from collector.source.decode import Decoder, EventRow, IngestConfig, SampleRow
 from collector.source.mqtt import MqttSource
-from collector.source.mqtt_client import ClientKind, Connection
+from collector.source.mqtt_client import ClientKind
 from collector.source.topics import TopicRouter, compile_template
+from tests.collector.source.connections import connection
 from tests.harness import wait_for
 from tests.servers import Mosquitto, find_binary
 
@@ -49,18 +50,6 @@ class PoisonedInbox(journal.Inbox):
             msg = "cannot encode this event"
             raise self.error(msg)
         return super().append(samples, events, counts)
-
-
-def connection(port: int, client: ClientKind = "mqtt5", **credentials: str) -> Connection:
-    return Connection(
-        host="127.0.0.1",
-        port=port,
-        client_id="cellmon-t",
-        keepalive_s=30,
-        reconnect_max_s=30.0,
-        client=client,
-        **credentials,
-    )
 
 
 def message(mid: int, topic: str, payload: dict[str, Any]) -> mqtt.MQTTMessage:

@@ -22,8 +22,9 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from collector.source.mqtt5_client import Mqtt5Client
 from collector.source.mqtt5_wire import Message, RawTopicMessage
-from collector.source.mqtt_client import Connection, refusal, tls_context
+from collector.source.mqtt_client import refusal, tls_context
 from tests.certs import DAYS, EC_KEY, TestCa, openssl
+from tests.collector.source.connections import connection
 from tests.servers import BrokerTls, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -225,15 +226,7 @@ def test_tls_with_the_plant_ca(tmp_path: Path) -> None:
     ca = TestCa.create(tmp_path / "ca")
     cert, key = ca.issue_server(tmp_path / "server")
     with Mosquitto(tmp_path / "broker", tls=BrokerTls(ca.cert, cert, key)) as broker:
-        conn = Connection(
-            host=broker.host,
-            port=broker.port,
-            client_id="t",
-            keepalive_s=30,
-            reconnect_max_s=1,
-            tls=True,
-            ca_file=str(ca.cert),
-        )
+        conn = connection(broker.port, tls=True, ca_file=str(ca.cert))
         sub = client(tls=tls_context(conn))
         sub.connect(broker)
         sub.client.subscribe([(TOPIC, 1)])
@@ -263,12 +256,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
     client_cert, client_key = issue_client(ca, tmp_path / "client")
     tls = BrokerTls(ca.cert, cert, key)
     with Mosquitto(tmp_path / "broker", tls=tls, extra_config="require_certificate true\n") as b:
-        conn = Connection(
-            host=b.host,
-            port=b.port,
-            client_id="t",
-            keepalive_s=30,
-            reconnect_max_s=1,
+        conn = connection(
+            b.port,
             tls=True,
             ca_file=str(ca.cert),
             cert_file=str(client_cert),
@@ -291,14 +280,7 @@ def test_a_wrong_password_is_refused_in_the_same_words_as_paho(tmp_path: Path) -
             rc = sub.client.loop(0.05)
         assert rc == MQTTErrorCode.MQTT_ERR_CONN_REFUSED
         (refused,) = sub.connacks
-        conn = Connection(
-            host=broker.host,
-            port=broker.port,
-            client_id="t",
-            keepalive_s=30,
-            reconnect_max_s=1,
-            username="cellmon",
-        )
+        conn = connection(broker.port, username="cellmon")
         text = refusal(refused, conn)
         assert refused.is_failure
         assert "bad username or password, or not authorised" in text
