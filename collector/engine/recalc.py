@@ -32,7 +32,7 @@ import numpy as np
 
 from collector.engine.batch import empty_batch
 from collector.engine.history import History
-from processors.base import Flushing, PeriodId, Processor, Recomputable, Summing
+from processors.base import Flushing, PeriodId, Processor, Recomputable, Summing, checkpoint
 from processors.kpi.periods import Calendar, period_index
 from processors.model import Batch, Point
 
@@ -249,11 +249,11 @@ class Recalculation:
             for m in sorted(measurements)
             for p in self.history.days(m, potline, month.start_ns, month.end_ns)
         ]
-        running = [
+        running = [  # flushed from a copy: an InMemory live state would be marked written
             p
             for proc in summing
             if isinstance(proc, Flushing)
-            for p in proc.flush(live.get(proc.name))[1]
+            for p in proc.flush(checkpoint(proc, live.get(proc.name)))[1]
         ]
         by_day: dict[tuple[int, str], list[Point]] = {}
         for source in (stored, running, redone):
