@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
+import urllib3
 
 from collector.sinks.influxql import InfluxQL, QueryError, quoted
 
@@ -45,17 +46,17 @@ class Eraser:
         )
 
     def _delete_api(self, measurement: str, tags: Sequence[tuple[str, str]], time_ns: int) -> None:
-        """2.x: the range is inclusive; one nanosecond wide, as it must not be empty."""
-        predicate = " AND ".join(
+        """2.x: start = stop = the point's instant, as the delete API's own example has it."""
+        predicate = " and ".join(
             f'{k}="{_escaped(v)}"' for k, v in (("_measurement", measurement), *tags)
         )
-        body = {"start": _rfc3339(time_ns), "stop": _rfc3339(time_ns + 1), "predicate": predicate}
+        body = {"start": _rfc3339(time_ns), "stop": _rfc3339(time_ns), "predicate": predicate}
         headers = {**self.query.headers, "Content-Type": "application/json"}
         try:
             reply = self.query.http.request(
                 "POST", self.delete_url, body=orjson.dumps(body), headers=headers
             )
-        except Exception as err:
+        except urllib3.exceptions.HTTPError as err:
             msg = f"cannot reach InfluxDB at {self.delete_url}: {err}"
             raise QueryError(msg) from err
         if reply.status != 204:
