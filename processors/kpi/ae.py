@@ -342,7 +342,7 @@ class AnodeEffectProcessor:
         acc.written_at_ns = newest_by_potline(st.seen).get(key.potline, 0)
         complete = st.ledger.closed(key, end_ns) or now_ns >= end_ns + self._grace_ns
         st.ledger.put(key, end_ns, acc, closed=complete)
-        return st.to_json(), [self._point(key, end_ns, acc)]
+        return st, [self._point(key, end_ns, acc)]
 
 
 def _extended(opened: Opened, t: np.ndarray, v: np.ndarray, above: np.ndarray) -> Opened:

@@ -319,7 +319,7 @@ class AnodeCycleProcessor:
         st = _State.of(fresh)
         complete = st.ledger.closed(key, end_ns) or now_ns >= end_ns + self._grace_ns
         st.ledger.put(key, end_ns, acc, closed=complete)
-        return st.to_json(), [self._potline_point(key, acc)]
+        return st, [self._potline_point(key, acc)]
 
 
 def _add_day(acc: Shares, day: Point) -> None:

@@ -326,4 +326,4 @@ class SecProcessor:
         points = [self._cell_point(key, c, t, complete) for c, t in sorted(cells.items())]
         points.append(self._potline_point(key, cells, complete))
         step.ledger.put(key, end_ns, cells, closed=complete)
-        return step.state(), points
+        return step, points
