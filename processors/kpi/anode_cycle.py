@@ -3,7 +3,7 @@
 These are the contract's ``anode_change`` and ``anode_potline``, and ``anode_overdue``.
 
 Each (potline, cell, anode position) remembers its last change in the processor state,
-which is checkpointed with every batch: the cycle of the next change survives restarts,
+which the engine checkpoints with the others: the cycle of the next change survives restarts,
 and replaying older events seeds it. A change's point is written again with its voltage
 response once that is known (``anode_response``).
 """

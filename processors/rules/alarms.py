@@ -51,8 +51,8 @@ __all__ = ["MEASUREMENT", "AlarmProcessor", "AlarmRule", "standing"]
 def standing(state: Any) -> dict[tuple[str, str], list[str]]:
     """(potline, cell) → the rules of its alarms raised now, from a checkpointed state.
 
-    The state is committed with every batch, so this is exactly what the ``alarm`` points
-    say, without reading them back (the demo's live view).
+    A batch with a transition is checkpointed at once (its alerts page), so this is exactly
+    what the ``alarm`` points say, without reading them back (the demo's live view).
     """
     raised: dict[tuple[str, str], list[str]] = {}
     for rule, entries in sorted((state or {}).get("alarms", {}).items()):
