@@ -312,10 +312,11 @@ def test_sigkill_of_the_process_group_mid_batch_loses_and_doubles_nothing(
         time.sleep(1.0)  # down: the broker queues a backlog of some 600 messages
         at_broker, before = publisher.acknowledged(), accepted_so_far(state)
         pipeline.launch()  # the kill below may come before it has even subscribed
-        # a seeded point inside the backlog, so the kill falls while messages are outstanding
+        # a seeded point inside the backlog; one commit group may hold all of it (a read of
+        # the MQTT 5 client brings hundreds), so what is outstanding is counted at the kill
         more = min(schedule.randint(1, 500), (at_broker - before) // 2)
         accepted = kill_after(pipeline, state, before + more)
-        assert accepted < at_broker  # killed with messages outstanding at the broker
+        assert accepted < publisher.acknowledged()  # killed with messages outstanding
         assert publisher.is_alive()  # and while the controllers publish
     pipeline.start()
     publisher.finish()
