@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 from uuid import uuid4
 
@@ -214,3 +216,11 @@ def publish_all(
         client.loop_stop()
         client.disconnect()
     return len(infos)
+
+
+def accepted_so_far(state: Path) -> int:
+    """The inbox's ``accepted`` counter, read beside a running pipeline."""
+    uri = f"file:{state / 'inbox.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as conn:
+        row = conn.execute("SELECT value FROM counters WHERE name = 'accepted'").fetchone()
+    return int(row[0]) if row else 0

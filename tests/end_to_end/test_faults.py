@@ -36,7 +36,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.harness import ROOT, Pipeline, kill_leftovers, publish_all, wait_for, write_config
+from tests.harness import (
+    ROOT,
+    Pipeline,
+    accepted_so_far,
+    kill_leftovers,
+    publish_all,
+    wait_for,
+    write_config,
+)
 from tests.servers import PLANT_BROKER_SETTINGS, InfluxV1, Mosquitto, ServerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mqtt_client")]
@@ -245,14 +253,6 @@ def counters(state: Path) -> dict[str, int]:
         with closing(sqlite3.connect(state / name)) as conn:
             out |= dict(conn.execute("SELECT name, value FROM counters").fetchall())
     return out
-
-
-def accepted_so_far(state: Path) -> int:
-    """The inbox's ``accepted`` counter, read beside a running pipeline."""
-    uri = f"file:{state / 'inbox.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        row = conn.execute("SELECT value FROM counters WHERE name = 'accepted'").fetchone()
-    return int(row[0]) if row else 0
 
 
 def assert_exactly_published(influx: InfluxV1, db: str, state: Path, stream: Stream) -> None:

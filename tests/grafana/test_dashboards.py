@@ -18,7 +18,15 @@ import pytest
 from simulator.parameters import SimParams
 from simulator.payloads import PotlineSim
 from tests.grafana.timerange import panel_range, time_filter
-from tests.harness import DEFAULT_RULES, ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import (
+    DEFAULT_RULES,
+    ROOT,
+    Pipeline,
+    accepted_so_far,
+    publish_all,
+    wait_for,
+    write_config,
+)
 from tests.servers import InfluxV1, Mosquitto
 
 BOARDS = ROOT / "config" / "grafana" / "dashboards"
@@ -156,6 +164,9 @@ def filled(
     )
     pipeline.start()
     publish_all(plant_broker.port, events)
+    # the history before the day: events and telemetry are two topics, and a broker keeps
+    # no order between them (the day's overdue list is made when its first sample arrives)
+    wait_for(lambda: accepted_so_far(work / "state") >= len(events), 60, pipeline.new_log)
     publish_all(plant_broker.port, telemetry)
 
     def done() -> bool:
