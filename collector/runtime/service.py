@@ -8,8 +8,6 @@ process; the processor and sink stages run in a worker process (``collector.runt
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -21,9 +19,9 @@ from collector.config.yamlsource import ConfigError
 from collector.journal import locks
 from collector.journal import store as journal
 from collector.journal.locks import Busy
+from collector.runtime.child import WorkerProcess
 from collector.runtime.metrics import Metrics
 from collector.runtime.reload import RulesWatcher
-from collector.runtime.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +91,8 @@ class Service:
             raise
         self.dead_letters = build.dead_letters(cfg)
         self.source = build.SOURCES["mqtt"](cfg, self.dead_letters)
-        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        self._finish, self._reload = ctx.Event(), ctx.Event()
         self.rules = RulesWatcher(cfg)
-        self._worker = ctx.Process(
-            target=run_worker,
-            args=(cfg, self._finish, self._reload, log_level, os.getpid()),
-            name="cellmon-worker",
-        )
+        self._worker = WorkerProcess("collector.runtime.worker", cfg, log_level)
 
     def start(self) -> None:
         """Start the worker, then receive."""
@@ -115,12 +107,12 @@ class Service:
         """
         log.info("stopping: no more messages taken")
         self.source.stop()
-        self._finish.set()
-        self._worker.join()
+        self._worker.finish()
+        code = self._worker.join()
         self.dead_letters.close()
         log.info("stopped: %s", self.metrics)
         self._lock.close()
-        return self._worker.exitcode or 0
+        return code
 
     def check_rules(self, *, force: bool = False) -> None:
         """Reload the rules if they changed (or ``force``: SIGHUP) and are valid.
@@ -139,7 +131,7 @@ class Service:
         if cfg is None:
             return
         self.source.reconfigure(build.decoder(cfg))
-        self._reload.set()
+        self._worker.reload()
         self._count(rules_reloads=1)
         r = cfg.rules
         log.info(

@@ -8,10 +8,10 @@ processes meet only in the journal files.
 from __future__ import annotations
 
 import logging
-import os
 import signal
+import sys
 import threading
-from multiprocessing.synchronize import Event as ProcessEvent
+from typing import IO
 
 from collector import build
 from collector.config.loader import load_rules
@@ -19,13 +19,15 @@ from collector.config.models import Config
 from collector.config.yamlsource import ConfigError
 from collector.engine.engine import Engine
 from collector.journal import locks
+from collector.runtime.child import FINISH, RELOAD, commands, read_start
 from collector.runtime.recalc import Poller
 from collector.sinks.drain import Drain
 
 log = logging.getLogger(__name__)
 
 WORKER_LOCK = "worker.lock"
-PARENT_CHECK_S = 0.5
+COMMAND_WAIT_S = 0.5
+"""Between two looks for backfills and recalculations filed by other commands."""
 FINISH_MARGIN_S = 30.0
 """Beyond ``sink.shutdown_s``: for the engine to finish and for one last write to time out."""
 EXIT_BUFFERED = 3
@@ -47,23 +49,16 @@ def _reload(cfg: Config, engine: Engine) -> None:
     engine.replace(processors)
 
 
-def run_worker(
-    cfg: Config, finish: ProcessEvent, reload: ProcessEvent, log_level: str, parent: int
-) -> None:
-    """Process and write until ``finish`` is set, then finish the rest and return.
+def run_worker(cfg: Config, parent: IO[bytes], log_level: str) -> None:
+    """Process and write until the MQTT process says finish, then finish the rest and return.
 
-    ``finish`` means the MQTT side has committed its last message; ``reload`` that it found
-    new valid rules, which the worker loads for itself. The database has ``sink.shutdown_s``
-    in all to take the rest; what it did not take stays buffered, and the worker exits with
-    ``EXIT_BUFFERED`` to say so.
-
-    Signals are the MQTT process's business: it decides when the worker finishes, so a
-    Ctrl-C or a SIGTERM sent to the whole process group cannot cut the worker short.
-    ``parent`` is the MQTT process's pid, given rather than read here: killed while this
-    process was still starting, it would already be gone, and the worker would never learn it.
+    ``parent`` is the pipe from the MQTT process (``collector.runtime.child``): ``FINISH``
+    means it has committed its last message, ``RELOAD`` that it found new valid rules, which
+    the worker loads for itself, and its end of file that the MQTT process is gone, killed
+    perhaps: what was received is finished all the same. The database has
+    ``sink.shutdown_s`` in all to take the rest; what it did not take stays buffered, and the
+    worker exits with ``EXIT_BUFFERED`` to say so.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # a worker orphaned by a killed MQTT process may still be finishing: let it
     lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=cfg.sink.shutdown_s + FINISH_MARGIN_S)
@@ -78,13 +73,15 @@ def run_worker(
     for t in threads:
         t.start()
     recalcs = Poller(cfg, engine)  # backfills and recalculations filed by other commands
-    while not finish.wait(PARENT_CHECK_S):
-        if os.getppid() != parent:
+    while True:
+        said = commands(parent, COMMAND_WAIT_S)
+        if said is None:
             log.error("the MQTT process is gone; finishing what was received")
             break
-        if reload.is_set():
-            reload.clear()
+        if RELOAD in said:
             _reload(cfg, engine)
+        if FINISH in said:
+            break
         recalcs.poll()
     engine_stop.set()
     threads[0].join()
@@ -113,3 +110,22 @@ def _exit_if_buffered(cfg: Config, drain: Drain) -> None:
             cfg.state_path,
         )
         raise SystemExit(EXIT_BUFFERED)
+
+
+def main() -> None:
+    """``python -m collector.runtime.worker``: started by ``WorkerProcess``, fed by its pipe.
+
+    Signals are the MQTT process's business: it decides when the worker finishes (and
+    reloads), so a Ctrl-C, SIGTERM or SIGHUP sent to the whole process group cannot cut the
+    worker short.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    start = read_start(sys.stdin.buffer)
+    if start is not None:  # None: the MQTT process was gone before it sent the config
+        cfg, log_level = start
+        run_worker(cfg, sys.stdin.buffer, log_level)
+
+
+if __name__ == "__main__":
+    main()
