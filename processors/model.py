@@ -9,11 +9,11 @@ is spelled, and a value converted, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the MQTT process builds no batch and loads no numpy (15 MiB resident)
+    import numpy as np
 
 FieldValue = float | int | bool | str
 
@@ -88,17 +88,6 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
-
-    def by_cell(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(cell index, ts, voltage) per cell, in time order: one sort for the whole batch."""
-        order = np.lexsort((self.ts_ns, self.cell_id))
-        code, t, v = self.cell_id[order], self.ts_ns[order], self.voltage_v[order]
-        bounds = np.flatnonzero(np.diff(code)) + 1
-        for lo, hi in zip(
-            np.r_[0, bounds].tolist(), np.r_[bounds, len(code)].tolist(), strict=True
-        ):
-            if hi > lo:
-                yield int(code[lo]), t[lo:hi], v[lo:hi]
 
 
 @dataclass(slots=True)

@@ -7,9 +7,11 @@ measurement but never integrated, so energy is never counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from processors.model import SampleBatch
 
 _NEVER = np.iinfo(np.int64).min
 
@@ -66,3 +68,13 @@ def grouped_cummax(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     key = group.astype(np.int64) * n + rank.astype(np.int64)
     result: np.ndarray = uniq[np.maximum.accumulate(key) % n]
     return result
+
+
+def by_cell(sb: SampleBatch) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(cell index, ts, voltage) per cell, in time order: one sort for the whole batch."""
+    order = np.lexsort((sb.ts_ns, sb.cell_id))
+    code, t, v = sb.cell_id[order], sb.ts_ns[order], sb.voltage_v[order]
+    bounds = np.flatnonzero(np.diff(code)) + 1
+    for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(code)].tolist(), strict=True):
+        if hi > lo:
+            yield int(code[lo]), t[lo:hi], v[lo:hi]

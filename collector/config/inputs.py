@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 from collector.config.schema import NonEmpty, Section, fail
 from collector.config.yamlsource import KeyPath
 from collector.source.mapping import ID_FIELDS, TS_UNITS, UNITS, InputMapping, compile_mapping
-from processors.rules.expressions import SAMPLE_FIELDS
+from processors.rules.expression_syntax import SAMPLE_FIELDS
 
 PLACEHOLDERS = ("{potline}", "{cell}")
 WILDCARDS = ("+", "#")

@@ -26,12 +26,13 @@ from collector.config.schema import (
 from collector.config.sparkplug import SparkplugInput
 from collector.config.yamlsource import KeyPath
 from processors.rules.expression_syntax import (
+    CELL_CONSTANTS,
     FUNCTIONS,
+    SAMPLE_FIELDS,
     parse_expression,
     unknown_name_message,
     unknown_names,
 )
-from processors.rules.expressions import CELL_CONSTANTS, SAMPLE_FIELDS
 
 
 def _field_name(value: str) -> str:

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from collector.config.inputs import FIELD_NAME, RAW_FIELDS, Conversion, unit_problems
 from collector.config.schema import LevelName, NonEmpty, Positive, Section, fail
 from collector.config.yamlsource import KeyPath
-from processors.rules.expressions import SAMPLE_FIELDS
+from processors.rules.expression_syntax import SAMPLE_FIELDS
 
 ID_PLACES = ("group", "edge_node", "device", "metric_prefix")
 EVENT_FIELDS = {"anode_change": ("anode", "block", "butt_mm"), "metal_tap": ("metal_kg",)}

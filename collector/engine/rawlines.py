@@ -1,6 +1,6 @@
 """The raw ``cell`` lines of a batch, and what line protocol cannot carry.
 
-A point or sample that line protocol cannot carry (``collector.sinks.lineproto.Unencodable``)
+A point or sample that line protocol cannot carry (``collector.sinks.escape.Unencodable``)
 is counted as ``unencodable`` and kept in the rejected file with the reason, like the lines
 the database refuses: retrying cannot make it encodable, and it must not hold up the others.
 """
@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.sinks.lineproto import Rejected, Unencodable, encode_samples, series_prefix
+from collector.sinks.escape import Unencodable
+from collector.sinks.lineproto import Rejected, encode_samples, series_prefix
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,8 @@
 r"""InfluxDB line protocol encoding, exact or not at all.
 
-What was accepted must come back from InfluxDB unchanged, so each part of a line is
-escaped the way InfluxDB 1.x parses it, found against the real server (see
-tests/collector/sinks/test_lineproto.py):
-
-- tag keys and values: a ``\`` before ``,``, ``=`` or a space escapes it and is removed;
-  every other backslash is kept as it is. The scanner takes any delimiter right after a
-  backslash for an escaped one.
-- field keys: the same three and ``"`` are escaped and unescaped, left to right; but the
-  scanner lets a backslash escape whatever follows it, backslashes included.
-- string field values: ``\`` and ``"`` are escaped.
-
-Some text therefore cannot be carried at all, and ``Unencodable`` names it so that the
-caller can keep it aside instead of writing a line InfluxDB refuses or stores differently:
-
-- a tag key, tag value or field key that ends with a backslash (it would escape the
-  delimiter after it);
-- a field key with an odd number of backslashes right before ``,``, ``=`` or a space;
-- ``time`` as a tag key (refused) or a field key (silently dropped);
-- empty keys and measurements, control characters (category Cc: a newline would split
-  the line) and lone surrogates (no UTF-8) anywhere, an integer beyond 64 bits.
+What was accepted must come back from InfluxDB unchanged: names and strings are escaped
+the way InfluxDB 1.x parses them, or refused with ``Unencodable`` (``collector.sinks.escape``
+says which text cannot be carried); an integer beyond 64 bits is refused too.
 
 Samples are the bulk of the output, so they have their own path: the series prefix of a
 cell is formatted once and cached, field keys are escaped once per batch, and each sample
@@ -29,7 +12,6 @@ costs one f-string.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import NamedTuple, cast
@@ -37,23 +19,20 @@ from typing import NamedTuple, cast
 import numpy as np
 import orjson
 
+from collector.sinks.escape import (
+    RESERVED_KEY,
+    Unencodable,
+    check_name,
+    check_text,
+    escape_field_key,
+    escape_tag,
+)
 from processors.model import FieldValue, Point
 
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
-_FIELD_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", '"': r"\""})
 _MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
-_UNCARRIED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_ODD_BACKSLASHES_BEFORE_DELIMITER = re.compile(r"(?<!\\)\\(?:\\\\)*[,= ]")
-_RESERVED_KEY = "time"
 _INT64 = range(-(2**63), 2**63)
-_FIELD_KEYS: dict[str, str] = {}  # field keys checked and escaped, by key
-_FIELD_KEYS_LIMIT = 10_000
 _SHORT = 40  # values: the check of a column costs ~4 µs, repr ~0.2 µs a float (measured)
-
-
-class Unencodable(ValueError):
-    """A name or value that line protocol cannot carry exactly; the message says which."""
 
 
 class Rejected(NamedTuple):
@@ -63,56 +42,8 @@ class Rejected(NamedTuple):
     what: str
 
 
-def _check_text(text: str, what: str) -> None:
-    if _UNCARRIED.search(text):
-        msg = f"{what} {text!r} holds a control character or a lone surrogate"
-        raise Unencodable(msg)
-
-
-def _check_name(text: str, what: str) -> None:
-    if not text:
-        msg = f"empty {what}"
-        raise Unencodable(msg)
-    _check_text(text, what)
-    if text[-1] == "\\":
-        msg = f"{what} {text!r} ends with a backslash"
-        raise Unencodable(msg)
-
-
-def escape_tag(text: str, what: str = "tag value") -> str:
-    """Escape a tag key or value; raises ``Unencodable``."""
-    _check_name(text, what)
-    return text.translate(_TAG_ESCAPES)
-
-
-def escape_field_key(key: str) -> str:
-    """Escape a field key; raises ``Unencodable``.
-
-    KPI and alarm points repeat a few dozen keys in every batch: each is checked once.
-    """
-    escaped = _FIELD_KEYS.get(key)
-    if escaped is not None:
-        return escaped
-    escaped = _escape_new_field_key(key)
-    if len(_FIELD_KEYS) >= _FIELD_KEYS_LIMIT:
-        _FIELD_KEYS.clear()
-    _FIELD_KEYS[key] = escaped
-    return escaped
-
-
-def _escape_new_field_key(key: str) -> str:
-    _check_name(key, "field key")
-    if key == _RESERVED_KEY:
-        msg = "field key 'time' is dropped by InfluxDB"
-        raise Unencodable(msg)
-    if _ODD_BACKSLASHES_BEFORE_DELIMITER.search(key):
-        msg = f"field key {key!r} has an odd run of backslashes before , = or space"
-        raise Unencodable(msg)
-    return key.translate(_FIELD_KEY_ESCAPES)
-
-
 def _tag(key: str, value: str) -> str:
-    if key == _RESERVED_KEY:
+    if key == RESERVED_KEY:
         msg = "tag key 'time' is refused by InfluxDB"
         raise Unencodable(msg)
     return f"{escape_tag(key, 'tag key')}={escape_tag(value)}"
@@ -123,7 +54,7 @@ def series_prefix(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
 
     Tags with an empty value are left out. Raises ``Unencodable``.
     """
-    _check_name(measurement, "measurement")
+    check_name(measurement, "measurement")
     if measurement[0] == "#":
         msg = f"measurement {measurement!r} would make the line a comment"
         raise Unencodable(msg)
@@ -148,7 +79,7 @@ def field_value(value: FieldValue) -> str | None:
             raise Unencodable(msg)
         return f"{value}i"
     if type(value) is str:
-        _check_text(value, "string")
+        check_text(value, "string")
         return '"' + value.translate(_STRING_ESCAPES) + '"'
     x = float(value)
     return repr(x) if math.isfinite(x) else None

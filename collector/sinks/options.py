@@ -21,7 +21,7 @@ class SinkOptions(Section):
 
     type: str
     batch_lines: Count = 5000
-    flush_interval_s: Positive = 1.0
+    flush_interval_s: Positive = 0.5
     max_buffer_mib: Positive = 1024.0
     retry_max_s: Positive = 30.0
     shutdown_s: Positive = 20.0

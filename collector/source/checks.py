@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from collector.sinks.lineproto import Unencodable, escape_field_key, escape_tag
+from collector.sinks.escape import Unencodable, escape_field_key, escape_tag
 from collector.source.payload import Invalid, OutOfRange
 
 # What the line protocol cannot carry in a string field.

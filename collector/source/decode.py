@@ -59,7 +59,7 @@ class IngestConfig(Section):
     """
 
     ack_batch: Count = 20
-    ack_interval_ms: Positive = 50.0
+    ack_interval_ms: Positive = 100.0
     max_payload_bytes: Count = 262144
     future_tolerance_s: NonNegative = 300.0
     dedup_window_s: NonNegative = 3600.0

@@ -8,9 +8,12 @@ A commit costs about the same for one message as for hundreds, so messages are c
 in groups, by a window that grows with the rate: a group is committed once the broker's
 window of unacknowledged QoS 1 messages is full (Mosquitto's 20 for paho's MQTT 3.1.1,
 ``ack_batch``; the Receive Maximum we ask for with MQTT v5), or when its oldest message has
-waited ``ack_interval_ms``. At 400 messages a second that is a commit every twentieth
-message, not one per message; draining a backlog, one per window. The source drives the
-client's loop itself (paho's, or our v5 client's with the same surface).
+waited ``ack_interval_ms``. At 400 messages a second that is a commit every fortieth
+message, not one per message; draining a backlog, one per window. The interval is also how
+often the process wakes at a plant's steady rates (the group fills in the socket's buffer
+meanwhile): at 2,000 msg/s its CPU was 0.81 s at 50 ms, 0.63 s at 100 ms (20 s, measured).
+The source drives the client's loop itself (paho's, or our v5 client's with the same
+surface).
 
 No payload can stop ingestion (contract 5.5): the message callback catches everything per
 message, and a commit group that fails is committed again message by message, so the one

@@ -35,6 +35,7 @@ from processors.kpi.ledger import (
 )
 from processors.kpi.periods import KINDS, Calendar
 from processors.model import Batch, Event, FieldValue, Point, SampleBatch
+from processors.ordering import by_cell
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -159,7 +160,7 @@ class AnodeEffectProcessor:
         points: list[Point] = []
         sb = batch.samples
         if len(sb):
-            for c, t, v in sb.by_cell():
+            for c, t, v in by_cell(sb):
                 key = CellKey(*sb.cells[c])
                 if key.potline in self.s.thresholds_v:
                     points += self._detect(st, key, t, v)

@@ -17,6 +17,7 @@ import numpy as np
 
 from processors.kpi.ledger import CellKey, flat
 from processors.model import Batch, FieldValue, Point, SampleBatch
+from processors.ordering import by_cell
 
 NS = 1_000_000_000
 
@@ -138,7 +139,7 @@ def follow(
 def cell_samples(batch: Batch) -> dict[CellKey, tuple[np.ndarray, np.ndarray]]:
     """Each cell's (ts, voltage) of the batch, in time order."""
     names = batch.samples.cells
-    return {CellKey(*names[c]): (t, v) for c, t, v in batch.samples.by_cell()}
+    return {CellKey(*names[c]): (t, v) for c, t, v in by_cell(batch.samples)}
 
 
 def level_before(

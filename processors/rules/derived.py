@@ -23,12 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from processors.model import Batch, FieldValue, Point, SampleBatch
-from processors.rules.expressions import (
-    CELL_CONSTANTS,
-    SAMPLE_FIELDS,
-    Expression,
-    compile_expression,
-)
+from processors.rules.expression_syntax import CELL_CONSTANTS, SAMPLE_FIELDS
+from processors.rules.expressions import Expression, compile_expression
 
 MISSING, MATH_ERROR = "missing_field", "math_error"
 REASONS = (MISSING, MATH_ERROR)

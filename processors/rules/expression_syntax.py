@@ -24,15 +24,31 @@ from typing import Any
 
 __all__ = [
     "ARITY",
+    "CELL_CONSTANTS",
     "FUNCTIONS",
     "MAX_NESTING",
     "OPERATORS",
+    "SAMPLE_FIELDS",
     "ExpressionError",
     "names_read",
     "parse_expression",
     "unknown_name_message",
     "unknown_names",
 ]
+
+SAMPLE_FIELDS = ("cell_voltage_v", "line_current_ka", "bath_temp_c", "noise_uohm")
+"""The contract's telemetry fields; the first two are in every sample."""
+
+CELL_CONSTANTS = (
+    "current_efficiency",
+    "baseline_sec_kwh_per_t",
+    "anodes_per_cell",
+    "sec_savings_kwh_per_t",
+    "anode_cycle_days",
+    "anode_cycle_tolerance_days",
+    "anode_effect_threshold_v",
+)
+"""The numeric settings of a cell's potline, after the potline's target overrides."""
 
 MAX_LENGTH = 500
 MAX_NESTING = 200

@@ -35,25 +35,9 @@ from processors.rules.expression_syntax import (
 )
 
 __all__ = [
-    "CELL_CONSTANTS",
-    "SAMPLE_FIELDS",
     "Expression",
     "compile_expression",
 ]
-
-SAMPLE_FIELDS = ("cell_voltage_v", "line_current_ka", "bath_temp_c", "noise_uohm")
-"""The contract's telemetry fields; the first two are in every sample."""
-
-CELL_CONSTANTS = (
-    "current_efficiency",
-    "baseline_sec_kwh_per_t",
-    "anodes_per_cell",
-    "sec_savings_kwh_per_t",
-    "anode_cycle_days",
-    "anode_cycle_tolerance_days",
-    "anode_effect_threshold_v",
-)
-"""The numeric settings of a cell's potline, after the potline's target overrides."""
 
 # Each of expression_syntax.FUNCTIONS, on one row's values and on numpy columns.
 _SCALAR_FUNCTIONS: dict[str, Callable[..., Any]] = {

@@ -9,7 +9,7 @@ from collector.config.loader import load_config
 from collector.config.models import PotlineConfig, Targets
 from collector.config.rules import AlarmRule
 from collector.config.yamlsource import ConfigError
-from processors.rules.expressions import CELL_CONSTANTS
+from processors.rules.expression_syntax import CELL_CONSTANTS
 from tests.collector.config.config_files import MINIMAL, RULES, write
 
 REPO = Path(__file__).resolve().parents[3]

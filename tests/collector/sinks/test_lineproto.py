@@ -18,8 +18,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from collector.sinks.escape import Unencodable
 from collector.sinks.lineproto import (
-    Unencodable,
     encode_point,
     encode_points,
     encode_samples,

@@ -4,8 +4,13 @@ import re
 import numpy as np
 import pytest
 
-from processors.rules.expression_syntax import ExpressionError, parse_expression
-from processors.rules.expressions import CELL_CONSTANTS, SAMPLE_FIELDS, compile_expression
+from processors.rules.expression_syntax import (
+    CELL_CONSTANTS,
+    SAMPLE_FIELDS,
+    ExpressionError,
+    parse_expression,
+)
+from processors.rules.expressions import compile_expression
 
 KNOWN = {*SAMPLE_FIELDS, *CELL_CONSTANTS, "resistance_uohm"}
 NAN = math.nan

@@ -18,13 +18,14 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from processors.rules.expression_syntax import FUNCTIONS, MAX_NESTING, ExpressionError
-from processors.rules.expressions import (
+from processors.rules.expression_syntax import (
     CELL_CONSTANTS,
+    FUNCTIONS,
+    MAX_NESTING,
     SAMPLE_FIELDS,
-    Expression,
-    compile_expression,
+    ExpressionError,
 )
+from processors.rules.expressions import Expression, compile_expression
 
 KNOWN = frozenset({*SAMPLE_FIELDS, *CELL_CONSTANTS, "resistance_uohm"})
 NAMES = sorted(KNOWN)
