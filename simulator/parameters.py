@@ -39,6 +39,8 @@ class Stream(IntEnum):
     ANODE = 4
     TAP = 5
     AE = 6
+    EXCESS = 7
+    SETTLE = 8
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,15 @@ class SimParams:
     butt_mm: float = 155.0
     butt_noise_mm: float = 8.0
     burn_mm_per_day: float = 14.0
-    change_step_v: tuple[float, float] = (0.02, 0.06)
+    change_step_v: tuple[float, float] = (0.06, 0.15)
     change_decay_h: float = 1.5
+    slow_settle_share: float = 0.15
+    """Of anode changes: a new anode that takes current slowly (a poor setting, a cold block)."""
+    slow_settle_factor: tuple[float, float] = (3.0, 4.5)
+    """How many times longer their voltage takes to come down: hours, not an hour."""
+    excess_share: float = 0.05
+    """Of cells: a persistent voltage excess (a worn cathode, a bad anode-to-cathode distance)."""
+    excess_v: tuple[float, float] = (0.08, 0.16)
     change_chill_c: float = 3.0
     change_noise_uohm: float = 6.0
     tap_interval_h: tuple[float, float] = (24.0, 32.0)
@@ -97,6 +106,8 @@ class SimParams:
                 0 <= 2 * self.tap_jitter_h < self.tap_interval_h[0]
             ),
             "other_block_share must be in [0, 1]": 0 <= self.other_block_share <= 1,
+            "slow_settle_share must be in [0, 1]": 0 <= self.slow_settle_share <= 1,
+            "excess_share must be in [0, 1]": 0 <= self.excess_share <= 1,
             "line_current_ka must be > 0": self.line_current_ka > 0,
         }
         failed = [message for message, ok in checks.items() if not ok]
@@ -137,10 +148,17 @@ class CellTraits:
     tap_phase_s: np.ndarray
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, cells: int, p: SimParams) -> CellTraits:
-        """Resistance set point from the voltage offset: U = E0 + R·I at nominal current."""
-        u = rng.random((cells, 11)).T
-        target_v = p.cell_voltage_v + (2 * u[0] - 1) * p.cell_offset_v
+    def draw(cls, seeds: Seeds, cells: int, p: SimParams) -> CellTraits:
+        """Resistance set point from the voltage offset: U = E0 + R·I at nominal current.
+
+        A few cells run persistently above the rest (``excess_share``): the cells a plant
+        looks for first. Drawn from a stream of their own, so the other traits stay as they
+        were before the excess existed.
+        """
+        u = seeds.rng(Stream.CELLS).random((cells, 11)).T
+        x = seeds.rng(Stream.EXCESS).random((cells, 2)).T
+        excess_v = np.where(x[0] < p.excess_share, between(x[1], p.excess_v), 0.0)
+        target_v = p.cell_voltage_v + (2 * u[0] - 1) * p.cell_offset_v + excess_v
         tap_period_s = between(u[8], p.tap_interval_h) * S_PER_H
         low, high = np.log(p.noise_uohm)
         return cls(

@@ -24,7 +24,6 @@ from simulator.parameters import (
     CellTraits,
     Seeds,
     SimParams,
-    Stream,
 )
 from simulator.physics import CellPhysics
 from simulator.schedules import AnodeChanges, Schedules, Taps
@@ -240,7 +239,7 @@ class PotlineSim:
         self.start_ns = start_ns - start_ns % NS_PER_MS
         self.interval_ns = interval_ns
         seeds = Seeds(seed, potline)
-        traits = CellTraits.draw(seeds.rng(Stream.CELLS), cells, self.params)
+        traits = CellTraits.draw(seeds, cells, self.params)
         self._physics = CellPhysics(seeds, self.params, traits)
         self._schedules = Schedules(seeds, self.params, traits, self._physics.line)
 

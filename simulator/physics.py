@@ -115,19 +115,22 @@ class CellPhysics:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Voltage step (V) and unit decay after each anode change, both (steps, cells).
 
-        A new, cold anode takes current slowly: the voltage steps up and recovers with
-        time constant ``change_decay_h``; the cut-off is per sample, so chunks agree.
+        A new, cold anode takes current slowly: the voltage steps up and recovers with the
+        change's own time constant (``change_decay_h``, longer for the slow ones); the
+        cut-off is per sample, so chunks agree.
         """
-        tau = self.params.change_decay_h * S_PER_H
-        horizon = DISTURBANCE_TIME_CONSTANTS * tau
+        p = self.params
+        horizon = DISTURBANCE_TIME_CONSTANTS * p.change_decay_h * p.slow_settle_factor[1] * S_PER_H
         shape = (len(t_s), self.cells)
         step_v, decay = np.zeros(shape), np.zeros(shape)
         if not len(t_s):
             return step_v, decay
         changes = anode_changes(t_s[0] - horizon, t_s[-1] + 1.0)
-        for cell, ts_ms, amplitude in zip(changes.cell, changes.ts_ms, changes.step_v, strict=True):
-            t_change = ts_ms / 1000
-            lo, hi = np.searchsorted(t_s, [t_change, t_change + horizon])
+        for cell, ts_ms, amplitude, decay_h in zip(
+            changes.cell, changes.ts_ms, changes.step_v, changes.decay_h, strict=True
+        ):
+            t_change, tau = ts_ms / 1000, decay_h * S_PER_H
+            lo, hi = np.searchsorted(t_s, [t_change, t_change + DISTURBANCE_TIME_CONSTANTS * tau])
             unit = np.exp(-(t_s[lo:hi] - t_change) / tau)
             decay[lo:hi, cell] += unit
             step_v[lo:hi, cell] += amplitude * unit

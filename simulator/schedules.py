@@ -9,6 +9,7 @@ the slot a cycle earlier are both at hand, which is what sizes each butt and eac
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,7 @@ class AnodeChanges:
     other_block: np.ndarray
     butt_mm: np.ndarray
     step_v: np.ndarray
+    decay_h: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Schedules:
             math.ceil((t1_s + jitter_s) / spacing_s) + 1,
         )
         this, prev = self._anode_draws(j, anodes)
+        slow = self._settle_draws(j, anodes)
         nominal_s = self._traits.anode_phase_s[:, None] + j * spacing_s
         due_s = nominal_s + (this[..., 0] - 0.5) * jitter_s
         prev_due_s = nominal_s - cycle_s + (prev[..., 0] - 0.5) * jitter_s
@@ -108,15 +111,33 @@ class Schedules:
             other_block=(this[..., 1] < p.other_block_share)[keep],
             butt_mm=np.round(butt[keep]).astype(np.int64),
             step_v=between(this[..., 3], p.change_step_v)[keep],
+            decay_h=p.change_decay_h
+            * np.where(
+                slow[..., 0] < p.slow_settle_share, between(slow[..., 1], p.slow_settle_factor), 1.0
+            )[keep],
         )
 
     def _anode_draws(self, j: np.ndarray, anodes: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniforms ``(cells, len(j), 4)`` of slots j and of the same slots a cycle earlier."""
+        pick = self._slot_draws(Stream.ANODE, j, anodes, 4)
+        return pick(j), pick(j - anodes)
+
+    def _settle_draws(self, j: np.ndarray, anodes: int) -> np.ndarray:
+        """Uniforms ``(cells, len(j), 2)`` of slots j: is the change slow to settle, how slow.
+
+        A stream of their own, so that every other draw of a change stays as it was.
+        """
+        return self._slot_draws(Stream.SETTLE, j, anodes, 2)(j)
+
+    def _slot_draws(
+        self, stream: Stream, j: np.ndarray, anodes: int, k: int
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """A picker of ``k`` uniforms per cell and slot, for slots from a cycle before j on."""
         first_cycle = int(j[0] - anodes) // anodes
         cells = self.cells
         draws = np.stack(
             [
-                self._seeds.rng(Stream.ANODE, cycle).random((cells, anodes, 4))
+                self._seeds.rng(stream, cycle).random((cells, anodes, k))
                 for cycle in range(first_cycle, int(j[-1]) // anodes + 1)
             ]
         )
@@ -126,7 +147,7 @@ class Schedules:
             picked: np.ndarray = draws[slots // anodes - first_cycle, cell_index, slots % anodes]
             return picked
 
-        return pick(j), pick(j - anodes)
+        return pick
 
     def taps(self, t0_s: float, t1_s: float) -> Taps:
         """Taps of all cells with a time near ``[t0_s, t1_s)`` (callers filter exactly)."""
