@@ -79,6 +79,10 @@ class SimParams:
     """Of anode changes: a new anode that takes current slowly (a poor setting, a cold block)."""
     slow_settle_factor: tuple[float, float] = (3.0, 4.5)
     """How many times longer their voltage takes to come down: hours, not an hour."""
+    crews: str = "ABCD"
+    """The crews that change anodes, one per 8-hour shift in turn (UTC)."""
+    careless_crew: str = "D"
+    """Its changes settle slowly twice as often: what the anode-change league should find."""
     excess_share: float = 0.05
     """Of cells: a persistent voltage excess (a worn cathode, a bad anode-to-cathode distance)."""
     excess_v: tuple[float, float] = (0.08, 0.16)
@@ -106,7 +110,8 @@ class SimParams:
                 0 <= 2 * self.tap_jitter_h < self.tap_interval_h[0]
             ),
             "other_block_share must be in [0, 1]": 0 <= self.other_block_share <= 1,
-            "slow_settle_share must be in [0, 1]": 0 <= self.slow_settle_share <= 1,
+            "slow_settle_share must be in [0, 0.5]": 0 <= self.slow_settle_share <= 0.5,
+            "crews must be named by distinct letters": len(set(self.crews)) == len(self.crews) > 0,
             "excess_share must be in [0, 1]": 0 <= self.excess_share <= 1,
             "line_current_ka must be > 0": self.line_current_ka > 0,
         }

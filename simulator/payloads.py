@@ -140,14 +140,16 @@ def change_events(changes: AnodeChanges, cell_ids: tuple[str, ...], p: SimParams
                 "anode": anode,
                 "block": p.other_block if other else p.block,
                 "butt_mm": butt,
+                "crew": crew,
             },
         )
-        for cell, ts, anode, other, butt in zip(
+        for cell, ts, anode, other, butt, crew in zip(
             changes.cell.tolist(),
             changes.ts_ms.tolist(),
             changes.anode.tolist(),
             changes.other_block.tolist(),
             changes.butt_mm.tolist(),
+            changes.crew.tolist(),
             strict=True,
         )
     ]

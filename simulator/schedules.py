@@ -27,6 +27,9 @@ from simulator.parameters import (
     between,
 )
 
+SHIFT_MS = 8 * 3_600_000
+"""Crews take turns by 8-hour shifts."""
+
 
 def anode_sequence(anodes: int) -> list[int]:
     """Positions in the order they are changed, so neighbours are never new together.
@@ -51,6 +54,7 @@ class AnodeChanges:
     butt_mm: np.ndarray
     step_v: np.ndarray
     decay_h: np.ndarray
+    crew: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class Schedules:
         prev_due_s = nominal_s - cycle_s + (prev[..., 0] - 0.5) * jitter_s
         achieved_days = (due_s - prev_due_s) / S_PER_DAY
         ts_ms = np.round(due_s * 1000).astype(np.int64)
+        crew = np.array(list(p.crews))[(ts_ms // SHIFT_MS) % len(p.crews)]
+        slow_share = np.where(crew == p.careless_crew, 2.0, 1.0) * p.slow_settle_share
         keep = (due_s >= t0_s - 1.0) & (due_s < t1_s + 1.0)
         butt = (
             p.butt_mm
@@ -112,9 +118,10 @@ class Schedules:
             butt_mm=np.round(butt[keep]).astype(np.int64),
             step_v=between(this[..., 3], p.change_step_v)[keep],
             decay_h=p.change_decay_h
-            * np.where(
-                slow[..., 0] < p.slow_settle_share, between(slow[..., 1], p.slow_settle_factor), 1.0
-            )[keep],
+            * np.where(slow[..., 0] < slow_share, between(slow[..., 1], p.slow_settle_factor), 1.0)[
+                keep
+            ],
+            crew=crew[keep],
         )
 
     def _anode_draws(self, j: np.ndarray, anodes: int) -> tuple[np.ndarray, np.ndarray]:

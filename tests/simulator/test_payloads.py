@@ -39,7 +39,9 @@ def test_events_have_the_contract_form() -> None:
         assert type(p["ts"]) is int
         assert p["ts"] * 1_000_000 == e.ts_ns
         if p["type"] == "anode_change":
-            assert set(p) == {"ts", "type", "anode", "block", "butt_mm"}
+            assert set(p) == {"ts", "type", "anode", "block", "butt_mm", "crew"}
+            # crews take turns by 8-hour shifts (UTC): A, B, C, D, A, ...
+            assert p["crew"] == "ABCD"[(p["ts"] // (8 * 3_600_000)) % 4]
             assert type(p["anode"]) is int
             assert 1 <= p["anode"] <= 40
             assert p["block"] in {"590", "560"}
