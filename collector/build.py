@@ -46,6 +46,7 @@ from processors.kpi.energy import Goal
 from processors.kpi.minutes import MinuteProcessor
 from processors.kpi.periods import Calendar
 from processors.kpi.sec import SecProcessor, SecSettings
+from processors.kpi.taps import TapCycleProcessor, TapSettings
 from processors.rules.alarms import AlarmProcessor
 from processors.rules.derived import DerivedProcessor
 
@@ -79,6 +80,7 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(lambda cfg: AnodeCycleProcessor(anode_settings(cfg))),
     ProcessorEntry(lambda cfg: AnodeEffectProcessor(ae_settings(cfg))),
     ProcessorEntry(lambda cfg: MinuteProcessor(calendar(cfg))),
+    ProcessorEntry(lambda cfg: TapCycleProcessor(tap_settings(cfg))),
 )
 
 
@@ -151,6 +153,14 @@ def sec_settings(cfg: Config) -> SecSettings:
         max_gap_s=plant.max_gap_s,
         update_interval_s=plant.kpi_update_s,
         complete_grace_s=plant.complete_grace_s,
+    )
+
+
+def tap_settings(cfg: Config) -> TapSettings:
+    """The tap-cycle processor's view of the config."""
+    return TapSettings(
+        max_cycle_h={p.id: cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines},
+        max_gap_s=cfg.plant.max_gap_s,
     )
 
 

@@ -44,6 +44,26 @@ class InMemory(Processor, Protocol):
         ...
 
 
+@runtime_checkable
+class Chunked(InMemory, Protocol):
+    """An ``InMemory`` processor whose state is mostly history that changes at its end.
+
+    A checkpoint of it is a JSON object whose ``"parts"`` key maps part names to JSON
+    values: a charge history of every cell, say, a chunk per cell and ten minutes. The
+    journal keeps each part in a row of its own, and a checkpoint writes only the parts
+    that changed, so its cost is the newest chunks, not the whole history.
+    """
+
+    def changes(self, state: Any) -> tuple[Any, dict[str, Any], bool]:
+        """(the checkpoint without ``"parts"``, the parts changed since the last call, all).
+
+        A changed part maps to its JSON value, a forgotten one to None. With ``all`` true
+        (a state read from a checkpoint, whose marks are gone) the parts given are every
+        part there is, and replace those stored.
+        """
+        ...
+
+
 def checkpoint(processor: Processor, state: Any) -> Any:
     """Any processor's state as JSON data."""
     return processor.checkpoint(state) if isinstance(processor, InMemory) else state

@@ -49,6 +49,8 @@ JOURNAL_SCHEMA = (
     + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state_part (
+    name TEXT NOT NULL, part TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (name, part));
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
     nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
@@ -332,10 +334,18 @@ class Store:
         now_ns: int,
         counts: Mapping[str, int],
         alerts: Sequence[tuple[str, bytes]] = (),
+        parts: Mapping[str, tuple[Mapping[str, Any], bool]] = {},
     ) -> None:
-        """Atomically record the output chunks (kind, lines, body), alerts, states, position."""
+        """Atomically record the output chunks (kind, lines, body), alerts, states, position.
+
+        ``parts`` gives, per state name, the parts of a ``Chunked`` processor's state that
+        changed (None: forgotten) and whether they are all its parts (the others are then
+        deleted); ``load_state`` puts them back under the state's ``"parts"`` key.
+        """
         conn = self._conn
         with transaction(conn):
+            for name, (changed, whole) in parts.items():
+                _write_parts(conn, name, changed, whole=whole)
             add_counters(conn, counts)
             conn.executemany("INSERT INTO alerts (topic, payload) VALUES (?, ?)", alerts)
             conn.executemany(
@@ -369,9 +379,31 @@ class Store:
 
 
 def read_state(conn: sqlite3.Connection, name: str) -> Any:
-    """A processor's checkpointed state in a journal, or None before its first checkpoint."""
+    """A processor's checkpointed state in a journal, or None before its first checkpoint.
+
+    The state of a processor that keeps parts has them under ``"parts"``, as its
+    ``checkpoint`` gives them.
+    """
     row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
-    return orjson.loads(row[0]) if row else None
+    state = orjson.loads(row[0]) if row else None
+    rows = conn.execute("SELECT part, body FROM state_part WHERE name = ?", (name,)).fetchall()
+    if rows and isinstance(state, dict):
+        state["parts"] = {part: orjson.loads(body) for part, body in rows}
+    return state
+
+
+def _write_parts(
+    conn: sqlite3.Connection, name: str, changed: Mapping[str, Any], *, whole: bool
+) -> None:
+    """Upsert the changed parts of a state, delete the forgotten ones (all others if whole)."""
+    if whole:
+        conn.execute("DELETE FROM state_part WHERE name = ?", (name,))
+    gone = [(name, part) for part, body in changed.items() if body is None]
+    conn.executemany("DELETE FROM state_part WHERE name = ? AND part = ?", gone)
+    conn.executemany(
+        "INSERT OR REPLACE INTO state_part (name, part, body) VALUES (?, ?, ?)",
+        [(name, part, orjson.dumps(body)) for part, body in changed.items() if body is not None],
+    )
 
 
 def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:
