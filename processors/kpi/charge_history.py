@@ -7,14 +7,16 @@ covered seconds per UTC minute, integrated by ``integrate`` over exactly the int
 ``sec_cell`` counts (in-order samples no further apart than ``max_gap_s``, split at the
 minute boundaries by linear interpolation).
 
-Minutes are kept in chunks of ``CHUNK_MIN`` minutes, one flat list of ``2 × CHUNK_MIN``
-floats each (the charges, then the covered seconds). A chunk is the unit a checkpoint
+Minutes are kept in chunks of ``CHUNK_MIN`` minutes, one flat array of ``2 × CHUNK_MIN``
+doubles each (the charges, then the covered seconds): a list of float objects took three
+times the memory, 45 MB for 400 cells a day into their cycles. A chunk is the unit a checkpoint
 writes: only the chunks that changed since the last checkpoint (the newest one or two of
 each cell, a few hundred numbers per cell at most) are written, not the whole history.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -26,6 +28,7 @@ NS = 1_000_000_000
 MINUTE_NS = 60 * NS
 CHUNK_MIN = 10
 CHUNK_NS = CHUNK_MIN * MINUTE_NS
+_ZEROS = bytes(8 * 2 * CHUNK_MIN)
 
 
 class MinuteGrid(Calendar):
@@ -48,7 +51,7 @@ class History:
     they are bookkeeping for the journal, not part of the state.
     """
 
-    chunks: dict[int, list[float]] = field(default_factory=dict)
+    chunks: dict[int, array[float]] = field(default_factory=dict)
     changed: set[int] = field(default_factory=set)
     removed: set[int] = field(default_factory=set)
 
@@ -57,7 +60,7 @@ class History:
         index, minute = divmod(minute_start_ns // MINUTE_NS, CHUNK_MIN)
         chunk = self.chunks.get(index)
         if chunk is None:
-            chunk = self.chunks[index] = [0.0] * (2 * CHUNK_MIN)
+            chunk = self.chunks[index] = array("d", _ZEROS)
             self.removed.discard(index)
         chunk[minute] += charge_kah
         chunk[CHUNK_MIN + minute] += covered_s

@@ -21,6 +21,7 @@ cell's newest tap (a repeat, or one out of order) gives no cycle and changes not
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -85,7 +86,7 @@ class _State:
         for key in sorted(data.get("parts", {}), key=parse_part_key):
             potline, cell, index = parse_part_key(key)
             taps = cells.setdefault(CellKey(potline, cell), CellTaps())
-            taps.history.chunks[index] = list(data["parts"][key])
+            taps.history.chunks[index] = array("d", data["parts"][key])
         return cls(last_from_json(data.get("last")), cells, whole=True)
 
     def main(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class _State:
     def parts(self) -> dict[str, list[float]]:
         """Every chunk of charge history, by its ``part_key``."""
         return {
-            part_key(key.potline, key.cell, index): list(chunk)
+            part_key(key.potline, key.cell, index): chunk.tolist()
             for key, c in sorted(self.cells.items())
             for index, chunk in c.history.chunks.items()
         }
@@ -110,7 +111,7 @@ class _State:
         for key, c in self.cells.items():
             h = c.history
             out.update({part_key(*key, i): None for i in h.removed})
-            out.update({part_key(*key, i): list(h.chunks[i]) for i in h.changed})
+            out.update({part_key(*key, i): h.chunks[i].tolist() for i in h.changed})
             h.changed.clear()
             h.removed.clear()
         return out
