@@ -219,6 +219,7 @@ def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
             "anode_cycle_days": t.anode_cycle_days,
             "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
             "anode_effect_threshold_v": t.anode_effect_threshold_v,
+            "tap_cycle_max_h": t.tap_cycle_max_h,
         }
     return constants
 

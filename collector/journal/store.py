@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from collector.journal.parts import read_parts, write_parts
 from collector.source.decode import EventRow, SampleRow
 
 SAMPLE, EVENT = 0, 1
@@ -345,7 +346,7 @@ class Store:
         conn = self._conn
         with transaction(conn):
             for name, (changed, whole) in parts.items():
-                _write_parts(conn, name, changed, whole=whole)
+                write_parts(conn, name, changed, whole=whole)
             add_counters(conn, counts)
             conn.executemany("INSERT INTO alerts (topic, payload) VALUES (?, ?)", alerts)
             conn.executemany(
@@ -386,24 +387,10 @@ def read_state(conn: sqlite3.Connection, name: str) -> Any:
     """
     row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
     state = orjson.loads(row[0]) if row else None
-    rows = conn.execute("SELECT part, body FROM state_part WHERE name = ?", (name,)).fetchall()
-    if rows and isinstance(state, dict):
-        state["parts"] = {part: orjson.loads(body) for part, body in rows}
+    parts = read_parts(conn, name)
+    if parts and isinstance(state, dict):
+        state["parts"] = parts
     return state
-
-
-def _write_parts(
-    conn: sqlite3.Connection, name: str, changed: Mapping[str, Any], *, whole: bool
-) -> None:
-    """Upsert the changed parts of a state, delete the forgotten ones (all others if whole)."""
-    if whole:
-        conn.execute("DELETE FROM state_part WHERE name = ?", (name,))
-    gone = [(name, part) for part, body in changed.items() if body is None]
-    conn.executemany("DELETE FROM state_part WHERE name = ? AND part = ?", gone)
-    conn.executemany(
-        "INSERT OR REPLACE INTO state_part (name, part, body) VALUES (?, ?, ?)",
-        [(name, part, orjson.dumps(body)) for part, body in changed.items() if body is not None],
-    )
 
 
 def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:
