@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import tempfile
 import time
+from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from collector.journal import store as journal
+from processors.kpi.periods import Calendar
 from processors.kpi.taps import TapCycleProcessor, TapSettings
 from processors.model import Batch
 from processors.testing import at_rate, metal_tap, samples
 
 NS = 1_000_000_000
+CALENDAR = Calendar("Asia/Shanghai", (clock(0), clock(8), clock(16)))
 H = 3600 * NS
 T0 = 1_709_251_200 * NS
 CELLS = [("P1", f"C{k:03d}") for k in range(400)]
@@ -33,7 +36,9 @@ RUN_H = 96
 
 def build() -> tuple[TapCycleProcessor, Any, int]:
     """The state after ``RUN_H`` hours, hourly batches; returns it and where it ends."""
-    proc = TapCycleProcessor(TapSettings(max_cycle_h={"P1": 72.0}, max_gap_s=60.0))
+    proc = TapCycleProcessor(
+        TapSettings(max_cycle_h={"P1": 72.0}, max_gap_s=60.0, calendar=CALENDAR)
+    )
     state: Any = None
     for t in range(T0, T0 + RUN_H * H, H):
         batch = Batch(samples(CELLS, at_rate(t, t + H, 30)), [])

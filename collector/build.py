@@ -108,7 +108,8 @@ def reach(cfg: Config) -> Reach:
     """How much history around its periods a recalculation reads.
 
     The gap limit on each side (the intervals that cross the periods' bounds), and three of
-    the longest target anode cycles of events before (the changes whose cycles end inside).
+    the longest target anode cycles of events before (the changes whose cycles end inside),
+    or the longest tap cycle if longer (the taps whose cycles end inside).
     """
     longest = max(
         [
@@ -116,9 +117,10 @@ def reach(cfg: Config) -> Reach:
             *(cfg.targets_for(p.id).anode_cycle_days for p in cfg.plant.potlines),
         ]
     )
+    taps_h = max(cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines)
     return Reach(
         context_ns=int(cfg.plant.max_gap_s * NS),
-        events_before_ns=int(3 * longest * 86_400 * NS),
+        events_before_ns=int(max(3 * longest * 86_400, taps_h * 3600) * NS),
         step_ns=HISTORY_STEP_S * NS,
     )
 
@@ -161,6 +163,7 @@ def tap_settings(cfg: Config) -> TapSettings:
     return TapSettings(
         max_cycle_h={p.id: cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines},
         max_gap_s=cfg.plant.max_gap_s,
+        calendar=calendar(cfg),
     )
 
 

@@ -127,6 +127,24 @@ class Recomputable(Processor, Protocol):
 
 
 @runtime_checkable
+class Preceded(Recomputable, Protocol):
+    """A KPI processor whose points in the periods may need samples from before them.
+
+    A tap cycle that ends in a period began at the previous tap, up to days earlier. A
+    recalculation reads those cells' samples further back, and only theirs: reading the
+    whole potline back that far would cost more than the periods themselves.
+    """
+
+    def lookback(self, events: Sequence[Event], start_ns: int) -> dict[tuple[str, str], int]:
+        """The (potline, cell)s whose samples before ``start_ns`` are needed, and from when.
+
+        ``events`` are those before ``start_ns`` the recalculation reads, and those in its
+        periods. The recalculation feeds the samples, in time order, before its periods'.
+        """
+        ...
+
+
+@runtime_checkable
 class Summing(Recomputable, Protocol):
     """A KPI processor whose month is the sum of its days.
 

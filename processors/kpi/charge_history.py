@@ -101,6 +101,28 @@ class History:
             self.changed.discard(index)
             self.removed.add(index)
 
+    def splice(self, other: History, a_ns: int, b_ns: int) -> None:
+        """Take the minutes from ``a_ns`` to ``b_ns`` (minute boundaries) from ``other``.
+
+        Only from this history's oldest chunk on: what it has forgotten no cycle to come
+        needs. A minute ``other`` has no charge in has none here either.
+        """
+        oldest = next(iter(self.chunks), None)
+        first, last = a_ns // CHUNK_NS, (b_ns - 1) // CHUNK_NS
+        for index in range(first if oldest is None else max(first, oldest), last + 1):
+            theirs, mine = other.chunks.get(index), self.chunks.get(index)
+            if theirs is None and mine is None:
+                continue
+            if mine is None:
+                mine = self.chunks[index] = array("d", _ZEROS)
+                self.removed.discard(index)
+            m0 = max(0, (a_ns - index * CHUNK_NS) // MINUTE_NS)
+            m1 = min(CHUNK_MIN, -(-(b_ns - index * CHUNK_NS) // MINUTE_NS))
+            for m in (*range(m0, m1), *range(CHUNK_MIN + m0, CHUNK_MIN + m1)):
+                mine[m] = 0.0 if theirs is None else theirs[m]
+            self.changed.add(index)
+        self.chunks = dict(sorted(self.chunks.items()))
+
     def oldest_ns(self) -> int | None:
         """Where the kept history starts; None when there is none."""
         return next(iter(self.chunks)) * CHUNK_NS if self.chunks else None

@@ -17,20 +17,25 @@ samples, and the minutes from the earliest instant a cycle still to come can sta
 previous tap of the oldest waiting cycle, else the newest tap), never more than the
 longest cycle, ``tap_cycle_max_h``, behind the newest sample. A tap at or before the
 cell's newest tap (a repeat, or one out of order) gives no cycle and changes nothing.
+
+A recalculation (``Preceded``) reads the samples of a cycle that began before its periods
+for the tapped cells only, and the live state takes the periods' minutes from it.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from processors.base import PeriodId
 from processors.kpi.charge_history import History, MinuteGrid, parse_part_key, part_key
 from processors.kpi.energy import FARADAY_T_PER_KAH
 from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
-from processors.kpi.ledger import CellKey
-from processors.model import Batch, MetalTap, Point
+from processors.kpi.ledger import CellKey, period_at
+from processors.kpi.periods import Calendar
+from processors.model import Batch, Event, MetalTap, Point
 
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
@@ -45,6 +50,7 @@ class TapSettings:
 
     max_cycle_h: dict[str, float]  # the configured potlines and their longest cycle
     max_gap_s: float
+    calendar: Calendar  # where a recalculation's periods end
 
 
 class Cycle(NamedTuple):
@@ -121,6 +127,7 @@ class TapCycleProcessor:
     """Keeps each cell's charge by minute and writes a ``tap_cycle`` point per tap cycle."""
 
     name = "tap_cycles"
+    instants: frozenset[str] = frozenset()  # a cycle is stamped at its tap, which stays
 
     def __init__(self, settings: TapSettings) -> None:
         self.s = settings
@@ -157,6 +164,44 @@ class TapCycleProcessor:
                 c.history.removed.clear()
             return st.main(), dict(st.parts()), True
         return st.main(), st.changes(), False
+
+    def lookback(self, events: Sequence[Event], start_ns: int) -> dict[tuple[str, str], int]:
+        """The cells with a tap from ``start_ns`` on whose previous tap is before it.
+
+        Their samples are needed from the previous tap (less the gap limit, for the
+        interval that holds it); the first tap of the periods is the one without them.
+        """
+        before: dict[tuple[str, str], int] = {}
+        inside: dict[tuple[str, str], int] = {}
+        for ev in events:
+            if ev.type != "metal_tap" or ev.potline not in self._max_ns:
+                continue
+            key, t = (ev.potline, ev.cell), ev.ts_ns
+            if t < start_ns:
+                before[key] = max(before.get(key, t), t)
+            else:
+                inside[key] = min(inside.get(key, t), t)
+        return {
+            key: tap - self._gap_ns
+            for key, tap in before.items()
+            if key in inside and inside[key] - tap <= self._max_ns[key[0]]
+        }
+
+    def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
+        """The live state with the minutes of these periods taken from the rebuilt one.
+
+        A backfill that filled a gap of the cycle now running must count when that cycle
+        ends: the live state goes on from the rebuilt minutes. Its taps stay as they are.
+        """
+        st, new = _State.of(state), _State.of(fresh)
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for potline, kind, start in periods:
+            spans.setdefault(potline, []).append(period_at(self.s.calendar, kind, start))
+        for key, c in sorted(new.cells.items()):
+            for a, b in spans.get(key.potline, []):
+                live = st.cells.setdefault(key, CellTaps())
+                live.history.splice(c.history, a, b)
+        return st
 
     def _integrate(self, st: _State, batch: Batch) -> None:
         for sums in integrate(

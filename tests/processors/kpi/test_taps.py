@@ -7,21 +7,24 @@ interval is a gap (max_gap_s 60) unless the test leaves samples out.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import time
 
 import orjson
 import pytest
 
+from processors.kpi.periods import Calendar
 from processors.kpi.taps import TapCycleProcessor, TapSettings, month_ce_pct
 from processors.model import Batch, Event, Point
 from processors.testing import at_rate, check_compliance, metal_tap, samples
 
 NS = 1_000_000_000
+CALENDAR = Calendar("Asia/Shanghai", (time(0), time(8), time(16)))
 H = 3600 * NS
 T0 = 1_709_251_200 * NS  # 2024-03-01T00:00Z, a minute boundary
 CELL = ("P1", "C1")
 F = 0.33557
 STEP_S = 30
-SETTINGS = TapSettings(max_cycle_h={"P1": 72.0}, max_gap_s=60.0)
+SETTINGS = TapSettings(max_cycle_h={"P1": 72.0}, max_gap_s=60.0, calendar=CALENDAR)
 
 # taps at 1 h 25 s, 33 h 25 s and 57 h 25 s: mid-minute, so the tap's minute is shared
 TAPS = [T0 + H + 25 * NS, T0 + 33 * H + 25 * NS, T0 + 57 * H + 25 * NS]
