@@ -339,9 +339,8 @@ class Store:
     ) -> None:
         """Atomically record the output chunks (kind, lines, body), alerts, states, position.
 
-        ``parts`` gives, per state name, the parts of a ``Chunked`` processor's state that
-        changed (None: forgotten) and whether they are all its parts (the others are then
-        deleted); ``load_state`` puts them back under the state's ``"parts"`` key.
+        ``parts``: per state, the changed parts of a ``Chunked`` state and whether they are
+        all of them (``collector.journal.parts``); ``load_state`` gives them back.
         """
         conn = self._conn
         with transaction(conn):
