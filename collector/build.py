@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # built where they are used: see "The processor and sink stag
     from processors.kpi.anode_cycle import AnodeSettings
     from processors.kpi.periods import Calendar
     from processors.kpi.sec import SecSettings
+    from processors.kpi.taps import TapSettings
 
 NS = 1_000_000_000
 HISTORY_STEP_S = 3600
@@ -104,6 +105,12 @@ def _minutes(cfg: Config) -> Processor:
     return MinuteProcessor(calendar(cfg))
 
 
+def _tap_cycles(cfg: Config) -> Processor:
+    from processors.kpi.taps import TapCycleProcessor
+
+    return TapCycleProcessor(tap_settings(cfg))
+
+
 PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_derived, rules=True),  # first: alarms and raw points see derived fields
     ProcessorEntry(_alarms, rules=True),
@@ -112,6 +119,7 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_anodes),
     ProcessorEntry(_anode_effects),
     ProcessorEntry(_minutes),
+    ProcessorEntry(_tap_cycles),
 )
 
 
@@ -139,7 +147,8 @@ def reach(cfg: Config) -> Reach:
     """How much history around its periods a recalculation reads.
 
     The gap limit on each side (the intervals that cross the periods' bounds), and three of
-    the longest target anode cycles of events before (the changes whose cycles end inside).
+    the longest target anode cycles of events before (the changes whose cycles end inside),
+    or the longest tap cycle if longer (the taps whose cycles end inside).
     """
     from collector.engine.recalc import Reach
 
@@ -149,9 +158,10 @@ def reach(cfg: Config) -> Reach:
             *(cfg.targets_for(p.id).anode_cycle_days for p in cfg.plant.potlines),
         ]
     )
+    taps_h = max(cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines)
     return Reach(
         context_ns=int(cfg.plant.max_gap_s * NS),
-        events_before_ns=int(3 * longest * 86_400 * NS),
+        events_before_ns=int(max(3 * longest * 86_400, taps_h * 3600) * NS),
         step_ns=HISTORY_STEP_S * NS,
     )
 
@@ -191,6 +201,17 @@ def sec_settings(cfg: Config) -> SecSettings:
         max_gap_s=plant.max_gap_s,
         update_interval_s=plant.kpi_update_s,
         complete_grace_s=plant.complete_grace_s,
+    )
+
+
+def tap_settings(cfg: Config) -> TapSettings:
+    """The tap-cycle processor's view of the config."""
+    from processors.kpi.taps import TapSettings
+
+    return TapSettings(
+        max_cycle_h={p.id: cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines},
+        max_gap_s=cfg.plant.max_gap_s,
+        calendar=calendar(cfg),
     )
 
 
@@ -254,6 +275,7 @@ def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
             "anode_cycle_days": t.anode_cycle_days,
             "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
             "anode_effect_threshold_v": t.anode_effect_threshold_v,
+            "tap_cycle_max_h": t.tap_cycle_max_h,
         }
     return constants
 

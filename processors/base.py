@@ -44,6 +44,26 @@ class InMemory(Processor, Protocol):
         ...
 
 
+@runtime_checkable
+class Chunked(InMemory, Protocol):
+    """An ``InMemory`` processor whose state is mostly history that changes at its end.
+
+    A checkpoint of it is a JSON object whose ``"parts"`` key maps part names to JSON
+    values: a charge history of every cell, say, a chunk per cell and ten minutes. The
+    journal keeps each part in a row of its own, and a checkpoint writes only the parts
+    that changed, so its cost is the newest chunks, not the whole history.
+    """
+
+    def changes(self, state: Any) -> tuple[Any, dict[str, Any], bool]:
+        """(the checkpoint without ``"parts"``, the parts changed since the last call, all).
+
+        A changed part maps to its JSON value, a forgotten one to None. With ``all`` true
+        (a state read from a checkpoint, whose marks are gone) the parts given are every
+        part there is, and replace those stored.
+        """
+        ...
+
+
 def checkpoint(processor: Processor, state: Any) -> Any:
     """Any processor's state as JSON data."""
     return processor.checkpoint(state) if isinstance(processor, InMemory) else state
@@ -103,6 +123,24 @@ class Recomputable(Processor, Protocol):
 
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live ``state`` with these periods taken from ``fresh`` (the rebuilt state)."""
+        ...
+
+
+@runtime_checkable
+class Preceded(Recomputable, Protocol):
+    """A KPI processor whose points in the periods may need samples from before them.
+
+    A tap cycle that ends in a period began at the previous tap, up to days earlier. A
+    recalculation reads those cells' samples further back, and only theirs: reading the
+    whole potline back that far would cost more than the periods themselves.
+    """
+
+    def lookback(self, events: Sequence[Event], start_ns: int) -> dict[tuple[str, str], int]:
+        """The (potline, cell)s whose samples before ``start_ns`` are needed, and from when.
+
+        ``events`` are those before ``start_ns`` the recalculation reads, and those in its
+        periods. The recalculation feeds the samples, in time order, before its periods'.
+        """
         ...
 
 

@@ -45,6 +45,7 @@ class Targets(Section):
     anode_cycle_tolerance_days: NonNegative = 1.0
     anode_block: NonEmpty = "590"
     anode_effect_threshold_v: Positive = 8.0
+    tap_cycle_max_h: Positive = 72.0
 
 
 class TargetsOverride(Section):
@@ -55,6 +56,7 @@ class TargetsOverride(Section):
     anode_cycle_tolerance_days: NonNegative | None = None
     anode_block: NonEmpty | None = None
     anode_effect_threshold_v: Positive | None = None
+    tap_cycle_max_h: Positive | None = None
 
 
 class PotlineConfig(Section):

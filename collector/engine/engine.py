@@ -34,7 +34,7 @@ from collector.engine.rawlines import Encoded, RawLines
 from collector.journal.store import EVENT, KPI, RAW, InboxRows, Store
 from collector.runtime.metrics import Metrics
 from collector.sinks.lineproto import encode_points
-from processors.base import Alerting, Flushing, Processor, checkpoint
+from processors.base import Alerting, Chunked, Flushing, Processor, checkpoint
 from processors.model import Batch, Event, Point, SampleBatch
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ POLL_S = 1.0
 RETRY_MAX_S = 30.0
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
+_IN_JOURNAL = object()
+"""A saved state that is read back from the journal when needed (a ``Chunked`` one)."""
 
 
 class Rework(Protocol):
@@ -183,8 +185,13 @@ class Engine:
             self._rewind()
             raise
 
+    def _saved_state(self, name: str) -> Any:
+        """A processor's state at the last checkpoint."""
+        state = self._saved_states.get(name)
+        return self.store.load_state(name) if state is _IN_JOURNAL else state
+
     def _rewind(self) -> None:
-        self._states = {k: v for k, v in self._saved_states.items() if k != ORDERING_STATE}
+        self._states = {k: self._saved_state(k) for k in self._saved_states if k != ORDERING_STATE}
         self._newest = self._saved_states.get(ORDERING_STATE, self._saved_newest)
         self._position = self._saved
         self._counts, self._alerts, self._since = Counter(), [], []
@@ -219,11 +226,31 @@ class Engine:
         return len(rows.seq)
 
     def _checkpoint(self, now: int, chunks: list[tuple[int, int, bytes]]) -> None:
-        """Commit the states, position, counters and alerts, with this output."""
-        states = {p.name: checkpoint(p, self._states.get(p.name)) for p in self.processors}
+        """Commit the states, position, counters and alerts, with this output.
+
+        A ``Chunked`` processor's state is committed as its changed parts; the saved state
+        kept to go back to is then the journal's (``_saved_state``), not a whole copy.
+        """
+        states: dict[str, Any] = {}
+        parts: dict[str, tuple[dict[str, Any], bool]] = {}
+        for p in self.processors:
+            if isinstance(p, Chunked):
+                states[p.name], changed, whole = p.changes(self._states.get(p.name))
+                parts[p.name] = (changed, whole)
+            else:
+                states[p.name] = checkpoint(p, self._states.get(p.name))
         states[ORDERING_STATE] = self._newest
-        self.store.commit(self._position, states, chunks, now, self._counts, self._alerts)
-        self._saved, self._saved_states = self._position, states
+        try:
+            self.store.commit(
+                self._position, states, chunks, now, self._counts, self._alerts, parts
+            )
+        except Exception:
+            for p in self.processors:  # their marks of what changed went with the commit
+                if p.name in parts:
+                    self._states[p.name] = checkpoint(p, self._states.get(p.name))
+            raise
+        saved = {name: _IN_JOURNAL if name in parts else s for name, s in states.items()}
+        self._saved, self._saved_states = self._position, saved
         self._counts, self._alerts, self._since = Counter(), [], []
         self._rows_since = 0
         self._next_state_ns = now + self._state_every_ns
@@ -282,13 +309,13 @@ class Engine:
 
     def _recovered(self, proc: Processor) -> Any:
         """The processor's state before the batch that failed: from its last checkpoint."""
-        state = self._saved_states.get(proc.name)
+        state = self._saved_state(proc.name)
         try:
             for batch in self._since:
                 state, _ = proc.apply(batch, state)
         except Exception:  # a batch it took once: it is not deterministic; the checkpoint
             log.exception("processor %s cannot redo its batches since the checkpoint", proc.name)
-            return self._saved_states.get(proc.name)
+            return self._saved_state(proc.name)
         return state
 
     def _samples(self, rows: InboxRows) -> tuple[SampleBatch, Encoded, dict[str, int], int]:

@@ -46,11 +46,14 @@ class History:
     def _batch(self, potline: str, t0_ns: int, t1_ns: int) -> Batch:
         return Batch(self.samples(potline, t0_ns, t1_ns), self.events(potline, t0_ns, t1_ns))
 
-    def samples(self, potline: str, t0_ns: int, t1_ns: int) -> SampleBatch:
-        """Voltage and current of every cell of the potline in [t0, t1), in time order."""
+    def samples(
+        self, potline: str, t0_ns: int, t1_ns: int, *, cell: str | None = None
+    ) -> SampleBatch:
+        """Voltage and current of every cell of the potline (or one) in [t0, t1), in order."""
+        one = "" if cell is None else f'AND "cell" = {quoted(cell)} '
         series = self.query.series(
             'SELECT "voltage_v", "current_ka" FROM "cell" '
-            f'WHERE "potline" = {quoted(potline)} AND time >= {t0_ns} AND time < {t1_ns} '
+            f'WHERE "potline" = {quoted(potline)} {one}AND time >= {t0_ns} AND time < {t1_ns} '
             'GROUP BY "cell"'
         )
         cells: list[tuple[str, str]] = []

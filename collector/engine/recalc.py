@@ -32,9 +32,17 @@ import numpy as np
 
 from collector.engine.batch import empty_batch
 from collector.engine.history import History
-from processors.base import Flushing, PeriodId, Processor, Recomputable, Summing, checkpoint
+from processors.base import (
+    Flushing,
+    PeriodId,
+    Preceded,
+    Processor,
+    Recomputable,
+    Summing,
+    checkpoint,
+)
 from processors.kpi.periods import Calendar, period_index
-from processors.model import Batch, Point
+from processors.model import Batch, Event, Point
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -216,7 +224,7 @@ class Recalculation:
         t0, t1, _ = self.windows(raw)
         before = self.history.events(raw.potline, t0 - self.reach.events_before_ns, t0)
         points = _apply(procs, Batch(empty_batch(), before), fresh)
-        samples = 0
+        samples = self._lookback(procs, raw.potline, before, (t0, t1), fresh)
         for batch in self.history.batches(raw.potline, t0, t1, self.reach.step_ns):
             samples += len(batch.samples)
             points += _apply(procs, batch, fresh)
@@ -226,6 +234,27 @@ class Recalculation:
                 fresh[proc.name], produced = proc.flush(fresh.get(proc.name))
                 points += produced
         return points, samples
+
+    def _lookback(
+        self,
+        procs: Sequence[Processor],
+        potline: str,
+        before: list[Event],
+        window: tuple[int, int],
+        fresh: dict[str, Any],
+    ) -> int:
+        """Feed ``Preceded`` processors the samples they need from before the periods.
+
+        Only the cells each names, before the periods' own; ``kept`` drops what they write.
+        """
+        (t0, t1), samples = window, 0
+        for proc in (p for p in procs if isinstance(p, Preceded)):
+            taps = self.history.events(potline, t0, t1, "metal_tap")
+            for (p, cell), since in sorted(proc.lookback([*before, *taps], t0).items()):
+                batch = Batch(self.history.samples(p, since, t0, cell=cell), [])
+                samples += len(batch.samples)
+                fresh[proc.name], _ = proc.apply(batch, fresh.get(proc.name))
+        return samples
 
     def _month(
         self,

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from collector.journal.parts import read_parts, write_parts
 from collector.source.decode import EventRow, SampleRow
 
 SAMPLE, EVENT = 0, 1
@@ -49,6 +50,8 @@ JOURNAL_SCHEMA = (
     + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state_part (
+    name TEXT NOT NULL, part TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (name, part));
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, lines INTEGER NOT NULL,
     nbytes INTEGER NOT NULL, created_ns INTEGER NOT NULL, body BLOB NOT NULL);
@@ -332,10 +335,17 @@ class Store:
         now_ns: int,
         counts: Mapping[str, int],
         alerts: Sequence[tuple[str, bytes]] = (),
+        parts: Mapping[str, tuple[Mapping[str, Any], bool]] = {},
     ) -> None:
-        """Atomically record the output chunks (kind, lines, body), alerts, states, position."""
+        """Atomically record the output chunks (kind, lines, body), alerts, states, position.
+
+        ``parts``: per state, the changed parts of a ``Chunked`` state and whether they are
+        all of them (``collector.journal.parts``); ``load_state`` gives them back.
+        """
         conn = self._conn
         with transaction(conn):
+            for name, (changed, whole) in parts.items():
+                write_parts(conn, name, changed, whole=whole)
             add_counters(conn, counts)
             conn.executemany("INSERT INTO alerts (topic, payload) VALUES (?, ?)", alerts)
             conn.executemany(
@@ -369,9 +379,17 @@ class Store:
 
 
 def read_state(conn: sqlite3.Connection, name: str) -> Any:
-    """A processor's checkpointed state in a journal, or None before its first checkpoint."""
+    """A processor's checkpointed state in a journal, or None before its first checkpoint.
+
+    The state of a processor that keeps parts has them under ``"parts"``, as its
+    ``checkpoint`` gives them.
+    """
     row = conn.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
-    return orjson.loads(row[0]) if row else None
+    state = orjson.loads(row[0]) if row else None
+    parts = read_parts(conn, name)
+    if parts and isinstance(state, dict):
+        state["parts"] = parts
+    return state
 
 
 def backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:

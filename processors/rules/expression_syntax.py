@@ -47,6 +47,7 @@ CELL_CONSTANTS = (
     "anode_cycle_days",
     "anode_cycle_tolerance_days",
     "anode_effect_threshold_v",
+    "tap_cycle_max_h",
 )
 """The numeric settings of a cell's potline, after the potline's target overrides."""
 

@@ -170,6 +170,7 @@ def test_every_registered_processor_is_checked() -> None:
         "AnodeCycleProcessor",
         "AnodeEffectProcessor",
         "MinuteProcessor",
+        "TapCycleProcessor",
     }
 
 

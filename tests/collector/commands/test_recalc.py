@@ -153,3 +153,41 @@ def test_a_potline_not_configured_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "not potlines of" in done.stderr
     assert "P7" in done.stderr
+
+
+def test_a_tap_cycle_is_rewritten_from_the_previous_tap_before_the_days(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    """Replayed two days with a tap on each; then only the second day recalculated: its
+    cycle began on the first, whose samples of that cell are read back (contract 6.4)."""
+    first = T0 - 86_400 * NS
+    rows: list[dict[str, object]] = [
+        {"potline": "P1", "cell": "C1", "ts": (first + k * 60 * NS) // 1_000_000}
+        | {"cell_voltage_v": 4.0, "line_current_ka": 320.0}
+        for k in range(2 * STEPS - 1)
+    ]
+    taps = [(first + 12 * 3600 * NS, 900.0), (T0 + 20 * 3600 * NS, 3400.0)]  # 32 h apart
+    rows += [
+        {"potline": "P1", "cell": "C1", "ts": t // 1_000_000, "type": "metal_tap", "metal_kg": kg}
+        for t, kg in taps
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "days.csv", index=False)
+    config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
+    done = cli("replay", str(tmp_path / "days.csv"), "--config", str(config), "--quiet")
+    assert done.returncode == 0, done.stderr
+
+    def cycle() -> dict[str, float]:
+        (point,) = influx_v1.query("SELECT * FROM tap_cycle", influx_db)
+        return point
+
+    expected = 3400.0 / (0.33557 * 320 * 32)  # 320 kA for 32 h: 10,240 kA·h
+    assert cycle()["charge_kah"] == pytest.approx(320 * 32, rel=1e-9)
+    assert cycle()["ce"] == pytest.approx(expected, rel=1e-9)
+    influx_v1.query("DROP MEASUREMENT tap_cycle", influx_db)
+    assert influx_v1.query("SELECT * FROM tap_cycle", influx_db) == []
+    day_s = day.isoformat()
+    done = cli("recalc", "--from", day_s, "--to", day_s, "--config", str(config), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert cycle()["charge_kah"] == pytest.approx(320 * 32, rel=1e-9)
+    assert cycle()["hours_covered"] == pytest.approx(32.0, rel=1e-9)
+    assert cycle()["ce"] == pytest.approx(expected, rel=1e-9)

@@ -68,6 +68,20 @@ def test_commit_is_atomic_and_survives_reopen(state: Path) -> None:
     assert reopened.backlog() == (1, T)
 
 
+def test_a_state_in_parts_writes_only_those_that_changed(state: Path) -> None:
+    """A ``Chunked`` processor's checkpoint: the main state and the parts that changed."""
+    store = open_store(state)
+    main = {"last": {"P1": {"C1": 7}}}
+    store.commit(1, {"taps": main}, [], T, {}, parts={"taps": ({"a": [1.0], "b": [2.0]}, True)})
+    store.commit(2, {"taps": main}, [], T, {}, parts={"taps": ({"b": [3.0], "a": None}, False)})
+    store.commit(3, {"taps": main}, [], T, {}, parts={"taps": ({"c": [4.0]}, False)})
+    assert open_store(state).load_state("taps") == {**main, "parts": {"b": [3.0], "c": [4.0]}}
+    store.commit(4, {"taps": main}, [], T, {}, parts={"taps": ({"d": [5.0]}, True)})  # all
+    assert open_store(state).load_state("taps") == {**main, "parts": {"d": [5.0]}}
+    store.commit(5, {"other": 1}, [], T, {})  # a processor without parts is as before
+    assert open_store(state).load_state("other") == 1
+
+
 def test_outbox_takes_oldest_first_and_drops_only_raw(state: Path) -> None:
     chunks = [(journal.RAW, 2, b"r1\nr2\n"), (journal.KPI, 1, b"k1\n"), (journal.RAW, 1, b"r3\n")]
     open_store(state).commit(0, {}, chunks, T, {})
