@@ -131,9 +131,12 @@ class _Running:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.broker is not None, "connections are accepted only once the broker runs"
-        await self.broker.external_connected(
-            StreamReaderAdapter(reader), StreamWriterAdapter(writer), LISTENER
-        )
+        try:
+            await self.broker.external_connected(
+                StreamReaderAdapter(reader), StreamWriterAdapter(writer), LISTENER
+            )
+        finally:  # amqtt leaves a connection that closed before its CONNECT open
+            writer.close()
 
     async def subscriptions(self, client_id: str) -> set[str]:
         assert self.broker is not None, "asked only once the broker runs"
