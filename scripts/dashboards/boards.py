@@ -14,6 +14,7 @@ from .cell import cell_detail
 from .energy import energy
 from .health import health
 from .overview import overview
+from .savings import savings
 
 BOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "overview": overview,
@@ -21,6 +22,7 @@ BOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "anodes": anodes,
     "energy": energy,
     "health": health,
+    "savings": savings,
 }
 
 
