@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from collector.commands import report_savings
 from collector.commands.cli import load_or_exit
+from collector.commands.report_savings import Savings, number
 from collector.config.models import Config
 from collector.sinks.influxql import InfluxQL, QueryError
 
@@ -67,6 +69,7 @@ class Data:
     cycles: list[dict[str, Any]]  # anode_change
     effects: list[dict[str, Any]]  # ae_potline per day
     target_cycle_days: float
+    savings: Savings
 
 
 def report(cfg: Config, args: argparse.Namespace) -> int:
@@ -90,6 +93,7 @@ def report(cfg: Config, args: argparse.Namespace) -> int:
             f"SELECT * FROM ae_potline WHERE \"period\" = 'day' AND {span} GROUP BY potline"
         ),
         target_cycle_days=cfg.targets.anode_cycle_days,
+        savings=report_savings.read(query, span, cfg.plant.tariff_cny_per_kwh),
     )
     args.out.write_text(render(args.start, args.end, zone, data))
     print(f"wrote {args.out}: {len(data.days)} potline-days, {len(data.cycles)} anode changes")
@@ -105,25 +109,25 @@ def render(start: date, end: date, zone: ZoneInfo, data: Data) -> str:
     days, cycles, effects = data.days, data.cycles, data.effects
     rows = "".join(
         f"<tr><td>{day_of(d['time'])}</td><td>{html.escape(d['potline'])}</td>"
-        f"<td>{_num(d.get('sec_kwh_per_t'))}</td><td>{_num(d.get('target_kwh_per_t'))}</td>"
-        f"<td>{_num(d.get('baseline_kwh_per_t'))}</td><td>{_num(d.get('savings_kwh_per_t'))}</td>"
-        f"<td>{_num(d.get('savings_voltage_kwh_per_t'), 1)}</td>"
-        f"<td>{_num(d.get('savings_ce_kwh_per_t'), 1)}</td>"
-        f"<td>{_num(d.get('voltage_avg_v'), 3)}</td><td>{_num(d.get('ae_kwh_per_t'), 1)}</td>"
-        f"<td>{_num(d.get('goal_pct'), 1)}</td><td>{_num(d.get('energy_saved_kwh'))}</td></tr>"
+        f"<td>{number(d.get('sec_kwh_per_t'))}</td><td>{number(d.get('target_kwh_per_t'))}</td>"
+        f"<td>{number(d.get('baseline_kwh_per_t'))}</td><td>{number(d.get('savings_kwh_per_t'))}</td>"
+        f"<td>{number(d.get('savings_voltage_kwh_per_t'), 1)}</td>"
+        f"<td>{number(d.get('savings_ce_kwh_per_t'), 1)}</td>"
+        f"<td>{number(d.get('voltage_avg_v'), 3)}</td><td>{number(d.get('ae_kwh_per_t'), 1)}</td>"
+        f"<td>{number(d.get('goal_pct'), 1)}</td><td>{number(d.get('energy_saved_kwh'))}</td></tr>"
         for d in days
     )
     month_rows = "".join(
         f"<tr><td>{day_of(m['time'])[:7]}</td><td>{html.escape(m['potline'])}</td>"
-        f"<td>{_num(m.get('sec_kwh_per_t'))}</td><td>{_num(m.get('ce_configured_pct'), 2)}</td>"
-        f"<td>{_num(m.get('ce_measured_pct'), 2)}</td>"
+        f"<td>{number(m.get('sec_kwh_per_t'))}</td><td>{number(m.get('ce_configured_pct'), 2)}</td>"
+        f"<td>{number(m.get('ce_measured_pct'), 2)}</td>"
         f"<td>{html.escape(str(m.get('ce_basis') or ''))}</td></tr>"
         for m in data.months
     )
     ae_rows = "".join(
         f"<tr><td>{day_of(e['time'])}</td><td>{html.escape(e['potline'])}</td>"
-        f"<td>{e.get('count', 0)}</td><td>{_num(e.get('minutes'), 1)}</td>"
-        f"<td>{_num(e.get('co2e_t'), 2)}</td></tr>"
+        f"<td>{e.get('count', 0)}</td><td>{number(e.get('minutes'), 1)}</td>"
+        f"<td>{number(e.get('co2e_t'), 2)}</td></tr>"
         for e in effects
     )
     sec = [d for d in days if d.get("sec_kwh_per_t") is not None]
@@ -149,15 +153,12 @@ def render(start: date, end: date, zone: ZoneInfo, data: Data) -> str:
 <h2>Current efficiency, per month: configured and measured from the taps</h2>
 <table id="ce"><tr><th>month</th><th>potline</th><th>kWh/t</th><th>configured %</th>
 <th>measured %</th><th>basis</th></tr>{month_rows}</table>
+{report_savings.render(data.savings)}
 <h2>Anode cycle distribution ({len(known)} changes with a known cycle,
 target {data.target_cycle_days:g} days)</h2>{histogram}
 <h2>Anode effects</h2><table><tr><th>day</th><th>potline</th><th>count</th><th>minutes</th>
 <th>CO2e t</th></tr>{ae_rows}</table></body></html>
 """
-
-
-def _num(x: float | None, digits: int = 0) -> str:
-    return "" if x is None else f"{x:,.{digits}f}"
 
 
 def _lines(series: dict[str, list[float]]) -> str:

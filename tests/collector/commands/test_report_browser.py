@@ -121,3 +121,71 @@ def rendered(page: Path, tmp_path: Path) -> dict:
     assert found, f"no measurements in the DOM; chromium said: {done.stderr[-2000:]}"
     text = found.group(1).replace("&quot;", '"').replace("&amp;", "&")
     return json.loads(text)
+
+
+SAVINGS_MEASURE = """
+<script>
+const box = (e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
+const all = (s) => [...document.querySelectorAll(s)];
+const out = {
+  excess: all("rect.excess").map((e) => [e.querySelector("title").textContent, ...box(e)]),
+  crew: all("rect.crew").map((e) => [e.querySelector("title").textContent, ...box(e)]),
+  cells: all("#excess tr").slice(1).map((r) => [...r.cells].map((c) => c.textContent)),
+  crews: all("#crews tr").slice(1).map((r) => [...r.cells].map((c) => c.textContent)),
+};
+const pre = document.createElement("pre");
+pre.id = "measured";
+pre.textContent = JSON.stringify(out);
+document.body.appendChild(pre);
+</script>
+"""
+
+
+def savings_points() -> bytes:
+    day = "cell_opportunity,potline=P1,period=day"
+    lines = [
+        f"{day},cell=C1 energy_excess_kwh=300,voltage_excess_mv=40 {DAY1}",
+        f"{day},cell=C1 energy_excess_kwh=500,voltage_excess_mv=60 {DAY2}",
+        f"{day},cell=C2 energy_excess_kwh=200,voltage_excess_mv=25 {DAY1}",
+        f"{day},cell=C3 energy_excess_kwh=0,voltage_excess_mv=-30 {DAY1}",
+        # a month point is not a day: left out of the sums
+        f"cell_opportunity,potline=P1,period=month,cell=C2 energy_excess_kwh=9999 {MONTH}",
+        f'anode_change,potline=P1,cell=C1,anode=3,block=590 settle_min=30,settled=true,crew="A" '
+        f"{DAY1 + NS}",
+        f'anode_change,potline=P1,cell=C2,anode=4,block=590 settle_min=90,settled=true,crew="A" '
+        f"{DAY1 + 2 * NS}",
+        f'anode_change,potline=P1,cell=C3,anode=5,block=590 settle_min=480,settled=false,crew="D" '
+        f"{DAY2 + NS}",
+        f'anode_change,potline=P1,cell=C1,anode=6,block=590 settle_min=120,settled=true,crew="D" '
+        f"{DAY2 + 2 * NS}",
+    ]
+    return "\n".join(lines).encode() + b"\n"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_the_rendered_report_ranks_the_cells_and_the_crews(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    InfluxV1Sink(influx_v1.url, influx_db, None, timeout_s=10.0, gzip=True).write(savings_points())
+    config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
+    out = tmp_path / "report.html"
+    done = report(config, out)
+    assert done.returncode == 0, done.stderr
+    page = tmp_path / "measured.html"
+    page.write_text(out.read_text().replace("</body>", SAVINGS_MEASURE + "</body>"))
+    measured = rendered(page, tmp_path)
+
+    # C1: 300 + 500 = 800 kWh over two days, mean excess 50 mV, 800 × 0.38 = 304 CNY;
+    # C2: 200 kWh, 76 CNY (its month point is not a day); C3: none
+    assert measured["cells"] == [
+        ["1", "P1", "C1", "2", "50.0", "800", "304"],
+        ["2", "P1", "C2", "1", "25.0", "200", "76"],
+        ["3", "P1", "C3", "1", "-30.0", "0", "0"],
+    ]
+    bars = {title: w for title, w, _ in measured["excess"]}
+    assert bars["C1: 304 CNY"] == pytest.approx(4 * bars["C2: 76 CNY"], rel=0.02)
+    assert bars["C3: 0 CNY"] == 0
+    # crew D: (480 + 120) / 2 = 300 min, worst 480, one unsettled; crew A: (30 + 90) / 2 = 60
+    assert measured["crews"] == [["D", "2", "300.0", "480", "1"], ["A", "2", "60.0", "90", "0"]]
+    crews = {title: w for title, w, _ in measured["crew"]}
+    assert crews["D: 300 min"] == pytest.approx(5 * crews["A: 60 min"], rel=0.02)
