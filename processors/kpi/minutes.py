@@ -23,7 +23,7 @@ over minutes the live data also filled.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,18 +55,24 @@ class Minute:
     noise_sum: float = 0.0
     noise_samples: int = 0
 
-    def merged(self, other: Minute) -> Minute:
-        """The sums with those of later samples of the same minute added."""
-        return Minute(
-            self.start_ns,
-            self.samples + other.samples,
-            self.voltage_sum + other.voltage_sum,
-            min(self.voltage_min, other.voltage_min),
-            max(self.voltage_max, other.voltage_max),
-            self.current_sum + other.current_sum,
-            self.noise_sum + other.noise_sum,
-            self.noise_samples + other.noise_samples,
-        )
+    def add(
+        self,
+        samples: int,
+        v_sum: float,
+        v_min: float,
+        v_max: float,
+        i_sum: float,
+        noise_sum: float,
+        noise_samples: int,
+    ) -> None:
+        """Add the sums of later samples of the same minute, in place: no new object a batch."""
+        self.samples += samples
+        self.voltage_sum += v_sum
+        self.voltage_min = min(self.voltage_min, v_min)
+        self.voltage_max = max(self.voltage_max, v_max)
+        self.current_sum += i_sum
+        self.noise_sum += noise_sum
+        self.noise_samples += noise_samples
 
     def fields(self) -> dict[str, FieldValue]:
         """The point's fields; ``noise_uohm_mean`` only when the cell sent noise this minute."""
@@ -125,13 +131,16 @@ class MinuteProcessor:
         st = _State.of(state)
         opened = st.opened
         points: list[Point] = []
-        for cell, minute in _minutes(batch.samples, self.calendar):
+        cells = batch.samples.cells
+        for c, start, *sums in _minutes(batch.samples, self.calendar):
+            cell = cells[c]
             before = opened.get(cell)
-            if before is not None and before.start_ns == minute.start_ns:
-                minute = before.merged(minute)
-            elif before is not None:
+            if before is not None and before.start_ns == start:
+                before.add(*sums)
+                continue
+            if before is not None:
                 points.append(_point(cell, before))  # the cell's data has passed its end
-            opened[cell] = minute
+            opened[cell] = Minute(start, *sums)
         return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
@@ -158,7 +167,7 @@ class MinuteProcessor:
             inside = any(p == cell[0] and a <= minute.start_ns < b for p, a, b in spans)
             before = live.get(cell)
             if inside and (before is None or before.start_ns <= minute.start_ns):
-                live[cell] = minute
+                live[cell] = replace(minute)  # a copy: the live one is added to in place
         return st
 
 
@@ -167,8 +176,10 @@ def _point(cell: tuple[str, str], minute: Minute) -> Point:
     return Point(MEASUREMENT, tags, minute.fields(), minute.start_ns)
 
 
-def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[tuple[str, str], Minute]]:
+def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[Any, ...]]:
     """The batch's sums per cell and minute, each cell's minutes in time order.
+
+    Each is (cell code, minute start, then ``Minute``'s sums in its field order).
 
     One sort by (cell, time) and one ``reduceat`` per column: a run of equal cell and
     minute start is one group. Runs, not a sort by minute, so that a minute start that
@@ -196,8 +207,7 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[tuple[str, s
         np.add.reduceat(sent.astype(np.int64), first).tolist(),
         strict=True,
     )
-    for c, *sums in columns:
-        yield sb.cells[c], Minute(*sums)
+    yield from columns
 
 
 def _noise(sb: SampleBatch) -> np.ndarray:
