@@ -271,6 +271,11 @@ class _Silence:
         self.first = np.zeros(len(sb), dtype=bool)
         self.first[np.unique(sb.cell_id, return_index=True)[1]] = True
         _advance(last, sb, keys)
+        # each potline's newest after the batch: its newest before, or the batch's
+        batch_newest = np.full(len(potlines), NEVER, dtype=np.int64)
+        np.maximum.at(batch_newest, cell_potline[sb.cell_id], sb.ts_ns)
+        after = np.maximum(batch_newest, potline_prior).tolist()
+        self.newest_after = {**known, **dict(zip(potlines, after, strict=True))}
 
     def points(self, rules: list[Alarm], alarms: dict[str, dict[str, Any]]) -> list[Point]:
         """The transitions of the stale rules; updates their entries in ``alarms``."""
@@ -301,7 +306,7 @@ class _Silence:
     def _at_end(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """Every known cell that is silent for ``stale_s`` at the end of the batch."""
         stale_ns = int(alarm.stale_s * NS)
-        newest = _newest_by_potline(self.last)
+        newest = self.newest_after
         points = []
         for key, ts in self.last.items():
             potline, cell = key.split("/", 1)
