@@ -47,7 +47,12 @@ LastSamples = dict[CellKey, LastSample]
 
 def last_to_json(last: LastSamples) -> dict[str, Any]:
     """``{potline: {cell: {ts_ns, voltage_v, current_ka}}}``."""
-    return cells_to_json(last, LastSample._asdict)
+    return cells_to_json(last, _last_json)
+
+
+def _last_json(s: LastSample) -> dict[str, Any]:
+    """``LastSample._asdict``, without its zip over the field names: one per cell."""
+    return {"ts_ns": s[0], "voltage_v": s[1], "current_ka": s[2], "base_v": s[3]}
 
 
 def last_from_json(data: Mapping[str, Any] | None) -> LastSamples:

@@ -28,7 +28,6 @@ from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
-    flat,
     period_at,
 )
 from processors.kpi.periods import KINDS, Calendar
@@ -72,7 +71,19 @@ def _cells_from_json(data: Mapping[str, Any]) -> Cells:
 
 
 def _cells_to_json(cells: Cells) -> dict[str, Any]:
-    return {cell: flat(t) for cell, t in cells.items()}
+    """Each cell's totals as a dict literal: ``flat`` per cell was half of a checkpoint."""
+    return {
+        cell: {
+            "energy_kwh": t.energy_kwh,
+            "charge_kah": t.charge_kah,
+            "covered_s": t.covered_s,
+            "metal_kg": t.metal_kg,
+            "written_at_ns": t.written_at_ns,
+            "complete": t.complete,
+            "ae_energy_kwh": t.ae_energy_kwh,
+        }
+        for cell, t in cells.items()
+    }
 
 
 @dataclass
