@@ -209,7 +209,10 @@ def _limit(
     holds = alarm.holds(v, lambda lim: limit(lim, sb, code))
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     ends = np.r_[starts[1:], len(rows)]
-    open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)
+    if entries:
+        open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)
+    else:  # the usual case: no cell holds the condition from before
+        open_before = np.zeros(len(starts), dtype=bool)
     busy = np.logical_or.reduceat(holds, starts) | open_before
     points = []
     for lo, hi in zip(starts[busy].tolist(), ends[busy].tolist(), strict=True):
@@ -288,7 +291,10 @@ class _Silence:
     def _within(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """A cell's sample clears its stale alarm, raised before it or in this batch."""
         sb, stale_ns = self.sb, int(alarm.stale_s * NS)
-        was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
+        if entries:
+            was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
+        else:
+            was_raised = np.zeros(len(sb), dtype=bool)
         was_raised &= self.first
         seen = self.previous != NEVER
         gap = self.newest - np.where(seen, self.previous, self.newest)
@@ -308,7 +314,9 @@ class _Silence:
         stale_ns = int(alarm.stale_s * NS)
         newest = self.newest_after
         points = []
-        for key, ts in self.last.items():
+        # a cell newer than this is not stale in any potline: most are, and are not split
+        cut = max(newest.values(), default=NEVER) - stale_ns
+        for key, ts in [(k, ts) for k, ts in self.last.items() if ts <= cut]:
             potline, cell = key.split("/", 1)
             if key in entries or newest[potline] - ts < stale_ns:
                 continue
@@ -340,8 +348,23 @@ def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.
 
 
 def _newest_by_potline(last: dict[str, int]) -> dict[str, int]:
+    """Each potline's newest time over its cells' (``last`` is keyed ``potline/cell``).
+
+    Run on every cell every batch: each key's potline is split off once per process.
+    """
     newest: dict[str, int] = {}
+    potline_of = _POTLINE_OF
+    if len(potline_of) > _POTLINES_KEPT:
+        potline_of.clear()
     for key, ts in last.items():
-        potline = key.split("/", 1)[0]
-        newest[potline] = max(newest.get(potline, ts), ts)
+        potline = potline_of.get(key)
+        if potline is None:
+            potline = potline_of[key] = key.split("/", 1)[0]
+        before = newest.get(potline)
+        if before is None or ts > before:
+            newest[potline] = ts
     return newest
+
+
+_POTLINE_OF: dict[str, str] = {}
+_POTLINES_KEPT = 1_000_000
