@@ -236,7 +236,7 @@ def encode_samples(
         float_reprs(current_ka),
         *more,
         repeat(" "),
-        map(str, ts_ns),
+        int_strs(ts_ns),
     ]
     lines = list(map("".join, zip(*columns, strict=False)))  # repeat() never ends
     rejected = [
@@ -284,6 +284,19 @@ def _extra_columns(
             more.append("")
             bad[row] = str(err)
     return [more], bad
+
+
+def int_strs(values: Sequence[int]) -> list[str]:
+    """``str`` of each integer (the times): orjson writes an int as str does, in one call."""
+    if len(values) < _SHORT:
+        return list(map(str, values))
+    try:
+        text = orjson.dumps(values)
+    except (TypeError, orjson.JSONEncodeError):  # beyond 64 bits, or not a sequence of ints
+        return list(map(str, values))
+    if text.translate(None, b"0123456789-,") != b"[]":  # a float or bool among them
+        return list(map(str, values))
+    return text[1:-1].decode().split(",")
 
 
 def float_reprs(values: Sequence[object]) -> list[str]:
