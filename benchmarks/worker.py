@@ -2,15 +2,16 @@
 
 The processor stage as ``cellmon run`` builds it (``collector.build``: the shipped rules
 ``config/rules/default.yaml``, every registered processor, a journal store in a temporary
-directory) for ``--potlines`` potlines of 400 cells. Each simulated second, the inbox gets
+directory) for ``--cells`` cells in potlines of 400. Each simulated second, the inbox gets
 one sample of every cell as the MQTT source commits them (``Inbox.append``, with the
 contract's extra fields ``bath_temp_c`` and ``noise_uohm``), and one ``Engine.step()``
 consumes that batch: 2,000 rows for 2,000 cells, as at 2,000 messages/s when the engine
 polls once a second. Only the steps are timed, with ``time.process_time()``: decoding,
 the inbox append and the sink (the drain's gzip and HTTP write to InfluxDB) are not in it.
-The engine's clock is the simulated one, so checkpoints (every 5 s) and self-metrics
-(every 10 s) come as often per batch as in the paced run; the output goes to the
-journal's outbox, as in production.
+The garbage collector is set as in the worker process (``tune_gc``; ``--default-gc``
+leaves Python's thresholds). The engine's clock is the simulated one, so checkpoints
+(every 5 s) and self-metrics (every 10 s) come as often per batch as in the paced run;
+the output goes to the journal's outbox, as in production.
 
     python -m benchmarks.worker --cells 2000 --seconds 60
     python -m benchmarks.worker --cells 400 --batch-seconds 1
@@ -32,6 +33,7 @@ from collector.config.loader import load_rules
 from collector.config.models import Config
 from collector.engine.engine import Engine
 from collector.journal import store as journal
+from collector.runtime.worker import tune_gc
 from collector.source.decode import SampleRow
 from simulator.payloads import PotlineSim
 
@@ -102,8 +104,12 @@ def telemetry(sims: list[PotlineSim], k0: int, n: int) -> list[SampleRow]:
     return rows
 
 
-def run(cells: int, seconds: int, batch_s: int, warmup: int) -> tuple[float, int]:
+def run(
+    cells: int, seconds: int, batch_s: int, warmup: int, *, default_gc: bool = False
+) -> tuple[float, int]:
     """(CPU seconds of the timed steps, messages they consumed)."""
+    if not default_gc:
+        tune_gc()  # as the worker process does
     potlines = max(1, cells // CELLS_PER_POTLINE)
     start = (int(time.time()) // 86_400 - 1) * 86_400 * NS + 6 * 3600 * NS
     sims = [
@@ -136,8 +142,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="timed seconds of telemetry")
     parser.add_argument("--batch-seconds", type=int, default=1, help="seconds of cells a batch")
     parser.add_argument("--warmup", type=int, default=10, help="untimed seconds first")
+    parser.add_argument("--default-gc", action="store_true", help="Python's GC thresholds")
     args = parser.parse_args()
-    cpu, messages = run(args.cells, args.seconds, args.batch_seconds, args.warmup)
+    cpu, messages = run(
+        args.cells, args.seconds, args.batch_seconds, args.warmup, default_gc=args.default_gc
+    )
     print(
         f"{args.cells} cells, batches of {args.batch_seconds} s: {messages:,} messages, "
         f"{cpu:.3f} CPU s in Engine.step(): {cpu / messages * 1e6:.1f} µs/message"
