@@ -203,6 +203,8 @@ class AnodeEffectProcessor:
             for q in sums.charge_kah:  # one by one, in cell order, as the sums always added
                 charge += q
             acc.charge_kah = charge
+            if len(acc.cells) == len(sums.cells) and acc.cells == sums.cells:
+                continue  # the same cells as before, in the same order: the usual case
             new = set(sums.cells).difference(acc.cells)
             if new:
                 acc.cells.extend(new)
