@@ -145,15 +145,17 @@ class MinuteProcessor:
         opened = st.opened
         points: list[Point] = []
         cells = batch.samples.cells
-        for c, start, *sums in _minutes(batch.samples, self.calendar):
+        for c, start, n, v_sum, v_min, v_max, i_sum, x_sum, x_n in _minutes(
+            batch.samples, self.calendar
+        ):
             cell = cells[c]
             before = opened.get(cell)
             if before is not None and before.start_ns == start:
-                before.add(*sums)
+                before.add(n, v_sum, v_min, v_max, i_sum, x_sum, x_n)
                 continue
             if before is not None:
                 points.append(_point(cell, before))  # the cell's data has passed its end
-            opened[cell] = Minute(start, *sums)
+            opened[cell] = Minute(start, n, v_sum, v_min, v_max, i_sum, x_sum, x_n)
         return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
@@ -199,7 +201,7 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[Any, ...]]:
     ever went backwards (a zone's offset cut by a non-whole minute) stays a group of its own.
     """
     if len(sb) == 0:
-        return
+        return iter(())
     order = np.lexsort((sb.ts_ns, sb.cell_id))
     code = sb.cell_id[order]
     ts = sb.ts_ns[order]
@@ -220,7 +222,7 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[Any, ...]]:
         np.add.reduceat(sent.astype(np.int64), first).tolist(),
         strict=True,
     )
-    yield from columns
+    return columns
 
 
 def _noise(sb: SampleBatch) -> np.ndarray:
