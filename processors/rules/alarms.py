@@ -273,7 +273,7 @@ class _Silence:
         self.newest = _running_before(cell_potline[sb.cell_id], sb.ts_ns, potline_prior)
         self.first = np.zeros(len(sb), dtype=bool)
         self.first[np.unique(sb.cell_id, return_index=True)[1]] = True
-        _advance(last, sb, keys)
+        _advance(last, sb, keys, cell_prior)
         # each potline's newest after the batch: its newest before, or the batch's
         batch_newest = np.full(len(potlines), NEVER, dtype=np.int64)
         np.maximum.at(batch_newest, cell_potline[sb.cell_id], sb.ts_ns)
@@ -326,11 +326,19 @@ class _Silence:
         return points
 
 
-def _advance(last: dict[str, int], sb: SampleBatch, keys: list[str]) -> None:
-    """Move each cell's newest sample time in ``last`` to the end of the batch."""
-    newest = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+def _advance(
+    last: dict[str, int], sb: SampleBatch, keys: list[str], prior: np.ndarray | None = None
+) -> None:
+    """Move each cell's newest sample time in ``last`` to the end of the batch.
+
+    ``prior``: the cells' times in ``last`` before the batch, when the caller has them.
+    """
+    if prior is None:
+        prior = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+    newest = prior.copy()
     np.maximum.at(newest, sb.cell_id, sb.ts_ns)
-    last.update((keys[c], int(newest[c])) for c in np.unique(sb.cell_id).tolist())
+    present = np.unique(sb.cell_id)
+    last.update(zip([keys[c] for c in present.tolist()], newest[present].tolist(), strict=True))
 
 
 def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.ndarray:
