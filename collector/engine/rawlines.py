@@ -43,7 +43,10 @@ class RawLines:
 
         The samples of a cell whose series cannot be encoded are rejected, with the reason.
         """
-        bad = {c for c in set(cid) if not self._known_prefix(c)}
+        ids = set(cid)
+        bad = (
+            set() if ids <= self._prefixes.keys() else {c for c in ids if not self._known_prefix(c)}
+        )
         if not bad:
             return encode_samples(self._prefixes, cid, ts, v, i, extra)
         samples = list(zip(cid, ts, v, i, extra, strict=True))

@@ -34,7 +34,8 @@ _FIELD_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", '"': r"\
 _UNCARRIED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _ODD_BACKSLASHES_BEFORE_DELIMITER = re.compile(r"(?<!\\)\\(?:\\\\)*[,= ]")
 RESERVED_KEY = "time"
-_FIELD_KEYS: dict[str, str] = {}  # field keys checked and escaped, by key
+FIELD_KEYS: dict[str, str] = {}
+"""Field keys checked and escaped, by key: the encoder looks here before it calls."""
 _FIELD_KEYS_LIMIT = 10_000
 
 
@@ -71,13 +72,13 @@ def escape_field_key(key: str) -> str:
 
     KPI and alarm points repeat a few dozen keys in every batch: each is checked once.
     """
-    escaped = _FIELD_KEYS.get(key)
+    escaped = FIELD_KEYS.get(key)
     if escaped is not None:
         return escaped
     escaped = _escape_new_field_key(key)
-    if len(_FIELD_KEYS) >= _FIELD_KEYS_LIMIT:
-        _FIELD_KEYS.clear()
-    _FIELD_KEYS[key] = escaped
+    if len(FIELD_KEYS) >= _FIELD_KEYS_LIMIT:
+        FIELD_KEYS.clear()
+    FIELD_KEYS[key] = escaped
     return escaped
 
 

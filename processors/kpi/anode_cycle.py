@@ -251,9 +251,13 @@ class AnodeCycleProcessor:
         """
         if not len(samples):
             return
-        potlines = np.array([p for p, _ in samples.cells])[samples.cell_id]
-        for potline in sorted(set(potlines.tolist())):
-            t = samples.ts_ns[potlines == potline]
+        index: dict[str, int] = {}  # potlines as small integers: no array of strings
+        codes = [index.setdefault(p, len(index)) for p, _ in samples.cells]
+        potlines = np.array(codes, dtype=np.int64)[samples.cell_id]
+        for potline in sorted(index):
+            t = samples.ts_ns[potlines == index[potline]]
+            if not len(t):
+                continue  # a cell named in the batch without a sample (a cut batch)
             t0, t1 = int(t.min()), int(t.max())
             for kind in self.s.kinds:
                 starts = self.s.calendar.starts(kind, t0, t1)

@@ -28,6 +28,25 @@ class CellKey(NamedTuple):
     cell: str
 
 
+_KEYS: dict[tuple[str, str], CellKey] = {}
+
+
+def cell_keys(cells: Iterable[tuple[str, str]]) -> list[CellKey]:
+    """The keys of these cells, each made once per process and then looked up.
+
+    A batch names every cell it holds, and making a named tuple costs five dictionary
+    lookups; the plant's cells are few enough to keep.
+    """
+    keys = _KEYS
+    out = []
+    for name in cells:
+        key = keys.get(name)
+        if key is None:
+            key = keys[name] = CellKey(*name)
+        out.append(key)
+    return out
+
+
 class PeriodKey(NamedTuple):
     """One period of a potline: its kind (shift, day, month) and UTC start."""
 

@@ -28,8 +28,6 @@ from processors.kpi.ledger import (
     CellKey,
     Ledger,
     PeriodKey,
-    flat,
-    newest_by_potline,
     period_at,
 )
 from processors.kpi.periods import KINDS, Calendar
@@ -73,7 +71,19 @@ def _cells_from_json(data: Mapping[str, Any]) -> Cells:
 
 
 def _cells_to_json(cells: Cells) -> dict[str, Any]:
-    return {cell: flat(t) for cell, t in cells.items()}
+    """Each cell's totals as a dict literal: ``flat`` per cell was half of a checkpoint."""
+    return {
+        cell: {
+            "energy_kwh": t.energy_kwh,
+            "charge_kah": t.charge_kah,
+            "covered_s": t.covered_s,
+            "metal_kg": t.metal_kg,
+            "written_at_ns": t.written_at_ns,
+            "complete": t.complete,
+            "ae_energy_kwh": t.ae_energy_kwh,
+        }
+        for cell, t in cells.items()
+    }
 
 
 @dataclass
@@ -82,13 +92,13 @@ class _Step:
 
     last: LastSamples
     ledger: Ledger[Cells]
-    touched: set[tuple[PeriodKey, str]] = field(default_factory=set)
+    touched: dict[PeriodKey, set[str]] = field(default_factory=dict)  # the cells, by period
 
     @classmethod
     def of(cls, state: Any) -> _Step:
         """The live state as it is (nothing touched yet), or one read from a checkpoint."""
         if isinstance(state, cls):
-            state.touched = set()
+            state.touched = {}
             return state
         state = legacy.upgraded(state, _from_legacy) or {}
         ledger = Ledger.from_json(state.get("ledger"), _cells_from_json)
@@ -100,6 +110,16 @@ class _Step:
     def newest(self, potline: str, cell: str) -> int:
         last = self.last.get(CellKey(potline, cell))
         return 0 if last is None else last.ts_ns
+
+    def newest_by_cell(self) -> dict[str, dict[str, int]]:
+        """``{potline: {cell: newest ts}}``: one pass, not a keyed lookup per cell and period."""
+        out: dict[str, dict[str, int]] = {}
+        for (potline, cell), last in self.last.items():
+            cells = out.get(potline)
+            if cells is None:
+                cells = out[potline] = {}
+            cells[cell] = last.ts_ns
+        return out
 
 
 def _from_legacy(old: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,7 +162,7 @@ class SecProcessor:
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write every open period's running values now (at shutdown, at a replay's end)."""
         step = _Step.of(state)
-        step.touched = {(key, cell) for key, p in step.ledger.items() for cell in p.acc}
+        step.touched = {key: set(p.acc) for key, p in step.ledger.items()}
         points = self._close_and_write(step, final=True)
         return step, points
 
@@ -177,7 +197,10 @@ class SecProcessor:
             cells = step.ledger.add(key, sums.end_ns, dict)
             if cells is None:
                 continue  # that period is closed; its complete point stands
-            step.touched.update([(key, cell) for cell in sums.cells])
+            touched = step.touched.get(key)
+            if touched is None:
+                touched = step.touched[key] = set()
+            touched.update(sums.cells)
             for cell, e, q, s, x in zip(
                 sums.cells,
                 sums.energy_kwh,
@@ -199,7 +222,7 @@ class SecProcessor:
         cells = step.ledger.add(key, end, dict)
         if cells is None:
             return None  # that period is closed; its complete point stands
-        step.touched.add((key, cell))
+        step.touched.setdefault(key, set()).add(cell)
         return cells.setdefault(cell, Totals())
 
     def _taps(self, batch: Batch, step: _Step) -> None:
@@ -216,22 +239,28 @@ class SecProcessor:
     # writing
 
     def _close_and_write(self, step: _Step, *, final: bool) -> list[Point]:
-        newest = newest_by_potline({k: last.ts_ns for k, last in step.last.items()})
+        """The points of the touched, closing or (``final``) all periods; closing ones close.
+
+        Each cell of a period is looked at once per batch, so the newest times are read
+        per potline first, and the touched cells per period.
+        """
+        by_cell = step.newest_by_cell()
         points: list[Point] = []
-        touched_periods = {key for key, _ in step.touched}
+        update_ns, none = self._update_ns, frozenset[str]()
         for key, period in step.ledger.items():
             end = period.end_ns
-            closing = step.ledger.past_grace(key, newest.get(key.potline, 0), self._grace_ns)
-            closing = closing or all(step.newest(key.potline, c) >= end for c in period.acc)
-            if not (closing or final or key in touched_periods):
+            newest = by_cell.get(key.potline, {})
+            latest = max(newest.values(), default=0)
+            closing = step.ledger.past_grace(key, latest, self._grace_ns)
+            closing = closing or all(newest.get(c, 0) >= end for c in period.acc)
+            touched = step.touched.get(key, none)
+            if not (closing or final or touched):
                 continue
             wrote = False
             for cell, totals in period.acc.items():
-                cell_newest = step.newest(key.potline, cell)
+                cell_newest = newest.get(cell, 0)
                 done = closing or cell_newest >= end
-                due = (key, cell) in step.touched and (
-                    cell_newest - totals.written_at_ns >= self._update_ns
-                )
+                due = cell in touched and cell_newest - totals.written_at_ns >= update_ns
                 if (done and not totals.complete) or due or final:
                     totals.written_at_ns, totals.complete = cell_newest, done
                     points.append(self._cell_point(key, cell, totals, done))

@@ -120,7 +120,9 @@ class Alarm:
         )
 
     def scope(self, cells: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Which of the cells the rule watches."""
+        """Which of the cells the rule watches (all, without a cell or potline list)."""
+        if self.potlines is None and self.cells is None:
+            return np.ones(len(cells), dtype=bool)
         return np.array([self.applies(potline, cell) for potline, cell in cells], dtype=bool)
 
     def holds(self, values: np.ndarray, limit: Callable[[Limit], Any]) -> np.ndarray:

@@ -209,7 +209,10 @@ def _limit(
     holds = alarm.holds(v, lambda lim: limit(lim, sb, code))
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     ends = np.r_[starts[1:], len(rows)]
-    open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)
+    if entries:
+        open_before = np.array([keys[c] in entries for c in code[starts].tolist()], dtype=bool)
+    else:  # the usual case: no cell holds the condition from before
+        open_before = np.zeros(len(starts), dtype=bool)
     busy = np.logical_or.reduceat(holds, starts) | open_before
     points = []
     for lo, hi in zip(starts[busy].tolist(), ends[busy].tolist(), strict=True):
@@ -270,7 +273,12 @@ class _Silence:
         self.newest = _running_before(cell_potline[sb.cell_id], sb.ts_ns, potline_prior)
         self.first = np.zeros(len(sb), dtype=bool)
         self.first[np.unique(sb.cell_id, return_index=True)[1]] = True
-        _advance(last, sb, keys)
+        _advance(last, sb, keys, cell_prior)
+        # each potline's newest after the batch: its newest before, or the batch's
+        batch_newest = np.full(len(potlines), NEVER, dtype=np.int64)
+        np.maximum.at(batch_newest, cell_potline[sb.cell_id], sb.ts_ns)
+        after = np.maximum(batch_newest, potline_prior).tolist()
+        self.newest_after = {**known, **dict(zip(potlines, after, strict=True))}
 
     def points(self, rules: list[Alarm], alarms: dict[str, dict[str, Any]]) -> list[Point]:
         """The transitions of the stale rules; updates their entries in ``alarms``."""
@@ -283,7 +291,10 @@ class _Silence:
     def _within(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """A cell's sample clears its stale alarm, raised before it or in this batch."""
         sb, stale_ns = self.sb, int(alarm.stale_s * NS)
-        was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
+        if entries:
+            was_raised = np.array([k in entries for k in self.keys], dtype=bool)[sb.cell_id]
+        else:
+            was_raised = np.zeros(len(sb), dtype=bool)
         was_raised &= self.first
         seen = self.previous != NEVER
         gap = self.newest - np.where(seen, self.previous, self.newest)
@@ -301,9 +312,11 @@ class _Silence:
     def _at_end(self, alarm: Alarm, entries: dict[str, Any]) -> list[Point]:
         """Every known cell that is silent for ``stale_s`` at the end of the batch."""
         stale_ns = int(alarm.stale_s * NS)
-        newest = _newest_by_potline(self.last)
+        newest = self.newest_after
         points = []
-        for key, ts in self.last.items():
+        # a cell newer than this is not stale in any potline: most are, and are not split
+        cut = max(newest.values(), default=NEVER) - stale_ns
+        for key, ts in [(k, ts) for k, ts in self.last.items() if ts <= cut]:
             potline, cell = key.split("/", 1)
             if key in entries or newest[potline] - ts < stale_ns:
                 continue
@@ -313,11 +326,19 @@ class _Silence:
         return points
 
 
-def _advance(last: dict[str, int], sb: SampleBatch, keys: list[str]) -> None:
-    """Move each cell's newest sample time in ``last`` to the end of the batch."""
-    newest = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+def _advance(
+    last: dict[str, int], sb: SampleBatch, keys: list[str], prior: np.ndarray | None = None
+) -> None:
+    """Move each cell's newest sample time in ``last`` to the end of the batch.
+
+    ``prior``: the cells' times in ``last`` before the batch, when the caller has them.
+    """
+    if prior is None:
+        prior = np.array([last.get(k, NEVER) for k in keys], dtype=np.int64)
+    newest = prior.copy()
     np.maximum.at(newest, sb.cell_id, sb.ts_ns)
-    last.update((keys[c], int(newest[c])) for c in np.unique(sb.cell_id).tolist())
+    present = np.unique(sb.cell_id)
+    last.update(zip([keys[c] for c in present.tolist()], newest[present].tolist(), strict=True))
 
 
 def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -335,8 +356,23 @@ def _running_before(group: np.ndarray, ts: np.ndarray, prior: np.ndarray) -> np.
 
 
 def _newest_by_potline(last: dict[str, int]) -> dict[str, int]:
+    """Each potline's newest time over its cells' (``last`` is keyed ``potline/cell``).
+
+    Run on every cell every batch: each key's potline is split off once per process.
+    """
     newest: dict[str, int] = {}
+    potline_of = _POTLINE_OF
+    if len(potline_of) > _POTLINES_KEPT:
+        potline_of.clear()
     for key, ts in last.items():
-        potline = key.split("/", 1)[0]
-        newest[potline] = max(newest.get(potline, ts), ts)
+        potline = potline_of.get(key)
+        if potline is None:
+            potline = potline_of[key] = key.split("/", 1)[0]
+        before = newest.get(potline)
+        if before is None or ts > before:
+            newest[potline] = ts
     return newest
+
+
+_POTLINE_OF: dict[str, str] = {}
+_POTLINES_KEPT = 1_000_000
