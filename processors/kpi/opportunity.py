@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from processors.kpi.energy import FARADAY_T_PER_KAH
+from processors.model import Point
 
 MIN_COVERED_SHARE = 0.5
 """A cell with less of the period covered is neither ranked nor part of the median."""
@@ -82,3 +83,42 @@ def excesses(
         )
         for rank, cell in enumerate(order, start=1)
     }
+
+
+KINDS = frozenset({"day", "month"})
+"""The periods ranked: a shift is too short for a cell's mean to stand out of its noise."""
+
+
+def opportunity_points(
+    potline: str,
+    kind: str,
+    start_ns: int,
+    covered_of_ns: int,
+    cells: Mapping[str, CellSums],
+    current_efficiency: float,
+    complete: bool,
+) -> tuple[list[Point], float]:
+    """The ``cell_opportunity`` points of a period, and the energy excess of them all, kWh.
+
+    ``covered_of_ns`` is the span a cell must cover half of: the period's elapsed part while
+    it is open, the whole period once complete.
+    """
+    ranked = excesses(cells, covered_of_ns / 1e9, current_efficiency)
+    points = [
+        Point(
+            "cell_opportunity",
+            (("potline", potline), ("cell", cell), ("period", kind)),
+            {
+                "voltage_avg_v": e.voltage_avg_v,
+                "median_voltage_v": e.median_voltage_v,
+                "voltage_excess_mv": e.voltage_excess_mv,
+                "energy_excess_kwh": e.energy_excess_kwh,
+                "sec_excess_kwh_per_t": e.sec_excess_kwh_per_t,
+                "rank": e.rank,
+                "complete": complete,
+            },
+            start_ns,
+        )
+        for cell, e in sorted(ranked.items())
+    ]
+    return points, sum(e.energy_excess_kwh for e in ranked.values())

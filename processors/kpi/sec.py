@@ -30,10 +30,13 @@ from processors.kpi.ledger import (
     PeriodKey,
     period_at,
 )
+from processors.kpi.opportunity import KINDS as OPPORTUNITY_KINDS
+from processors.kpi.opportunity import CellSums, opportunity_points
 from processors.kpi.periods import KINDS, Calendar
 from processors.model import Batch, Event, MetalTap, Point
 
 NS = 1_000_000_000
+DAY_NS = 86_400 * NS  # a day read back counts whole: a 23-hour day at most 1/30 more
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,9 +180,16 @@ class SecProcessor:
         return step
 
     def snapshot(self, state: Any) -> list[Point]:
-        """The potline points of the open periods, as they stand."""
-        ledger = _Step.of(state).ledger
-        return [self._potline_point(key, period.acc, False) for key, period in ledger.items()]
+        """The potline points of the open periods, with their cells' ranks, as they stand."""
+        step = _Step.of(state)
+        latest = {p: max(cells.values(), default=0) for p, cells in step.newest_by_cell().items()}
+        return [
+            point
+            for key, period in step.ledger.items()
+            for point in self._potline_points(
+                key, period.acc, period.end_ns, latest.get(key.potline, 0), False
+            )
+        ]
 
     # integration
 
@@ -266,7 +276,7 @@ class SecProcessor:
                     points.append(self._cell_point(key, cell, totals, done))
                     wrote = True
             if wrote or closing:
-                points.append(self._potline_point(key, period.acc, closing))
+                points += self._potline_points(key, period.acc, end, latest, closing)
             if closing:
                 step.ledger.close(key)
         return points
@@ -299,7 +309,10 @@ class SecProcessor:
         tags = (("potline", key.potline), ("cell", cell), ("period", key.kind))
         return Point("sec_cell", tags, self._fields(key, totals, 1, complete), key.start_ns)
 
-    def _potline_point(self, key: PeriodKey, cells: Cells, complete: bool) -> Point:
+    def _potline_points(
+        self, key: PeriodKey, cells: Cells, end_ns: int, latest_ns: int, complete: bool
+    ) -> list[Point]:
+        """The potline's point, and for a day or month its cells against their median."""
         every = cells.values()
         total = Totals(
             sum(t.energy_kwh for t in every),
@@ -311,8 +324,18 @@ class SecProcessor:
         n = max(1, sum(1 for t in every if t.covered_s > 0))
         fields = self._fields(key, total, n, complete)
         fields["cells"] = n
+        ranked: list[Point] = []
+        if key.kind in OPPORTUNITY_KINDS:
+            span = (end_ns if complete else min(end_ns, latest_ns)) - key.start_ns
+            sums = {c: CellSums(t.energy_kwh, t.charge_kah, t.covered_s) for c, t in cells.items()}
+            basis = "ce_measured_pct" if fields["ce_basis"] == "measured" else "ce_configured_pct"
+            ranked, excess_kwh = opportunity_points(
+                key.potline, key.kind, key.start_ns, span, sums, fields[basis] / 100.0, complete
+            )
+            if ranked and fields["aluminium_t"] > 0:
+                fields["opportunity_kwh_per_t"] = excess_kwh / fields["aluminium_t"]
         tags = (("potline", key.potline), ("period", key.kind))
-        return Point("sec_potline", tags, fields, key.start_ns)
+        return [*ranked, Point("sec_potline", tags, fields, key.start_ns)]
 
     # a month from its days
 
@@ -353,6 +376,10 @@ class SecProcessor:
         for cell, t in cells.items():
             t.written_at_ns, t.complete = step.newest(key.potline, cell), complete
         points = [self._cell_point(key, c, t, complete) for c, t in sorted(cells.items())]
-        points.append(self._potline_point(key, cells, complete))
+        # how far the month has got: its newest sample, or the end of its last day read back
+        newest = step.newest_by_cell().get(key.potline, {}).values()
+        days_end = max((p.time_ns + DAY_NS for p in days), default=key.start_ns)
+        latest = max(max(newest, default=0), days_end)
+        points += self._potline_points(key, cells, end_ns, latest, complete)
         step.ledger.put(key, end_ns, cells, closed=complete)
         return step, points
