@@ -325,8 +325,8 @@ class SecProcessor:
         fields = self._fields(key, total, n, complete)
         fields["cells"] = n
         ranked: list[Point] = []
-        if key.kind in OPPORTUNITY_KINDS:
-            span = (end_ns if complete else min(end_ns, latest_ns)) - key.start_ns
+        span = (end_ns if complete else min(end_ns, latest_ns)) - key.start_ns
+        if key.kind in OPPORTUNITY_KINDS and span > 0:  # 0: a state that holds no sample
             sums = {c: CellSums(t.energy_kwh, t.charge_kah, t.covered_s) for c, t in cells.items()}
             basis = "ce_measured_pct" if fields["ce_basis"] == "measured" else "ce_configured_pct"
             ranked, excess_kwh = opportunity_points(
