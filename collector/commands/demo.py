@@ -41,6 +41,7 @@ from collector.commands.demo_view import (
     open_periods,
     raised_alarms,
     reasons_table,
+    savings_table,
     targets_table,
 )
 from collector.commands.embedded_broker import EmbeddedBroker
@@ -321,14 +322,16 @@ class Demo:
         state = self.service.cfg.state_path
         raised = raised_alarms(state)
         standing = sum(len(rules) for rules in raised.values())
-        targets = targets_table(open_periods(state, self._kpis), "P1", standing)
+        kpis = open_periods(state, self._kpis)
+        targets = targets_table(kpis, "P1", standing)
         pipeline = Table.grid(padding=(0, 4))
         pipeline.add_row(self._counters(m), reasons_table(m.rejected_by_reason))
         footer = Text(
             f"output {self.sink_path}\ndead letters {self.dead_letter_path}\nCtrl-C to stop",
             style="dim",
         )
-        return Group(header, targets, pipeline, cells_table(tail.latest(), raised), footer)
+        cells = cells_table(tail.latest(), raised)
+        return Group(header, targets, savings_table(kpis, "P1"), pipeline, cells, footer)
 
     def _counters(self, m: Metrics) -> Table:
         rates = self.rates

@@ -34,7 +34,8 @@ from simulator.parameters import NS_PER_S
 
 RATE_WINDOW_S = 2.0
 TAIL_BYTES = 64 * 1024
-LATEST_CELLS = 8
+LATEST_CELLS = 5
+TOP_EXCESS = 3
 ANODE_EFFECT_V = 8.0  # the contract's default threshold: shown in red
 TARGET_COLUMNS = (
     "",
@@ -230,6 +231,36 @@ def _target_cells(row: dict[str, dict[str, FieldValue]]) -> list[str]:
         _fmt(effects.get("co2e_t"), ".3f"),
     ]
     return cells
+
+
+def savings_table(points: list[Point], potline: str, top: int = TOP_EXCESS) -> Table:
+    """Today's cells furthest above the potline's median voltage, by what the excess costs."""
+    day = [
+        p
+        for p in points
+        if p.measurement == "cell_opportunity"
+        and dict(p.tags).get("potline") == potline
+        and dict(p.tags).get("period") == "day"
+    ]
+    newest = max((p.time_ns for p in day), default=0)
+    ranked = sorted((p for p in day if p.time_ns == newest), key=lambda p: p.fields["rank"])
+    table = Table(
+        title="where the savings are: today's cells above the median",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    for name in ("cell", "excess mV", "energy kWh", "kWh/t of its metal"):
+        table.add_column(name, justify="left" if name == "cell" else "right")
+    for p in ranked[:top]:
+        f = p.fields
+        table.add_row(
+            dict(p.tags)["cell"],
+            _fmt(f.get("voltage_excess_mv"), "+.0f"),
+            _fmt(f.get("energy_excess_kwh"), ",.0f"),
+            _fmt(f.get("sec_excess_kwh_per_t"), "+.0f"),
+        )
+    return table
 
 
 def _fmt(value: FieldValue | None, spec: str, suffix: str = "") -> str:
