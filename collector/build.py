@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # built where they are used: see "The processor and sink stag
     from collector.sinks.drain import Drain
     from processors.kpi.ae import AESettings
     from processors.kpi.anode_cycle import AnodeSettings
+    from processors.kpi.anode_settle import SettleSettings
     from processors.kpi.periods import Calendar
     from processors.kpi.sec import SecSettings
 
@@ -92,6 +93,12 @@ def _anodes(cfg: Config) -> Processor:
     return AnodeCycleProcessor(anode_settings(cfg))
 
 
+def _anode_settle(cfg: Config) -> Processor:
+    from processors.kpi.anode_settle import AnodeSettleProcessor
+
+    return AnodeSettleProcessor(settle_settings(cfg))
+
+
 def _anode_effects(cfg: Config) -> Processor:
     from processors.kpi.ae import AnodeEffectProcessor
 
@@ -110,6 +117,7 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_events),
     ProcessorEntry(_sec),
     ProcessorEntry(_anodes),
+    ProcessorEntry(_anode_settle),
     ProcessorEntry(_anode_effects),
     ProcessorEntry(_minutes),
 )
@@ -197,7 +205,6 @@ def sec_settings(cfg: Config) -> SecSettings:
 def anode_settings(cfg: Config) -> AnodeSettings:
     """The anode-cycle processor's view of the config."""
     from processors.kpi.anode_cycle import AnodeSettings, AnodeTargets
-    from processors.kpi.anode_response import Response
 
     targets = {}
     for p in cfg.plant.potlines:
@@ -205,7 +212,6 @@ def anode_settings(cfg: Config) -> AnodeSettings:
         targets[p.id] = AnodeTargets(
             t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
         )
-    r = cfg.anode_response
     plant = cfg.targets
     return AnodeSettings(
         calendar=calendar(cfg),
@@ -214,7 +220,21 @@ def anode_settings(cfg: Config) -> AnodeSettings:
             plant.anode_cycle_days, plant.anode_cycle_tolerance_days, plant.anode_block
         ),
         complete_grace_s=cfg.plant.complete_grace_s,
-        response=Response(r.band_v, r.window_s, r.pre_window_s),
+    )
+
+
+def settle_settings(cfg: Config) -> SettleSettings:
+    """The anode-settle processor's view of the config: band and follow time by potline."""
+    from processors.kpi.anode_settle import SettleSettings
+
+    targets = {p.id: cfg.targets_for(p.id) for p in cfg.plant.potlines}
+    return SettleSettings(
+        calendar=calendar(cfg),
+        band_mv={p: t.anode_settle_band_mv for p, t in targets.items()},
+        max_min={p: t.anode_settle_max_min for p, t in targets.items()},
+        plant_band_mv=cfg.targets.anode_settle_band_mv,
+        plant_max_min=cfg.targets.anode_settle_max_min,
+        complete_grace_s=cfg.plant.complete_grace_s,
     )
 
 
@@ -254,6 +274,8 @@ def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
             "anode_cycle_days": t.anode_cycle_days,
             "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
             "anode_effect_threshold_v": t.anode_effect_threshold_v,
+            "anode_settle_band_mv": t.anode_settle_band_mv,
+            "anode_settle_max_min": float(t.anode_settle_max_min),
         }
     return constants
 

@@ -52,8 +52,7 @@ plant:
       ce_basis: measured
 targets:
   anode_cycle_days: 29
-anode_response:
-  band_v: 0.02
+  anode_settle_band_mv: 20
 """
 
 

@@ -35,6 +35,8 @@ from collector.source.decode import IngestConfig
 from collector.source.mqtt_client import MqttConfig
 
 RULES_DIR = "rules"
+SettleMinutes = Annotated[int, Field(ge=10)]
+"""A change is followed at least the 10 minutes running that settle it."""
 
 
 class Targets(Section):
@@ -45,6 +47,8 @@ class Targets(Section):
     anode_cycle_tolerance_days: NonNegative = 1.0
     anode_block: NonEmpty = "590"
     anode_effect_threshold_v: Positive = 8.0
+    anode_settle_band_mv: Positive = 50.0
+    anode_settle_max_min: SettleMinutes = 480
 
 
 class TargetsOverride(Section):
@@ -55,6 +59,8 @@ class TargetsOverride(Section):
     anode_cycle_tolerance_days: NonNegative | None = None
     anode_block: NonEmpty | None = None
     anode_effect_threshold_v: Positive | None = None
+    anode_settle_band_mv: Positive | None = None
+    anode_settle_max_min: SettleMinutes | None = None
 
 
 class PotlineConfig(Section):
@@ -122,14 +128,6 @@ class PfcConfig(Section):
     min_duration_s: NonNegative = 0.0
 
 
-class AnodeResponseConfig(Section):
-    """How a cell's voltage response to an anode change is measured."""
-
-    band_v: Positive = 0.05
-    window_s: Positive = 8 * 3600.0
-    pre_window_s: Positive = 600.0
-
-
 class ShardConfig(Section):
     """A process of ``cellmon run`` over some of the potlines (contract 5.1).
 
@@ -176,7 +174,6 @@ class ConfigFile(Section):
     plant: PlantConfig
     targets: Targets = Targets()
     pfc: PfcConfig = PfcConfig()
-    anode_response: AnodeResponseConfig = AnodeResponseConfig()
     shards: list[ShardConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

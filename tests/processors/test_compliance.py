@@ -60,8 +60,8 @@ CONFIG = Config(
         "timezone": "Asia/Shanghai",
         "potlines": [{"id": p, "baseline_sec_kwh_per_t": 13450} for p in POTLINES],
     },
-    # a response window inside the drawn span, so followed changes complete in the test
-    anode_response={"window_s": 900.0, "pre_window_s": 300.0},
+    # a settle time inside the drawn span, so followed changes are decided in the test
+    targets={"anode_settle_max_min": 10},
     rules=Rules(
         inputs=[
             InputRule(
@@ -168,6 +168,7 @@ def test_every_registered_processor_is_checked() -> None:
         "EventPoints",
         "SecProcessor",
         "AnodeCycleProcessor",
+        "AnodeSettleProcessor",
         "AnodeEffectProcessor",
         "MinuteProcessor",
     }

@@ -296,8 +296,8 @@ DERIVED_ERRORS = [
         "sample's fields (cell_voltage_v, line_current_ka, bath_temp_c, noise_uohm), the "
         "potline's settings (current_efficiency, baseline_sec_kwh_per_t, anodes_per_cell, "
         "sec_savings_kwh_per_t, anode_cycle_days, anode_cycle_tolerance_days, "
-        "anode_effect_threshold_v), the derived fields above this one, and pass-through "
-        "payload keys listed under 'fields'",
+        "anode_effect_threshold_v, anode_settle_band_mv, anode_settle_max_min), the derived "
+        "fields above this one, and pass-through payload keys listed under 'fields'",
     ),
     (
         "syntax",
@@ -441,7 +441,8 @@ DERIVED_ERRORS = [
         "alarms:\n  - name: x\n    field: cell_voltage_v\n    above: anode_effect_threshold\n",
         "rules/more.yaml:4: alarms[0].above: expected a number or a potline setting "
         "(current_efficiency, baseline_sec_kwh_per_t, anodes_per_cell, sec_savings_kwh_per_t, "
-        "anode_cycle_days, anode_cycle_tolerance_days, anode_effect_threshold_v), got "
+        "anode_cycle_days, anode_cycle_tolerance_days, anode_effect_threshold_v, "
+        "anode_settle_band_mv, anode_settle_max_min), got "
         "'anode_effect_threshold'; did you mean 'anode_effect_threshold_v'?",
     ),
     (
