@@ -110,16 +110,14 @@ class AnodeSettleProcessor:
         ):
             points += self._register(st, ev)
             fresh.add(CellKey(ev.potline, ev.cell))
-        views = st.ring.add(batch.samples)
-        for cell in sorted({c for c, _, _ in st.pending}):
+        views = st.ring.add(batch.samples, {c for c, _, _ in st.pending})
+        judged = {st.ring.cells[row]: view for row, view in views.items()}
+        for cell in fresh - judged.keys():
             row = st.ring.row(cell)
-            if row is None:
-                continue
-            view = views.get(row)
-            if view is None and cell in fresh:
-                view = st.ring.view(row)  # a late change: its minutes have closed already
-            if view is not None:
-                points += self._follow(st, cell, view)
+            if row is not None:  # a late change: its minutes have closed already
+                judged[cell] = st.ring.view(row)
+        for cell, view in sorted(judged.items()):
+            points += self._follow(st, cell, view)
         newest = [st.newest, *(e.ts_ns for e in batch.events)]
         if len(batch.samples):
             newest.append(int(batch.samples.ts_ns.max()))

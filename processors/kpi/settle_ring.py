@@ -18,7 +18,7 @@ checkpoint is compact and every judgement exact: 4 bytes a minute, base64 in the
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,37 +94,47 @@ class Ring:
         minutes = np.arange(end - RING_MIN, end)
         return View(end - RING_MIN, self.means[row, minutes % RING_MIN].astype(np.int64))
 
-    def add(self, sb: SampleBatch) -> dict[int, View]:
-        """Add a batch; the closed minutes of each row it moved on, read before the update.
+    def add(self, sb: SampleBatch, following: Collection[tuple[str, str]]) -> dict[int, View]:
+        """Add a batch; the closed minutes of each ``following`` cell it moved on.
 
-        Each returned view spans the row's ring before the batch and every minute the batch
-        closed, however many (a controller flushing hours of buffer), so a change judged on
-        it never misses a minute the ring has since dropped.
+        Each returned view is read before the update: it spans the row's ring before the
+        batch and every minute the batch closed, however many (a controller flushing hours
+        of buffer), so a change judged on it never misses a minute the ring has dropped.
         """
         if not len(sb):
             return {}
         rows = self._rows(sb.cells)[sb.cell_id]
         # each row's open minute joins its group as one weighted pseudo-sample
-        had = np.flatnonzero(self.open_count > 0)
-        had = had[np.isin(had, rows)]
+        present = np.zeros(len(self.cells), dtype=bool)
+        present[rows] = True
+        had = np.flatnonzero(present & (self.open_count > 0))
         r = np.concatenate([rows, had])
         m = np.concatenate([sb.ts_ns // MINUTE_NS, self.open_minute[had]])
         v = np.concatenate([sb.voltage_v, self.open_sum[had]])
         w = np.concatenate([np.ones(len(rows), np.int64), self.open_count[had]])
         order = np.lexsort((m, r))
         r, m, v, w = r[order], m[order], v[order], w[order]
-        first = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (m[1:] != m[:-1])])
+        step = np.empty(len(r), dtype=bool)
+        step[0] = True
+        np.not_equal(r[1:], r[:-1], out=step[1:])
+        step[1:] |= m[1:] != m[:-1]
+        first = np.flatnonzero(step)
         gr, gm = r[first], m[first]
         gsum, gcount = np.add.reduceat(v, first), np.add.reduceat(w, first)
-        last = np.r_[gr[1:] != gr[:-1], True]
+        last = np.empty(len(gr), dtype=bool)
+        last[-1] = True
+        np.not_equal(gr[1:], gr[:-1], out=last[:-1])
         lr, lm = gr[last], gm[last]
         closed = ~last
         cr, cm = gr[closed], gm[closed]
         cmean = np.rint(gsum[closed] / gcount[closed] * UV).astype(np.int64)
         moved = lm > self.open_minute[lr]
+        at = self._at
+        wanted = {at[c] for c in following if c in at}
         views = {
             row: self._view_with(row, end, cm[cr == row], cmean[cr == row])
             for row, end in zip(lr[moved].tolist(), lm[moved].tolist(), strict=True)
+            if row in wanted
         }
         self._write(lr[moved], lm[moved], cr, cm, cmean)
         self.open_minute[lr] = lm
@@ -177,6 +187,10 @@ class Ring:
         at = self._at
         if len(at) != len(self.cells):
             at = self._at = {c: k for k, c in enumerate(self.cells)}
+        try:
+            return np.fromiter(map(at.__getitem__, names), dtype=np.int64, count=len(names))
+        except KeyError:
+            pass  # a cell seen for the first time
         new = sorted({CellKey(*n) for n in names if n not in at})
         if new:
             cells = sorted([*self.cells, *new])
