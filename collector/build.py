@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # built where they are used: see "The processor and sink stag
 NS = 1_000_000_000
 HISTORY_STEP_S = 3600
 """A recalculation reads history an hour at a time: 1.4 million samples of 400 cells at 1 Hz."""
+SETTLE_BEFORE_MIN = 31
+"""The change's minute and the 30 before it (``processors.kpi.settle_ring.PRE_MIN``)."""
 DEAD_LETTER_FILE = "deadletter.jsonl"
 REJECTED_FILE = "rejected.lp"
 
@@ -146,21 +148,22 @@ def raw_processors(cfg: Config) -> list[Processor]:
 def reach(cfg: Config) -> Reach:
     """How much history around its periods a recalculation reads.
 
-    The gap limit on each side (the intervals that cross the periods' bounds), and three of
-    the longest target anode cycles of events before (the changes whose cycles end inside).
+    The gap limit on each side (the intervals that cross the periods' bounds), three of
+    the longest target anode cycles of events before (the changes whose cycles end inside),
+    the 31 minutes before a change that make its level, and after the periods the longest
+    time a change is followed and the minute that closes its last one (contract 6.3).
     """
     from collector.engine.recalc import Reach
 
-    longest = max(
-        [
-            cfg.targets.anode_cycle_days,
-            *(cfg.targets_for(p.id).anode_cycle_days for p in cfg.plant.potlines),
-        ]
-    )
+    targets = [cfg.targets, *(cfg.targets_for(p.id) for p in cfg.plant.potlines)]
+    longest = max(t.anode_cycle_days for t in targets)
+    follow_min = max(t.anode_settle_max_min for t in targets) + 2
     return Reach(
         context_ns=int(cfg.plant.max_gap_s * NS),
         events_before_ns=int(3 * longest * 86_400 * NS),
         step_ns=HISTORY_STEP_S * NS,
+        before_ns=SETTLE_BEFORE_MIN * 60 * NS,
+        after_ns=follow_min * 60 * NS,
     )
 
 

@@ -232,3 +232,39 @@ def test_many_cells_one_vectorised_batch_each_minute() -> None:
     assert len(settled) == len(events)
     assert all(p.fields["settle_min"] == 4 for p in settled)
     assert np.allclose([p.fields["peak_excess_mv"] for p in settled], 300.0)
+
+
+def test_a_month_recalculated_from_its_change_points() -> None:
+    # two decided changes of C1 (4 min; unsettled at 30) and one of C2 (12 min); a point
+    # without settle fields (the cycle's) is not a decided change
+    march = int(datetime(2024, 2, 29, 16, tzinfo=UTC).timestamp()) * NS
+    april = int(datetime(2024, 3, 31, 16, tzinfo=UTC).timestamp()) * NS
+
+    def point(cell: str, t: int, fields: dict[str, Any]) -> Point:
+        tags = (("potline", "P1"), ("cell", cell), ("anode", "7"), ("block", "590"))
+        return Point("anode_change", tags, fields, t)
+
+    days = [
+        point("C1", CHANGE, {"target_days": 31.0}),
+        point("C1", CHANGE, {"settle_min": 4, "peak_excess_mv": 300.0, "settled": True}),
+        point("C1", CHANGE + MIN, {"settle_min": 30, "peak_excess_mv": 1.0, "settled": False}),
+        point("C2", CHANGE, {"settle_min": 12, "peak_excess_mv": 1.0, "settled": True}),
+        point("C2", CHANGE + 2 * MIN, {"target_days": 31.0}),
+    ]
+    _, points = processor().summed(None, ("P1", "month", march), april, days, [], april)
+    assert {dict(p.tags)["cell"]: p.fields for p in points} == {
+        "C1": {"changes": 2, "settle_min_mean": 17.0, "settle_min_max": 30, "unsettled": 1},
+        "C2": {"changes": 1, "settle_min_mean": 12.0, "settle_min_max": 12, "unsettled": 0},
+    }
+    assert {p.time_ns for p in points} == {march}
+
+
+def test_rebase_takes_the_periods_followed_changes_from_history() -> None:
+    # live followed nothing (the change was backfilled); history follows it: live goes on
+    proc = processor()
+    live, _ = proc.apply(Batch(trace(STEP, C - 31 * MIN, C + 2 * MIN), []), None)
+    fresh, _ = proc.apply(Batch(trace(STEP, C - 31 * MIN, C + 2 * MIN), [CHANGE_EVENT]), None)
+    day = int(datetime(2024, 3, 9, 16, tzinfo=UTC).timestamp()) * NS  # local 2024-03-10
+    rebased = proc.rebase(live, fresh, [("P1", "day", day)])
+    _, points = proc.apply(Batch(trace(STEP, C + 2 * MIN, C + 20 * MIN), []), rebased)
+    assert settle(points)["settle_min"] == 4
