@@ -134,14 +134,19 @@ class AnodeSettleProcessor:
     def rebase(self, state: Any, fresh: Any, periods: Collection[PeriodId]) -> Any:
         """The live state with these periods' months and followed changes from history.
 
-        A change of the periods that history still follows replaces the live one (history
-        has every sample the database holds, a backfill too); one history has decided or
-        cannot judge is dropped, so that no live write undoes the recalculated point.
+        A change of the periods redone from raw samples (not a month: it is summed from its
+        days' points) that history still follows replaces the live one (history has every
+        sample the database holds, a backfill too); one history has decided or cannot judge
+        is dropped, so that no live write undoes the recalculated point.
         """
         st, new = _State.of(state), _State.of(fresh)
         keys = [PeriodKey._make(p) for p in periods]
         st.ledger.rebase(new.ledger, [k for k in keys if k.kind == "month"])
-        spans = [(k.potline, *period_at(self.s.calendar, k.kind, k.start_ns)) for k in keys]
+        spans = [
+            (k.potline, *period_at(self.s.calendar, k.kind, k.start_ns))
+            for k in keys
+            if k.kind != "month"
+        ]
 
         def inside(key: tuple[CellKey, int, int]) -> bool:
             return any(p == key[0].potline and a <= key[1] < b for p, a, b in spans)

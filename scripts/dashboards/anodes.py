@@ -1,5 +1,4 @@
-"""Anodes: the change cycle against its target, the 590-block share (contract 5.2) and
-the settling after a change (6.3).
+"""Anodes: the change cycle, the 590-block share (contract 5.2), the settling after a change.
 
 For the carbon and potroom engineers.
 """

@@ -265,6 +265,18 @@ def test_rebase_takes_the_periods_followed_changes_from_history() -> None:
     live, _ = proc.apply(Batch(trace(STEP, C - 31 * MIN, C + 2 * MIN), []), None)
     fresh, _ = proc.apply(Batch(trace(STEP, C - 31 * MIN, C + 2 * MIN), [CHANGE_EVENT]), None)
     day = int(datetime(2024, 3, 9, 16, tzinfo=UTC).timestamp()) * NS  # local 2024-03-10
-    rebased = proc.rebase(live, fresh, [("P1", "day", day)])
+    march = int(datetime(2024, 2, 29, 16, tzinfo=UTC).timestamp()) * NS
+    rebased = proc.rebase(live, fresh, [("P1", "day", day), ("P1", "month", march)])
+    _, points = proc.apply(Batch(trace(STEP, C + 2 * MIN, C + 20 * MIN), []), rebased)
+    assert settle(points)["settle_min"] == 4
+
+
+def test_rebase_of_another_day_keeps_the_changes_live_follows() -> None:
+    # a recalculation of 2024-03-02 (and so of March) leaves the change of 03-10 followed
+    proc = processor()
+    live, _ = proc.apply(Batch(trace(STEP, C - 31 * MIN, C + 2 * MIN), [CHANGE_EVENT]), None)
+    other_day = int(datetime(2024, 3, 1, 16, tzinfo=UTC).timestamp()) * NS
+    march = int(datetime(2024, 2, 29, 16, tzinfo=UTC).timestamp()) * NS
+    rebased = proc.rebase(live, None, [("P1", "day", other_day), ("P1", "month", march)])
     _, points = proc.apply(Batch(trace(STEP, C + 2 * MIN, C + 20 * MIN), []), rebased)
     assert settle(points)["settle_min"] == 4
