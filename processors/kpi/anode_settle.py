@@ -54,6 +54,8 @@ class SettleSettings:
     complete_grace_s: float
 
 
+ChangeKey = tuple[CellKey, int, int]
+"""A followed change: its cell, time and anode position."""
 Month = dict[str, Settles]
 """A potline's month: each cell's settled and unsettled changes."""
 
@@ -61,7 +63,7 @@ Month = dict[str, Settles]
 @dataclass
 class _State:
     ring: Ring = field(default_factory=Ring.empty)
-    pending: dict[tuple[CellKey, int, int], Change] = field(default_factory=dict)
+    pending: dict[ChangeKey, Change] = field(default_factory=dict)
     ledger: Ledger[Month] = field(default_factory=Ledger)
     newest: int = 0
 
@@ -116,15 +118,19 @@ class AnodeSettleProcessor:
             row = st.ring.row(cell)
             if row is not None:  # a late change: its minutes have closed already
                 judged[cell] = st.ring.view(row)
-        for cell, view in sorted(judged.items()):
-            points += self._follow(st, cell, view)
+        if judged:
+            by_cell: dict[CellKey, list[ChangeKey]] = {}
+            for key in sorted(st.pending):
+                by_cell.setdefault(key[0], []).append(key)
+            for cell, view in sorted(judged.items()):
+                points += self._follow(st, cell, view, by_cell.get(cell, []))
         newest = [st.newest, *(e.ts_ns for e in batch.events)]
         if len(batch.samples):
             newest.append(int(batch.samples.ts_ns.max()))
         st.newest = max(newest)
-        for key, _ in st.ledger.items():
-            if st.ledger.past_grace(key, st.newest, self._close_after_ns(key.potline)):
-                st.ledger.close(key)  # its last point stands
+        for month, _ in st.ledger.items():
+            if st.ledger.past_grace(month, st.newest, self._close_after_ns(month.potline)):
+                st.ledger.close(month)  # its last point stands
         return st, points
 
     def checkpoint(self, state: Any) -> Any:
@@ -148,7 +154,7 @@ class AnodeSettleProcessor:
             if k.kind != "month"
         ]
 
-        def inside(key: tuple[CellKey, int, int]) -> bool:
+        def inside(key: ChangeKey) -> bool:
             return any(p == key[0].potline and a <= key[1] < b for p, a, b in spans)
 
         for key in [k for k in st.pending if inside(k)]:
@@ -202,12 +208,12 @@ class AnodeSettleProcessor:
         fields: dict[str, FieldValue] = {} if change.crew is None else {"crew": change.crew}
         return [Point("anode_change", tags, fields, ev.ts_ns)] if fields else []
 
-    def _follow(self, st: _State, cell: CellKey, view: View) -> list[Point]:
+    def _follow(self, st: _State, cell: CellKey, view: View, keys: list[ChangeKey]) -> list[Point]:
         """Judge the cell's followed changes on its closed minutes; write those decided."""
         band_uv = self.s.band_mv.get(cell.potline, self.s.plant_band_mv) * 1000.0
         max_min = self.s.max_min.get(cell.potline, self.s.plant_max_min)
         points = []
-        for key in sorted(k for k in st.pending if k[0] == cell):
+        for key in keys:
             change = st.pending[key]
             verdict = follow(change, view, band_uv, max_min)
             if verdict is None:
