@@ -96,8 +96,6 @@ def follow(change: Change, view: View, band_uv: float, max_min: int) -> bool | N
         change.level = int(reported.sum()) / len(reported)
     level = change.level
     last = min(view.end - 1 - c, max_min)
-    if last < change.k:
-        return None
     for k, v in enumerate(view.at(c + change.k, c + last + 1).tolist(), start=change.k):
         if v != MISSING and abs(v - level) <= band_uv:
             change.run = change.run or k
@@ -109,9 +107,9 @@ def follow(change: Change, view: View, band_uv: float, max_min: int) -> bool | N
             excess = v - level if v != MISSING else 0.0
             change.peak = max(change.peak, change.run_peak, excess)
             change.run, change.run_peak = 0, 0.0
-    change.k = last + 1
-    if last < max_min:
-        return None
+    change.k = max(change.k, last + 1)
+    if change.k <= max_min:
+        return None  # a shorter maximum reloaded while it was followed ends it now
     change.peak = max(change.peak, change.run_peak)
     change.settle_min, change.settled = max_min, False
     return True

@@ -280,3 +280,17 @@ def test_rebase_of_another_day_keeps_the_changes_live_follows() -> None:
     rebased = proc.rebase(live, None, [("P1", "day", other_day), ("P1", "month", march)])
     _, points = proc.apply(Batch(trace(STEP, C + 2 * MIN, C + 20 * MIN), []), rebased)
     assert settle(points)["settle_min"] == 4
+
+
+def test_a_shorter_maximum_reloaded_ends_a_change_followed_longer() -> None:
+    # followed 40 minutes under 480, then the config says 30: unsettled at 30 at once
+    volts = minute_means([4.40], 4.30)
+    state, _ = processor().apply(
+        Batch(trace(volts, C - 31 * MIN, C + 42 * MIN), [CHANGE_EVENT]), None
+    )
+    state = orjson.loads(orjson.dumps(processor().checkpoint(state)))
+    _, points = processor(max_min=30).apply(
+        Batch(trace(volts, C + 42 * MIN, C + 44 * MIN), []), state
+    )
+    fields = settle(points)
+    assert fields == {"settle_min": 30, "peak_excess_mv": pytest.approx(300.0), "settled": False}
