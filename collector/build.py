@@ -32,6 +32,7 @@ from collector.source.sparkplug.host import Host
 from collector.source.sparkplug.naming import compile_input
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
+from processors.rules.expression_syntax import CELL_CONSTANTS
 
 if TYPE_CHECKING:  # built where they are used: see "The processor and sink stages" below
     from collector.engine.engine import Engine
@@ -47,8 +48,6 @@ if TYPE_CHECKING:  # built where they are used: see "The processor and sink stag
 NS = 1_000_000_000
 HISTORY_STEP_S = 3600
 """A recalculation reads history an hour at a time: 1.4 million samples of 400 cells at 1 Hz."""
-SETTLE_BEFORE_MIN = 31
-"""The change's minute and the 30 before it (``processors.kpi.settle_ring.PRE_MIN``)."""
 DEAD_LETTER_FILE = "deadletter.jsonl"
 REJECTED_FILE = "rejected.lp"
 
@@ -150,20 +149,17 @@ def reach(cfg: Config) -> Reach:
 
     The gap limit on each side (the intervals that cross the periods' bounds), three of
     the longest target anode cycles of events before (the changes whose cycles end inside),
-    the 31 minutes before a change that make its level, and after the periods the longest
-    time a change is followed and the minute that closes its last one (contract 6.3).
+    the 31 minutes before a change and, after, the longest settling followed (6.3).
     """
     from collector.engine.recalc import Reach
 
     targets = [cfg.targets, *(cfg.targets_for(p.id) for p in cfg.plant.potlines)]
-    longest = max(t.anode_cycle_days for t in targets)
-    follow_min = max(t.anode_settle_max_min for t in targets) + 2
     return Reach(
         context_ns=int(cfg.plant.max_gap_s * NS),
-        events_before_ns=int(3 * longest * 86_400 * NS),
+        events_before_ns=int(3 * max(t.anode_cycle_days for t in targets) * 86_400 * NS),
         step_ns=HISTORY_STEP_S * NS,
-        before_ns=SETTLE_BEFORE_MIN * 60 * NS,
-        after_ns=follow_min * 60 * NS,
+        before_ns=31 * 60 * NS,  # the change's minute and the 30 before it
+        after_ns=(max(t.anode_settle_max_min for t in targets) + 2) * 60 * NS,  # + its close
     )
 
 
@@ -227,18 +223,12 @@ def anode_settings(cfg: Config) -> AnodeSettings:
 
 
 def settle_settings(cfg: Config) -> SettleSettings:
-    """The anode-settle processor's view of the config: band and follow time by potline."""
+    """The anode-settle processor's view: band and longest settling of each configured potline."""
     from processors.kpi.anode_settle import SettleSettings
 
     targets = {p.id: cfg.targets_for(p.id) for p in cfg.plant.potlines}
-    return SettleSettings(
-        calendar=calendar(cfg),
-        band_mv={p: t.anode_settle_band_mv for p, t in targets.items()},
-        max_min={p: t.anode_settle_max_min for p, t in targets.items()},
-        plant_band_mv=cfg.targets.anode_settle_band_mv,
-        plant_max_min=cfg.targets.anode_settle_max_min,
-        complete_grace_s=cfg.plant.complete_grace_s,
-    )
+    limits = {p: (t.anode_settle_band_mv, t.anode_settle_max_min) for p, t in targets.items()}
+    return SettleSettings(calendar(cfg), limits, cfg.plant.complete_grace_s)
 
 
 def ae_thresholds(cfg: Config) -> dict[str, float]:
@@ -265,21 +255,15 @@ def ae_settings(cfg: Config) -> AESettings:
 
 
 def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
-    """Each potline's numeric settings, by the names rule expressions use."""
+    """Each potline's numeric settings, by the names rule expressions use.
+
+    They are every number of a potline's section and of its targets (``CELL_CONSTANTS``,
+    held to the models by a test), so a new target key is a rule constant too.
+    """
     constants = {}
     for p in cfg.plant.potlines:
-        t = cfg.targets_for(p.id)
-        constants[p.id] = {
-            "current_efficiency": p.current_efficiency,
-            "baseline_sec_kwh_per_t": p.baseline_sec_kwh_per_t,
-            "anodes_per_cell": float(p.anodes_per_cell),
-            "sec_savings_kwh_per_t": t.sec_savings_kwh_per_t,
-            "anode_cycle_days": t.anode_cycle_days,
-            "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
-            "anode_effect_threshold_v": t.anode_effect_threshold_v,
-            "anode_settle_band_mv": t.anode_settle_band_mv,
-            "anode_settle_max_min": float(t.anode_settle_max_min),
-        }
+        settings = {**dict(p), **dict(cfg.targets_for(p.id))}
+        constants[p.id] = {name: float(settings[name]) for name in CELL_CONSTANTS}
     return constants
 
 

@@ -39,18 +39,16 @@ NS = 1_000_000_000
 MEASUREMENT = "anode_settle"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class SettleSettings:
     """What the processor needs of the config; built by ``collector.build``, no defaults.
 
-    ``band_mv`` and ``max_min`` are by potline; a potline not in them gets the plant's.
+    ``limits``: each configured potline's (band, mV; longest settling, minutes). A potline
+    that is not configured gets no KPIs (it has no baseline), so no settling either.
     """
 
     calendar: Calendar
-    band_mv: dict[str, float]
-    max_min: dict[str, int]
-    plant_band_mv: float
-    plant_max_min: int
+    limits: dict[str, tuple[float, int]]
     complete_grace_s: float
 
 
@@ -203,15 +201,18 @@ class AnodeSettleProcessor:
         minute = ev.ts_ns // MINUTE_NS
         opened = st.ring.opened(cell)
         followed = Change(cell, ev.ts_ns, change.anode, tags, change.crew, minute)
-        if opened < 0 or minute - PRE_MIN >= opened - RING_MIN:  # else logged too late
+        configured = ev.potline in self.s.limits
+        if configured and (opened < 0 or minute - PRE_MIN >= opened - RING_MIN):  # not too late
             st.pending.setdefault(followed.key, followed)
         fields: dict[str, FieldValue] = {} if change.crew is None else {"crew": change.crew}
         return [Point("anode_change", tags, fields, ev.ts_ns)] if fields else []
 
     def _follow(self, st: _State, cell: CellKey, view: View, keys: list[ChangeKey]) -> list[Point]:
         """Judge the cell's followed changes on its closed minutes; write those decided."""
-        band_uv = self.s.band_mv.get(cell.potline, self.s.plant_band_mv) * 1000.0
-        max_min = self.s.max_min.get(cell.potline, self.s.plant_max_min)
+        limits = self.s.limits.get(cell.potline)
+        if limits is None:
+            return []  # a potline no longer configured: no KPIs
+        band_uv, max_min = limits[0] * 1000.0, limits[1]
         points = []
         for key in keys:
             change = st.pending[key]
@@ -239,7 +240,7 @@ class AnodeSettleProcessor:
 
     def _close_after_ns(self, potline: str) -> int:
         """How long past its end a month may still receive a decided change, and the grace."""
-        max_min = self.s.max_min.get(potline, self.s.plant_max_min)
+        max_min = self.s.limits.get(potline, (0.0, 0))[1]
         return (max_min + LATE_MIN) * MINUTE_NS + self._grace_ns
 
 

@@ -37,12 +37,9 @@ TAGS = (("potline", "P1"), ("cell", "C1"), ("anode", "7"), ("block", "590"))
 def processor(max_min: int = 480, band_mv: float = 50.0) -> AnodeSettleProcessor:
     return AnodeSettleProcessor(
         SettleSettings(
-            calendar=Calendar("Asia/Shanghai", (time(0), time(8), time(16))),
-            band_mv={"P1": band_mv},
-            max_min={"P1": max_min},
-            plant_band_mv=50.0,
-            plant_max_min=480,
-            complete_grace_s=900.0,
+            Calendar("Asia/Shanghai", (time(0), time(8), time(16))),
+            {"P1": (band_mv, max_min)},
+            900.0,
         )
     )
 
