@@ -1,8 +1,8 @@
 """Replay throughput of the processors alone: samples per second through the pure stage.
 
-Ordering (late detection) and the KPI processors (kWh/t, anode effects, anode cycles) run
-over in-memory batches of simulated telemetry, as the engine hands them over, without the
-journal and sink.
+Ordering (late detection) and the KPI processors (kWh/t, anode effects, anode cycles and
+the settling after a change) run over in-memory batches of simulated telemetry, as the
+engine hands them over, without the journal and sink.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collector.config.models import Config
 from collector.config.rules import Rules
 from processors.kpi.ae import AnodeEffectProcessor
 from processors.kpi.anode_cycle import AnodeCycleProcessor
+from processors.kpi.anode_settle import AnodeSettleProcessor
 from processors.kpi.sec import SecProcessor
 from processors.model import Batch, SampleBatch
 from processors.ordering import late_mask
@@ -67,6 +68,7 @@ def main() -> None:
     sec = SecProcessor(build.sec_settings(cfg))
     ae = AnodeEffectProcessor(build.ae_settings(cfg))
     anodes = AnodeCycleProcessor(build.anode_settings(cfg))
+    settle = AnodeSettleProcessor(build.settle_settings(cfg))
     states: dict[str, object] = {}
     names = [f"P1/{c}" for _, c in work[0][1].cells]
     newest: dict[str, int] = {}
@@ -76,15 +78,15 @@ def main() -> None:
         late, newest = late_mask(codes, sb.ts_ns, names.__getitem__, newest)
         assert not late.any()
         batch = Batch(sb, [])
-        for proc in (sec, ae, anodes):
+        for proc in (sec, ae, anodes, settle):
             states[proc.name], out = proc.apply(batch, states.get(proc.name))
             points += len(out)
     seconds = time.perf_counter() - started
     samples = args.cells * args.steps
     print(
         f"{samples:,} samples ({args.cells} cells × {args.steps} s) in {seconds:.2f} s: "
-        f"{samples / seconds:,.0f} samples/s through ordering, kWh/t, anode effects and "
-        f"anode cycles; {points} points"
+        f"{samples / seconds:,.0f} samples/s through ordering, kWh/t, anode effects, anode "
+        f"cycles and settling; {points} points"
     )
 
 

@@ -32,6 +32,7 @@ from collector.source.sparkplug.host import Host
 from collector.source.sparkplug.naming import compile_input
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
+from processors.rules.expression_syntax import CELL_CONSTANTS
 
 if TYPE_CHECKING:  # built where they are used: see "The processor and sink stages" below
     from collector.engine.engine import Engine
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # built where they are used: see "The processor and sink stag
     from collector.sinks.drain import Drain
     from processors.kpi.ae import AESettings
     from processors.kpi.anode_cycle import AnodeSettings
+    from processors.kpi.anode_settle import SettleSettings
     from processors.kpi.periods import Calendar
     from processors.kpi.sec import SecSettings
     from processors.kpi.taps import TapSettings
@@ -93,6 +95,12 @@ def _anodes(cfg: Config) -> Processor:
     return AnodeCycleProcessor(anode_settings(cfg))
 
 
+def _anode_settle(cfg: Config) -> Processor:
+    from processors.kpi.anode_settle import AnodeSettleProcessor
+
+    return AnodeSettleProcessor(settle_settings(cfg))
+
+
 def _anode_effects(cfg: Config) -> Processor:
     from processors.kpi.ae import AnodeEffectProcessor
 
@@ -117,6 +125,7 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_events),
     ProcessorEntry(_sec),
     ProcessorEntry(_anodes),
+    ProcessorEntry(_anode_settle),
     ProcessorEntry(_anode_effects),
     ProcessorEntry(_minutes),
     ProcessorEntry(_tap_cycles),
@@ -146,23 +155,22 @@ def raw_processors(cfg: Config) -> list[Processor]:
 def reach(cfg: Config) -> Reach:
     """How much history around its periods a recalculation reads.
 
-    The gap limit on each side (the intervals that cross the periods' bounds), and three of
-    the longest target anode cycles of events before (the changes whose cycles end inside),
-    or the longest tap cycle if longer (the taps whose cycles end inside).
+    The gap limit on each side (the intervals that cross the periods' bounds), three of
+    the longest target anode cycles of events before (the changes whose cycles end inside)
+    or the longest tap cycle if longer (the taps whose cycles end inside), the 31 minutes
+    before a change and, after, the longest settling followed (6.3).
     """
     from collector.engine.recalc import Reach
 
-    longest = max(
-        [
-            cfg.targets.anode_cycle_days,
-            *(cfg.targets_for(p.id).anode_cycle_days for p in cfg.plant.potlines),
-        ]
-    )
-    taps_h = max(cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines)
+    targets = [cfg.targets, *(cfg.targets_for(p.id) for p in cfg.plant.potlines)]
+    anodes_s = 3 * max(t.anode_cycle_days for t in targets) * 86_400
+    taps_s = max(t.tap_cycle_max_h for t in targets) * 3600
     return Reach(
         context_ns=int(cfg.plant.max_gap_s * NS),
-        events_before_ns=int(max(3 * longest * 86_400, taps_h * 3600) * NS),
+        events_before_ns=int(max(anodes_s, taps_s) * NS),
         step_ns=HISTORY_STEP_S * NS,
+        before_ns=31 * 60 * NS,  # the change's minute and the 30 before it
+        after_ns=(max(t.anode_settle_max_min for t in targets) + 2) * 60 * NS,  # + its close
     )
 
 
@@ -218,7 +226,6 @@ def tap_settings(cfg: Config) -> TapSettings:
 def anode_settings(cfg: Config) -> AnodeSettings:
     """The anode-cycle processor's view of the config."""
     from processors.kpi.anode_cycle import AnodeSettings, AnodeTargets
-    from processors.kpi.anode_response import Response
 
     targets = {}
     for p in cfg.plant.potlines:
@@ -226,7 +233,6 @@ def anode_settings(cfg: Config) -> AnodeSettings:
         targets[p.id] = AnodeTargets(
             t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
         )
-    r = cfg.anode_response
     plant = cfg.targets
     return AnodeSettings(
         calendar=calendar(cfg),
@@ -235,8 +241,16 @@ def anode_settings(cfg: Config) -> AnodeSettings:
             plant.anode_cycle_days, plant.anode_cycle_tolerance_days, plant.anode_block
         ),
         complete_grace_s=cfg.plant.complete_grace_s,
-        response=Response(r.band_v, r.window_s, r.pre_window_s),
     )
+
+
+def settle_settings(cfg: Config) -> SettleSettings:
+    """The anode-settle processor's view: band and longest settling of each configured potline."""
+    from processors.kpi.anode_settle import SettleSettings
+
+    targets = {p.id: cfg.targets_for(p.id) for p in cfg.plant.potlines}
+    limits = {p: (t.anode_settle_band_mv, t.anode_settle_max_min) for p, t in targets.items()}
+    return SettleSettings(calendar(cfg), limits, cfg.plant.complete_grace_s)
 
 
 def ae_thresholds(cfg: Config) -> dict[str, float]:
@@ -263,20 +277,15 @@ def ae_settings(cfg: Config) -> AESettings:
 
 
 def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
-    """Each potline's numeric settings, by the names rule expressions use."""
+    """Each potline's numeric settings, by the names rule expressions use.
+
+    They are every number of a potline's section and of its targets (``CELL_CONSTANTS``,
+    held to the models by a test), so a new target key is a rule constant too.
+    """
     constants = {}
     for p in cfg.plant.potlines:
-        t = cfg.targets_for(p.id)
-        constants[p.id] = {
-            "current_efficiency": p.current_efficiency,
-            "baseline_sec_kwh_per_t": p.baseline_sec_kwh_per_t,
-            "anodes_per_cell": float(p.anodes_per_cell),
-            "sec_savings_kwh_per_t": t.sec_savings_kwh_per_t,
-            "anode_cycle_days": t.anode_cycle_days,
-            "anode_cycle_tolerance_days": t.anode_cycle_tolerance_days,
-            "anode_effect_threshold_v": t.anode_effect_threshold_v,
-            "tap_cycle_max_h": t.tap_cycle_max_h,
-        }
+        settings = {**dict(p), **dict(cfg.targets_for(p.id))}
+        constants[p.id] = {name: float(settings[name]) for name in CELL_CONSTANTS}
     return constants
 
 

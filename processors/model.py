@@ -45,18 +45,24 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class AnodeChange:
-    """An ``anode_change`` event's payload: the position, its new block type, the butt."""
+    """An ``anode_change`` event's payload: the position, its new block type, the butt, the crew."""
 
     anode: int
     block: str
     butt_mm: float | None = None
+    crew: str | None = None
 
     @classmethod
     def of(cls, event: Event) -> AnodeChange:
         """The payload of an event the decoder validated (anode an integer ≥ 1, block text)."""
         data = event.data
-        butt = data.get("butt_mm")
-        return cls(int(data["anode"]), str(data["block"]), None if butt is None else float(butt))
+        butt, crew = data.get("butt_mm"), data.get("crew")
+        return cls(
+            int(data["anode"]),
+            str(data["block"]),
+            None if butt is None else float(butt),
+            None if crew is None else str(crew),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,24 @@ def check_compliance(processor: Processor, batch: Batch, at: int, state: Any = N
     _assert_close(checkpoint(processor, cut_state), whole_data, "state")
 
 
+def check_late_events(processor: Processor, batch: Batch, at: int) -> None:
+    """Assert that events logged after their samples give the points of the batch whole.
+
+    The samples are cut at row ``at`` (time order) into two batches, each read back from
+    its checkpoint, and every event comes in a third batch after them all: a change logged
+    at the end of the shift. For a processor whose points do not depend on arrival order
+    (the settling after an anode change); most count an event where it arrives.
+    """
+    _, whole = processor.apply(batch, None)
+    first, second = split(Batch(batch.samples, []), at)
+    state, points = None, []
+    for part in (first, second, Batch(_rows(batch.samples, np.zeros(0, np.int64)), batch.events)):
+        state, out = processor.apply(part, state)
+        state = orjson.loads(orjson.dumps(checkpoint(processor, state)))
+        points += out
+    _assert_same(merged(points), merged(whole))
+
+
 def _read_back(processor: Processor, state: Any) -> Any:
     """The state's checkpoint through JSON, checked equal to it and cheap to make."""
     calls = _calls_during(lambda: checkpoint(processor, state))

@@ -4,9 +4,9 @@ The config's processors (``collector.build``) run in-process over the journal of
 temporary state directory, fed by the decoder exactly as the MQTT source feeds it: a day of
 a simulated potline (anode changes, taps, anode effects, with its anode history seeded 40
 days back) and a few hand-made messages for what a healthy potline does not show (an anode
-effect cut by a data gap, a sample that breaks a derived field, an event without data, a
-pass-through key, malformed messages). Every line the engine commits to the outbox is read
-back as measurement, tag keys and field keys.
+effect cut by a data gap, an anode change with its crew, a sample that breaks a derived
+field, an event without data, a pass-through key, malformed messages). Every line the
+engine commits to the outbox is read back as measurement, tag keys and field keys.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ plant:
       ce_basis: measured
 targets:
   anode_cycle_days: 29
-anode_response:
-  band_v: 0.02
+  anode_settle_band_mv: 20
 """
 
 
@@ -114,6 +113,12 @@ def _odd_messages(t0_ns: int) -> list[tuple[str, bytes]]:
         (telemetry, orjson.dumps([*normal, *effect])),
         (telemetry, orjson.dumps([*after, *broken])),
         (event, orjson.dumps({"ts": ts_ms, "type": "door_opened"})),
+        (
+            event,
+            orjson.dumps(
+                {"ts": ts_ms, "type": "anode_change", "anode": 1, "block": "590", "crew": "B"}
+            ),
+        ),
         (telemetry, b'{"ts": 1, "cell_voltage_v": '),  # not JSON
         (telemetry, orjson.dumps({"ts": ts_ms, "line_current_ka": 300.0})),  # missing key
     ]

@@ -46,7 +46,7 @@ from processors.kpi.periods import KINDS
 
 NS = 1_000_000_000
 INT_FIELDS = ("anode",)
-TEXT_FIELDS = ("potline", "cell", "type", "block")
+TEXT_FIELDS = ("potline", "cell", "type", "block", "crew")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

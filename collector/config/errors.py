@@ -69,8 +69,20 @@ def _quote_hint(kind: str, value: Any) -> str:
     return ""
 
 
+REPLACED = {
+    "anode_response": (
+        "replaced in version 1.2 by targets.anode_settle_band_mv (mV) and "
+        "targets.anode_settle_max_min (the settling after an anode change, contract 6.3): "
+        "remove the section"
+    ),
+}
+"""Keys of an earlier release, refused with what took their place."""
+
+
 def _unknown_key(key: str, holder: type[BaseModel] | None) -> str:
     """Typos are the commonest mistake in a config: suggest the key that was meant."""
+    if key in REPLACED and holder is not None and key not in holder.model_fields:
+        return REPLACED[key]
     names = list(holder.model_fields) if holder else []
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:

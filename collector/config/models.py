@@ -35,6 +35,8 @@ from collector.source.decode import IngestConfig
 from collector.source.mqtt_client import MqttConfig
 
 RULES_DIR = "rules"
+SettleMinutes = Annotated[int, Field(ge=10)]
+"""A change is followed at least the 10 minutes running that settle it."""
 
 
 class Targets(Section):
@@ -46,6 +48,8 @@ class Targets(Section):
     anode_block: NonEmpty = "590"
     anode_effect_threshold_v: Positive = 8.0
     tap_cycle_max_h: Positive = 72.0
+    anode_settle_band_mv: Positive = 50.0
+    anode_settle_max_min: SettleMinutes = 480
 
 
 class TargetsOverride(Section):
@@ -57,6 +61,8 @@ class TargetsOverride(Section):
     anode_block: NonEmpty | None = None
     anode_effect_threshold_v: Positive | None = None
     tap_cycle_max_h: Positive | None = None
+    anode_settle_band_mv: Positive | None = None
+    anode_settle_max_min: SettleMinutes | None = None
 
 
 class PotlineConfig(Section):
@@ -124,14 +130,6 @@ class PfcConfig(Section):
     min_duration_s: NonNegative = 0.0
 
 
-class AnodeResponseConfig(Section):
-    """How a cell's voltage response to an anode change is measured."""
-
-    band_v: Positive = 0.05
-    window_s: Positive = 8 * 3600.0
-    pre_window_s: Positive = 600.0
-
-
 class ShardConfig(Section):
     """A process of ``cellmon run`` over some of the potlines (contract 5.1).
 
@@ -178,7 +176,6 @@ class ConfigFile(Section):
     plant: PlantConfig
     targets: Targets = Targets()
     pfc: PfcConfig = PfcConfig()
-    anode_response: AnodeResponseConfig = AnodeResponseConfig()
     shards: list[ShardConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

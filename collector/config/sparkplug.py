@@ -19,7 +19,10 @@ from collector.config.yamlsource import KeyPath
 from processors.rules.expression_syntax import SAMPLE_FIELDS
 
 ID_PLACES = ("group", "edge_node", "device", "metric_prefix")
-EVENT_FIELDS = {"anode_change": ("anode", "block", "butt_mm"), "metal_tap": ("metal_kg",)}
+EVENT_FIELDS = {
+    "anode_change": ("anode", "block", "butt_mm", "crew"),
+    "metal_tap": ("metal_kg",),
+}
 
 
 def _pattern(value: str) -> str:

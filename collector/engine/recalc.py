@@ -42,7 +42,7 @@ from processors.base import (
     checkpoint,
 )
 from processors.kpi.periods import Calendar, period_index
-from processors.model import Batch, Event, Point
+from processors.model import Batch, Event, FieldValue, Point
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -147,6 +147,8 @@ class Reach:
     context_ns: int  # before and after the periods: the gap limit
     events_before_ns: int  # the anode changes that open the cycles of the periods
     step_ns: int  # one query's window of samples
+    before_ns: int = 0  # samples before the periods: the level before a change (6.3)
+    after_ns: int = 0  # and after them: the settling of a change late in the last one
 
 
 class Recalculation:
@@ -180,8 +182,8 @@ class Recalculation:
         if not spans:
             return 0, 0, 0
         r = self.reach
-        t0 = min(s.start_ns for s in spans) - r.context_ns
-        t1 = min(max(s.end_ns for s in spans) + r.context_ns, self.now_ns + NS)
+        t0 = min(s.start_ns for s in spans) - max(r.context_ns, r.before_ns)
+        t1 = min(max(s.end_ns for s in spans) + max(r.context_ns, r.after_ns), self.now_ns + NS)
         return t0, t1, max(0, -(-(t1 - t0) // r.step_ns))
 
     def run(
@@ -198,7 +200,7 @@ class Recalculation:
         redone = kept(made, Target(raw.potline, raw.spans))  # every cell: a month sums them all
         points = list(redone)
         for month in sorted(target.spans - raw.spans):
-            points += self._month(procs, target.potline, month, live, fresh, redone)
+            points += self._month(procs, raw, month, live, fresh, redone)
         # a processor that does not sum its months redid only the raw periods' data
         states = {
             p.name: p.rebase(
@@ -259,7 +261,7 @@ class Recalculation:
     def _month(
         self,
         procs: Sequence[Processor],
-        potline: str,
+        raw: Target,
         month: Span,
         live: Mapping[str, Any],
         fresh: dict[str, Any],
@@ -270,13 +272,21 @@ class Recalculation:
         Each day's points of a measurement are taken whole from the freshest source that has
         them: the days just redone, else the days the live instance still has open (its
         running values, which it writes only every ``kpi_update_s``), else those stored.
+        A month made of instants (``anode_settle`` of its ``anode_change`` points) takes
+        those redone in the raw periods and those stored in the rest of the month.
         """
+        potline = raw.potline
         summing = [p for p in procs if isinstance(p, Summing)]
         measurements = set().union(*(p.day_measurements for p in summing))
+        instants = measurements & set().union(*(p.instants for p in summing))
         stored = [
             p
             for m in sorted(measurements)
-            for p in self.history.days(m, potline, month.start_ns, month.end_ns)
+            for p in (
+                self.history.stored(m, potline, month.start_ns, month.end_ns)
+                if m in instants
+                else self.history.days(m, potline, month.start_ns, month.end_ns)
+            )
         ]
         running = [  # flushed from a copy: an InMemory live state would be marked written
             p
@@ -286,8 +296,13 @@ class Recalculation:
         ]
         by_day: dict[tuple[int, str], list[Point]] = {}
         for source in (stored, running, redone):
-            by_day.update(_days_of(source, potline, month, measurements))
+            by_day.update(_days_of(source, potline, month, measurements - instants))
+        redone_spans = _merged((s.start_ns, s.end_ns) for s in raw.spans)
         days = [p for key in sorted(by_day) for p in by_day[key]]
+        days += [  # an instant's points (anode_change) of the days redone are the new ones
+            p for p in stored if p.measurement in instants and not _within(p.time_ns, redone_spans)
+        ]
+        days += [p for p in redone if p.measurement in instants]
         taps = self.history.events(potline, month.start_ns, month.end_ns, "metal_tap")
         points: list[Point] = []
         period = (potline, month.kind, month.start_ns)
@@ -306,7 +321,9 @@ class Recalculation:
         fields (no longer ``interrupted``) is stale too: a write replaces only the fields
         it has, so it is deleted and written anew.
         """
-        made = {(p.measurement, tuple(sorted(p.tags)), p.time_ns): p.fields for p in points}
+        made: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
+        for p in points:  # one point may have fields of two processors (anode_change)
+            made.setdefault((p.measurement, tuple(sorted(p.tags)), p.time_ns), {}).update(p.fields)
         stale = []
         for t0, t1 in _merged((s.start_ns, s.end_ns) for s in target.spans):
             for measurement in instants:
@@ -337,6 +354,12 @@ def _days_of(
     return out
 
 
+def _within(t_ns: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    """Whether the instant lies in one of the merged ranges."""
+    k = bisect.bisect_right([a for a, _ in ranges], t_ns) - 1
+    return k >= 0 and t_ns < ranges[k][1]
+
+
 def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Overlapping or touching ranges joined: each instant of the periods read once."""
     out: list[tuple[int, int]] = []
@@ -358,6 +381,9 @@ def _apply(procs: Sequence[Processor], batch: Batch, states: dict[str, Any]) -> 
 
 def kept(points: Iterable[Point], target: Target) -> list[Point]:
     """The last point of each series and time that belongs to the target.
+
+    The last point's fields over the earlier ones': two processors write fields of one
+    point (the cycle and the settling of an ``anode_change``), and InfluxDB keeps both.
 
     A point with a ``period`` tag belongs when its period is one of the target's; any other
     (an anode change, an anode effect, a minute) when its time lies in one of the target's
@@ -381,7 +407,11 @@ def kept(points: Iterable[Point], target: Target) -> list[Point]:
             k = bisect.bisect_right(bounds, p.time_ns) - 1
             inside = k >= 0 and p.time_ns < merged[k][1]
         if inside:
-            last[(p.measurement, p.tags, p.time_ns)] = p
+            key = (p.measurement, p.tags, p.time_ns)
+            before = last.get(key)
+            if before is not None and not before.fields.keys() <= p.fields.keys():
+                p = Point(p.measurement, p.tags, {**before.fields, **p.fields}, p.time_ns)
+            last[key] = p
     return list(last.values())
 
 

@@ -132,3 +132,6 @@ def _check_anode_change(data: dict[str, Any]) -> None:
         _check_tag(block, "block")
     if "butt_mm" in data:
         number(data, "butt_mm", 0.0, math.inf)
+    crew = data.get("crew")
+    if crew is not None and type(crew) is not str:
+        raise Invalid("wrong_type", f"crew: expected a string, got {crew!r}")

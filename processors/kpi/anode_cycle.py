@@ -4,32 +4,20 @@ These are the contract's ``anode_change`` and ``anode_potline``, and ``anode_ove
 
 Each (potline, cell, anode position) remembers its last change in the processor state,
 which the engine checkpoints with the others: the cycle of the next change survives restarts,
-and replaying older events seeds it. A change's point is written again with its voltage
-response once that is known (``anode_response``).
+and replaying older events seeds it. The settling of the cell's voltage after a change is
+written to the same point by ``anode_settle``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from processors import legacy
 from processors.base import PeriodId
-from processors.kpi.anode_response import (
-    Followed,
-    Levels,
-    Position,
-    Response,
-    buckets_of,
-    buckets_to_json,
-    cell_samples,
-    follow,
-    level_before,
-    update_levels,
-)
 from processors.kpi.ledger import (
     CellKey,
     Ledger,
@@ -44,6 +32,14 @@ from processors.model import AnodeChange, Batch, Event, FieldValue, Point, Sampl
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
+
+
+class Position(NamedTuple):
+    """An anode position of a cell."""
+
+    potline: str
+    cell: str
+    anode: int
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,6 @@ class AnodeSettings:
     targets: dict[str, AnodeTargets]
     plant_targets: AnodeTargets
     complete_grace_s: float
-    response: Response
     kinds: tuple[str, ...] = KINDS
 
 
@@ -85,8 +80,6 @@ class Shares:
 class _State:
     history: dict[Position, int] = field(default_factory=dict)
     ledger: Ledger[Shares] = field(default_factory=Ledger)
-    levels: Levels = field(default_factory=dict)
-    pending: dict[tuple[Position, int], Followed] = field(default_factory=dict)
     newest: int = 0
     overdue_day: int = 0
 
@@ -99,7 +92,6 @@ class _State:
         if not state:
             return cls()
         by_cell = cells_from_json(state["history"], dict)
-        followed = [Followed.of(f) for f in state["pending"]]
         return cls(
             {
                 Position(*c, int(a)): t
@@ -107,8 +99,6 @@ class _State:
                 for a, t in by_anode.items()
             },
             Ledger.from_json(state["ledger"], lambda d: Shares(**d)),
-            cells_from_json(state["levels"], buckets_of),
-            {(f.position, f.ts_ns): f for f in followed},
             state["newest"],
             state["overdue_day"],
         )
@@ -120,8 +110,6 @@ class _State:
         return {
             "history": cells_to_json(history, dict),
             "ledger": self.ledger.to_json(flat),
-            "levels": cells_to_json(self.levels, buckets_to_json),
-            "pending": [f.to_json() for _, f in sorted(self.pending.items())],
             "newest": self.newest,
             "overdue_day": self.overdue_day,
         }
@@ -137,24 +125,17 @@ class AnodeCycleProcessor:
     def __init__(self, settings: AnodeSettings) -> None:
         self.s = settings
         self._grace_ns = int(settings.complete_grace_s * NS)
-        self._bucket_ns = int(settings.response.pre_window_s * NS)
-        self._window_ns = int(settings.response.window_s * NS)
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """Write each change, its potline's periods, and the overdue list once a day."""
         st = _State.of(state)
         points: list[Point] = []
         touched: set[PeriodKey] = set()
-        cells = cell_samples(batch)
         for ev in sorted(
             (e for e in batch.events if e.type == "anode_change"), key=lambda e: e.ts_ns
         ):
-            point = self._change(ev, st, touched)
-            points.append(point)
-            self._start_following(st, ev, point, cells.get(CellKey(ev.potline, ev.cell)))
-        points += follow(st.pending, cells, self.s.response.band_v, self._window_ns)
+            points.append(self._change(ev, st, touched))
         self._open_periods(st, batch.samples, touched)
-        update_levels(st.levels, batch.samples, self._bucket_ns)
         st.newest = max([st.newest, *(e.ts_ns for e in batch.events)])
         if len(batch.samples):
             st.newest = max(st.newest, int(batch.samples.ts_ns.max()))
@@ -231,18 +212,6 @@ class AnodeCycleProcessor:
             ("block", change.block),
         )
         return Point("anode_change", tags, fields, ev.ts_ns)
-
-    def _start_following(
-        self, st: _State, ev: Event, point: Point, samples: tuple[np.ndarray, np.ndarray] | None
-    ) -> None:
-        """Follow the response to a change whose cell's level before it is known."""
-        cell = CellKey(ev.potline, ev.cell)
-        pre = level_before(st.levels.get(cell, {}), samples, ev.ts_ns, self._bucket_ns)
-        if pre is not None:
-            position = Position(ev.potline, ev.cell, AnodeChange.of(ev).anode)
-            st.pending[(position, ev.ts_ns)] = Followed(
-                position, ev.ts_ns, pre, point.tags, dict(point.fields)
-            )
 
     def _open_periods(self, st: _State, samples: SampleBatch, touched: set[PeriodKey]) -> None:
         """Open each potline's periods at their first sample, with ``changes`` 0.

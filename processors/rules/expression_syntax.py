@@ -48,6 +48,8 @@ CELL_CONSTANTS = (
     "anode_cycle_tolerance_days",
     "anode_effect_threshold_v",
     "tap_cycle_max_h",
+    "anode_settle_band_mv",
+    "anode_settle_max_min",
 )
 """The numeric settings of a cell's potline, after the potline's target overrides."""
 

@@ -1,4 +1,4 @@
-"""Anodes: the change cycle against its target and the 590-block share (contract 5.2).
+"""Anodes: the change cycle, the 590-block share (contract 5.2), the settling after a change.
 
 For the carbon and potroom engineers.
 """
@@ -26,6 +26,11 @@ def anodes() -> model.Dashboard:
         'SELECT last("overdue_days") AS "overdue_days" FROM "anode_overdue" '
         f'WHERE {POTLINE} AND $timeFilter GROUP BY "cell", "anode"'
     )
+    settle = (
+        'SELECT last("settle_min_mean") AS "mean", last("settle_min_max") AS "max", '
+        'last("unsettled") AS "unsettled", last("changes") AS "changes" FROM "anode_settle" '
+        f'WHERE {POTLINE} AND $timeFilter GROUP BY "cell"'
+    )
     return board(
         "cellmon-anodes",
         "Anodes",
@@ -51,8 +56,15 @@ def anodes() -> model.Dashboard:
             timeseries_panel(
                 "Mean cycle", f'SELECT "mean_cycle_days" {DAY}', unit="d", place=at(x=12, y=8)
             ),
+            histogram_panel(
+                "Minutes to settle after a change",
+                f'SELECT "settle_min" FROM "anode_change" WHERE {POTLINE} AND $timeFilter',
+                unit="m",
+                place=at(y=16),
+            ),
+            table_panel("Settling by cell, month", settle, place=at(x=12, y=16)),
             coloured(
-                table_panel("Anodes overdue", overdue, unit="d", place=at(y=16, w=24)),
+                table_panel("Anodes overdue", overdue, unit="d", place=at(y=24, w=24)),
                 ("green", None),
                 ("red", 80),
             ),

@@ -60,7 +60,8 @@ def event_panels() -> list[cogbuilder.Builder[model.Panel]]:
     """kWh/t by shift and day beside its target and baseline, anode work and alarms."""
     sec = f'FROM "sec_cell" WHERE {CELL} AND "period" = \'{{}}\' AND $timeFilter'
     changes = (
-        'SELECT "cycle_days", "deviation_days", "on_target" FROM "anode_change" '
+        'SELECT "cycle_days", "deviation_days", "on_target", "settle_min", "peak_excess_mv", '
+        '"settled", "crew" FROM "anode_change" '
         f'WHERE {CELL} AND $timeFilter GROUP BY "anode", "block"'
     )
     effects = f'SELECT "duration_s", "peak_v" FROM "anode_effect" WHERE {CELL} AND $timeFilter'

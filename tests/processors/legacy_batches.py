@@ -8,7 +8,6 @@ import numpy as np
 
 from processors.kpi.ae import AESettings, AnodeEffectProcessor, Pfc
 from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
-from processors.kpi.anode_response import Response
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
 from processors.kpi.sec import SecProcessor, SecSettings
@@ -38,7 +37,6 @@ def factories() -> dict:
                 targets={"P1": TARGETS},
                 plant_targets=TARGETS,
                 complete_grace_s=900.0,
-                response=Response(0.05, 900.0, 300.0),
             )
         ),
         "anode_effects": lambda: AnodeEffectProcessor(

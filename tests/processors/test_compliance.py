@@ -17,6 +17,7 @@ from collector.config.inputs import InputRule
 from collector.config.models import Config
 from collector.config.rules import AlarmRule, DerivedRule, Rules
 from processors.base import Processor
+from processors.kpi.anode_settle import AnodeSettleProcessor
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
 from processors.model import Batch, Event, Point
@@ -25,6 +26,7 @@ from processors.testing import (
     anode_change,
     at_rate,
     check_compliance,
+    check_late_events,
     metal_tap,
     rows,
     samples,
@@ -60,8 +62,8 @@ CONFIG = Config(
         "timezone": "Asia/Shanghai",
         "potlines": [{"id": p, "baseline_sec_kwh_per_t": 13450} for p in POTLINES],
     },
-    # a response window inside the drawn span, so followed changes complete in the test
-    anode_response={"window_s": 900.0, "pre_window_s": 300.0},
+    # a settle time inside the drawn span, so followed changes are decided in the test
+    targets={"anode_settle_max_min": 10},
     rules=Rules(
         inputs=[
             InputRule(
@@ -168,6 +170,7 @@ def test_every_registered_processor_is_checked() -> None:
         "EventPoints",
         "SecProcessor",
         "AnodeCycleProcessor",
+        "AnodeSettleProcessor",
         "AnodeEffectProcessor",
         "MinuteProcessor",
         "TapCycleProcessor",
@@ -181,6 +184,12 @@ def test_processor_keeps_the_batch_contract(
 ) -> None:
     batch, at = case
     check_compliance(factory(CONFIG), batch, at)
+
+
+@given(case=cut_batches())
+def test_the_settling_does_not_depend_on_when_the_changes_arrive(case: tuple[Batch, int]) -> None:
+    batch, at = case
+    check_late_events(AnodeSettleProcessor(build.settle_settings(CONFIG)), batch, at)
 
 
 @given(case=cut_batches())

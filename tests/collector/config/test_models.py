@@ -80,6 +80,8 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("targets.anode_cycle_tolerance_days", 1.0),
         ("targets.anode_block", "590"),
         ("targets.anode_effect_threshold_v", 8.0),
+        ("targets.anode_settle_band_mv", 50.0),
+        ("targets.anode_settle_max_min", 480),
         ("rules.inputs.0.topic", "smelter/{potline}/{cell}/telemetry"),
         ("rules.inputs.0.kind", "telemetry"),
         ("rules.inputs.0.qos", 1),
@@ -361,7 +363,18 @@ plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:1: grafana: unknown key; expected one of: mqtt, ingest, influx, sink, "
         "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "anode_response, shards",
+        "shards",
+    ),
+    (
+        "replaced-section",
+        """\
+plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
+anode_response:
+  band_v: 0.05
+""",
+        "cellmon.yaml:2: anode_response: replaced in version 1.2 by "
+        "targets.anode_settle_band_mv (mV) and targets.anode_settle_max_min (the settling "
+        "after an anode change, contract 6.3): remove the section",
     ),
     (
         "literal",
@@ -548,7 +561,7 @@ plant:
 """,
         "cellmon.yaml:1: defaults: unknown key; expected one of: mqtt, ingest, influx, sink, "
         "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "anode_response, shards\n"
+        "shards\n"
         "cellmon.yaml:5: plant.potlines[0].anodes_per_cell: must be >= 1, got 0",
     ),
 ]
@@ -624,7 +637,7 @@ plant:
   potlines:
     - id: P1
       baseline_sec_kwh_per_t: 13450
-      targets: {anode_cycle_days: 30, anode_block: "600"}
+      targets: {anode_cycle_days: 30, anode_block: "600", anode_settle_band_mv: 30}
     - id: P2
       baseline_sec_kwh_per_t: 13300
 targets:
@@ -643,6 +656,7 @@ targets:
                 anode_cycle_tolerance_days=1.0,
                 anode_block="600",
                 anode_effect_threshold_v=8.0,
+                anode_settle_band_mv=30.0,
             ),
         ),
         (

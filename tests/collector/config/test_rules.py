@@ -296,8 +296,8 @@ DERIVED_ERRORS = [
         "sample's fields (cell_voltage_v, line_current_ka, bath_temp_c, noise_uohm), the "
         "potline's settings (current_efficiency, baseline_sec_kwh_per_t, anodes_per_cell, "
         "sec_savings_kwh_per_t, anode_cycle_days, anode_cycle_tolerance_days, "
-        "anode_effect_threshold_v, tap_cycle_max_h), the derived fields above this one, and "
-        "pass-through "
+        "anode_effect_threshold_v, tap_cycle_max_h, anode_settle_band_mv, "
+        "anode_settle_max_min), the derived fields above this one, and pass-through "
         "payload keys listed under 'fields'",
     ),
     (
@@ -443,7 +443,7 @@ DERIVED_ERRORS = [
         "rules/more.yaml:4: alarms[0].above: expected a number or a potline setting "
         "(current_efficiency, baseline_sec_kwh_per_t, anodes_per_cell, sec_savings_kwh_per_t, "
         "anode_cycle_days, anode_cycle_tolerance_days, anode_effect_threshold_v, "
-        "tap_cycle_max_h), got "
+        "tap_cycle_max_h, anode_settle_band_mv, anode_settle_max_min), got "
         "'anode_effect_threshold'; did you mean 'anode_effect_threshold_v'?",
     ),
     (

@@ -67,3 +67,15 @@ def test_kept_points_are_the_targets_last_ones() -> None:
         point("anode_effect", (("potline", "P1"), ("cell", "C2")), D10 + 24 * H, 8.0),
     ]
     assert [p.fields["v"] for p in kept(points, target)] == [2.0, 4.0, 7.0]
+
+
+def test_kept_merges_the_fields_two_processors_write_to_one_point() -> None:
+    # the cycle's processor and the settle's write the same anode_change point
+    target = Target("P1", {Span("day", D10, D10 + 24 * H)})
+    tags = (("potline", "P1"), ("cell", "C1"), ("anode", "7"), ("block", "590"))
+    points = [
+        Point("anode_change", tags, {"target_days": 31.0}, D10 + H),
+        Point("anode_change", tags, {"settle_min": 4, "settled": True}, D10 + H),
+    ]
+    (point,) = kept(points, target)
+    assert point.fields == {"target_days": 31.0, "settle_min": 4, "settled": True}

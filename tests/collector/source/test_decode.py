@@ -274,6 +274,12 @@ BAD = [
         "wrong_type",
     ),
     (
+        "crew-number",
+        EVENT,
+        b'{"ts": 1709251200000, "type": "anode_change", "anode": 3, "block": "590", "crew": 2}',
+        "wrong_type",
+    ),
+    (
         "tap-zero",
         EVENT,
         b'{"ts": 1709251200000, "type": "metal_tap", "metal_kg": 0}',
@@ -428,13 +434,19 @@ def test_array_keeps_good_objects_and_rejects_bad_ones_one_by_one(decoder: Decod
 def test_events(decoder: Decoder) -> None:
     payload = (
         b'[{"ts": 1709251200000, "type": "anode_change", "anode": 7, "block": "590",'
-        b' "butt_mm": 150}, {"ts": 1709251200000, "type": "metal_tap", "metal_kg": 2250.5},'
-        b' {"ts": 1709251200000, "type": "feeder_check", "note": "ok"}]'
+        b' "butt_mm": 150, "crew": "B"}, {"ts": 1709251200000, "type": "metal_tap",'
+        b' "metal_kg": 2250.5}, {"ts": 1709251200000, "type": "feeder_check", "note": "ok"}]'
     )
     out = decode(decoder, EVENT, payload)
     assert out.rejections == []
     assert out.events == [
-        ("P1", "C001", NOW_NS, "anode_change", {"anode": 7, "block": "590", "butt_mm": 150}),
+        (
+            "P1",
+            "C001",
+            NOW_NS,
+            "anode_change",
+            {"anode": 7, "block": "590", "butt_mm": 150, "crew": "B"},
+        ),
         ("P1", "C001", NOW_NS, "metal_tap", {"metal_kg": 2250.5}),
         ("P1", "C001", NOW_NS, "feeder_check", {"note": "ok"}),
     ]

@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from processors.kpi.anode_cycle import AnodeCycleProcessor, AnodeSettings, AnodeTargets
-from processors.kpi.anode_response import Response
 from processors.kpi.periods import Calendar
 from processors.model import Batch, Event, SampleBatch
 
@@ -30,7 +29,6 @@ def processor() -> AnodeCycleProcessor:
             targets={"P1": TARGETS},
             plant_targets=TARGETS,
             complete_grace_s=900.0,
-            response=Response(band_v=0.05, window_s=8 * 3600.0, pre_window_s=600.0),
         )
     )
 
@@ -132,36 +130,6 @@ def samples(series: list[tuple[int, float]]) -> SampleBatch:
         np.full(len(t), 300.0),
         [None] * len(t),
     )
-
-
-@pytest.mark.parametrize("split", [False, True], ids=["one-batch", "split-at-the-change"])
-def test_response_to_a_change(split: bool) -> None:
-    # 4.20 V for 20 min; the change; 4.26 V (+60 mV) for 30 min; then 4.22 V (+20 mV, inside
-    # the 50 mV band): peak 60 mV, recovered 30 min after the change
-    t_change = DAY0 + 3600 * NS
-    before = [(t, 4.20) for t in range(t_change - 1200 * NS, t_change, 10 * NS)]
-    after = [
-        (t, 4.26 if t < t_change + 1800 * NS else 4.22)
-        for t in range(t_change + 10 * NS, t_change + 3600 * NS, 10 * NS)
-    ]
-    ev = change(t_change)
-    if split:
-        batches = [Batch(samples(before), [ev]), Batch(samples(after), [])]
-    else:
-        batches = [Batch(samples(before + after), [ev])]
-    proc, state, points = processor(), None, []
-    for b in batches:
-        state, out = proc.apply(b, state)
-        state = orjson.loads(orjson.dumps(proc.checkpoint(state)))
-        points += out
-    written = changes(points)
-    assert "peak_dev_mv" not in written[0].fields  # written at once, without the response
-    final = written[-1]
-    assert final.time_ns == t_change
-    assert final.tags == written[0].tags
-    assert final.fields["peak_dev_mv"] == pytest.approx(60.0)
-    assert final.fields["recovery_min"] == pytest.approx(30.0)
-    assert final.fields["target_days"] == 31.0
 
 
 def test_a_backfilled_change_starts_the_positions_next_cycle() -> None:
