@@ -9,6 +9,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from .common import (
     POTLINE,
+    THIS_MONTH,
     at,
     board,
     coloured,
@@ -62,7 +63,9 @@ def anodes() -> model.Dashboard:
                 unit="m",
                 place=at(y=16),
             ),
-            table_panel("Settling by cell, month", settle, place=at(x=12, y=16)),
+            table_panel("Settling by cell, month", settle, place=at(x=12, y=16)).time_from(
+                THIS_MONTH
+            ),
             coloured(
                 table_panel("Anodes overdue", overdue, unit="d", place=at(y=24, w=24)),
                 ("green", None),

@@ -41,7 +41,7 @@ def ranked_cells() -> table.Panel:
         f'last("sec_excess_kwh_per_t") AS "kwh_per_t" {OPPORTUNITY} GROUP BY "cell"'
     )
     noise = (
-        'SELECT mean("noise_uohm") AS "noise_uohm" FROM "cell" '
+        'SELECT mean("noise_uohm_mean") AS "noise_uohm" FROM "cell_1m" '
         f'WHERE {POTLINE} AND $timeFilter GROUP BY "cell"'
     )
     return (

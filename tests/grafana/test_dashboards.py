@@ -104,7 +104,7 @@ class Filled(NamedTuple):
 def filled(
     tmp_path_factory: pytest.TempPathFactory, plant_broker: Mosquitto, influx_v1: InfluxV1
 ) -> Filled:
-    """42 days of anode history and taps, then telemetry from midnight to "now", the 10th."""
+    """42 days of anode history and taps, then telemetry of the 9th and the 10th to "now"."""
     now = the_tenth()
     midnight = now.replace(hour=0)
     start = int((midnight - timedelta(days=42)).timestamp()) * NS
@@ -127,7 +127,9 @@ def filled(
         "block": "590",
     }  # never changed again: overdue
     events.insert(0, ("smelter/P1/C001/event", orjson.dumps(forgotten)))
-    cols = sim.columns(42 * 24 * SAMPLES_PER_H, now.hour * SAMPLES_PER_H)
+    # telemetry from the day before: its taps close tap cycles with charge, its changes
+    # settle, and the day is ranked against its median (the boards' week holds both days)
+    cols = sim.columns(41 * 24 * SAMPLES_PER_H, (24 + now.hour) * SAMPLES_PER_H)
     telemetry = [
         (f"smelter/P1/{cols.cells[c]}/telemetry", body) for c, body in cols.encode(array_size=60)
     ]
