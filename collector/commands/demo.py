@@ -331,7 +331,9 @@ class Demo:
             style="dim",
         )
         cells = cells_table(tail.latest(), raised)
-        return Group(header, targets, savings_table(kpis, "P1"), pipeline, cells, footer)
+        return Group(
+            header, targets, savings_table(kpis, "P1", tail.settled()), pipeline, cells, footer
+        )
 
     def _counters(self, m: Metrics) -> Table:
         rates = self.rates

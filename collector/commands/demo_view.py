@@ -82,6 +82,18 @@ class CellReading:
     time_ns: int
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The settling of an anode change, as its ``anode_change`` point says (contract 6.3)."""
+
+    cell: str
+    time_ns: int
+    settle_min: float
+    peak_excess_mv: float
+    settled: bool
+    crew: str
+
+
 class SinkTail:
     """The latest ``cell`` points of the sink file: what the pipeline really wrote.
 
@@ -90,6 +102,15 @@ class SinkTail:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.last_settled: Settled | None = None
+
+    def settled(self) -> Settled | None:
+        """The newest anode change whose settling was written, seen in this or an earlier tail."""
+        for line in self._tail_lines():
+            found = parse_settled_line(line)
+            if found and (self.last_settled is None or found.time_ns >= self.last_settled.time_ns):
+                self.last_settled = found
+        return self.last_settled
 
     def latest(self, count: int = LATEST_CELLS) -> list[CellReading]:
         """The newest reading of ``count`` cells, in name order so that rows stay put.
@@ -132,6 +153,44 @@ def parse_cell_line(line: str) -> CellReading | None:
         )
     except (KeyError, ValueError):
         return None
+
+
+def parse_settled_line(line: str) -> Settled | None:
+    """An ``anode_change`` line that carries its settling; None for any other line."""
+    if not line.startswith("anode_change,") or "settle_min=" not in line:
+        return None
+    head, _, rest = line.partition(" ")
+    fields_text, _, stamp = rest.rpartition(" ")
+    tags = dict(tag.split("=", 1) for tag in head.split(",")[1:] if "=" in tag)
+    values = dict(f.split("=", 1) for f in fields_text.split(",") if "=" in f)
+    try:
+        return Settled(
+            tags["cell"],
+            int(stamp),
+            float(values["settle_min"]),
+            float(values.get("peak_excess_mv", "0")),
+            values.get("settled") == "true",
+            values.get("crew", '""').strip('"'),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def settle_line(change: Settled | None) -> str:
+    """One line on the last anode change that was judged: how long the cell took to settle."""
+    if change is None:
+        return "last anode change: none settled yet"
+    stamp = time.strftime("%H:%M", time.gmtime(change.time_ns / NS_PER_S))
+    crew = f" by crew {change.crew}" if change.crew else ""
+    how = (
+        f"settled in {change.settle_min:.0f} min"
+        if change.settled
+        else f"[red]not settled after {change.settle_min:.0f} min[/red]"
+    )
+    return (
+        f"last anode change: {change.cell} at {stamp} UTC{crew}, {how}, "
+        f"peak {change.peak_excess_mv:+.0f} mV"
+    )
 
 
 def reasons_table(reasons: Mapping[str, int]) -> Table:
@@ -233,8 +292,13 @@ def _target_cells(row: dict[str, dict[str, FieldValue]]) -> list[str]:
     return cells
 
 
-def savings_table(points: list[Point], potline: str, top: int = TOP_EXCESS) -> Table:
-    """Today's cells furthest above the potline's median voltage, by what the excess costs."""
+def savings_table(
+    points: list[Point], potline: str, change: Settled | None, top: int = TOP_EXCESS
+) -> Table:
+    """Today's cells furthest above the potline's median voltage, and the last change.
+
+    The cells by what their excess costs; the last judged anode change by how it settled.
+    """
     day = [
         p
         for p in points
@@ -260,6 +324,8 @@ def savings_table(points: list[Point], potline: str, top: int = TOP_EXCESS) -> T
             _fmt(f.get("energy_excess_kwh"), ",.0f"),
             _fmt(f.get("sec_excess_kwh_per_t"), "+.0f"),
         )
+    table.caption = settle_line(change)
+    table.caption_justify = "left"
     return table
 
 

@@ -11,10 +11,17 @@ import pytest
 from rich.console import Console
 
 from collector import build
-from collector.commands.demo_view import open_periods, raised_alarms, targets_table
+from collector.commands.demo_view import (
+    SinkTail,
+    open_periods,
+    raised_alarms,
+    savings_table,
+    targets_table,
+)
 from collector.config.loader import load_config
 from collector.journal import store as journal
 from collector.source.deadletter import read_dead_letters
+from processors.model import Point
 from processors.base import Snapshotting
 
 REPO = Path(__file__).resolve().parents[3]
@@ -116,3 +123,42 @@ def test_the_demo_reads_the_potline_from_sparkplug_edge_nodes(tmp_path: Path) ->
     assert "sparkplug_seq_gaps=0i" in metrics
     offline = [line for line in lines if line.startswith("cell_event,") and "type=offline" in line]
     assert len(offline) == 30
+
+
+def opportunity(cell: str, rank: int, excess_mv: float, kwh: float, day_ns: int) -> Point:
+    tags = (("potline", "P1"), ("cell", cell), ("period", "day"))
+    fields = {
+        "rank": rank,
+        "voltage_excess_mv": excess_mv,
+        "energy_excess_kwh": kwh,
+        "sec_excess_kwh_per_t": excess_mv * 3.2,
+    }
+    return Point("cell_opportunity", tags, fields, day_ns)
+
+
+def test_the_view_shows_todays_top_three_cells_and_the_last_settled_change(
+    tmp_path: Path,
+) -> None:
+    yesterday, today = 0, 86_400 * 1_000_000_000
+    points = [
+        opportunity("C009", 1, 80.0, 900.0, yesterday),  # yesterday's: not shown
+        *(opportunity(f"C00{k}", k, 60.0 - 10 * k, 500.0 - 100 * k, today) for k in range(1, 6)),
+    ]
+    sink = tmp_path / "points.lp"
+    sink.write_text(
+        'anode_change,potline=P1,cell=C004,anode=7,block=590 settle_min=95,peak_excess_mv=121.4,'
+        'settled=true,crew="D" 1700000000000000000\n'
+        "cell,potline=P1,cell=C001 voltage_v=4.2,current_ka=300.1 1700000060000000000\n"
+    )
+    tail = SinkTail(sink)
+    screen = Console(record=True, width=100)
+    screen.print(savings_table(points, "P1", tail.settled()))
+    text = screen.export_text()
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("C00")]
+    assert [r[0] for r in rows] == ["C001", "C002", "C003"]
+    assert rows[0][1:3] == ["+50", "400"]
+    # 2023-11-14T22:13:20Z; crew D's change took 95 min to settle, peaking 121 mV above
+    caption = " ".join(text.split())  # the caption wraps at the table's width
+    assert "C004 at 22:13 UTC by crew D, settled in 95 min, peak +121 mV" in caption
+    sink.write_text("cell,potline=P1,cell=C001 voltage_v=4.2,current_ka=300.1 1\n")
+    assert tail.settled() is not None  # what was seen stays shown when the tail moves on
