@@ -21,8 +21,8 @@ from collector.commands.demo_view import (
 from collector.config.loader import load_config
 from collector.journal import store as journal
 from collector.source.deadletter import read_dead_letters
-from processors.model import Point
 from processors.base import Snapshotting
+from processors.model import Point
 
 REPO = Path(__file__).resolve().parents[3]
 CELLS = {f"C{i:03d}" for i in range(1, 7)}
@@ -146,7 +146,7 @@ def test_the_view_shows_todays_top_three_cells_and_the_last_settled_change(
     ]
     sink = tmp_path / "points.lp"
     sink.write_text(
-        'anode_change,potline=P1,cell=C004,anode=7,block=590 settle_min=95,peak_excess_mv=121.4,'
+        "anode_change,potline=P1,cell=C004,anode=7,block=590 settle_min=95,peak_excess_mv=121.4,"
         'settled=true,crew="D" 1700000000000000000\n'
         "cell,potline=P1,cell=C001 voltage_v=4.2,current_ka=300.1 1700000060000000000\n"
     )
