@@ -69,14 +69,7 @@ def points() -> bytes:
 def test_the_rendered_report_shows_the_split_the_goal_and_the_cycles(
     tmp_path: Path, influx_v1: InfluxV1, influx_db: str
 ) -> None:
-    InfluxV1Sink(influx_v1.url, influx_db, None, timeout_s=10.0, gzip=True).write(points())
-    config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
-    out = tmp_path / "report.html"
-    done = report(config, out)
-    assert done.returncode == 0, done.stderr
-    page = tmp_path / "measured.html"
-    page.write_text(out.read_text().replace("</body>", MEASURE + "</body>"))
-    measured = rendered(page, tmp_path)
+    measured = report_measured(tmp_path, influx_v1, influx_db, points(), MEASURE)
 
     # day 1: 50 + 20 up; day 2: 10 up and 30 down; one scale for all, so heights are ratios
     (v1, v2), (c1, c2) = measured["voltage"], measured["ce"]
@@ -92,6 +85,20 @@ def test_the_rendered_report_shows_the_split_the_goal_and_the_cycles(
     assert heights["31 d: 2"] == pytest.approx(2 * heights["29 d: 1"], rel=0.02)
     assert heights["30 d: 0"] == 0
     assert measured["ce_rows"] == [["2024-03", "P1", "13,425", "92.50", "93.10", "measured"]]
+
+
+def report_measured(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str, lines: bytes, script: str
+) -> dict:
+    """Write the points, run ``cellmon report``, and measure its page with ``script``."""
+    InfluxV1Sink(influx_v1.url, influx_db, None, timeout_s=10.0, gzip=True).write(lines)
+    config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
+    out = tmp_path / "report.html"
+    done = report(config, out)
+    assert done.returncode == 0, done.stderr
+    page = tmp_path / "measured.html"
+    page.write_text(out.read_text().replace("</body>", script + "</body>"))
+    return rendered(page, tmp_path)
 
 
 def rendered(page: Path, tmp_path: Path) -> dict:
@@ -166,14 +173,7 @@ def savings_points() -> bytes:
 def test_the_rendered_report_ranks_the_cells_and_the_crews(
     tmp_path: Path, influx_v1: InfluxV1, influx_db: str
 ) -> None:
-    InfluxV1Sink(influx_v1.url, influx_db, None, timeout_s=10.0, gzip=True).write(savings_points())
-    config = write_config(tmp_path, mqtt_port=1, influx_url=influx_v1.url, database=influx_db)
-    out = tmp_path / "report.html"
-    done = report(config, out)
-    assert done.returncode == 0, done.stderr
-    page = tmp_path / "measured.html"
-    page.write_text(out.read_text().replace("</body>", SAVINGS_MEASURE + "</body>"))
-    measured = rendered(page, tmp_path)
+    measured = report_measured(tmp_path, influx_v1, influx_db, savings_points(), SAVINGS_MEASURE)
 
     # C1: 300 + 500 = 800 kWh over two days, mean excess 50 mV, 800 × 0.38 = 304 CNY;
     # C2: 200 kWh, 76 CNY (its month point is not a day); C3: none

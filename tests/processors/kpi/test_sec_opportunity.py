@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.processors.kpi.test_sec import CE, DAY0, FARADAY, H, batch, constant, processor, run
+from tests.processors.kpi.test_sec import (
+    CE,
+    DAY0,
+    FARADAY,
+    H,
+    batch,
+    constant,
+    final,
+    processor,
+    run,
+)
 
 CELLS = ["C1", "C2", "C3", "C4", "C5"]
 VOLTS = [4.10, 4.15, 4.20, 4.30, 4.25]
@@ -22,20 +32,6 @@ def day_of_samples(hours: float, late_start_h: dict[int, float] | None = None) -
     return sorted(series, key=lambda s: (s[1], s[0]))
 
 
-def last(points, measurement: str, period: str, cell: str | None = None) -> dict:
-    """The last write of the point of the period that starts at local midnight, DAY0."""
-    found = [
-        p
-        for p in points
-        if p.measurement == measurement
-        and p.time_ns == DAY0
-        and dict(p.tags)["period"] == period
-        and (cell is None or dict(p.tags).get("cell") == cell)
-    ]
-    assert found, f"no {measurement} {period} point of {cell}"
-    return found[-1].fields
-
-
 def test_a_whole_day_ranks_the_cells_and_prices_the_opportunity() -> None:
     # to 00:01 of the next day, so the day completes
     _, points = run(processor(), batch(CELLS, day_of_samples(24 + 1 / 60)))
@@ -44,7 +40,7 @@ def test_a_whole_day_ranks_the_cells_and_prices_the_opportunity() -> None:
     expected = {"C4": (100.0, 720.0, 1), "C5": (50.0, 360.0, 2), "C3": (0.0, 0.0, 3)}
     expected |= {"C2": (-50.0, 0.0, 4), "C1": (-100.0, 0.0, 5)}
     for cell, (mv, kwh, rank) in expected.items():
-        f = last(points, "cell_opportunity", "day", cell)
+        f = final(points, "cell_opportunity", "day", DAY0, cell)
         assert f["median_voltage_v"] == pytest.approx(4.20, abs=1e-9)
         assert f["voltage_excess_mv"] == pytest.approx(mv, abs=1e-6)
         assert f["energy_excess_kwh"] == pytest.approx(kwh, abs=1e-6)
@@ -53,7 +49,7 @@ def test_a_whole_day_ranks_the_cells_and_prices_the_opportunity() -> None:
         assert f["complete"] is True
     # the potline made 0.33557e-3 × 5 × 7,200 × 0.925 t; the two cells above cost 1,080 kWh
     metal = FARADAY * 5 * 7200 * CE
-    potline = last(points, "sec_potline", "day")
+    potline = final(points, "sec_potline", "day", DAY0)
     assert potline["opportunity_kwh_per_t"] == pytest.approx(1080 / metal, abs=1e-6)
 
 
@@ -63,12 +59,12 @@ def test_an_open_day_ranks_the_cells_that_covered_half_of_it_so_far() -> None:
     ranked = {dict(p.tags)["cell"] for p in points if p.measurement == "cell_opportunity"}
     assert ranked == {"C2", "C3", "C4", "C5"}
     # the median of 4.15, 4.20, 4.25, 4.30 is (4.20 + 4.25) / 2
-    f = last(points, "cell_opportunity", "day", "C4")
+    f = final(points, "cell_opportunity", "day", DAY0, "C4")
     assert f["median_voltage_v"] == pytest.approx(4.225, abs=1e-9)
     assert f["energy_excess_kwh"] == pytest.approx(0.075 * 300 * 12, abs=1e-6)
     assert f["complete"] is False
     # the month so far is the same half day: the same cells, the same median
-    month = last(points, "cell_opportunity", "month", "C4")
+    month = final(points, "cell_opportunity", "month", DAY0, "C4")
     assert month["median_voltage_v"] == pytest.approx(4.225, abs=1e-9)
 
 
