@@ -238,10 +238,18 @@ def parser_options() -> dict[str, set[str]]:
     """Each command's long options, as the argument parser has them; "cellmon": the global ones."""
     parser = build_parser(list(MODULE_COMMANDS))
     options = {"cellmon": _long_options(parser)}
+    _commands(parser, "cellmon", options)
+    return options
+
+
+def _commands(parser: Any, prefix: str, options: dict[str, set[str]]) -> None:
+    """Each command's options; a command of subcommands (``deadletter list``) by subcommand."""
     for action in parser._subparsers._group_actions if parser._subparsers else []:
         for name, sub in getattr(action, "choices", {}).items():
-            options[f"cellmon {name}"] = _long_options(sub)
-    return options
+            if sub._subparsers:
+                _commands(sub, f"{prefix} {name}", options)
+            else:
+                options[f"{prefix} {name}"] = _long_options(sub)
 
 
 def _long_options(parser: Any) -> set[str]:

@@ -123,6 +123,10 @@ MODULE_COMMANDS = {
         "collector.commands.recalc",
         "Rewrite the KPI periods of some days from the raw data in the database.",
     ),
+    "deadletter": (
+        "collector.commands.deadletter",
+        "List the dead letters, or replay them through the rules now in force.",
+    ),
     "report": ("collector.commands.report", "Write an HTML summary of a period from InfluxDB."),
 }
 

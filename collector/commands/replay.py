@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(r.name for r in cfg.rules.inputs)
         print(f"cellmon replay: no input {args.input!r} in the rules ({names})", file=sys.stderr)
         return 2
-    own = cfg.model_copy(
-        update={"state_dir": str(state), "shards": [], "instance": f"{cfg.instance_name}-replay"}
-    )
+    own = journal_config(cfg, state)
     try:
         lock = locks.hold(own.state_path / SERVICE_LOCK)
     except locks.Busy as err:
@@ -95,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
         lock.close()
     targets = touched(build.calendar(cfg), KINDS, replay.rows(), int(cfg.plant.max_gap_s * NS))
     return rewrite(deployment(cfg, args.shards), targets, quiet=args.quiet)
+
+
+def journal_config(cfg: Config, state: Path) -> Config:
+    """The config of a replay's own journal: its raw points go where the live ones go."""
+    return cfg.model_copy(
+        update={"state_dir": str(state), "shards": [], "instance": f"{cfg.instance_name}-replay"}
+    )
 
 
 def read_rows(path: Path, chunk_rows: int) -> Iterator[list[dict[str, Any]]]:
@@ -142,6 +147,13 @@ class Replay:
 
     def run(self, chunk_rows: int) -> int:
         """Read, validate, journal and write every chunk; 0 once the database has it all."""
+        return self.write(self._decoded(chunk_rows))
+
+    def write(self, batches: Iterable[tuple[int, Decoded]]) -> int:
+        """Journal and write batches of (rows read, what they gave); 0 once the database has all.
+
+        Their rejections were dealt with by whoever decoded them.
+        """
         started = time.perf_counter()
         before = self.engine.store.counters()
         finishing = threading.Event()
@@ -149,12 +161,12 @@ class Replay:
         writer.start()
         rows = 0
         with tqdm(unit=" rows", disable=self.quiet, file=sys.stderr) as progress:
-            for chunk in read_rows(self.path, chunk_rows):
-                self._append(chunk, rows)
+            for read, out in batches:
+                self._journal(out)
                 while self.engine.step():
                     pass
-                rows += len(chunk)
-                progress.update(len(chunk))
+                rows += read
+                progress.update(read)
         finishing.set()
         writer.join()
         self.engine.finish()
@@ -175,10 +187,16 @@ class Replay:
         """Per potline, the cells and the times of every row accepted (duplicates too)."""
         return {p: (self._cells[p], np.concatenate(times)) for p, times in self._times.items()}
 
-    def _append(self, chunk: list[dict[str, Any]], first_row: int) -> None:
+    def _decoded(self, chunk_rows: int) -> Iterator[tuple[int, Decoded]]:
+        first_row = 0
+        for chunk in read_rows(self.path, chunk_rows):
+            yield len(chunk), self._decode(chunk, first_row)
+            first_row += len(chunk)
+
+    def _decode(self, chunk: list[dict[str, Any]], first_row: int) -> Decoded:
+        """The chunk's rows through the live decoder; bad rows to this journal's dead letters."""
         out = Decoded()
         now = time.time_ns()
-        foreign = out.foreign
         for k, obj in enumerate(chunk, start=first_row + 1):
             source = f"replay:{self.path.name}:{k}"
             route = self._route(obj)
@@ -186,9 +204,12 @@ class Replay:
                 out.rejections.append(replace(route, topic=source, payload=dump(obj)))
                 continue
             self.decoder.decode_object(route, source, obj, now, out)
-        self.foreign += out.foreign - foreign
         if out.rejections:
             self.dead_letters.append(out.rejections, now)
+        return out
+
+    def _journal(self, out: Decoded) -> None:
+        self.foreign += out.foreign
         counts = {"rejected": len(out.rejections)}
         counts.update(Counter(f"rejected_{r.reason}" for r in out.rejections))
         self.inbox.append(out.samples, out.events, counts)

@@ -3,10 +3,21 @@ appended durably; expected entries are written out by hand."""
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from collector.source.deadletter import DeadLetters, read_dead_letters
+import orjson
+import pytest
+
+from collector.source.deadletter import (
+    DeadLetters,
+    StoreChanged,
+    read_dead_letters,
+    rewrite,
+    snapshot,
+)
 from collector.source.decode import Rejection
 
 NS = 1_000_000_000
@@ -156,3 +167,60 @@ def test_the_parent_directory_is_created(tmp_path: Path) -> None:
 
 def test_reading_a_missing_file_gives_no_entries(tmp_path: Path) -> None:
     assert read_dead_letters(tmp_path / "none.jsonl") == []
+
+
+# ---- a rewrite while the service appends (cellmon deadletter replay beside cellmon run) ----
+
+
+def _append_until(path: str, started: Any, stop: Any, count: Any) -> None:
+    """The running service: one letter at a time, ``{"n": k}``, until told to stop."""
+    letters = DeadLetters(Path(path), 4096)
+    k = 0
+    while not stop.is_set():
+        letters.append([rejection(orjson.dumps({"n": k}), "live")], T0)
+        k += 1
+        if k == 5:
+            started.set()
+    letters.close()
+    count.value = k
+
+
+def test_a_rewrite_while_another_process_appends_loses_nothing(tmp_path: Path) -> None:
+    """Each round removes the old letters or renames a reason, as ``deadletter replay`` does;
+    every letter appended meanwhile, before, between and after the rounds, is there once."""
+    path = tmp_path / "deadletter.jsonl"
+    store(path, [rejection(b"old", "old")] * 20)
+    ctx = multiprocessing.get_context("spawn")
+    started, stop, count = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
+    child = ctx.Process(target=_append_until, args=(str(path), started, stop, count))
+    child.start()
+    try:
+        assert started.wait(60)
+        for _ in range(30):
+            before = snapshot(path)
+            replaced = {}
+            for k, raw in enumerate(before.splitlines(keepends=True)):
+                entry = orjson.loads(raw)
+                if entry["reason"] == "old":
+                    replaced[k] = []
+                elif entry["reason"] == "live":
+                    replaced[k] = [orjson.dumps(entry | {"reason": "seen"}) + b"\n"]
+            rewrite(path, before, replaced)
+    finally:
+        stop.set()
+        child.join(60)
+    assert child.exitcode == 0
+    entries = read_dead_letters(path)
+    assert [e for e in entries if e["reason"] == "old"] == []
+    numbers = sorted(orjson.loads(str(e["payload"]))["n"] for e in entries)
+    assert numbers == list(range(count.value))
+
+
+def test_a_rewrite_refuses_a_store_someone_else_rewrote(tmp_path: Path) -> None:
+    path = tmp_path / "deadletter.jsonl"
+    store(path, [rejection(b"a"), rejection(b"b")])
+    before = snapshot(path)
+    path.write_bytes(before.splitlines(keepends=True)[1])
+    with pytest.raises(StoreChanged):
+        rewrite(path, before, {0: []})
+    assert read_dead_letters(path)[0]["payload"] == "b"
