@@ -80,8 +80,15 @@ def run(workdir: Path, listen: str, *shards: str) -> subprocess.CompletedProcess
     text = f"state_dir: state\nsink: {{type: file}}\nmetrics:\n  listen: {listen}\n{PLANT}"
     path = write(workdir, text)
     return subprocess.run(
-        [sys.executable, "-m", "collector.commands.cli", "run", "--config", str(workdir / path)]
-        + list(shards),
+        [
+            sys.executable,
+            "-m",
+            "collector.commands.cli",
+            "run",
+            "--config",
+            str(workdir / path),
+            *shards,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
