@@ -31,6 +31,9 @@ class Chunk:
 
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 WROTE, FAILED, FAILURE = "sink_wrote_ns", "sink_failed_ns", "sink_failure"
+FAILING = "sink_failing"
+"""Present from a refused write until the next accepted one: by order, not by clock, so
+that a wall clock set back cannot make an old refusal look newer than a write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +43,20 @@ class WriteState:
     wrote_ns: int = 0
     failed_ns: int = 0
     failure: str = ""
-
-    @property
-    def failing(self) -> bool:
-        """True when the newest attempt was refused."""
-        return self.failed_ns > self.wrote_ns
+    failing: bool = False
+    """True when the newest attempt was refused."""
 
 
 def write_state(conn: sqlite3.Connection) -> WriteState:
     """The drain's last outcomes, read from ``journal.sqlite`` by any process."""
-    rows = dict(
-        conn.execute(
-            "SELECT key, value FROM meta WHERE key IN (?, ?, ?)", (WROTE, FAILED, FAILURE)
-        ).fetchall()
+    keys = (WROTE, FAILED, FAILURE, FAILING)
+    rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)", keys))
+    return WriteState(
+        int(rows.get(WROTE, 0)),
+        int(rows.get(FAILED, 0)),
+        str(rows.get(FAILURE, "")),
+        FAILING in rows,
     )
-    return WriteState(int(rows.get(WROTE, 0)), int(rows.get(FAILED, 0)), str(rows.get(FAILURE, "")))
 
 
 class Outbox:
@@ -88,13 +90,15 @@ class Outbox:
             conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
             add_counters(conn, {"written": lines})
             conn.execute(_SET_META, (WROTE, time.time_ns()))
+            conn.execute("DELETE FROM meta WHERE key = ?", (FAILING,))
 
     def write_failed(self, reason: str) -> None:
         """Count a refused write request and keep when and why, for ``/health``."""
         conn = self._conn
         with transaction(conn):
             add_counters(conn, {"write_errors": 1})
-            conn.executemany(_SET_META, [(FAILED, time.time_ns()), (FAILURE, reason[:500])])
+            now = time.time_ns()
+            conn.executemany(_SET_META, [(FAILED, now), (FAILURE, reason[:500]), (FAILING, 1)])
 
     def count(self, **counts: int) -> None:
         """Advance counters on their own (errors, drops)."""
