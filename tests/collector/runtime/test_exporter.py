@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import pytest
@@ -87,14 +88,17 @@ def newest_cellmon(influx: InfluxV1, db: str) -> dict[str, Any]:
     return rows[0] if rows else {}
 
 
-def start(tmp_path: Path, broker: Mosquitto, influx: InfluxV1, db: str) -> tuple[Pipeline, int]:
+def start(
+    tmp_path: Path, broker: Mosquitto, influx: InfluxV1, db: str, extra: str = "", **more: Any
+) -> tuple[Pipeline, int]:
     port = free_port()
     config = write_config(
         tmp_path,
+        **more,
         mqtt_port=broker.port,
         influx_url=influx.url,
         database=db,
-        extra=f"metrics:\n  listen: 127.0.0.1:{port}\n",
+        extra=f"{extra}metrics:\n  listen: 127.0.0.1:{port}\n",
         mqtt_options="  reconnect_max_s: 1\n",
     )
     pipeline = Pipeline(config, tmp_path / "cellmon.log")
@@ -190,4 +194,34 @@ def test_health_follows_the_database(
     assert any(r.startswith("database: the last write failed") for r in body["reasons"])
     influx.start()
     wait_for(lambda: health(port)[0] == 200, 60, lambda: str(health(port)))
+    assert pipeline.terminate() == 0
+
+
+SHARDS = """\
+    - id: P2
+      baseline_sec_kwh_per_t: 13450
+shards:
+  - {name: east, potlines: [P1]}
+  - {name: west, potlines: [P2]}
+"""
+
+
+def test_each_shard_serves_its_own_on_the_next_port(
+    tmp_path: Path, mosquitto: Mosquitto, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    instance = f"cellmon-test-{uuid4().hex[:8]}"
+    pipeline, port = start(tmp_path, mosquitto, influx_v1, influx_db, SHARDS, client_id=instance)
+    wait_for(lambda: pipeline.new_log().count("connected to") == 2, 30, pipeline.new_log)
+    west = [("smelter/P2/C01/telemetry", body) for _, body in (good(k) for k in range(7))]
+    publish_all(mosquitto.port, [good(k) for k in range(3)] + west)
+
+    def accepted(shard_port: int) -> float:
+        return scrape(shard_port)["cellmon_accepted_objects"][()]
+
+    wait_for(lambda: (accepted(port), accepted(port + 1)) == (3, 7), 60, pipeline.new_log)
+    infos = [scrape(p)["cellmon_info"] for p in (port, port + 1)]
+    assert [dict(next(iter(info))) for info in infos] == [
+        {"cellmon_instance": f"{instance}-east", "potlines": "P1"},
+        {"cellmon_instance": f"{instance}-west", "potlines": "P2"},
+    ]
     assert pipeline.terminate() == 0
