@@ -20,12 +20,14 @@ from collector.config.rules import Rules
 from collector.config.schema import (
     Count,
     LevelName,
+    Listen,
     NonEmpty,
     NonNegative,
     Positive,
     Section,
     ShiftStart,
     fail,
+    host_port,
     zone,
 )
 from collector.config.yamlsource import KeyPath
@@ -130,6 +132,29 @@ class PfcConfig(Section):
     min_duration_s: NonNegative = 0.0
 
 
+class MetricsConfig(Section):
+    """The HTTP endpoint of ``/metrics`` (Prometheus) and ``/health`` (contract 6.6)."""
+
+    listen: Listen | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None: no endpoint."""
+        return None if self.listen is None else host_port(self.listen)
+
+    def shifted(self, offset: int) -> MetricsConfig:
+        """The endpoint of the shard at ``offset``: the same host, port + offset.
+
+        One port per shard, not one merged endpoint: each shard's counters and broker
+        session live in its own process, and Prometheus sums targets as easily.
+        """
+        if self.address is None:
+            return self
+        host, port = self.address
+        host = f"[{host}]" if ":" in host else host
+        return MetricsConfig.model_construct(listen=f"{host}:{port + offset}")
+
+
 class ShardConfig(Section):
     """A process of ``cellmon run`` over some of the potlines (contract 5.1).
 
@@ -171,6 +196,7 @@ class ConfigFile(Section):
     alerts: AlertsConfig = AlertsConfig()
     state_dir: NonEmpty = "var/cellmon"
     metrics_interval_s: Positive = 10.0
+    metrics: MetricsConfig = MetricsConfig()
     rules_check_s: NonNegative = 2.0
     instance: NonEmpty | None = None
     plant: PlantConfig
@@ -249,6 +275,7 @@ class Config(ConfigFile):
                 ),
                 "state_dir": f"{self.state_dir}/{shard.name}",
                 "instance": f"{self.instance_name}-{shard.name}",
+                "metrics": self.metrics.shifted(self.shards.index(shard)),
                 "shards": [],
             }
         )

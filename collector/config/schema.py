@@ -20,6 +20,7 @@ from collector.config.yamlsource import KeyPath
 LEVEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+MAX_PORT = 65535
 
 
 # Checks of single values. They raise ValueError, whose text becomes the issue's message.
@@ -79,6 +80,22 @@ def _http_url(value: str) -> str:
     return value
 
 
+def host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` split; an IPv6 host in brackets (``[::1]:9100``), as in a URL."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
+        msg = f"expected HOST:PORT with a port from 1 to {MAX_PORT}, got {value!r}"
+        raise ValueError(msg)
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    host_port(value)
+    return value
+
+
 def fail(problems: Sequence[tuple[KeyPath, str]], value: object) -> NoReturn:
     """Report problems found across a list at each item's own key, so each gets its line.
 
@@ -103,6 +120,7 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 LevelName = Annotated[str, AfterValidator(_level_name)]
 ShiftStart = Annotated[str, BeforeValidator(_unquoted_time), AfterValidator(_hhmm)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Listen = Annotated[str, AfterValidator(_listen)]
 
 
 class Section(BaseModel):

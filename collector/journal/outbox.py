@@ -3,11 +3,17 @@
 Output is deleted from ``journal.sqlite`` only once the database (or the broker, for an
 alert) accepted it, and the ``written`` and ``alerts_published`` counters advance in the
 same transaction as the deletion.
+
+The outcome of the last write (when the database last took a chunk, when it last refused
+one and why) is kept in the ``meta`` table beside them, so that the MQTT process, which
+serves ``/health``, knows the database's state without asking the worker: it survives a
+restart, and costs one row in a transaction the drain makes anyway.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 
 from collector.journal.store import RAW, add_counters, backlog, transaction
@@ -21,6 +27,36 @@ class Chunk:
     lines: int
     body: bytes
     oldest_ns: int
+
+
+_SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+WROTE, FAILED, FAILURE = "sink_wrote_ns", "sink_failed_ns", "sink_failure"
+FAILING = "sink_failing"
+"""Present from a refused write until the next accepted one: by order, not by clock, so
+that a wall clock set back cannot make an old refusal look newer than a write."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteState:
+    """The last write the database took and the last it refused (epoch ns; 0: never)."""
+
+    wrote_ns: int = 0
+    failed_ns: int = 0
+    failure: str = ""
+    failing: bool = False
+    """True when the newest attempt was refused."""
+
+
+def write_state(conn: sqlite3.Connection) -> WriteState:
+    """The drain's last outcomes, read from ``journal.sqlite`` by any process."""
+    keys = (WROTE, FAILED, FAILURE, FAILING)
+    rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)", keys))
+    return WriteState(
+        int(rows.get(WROTE, 0)),
+        int(rows.get(FAILED, 0)),
+        str(rows.get(FAILURE, "")),
+        FAILING in rows,
+    )
 
 
 class Outbox:
@@ -53,6 +89,16 @@ class Outbox:
         with transaction(conn):
             conn.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
             add_counters(conn, {"written": lines})
+            conn.execute(_SET_META, (WROTE, time.time_ns()))
+            conn.execute("DELETE FROM meta WHERE key = ?", (FAILING,))
+
+    def write_failed(self, reason: str) -> None:
+        """Count a refused write request and keep when and why, for ``/health``."""
+        conn = self._conn
+        with transaction(conn):
+            add_counters(conn, {"write_errors": 1})
+            now = time.time_ns()
+            conn.executemany(_SET_META, [(FAILED, now), (FAILURE, reason[:500]), (FAILING, 1)])
 
     def count(self, **counts: int) -> None:
         """Advance counters on their own (errors, drops)."""

@@ -8,9 +8,13 @@ a snapshot of them plus the two gauges.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
+from collector.journal import store as journal
+from collector.journal.outbox import WriteState, write_state
 from processors.model import FieldValue, Point
 
 REJECTED_PREFIX = "rejected_"
@@ -75,3 +79,29 @@ class Metrics:
         for reason, count in sorted(self.rejected_by_reason.items()):
             values[f"{REJECTED_PREFIX}{reason}"] = count
         return Point("cellmon", (("instance", instance),), values, now_ns)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the journal files say at one instant: the self-metrics and the last write."""
+
+    metrics: Metrics
+    write: WriteState
+
+
+def read_metrics(state_dir: Path) -> Reading:
+    """Read the counters, gauges and last write outcome beside the running pipeline.
+
+    Its own connections, opened and closed here: SQLite's WAL lets this read while the
+    MQTT thread and the worker commit, without waiting for them or making them wait.
+    """
+    inbox, conn = journal.connect_inbox(state_dir), journal.connect_journal(state_dir)
+    try:
+        counters = journal.read_counters(inbox) | journal.read_counters(conn)
+        lines, oldest = journal.backlog(conn)
+        write = write_state(conn)
+    finally:
+        inbox.close()
+        conn.close()
+    lag = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
+    return Reading(Metrics.from_counters(counters, lines, lag), write)

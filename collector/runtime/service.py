@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 from collector import build
 from collector.config.models import Config
@@ -20,7 +19,8 @@ from collector.journal import locks
 from collector.journal import store as journal
 from collector.journal.locks import Busy
 from collector.runtime.child import WorkerProcess
-from collector.runtime.metrics import Metrics
+from collector.runtime.exporter import Exporter, ListenError
+from collector.runtime.metrics import Metrics, read_metrics
 from collector.runtime.reload import RulesWatcher
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ EXIT_WORKER_DIED = 1
 EXIT_BUSY = 2
 EXIT_DAMAGED = 2
 """Not started: a journal file is damaged (the same code as any other refusal to start)."""
+EXIT_LISTEN = 2
+"""Not started: ``metrics.listen`` cannot be served (its port is in use)."""
 SWITCH_INTERVAL_S = 0.0002
 """The MQTT thread releases the GIL on every socket read; with CPython's default of 5 ms it
 would wait that long behind another thread each time. 0.2 ms keeps it responsive."""
@@ -58,6 +60,9 @@ def run_service(cfg: Config, log_level: str) -> int:
     except journal.JournalDamaged as err:
         log.error("%s", err)
         return EXIT_DAMAGED
+    except ListenError as err:
+        log.error("%s", err)
+        return EXIT_LISTEN
     stop, hangup = signal_events()
     service.start()
     log.info("running; state in %s", service.cfg.state_path)
@@ -92,12 +97,22 @@ class Service:
         self.dead_letters = build.dead_letters(cfg)
         self.source = build.SOURCES["mqtt"](cfg, self.dead_letters)
         self.rules = RulesWatcher(cfg)
+        self.exporter: Exporter | None = None
+        if cfg.metrics.listen is not None:  # bound now: a port in use is refused before the start
+            try:
+                self.exporter = Exporter(cfg, self.source.connected.is_set)
+            except ListenError:
+                self.dead_letters.close()
+                self._lock.close()
+                raise
         self._worker = WorkerProcess("collector.runtime.worker", cfg, log_level)
 
     def start(self) -> None:
-        """Start the worker, then receive."""
+        """Start the worker, then receive, then answer scrapes."""
         self._worker.start()
         self.source.start()
+        if self.exporter is not None:
+            self.exporter.start()
 
     def stop(self) -> int:
         """Stop receiving, let the worker process and write it all; its exit code.
@@ -110,6 +125,8 @@ class Service:
         self._worker.finish()
         code = self._worker.join()
         self.dead_letters.close()
+        if self.exporter is not None:  # served to the end: a scrape sees the last writes
+            self.exporter.stop()
         log.info("stopped: %s", self.metrics)
         self._lock.close()
         return code
@@ -153,13 +170,4 @@ class Service:
     @property
     def metrics(self) -> Metrics:
         """A snapshot of every stage's counters and the outbox gauges."""
-        state = self.cfg.state_path
-        inbox, conn = journal.connect_inbox(state), journal.connect_journal(state)
-        try:
-            counters = journal.read_counters(inbox) | journal.read_counters(conn)
-            lines, oldest = journal.backlog(conn)
-        finally:
-            inbox.close()
-            conn.close()
-        lag = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0
-        return Metrics.from_counters(counters, lines, lag)
+        return read_metrics(self.cfg.state_path).metrics

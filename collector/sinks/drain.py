@@ -98,7 +98,7 @@ class Drain:
 
     def _on_failure(self, err: SinkError) -> float:
         """Count the failure, enforce the buffer bound, return the backoff delay."""
-        self.outbox.count(write_errors=1)
+        self.outbox.write_failed(str(err))
         self._failures += 1
         nbytes, lines = self.outbox.size()
         if nbytes > self.max_buffer_bytes:

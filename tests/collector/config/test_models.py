@@ -362,8 +362,8 @@ grafana: {}
 plant: {potlines: [{id: P1, baseline_sec_kwh_per_t: 13450}]}
 """,
         "cellmon.yaml:1: grafana: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "shards",
+        "alerts, state_dir, metrics_interval_s, metrics, rules_check_s, instance, plant, "
+        "targets, pfc, shards",
     ),
     (
         "replaced-section",
@@ -560,8 +560,8 @@ plant:
       baseline_sec_kwh_per_t: 13450
 """,
         "cellmon.yaml:1: defaults: unknown key; expected one of: mqtt, ingest, influx, sink, "
-        "alerts, state_dir, metrics_interval_s, rules_check_s, instance, plant, targets, pfc, "
-        "shards\n"
+        "alerts, state_dir, metrics_interval_s, metrics, rules_check_s, instance, plant, "
+        "targets, pfc, shards\n"
         "cellmon.yaml:5: plant.potlines[0].anodes_per_cell: must be >= 1, got 0",
     ),
 ]

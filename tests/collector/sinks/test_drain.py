@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collector.journal import store as journal
-from collector.journal.outbox import Outbox
+from collector.journal.outbox import Outbox, write_state
 from collector.sinks.base import SinkError
 from collector.sinks.drain import JOURNAL_RETRY_S, Drain
 from collector.sinks.options import FileOptions
@@ -136,3 +136,23 @@ def test_a_journal_error_is_waited_out_and_the_drain_carries_on(
     # the chunk went out again after its deletion failed: written twice, buffered no more
     assert sink.written == [b"".join(LINES)] * 2
     assert outbox.size() == (0, 0)
+
+
+def test_the_last_write_outcome_is_kept_in_the_journal_for_health(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    reader = journal.connect_journal(tmp_path / "state")  # as the MQTT process reads it
+    assert not write_state(reader).failing  # never written, never refused
+    clock, sink = FakeTime(), Refusing()
+    drain = drain_of(outbox, sink, clock, tmp_path)
+    finishing = stopped()
+    drain.run(finishing)
+    refused = write_state(reader)
+    assert refused.failing
+    assert refused.failure == "connection refused"
+    assert refused.wrote_ns == 0
+    sink.back = True
+    drain.run(finishing)
+    taken = write_state(reader)
+    assert not taken.failing
+    assert taken.failed_ns == refused.failed_ns  # the refusal stays on record, older
