@@ -326,7 +326,7 @@ class Engine:
         v = cast("tuple[float, ...]", rows.v)  # a sample row always has both (SAMPLE)
         i = cast("tuple[float, ...]", rows.i)
         extra = _extras(body)
-        everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
+        everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra, rows.lag)
         everything.extra = derived_extra(self._derive, everything)
         raw = self._raw.encode(cid, ts, v, i, everything.extra)
         batch, late, newest = in_order(everything, self._newest)

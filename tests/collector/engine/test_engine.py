@@ -42,7 +42,7 @@ class Failing:
 
 def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T + k, 4.2, 300.0, None) for k in range(3)], [], {})
+    inbox.append([("P1", "C1", T + k, 4.2, 300.0, None, None) for k in range(3)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Failing(), Counting()], **ENGINE)
     assert engine.step() == 3
@@ -64,7 +64,7 @@ class Unwritable(journal.Store):
 
 def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None, None)], [], {})
     store = Unwritable(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Counting()], **ENGINE)
     stop = threading.Event()
@@ -100,10 +100,10 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     counting = Counting()
     engine = Engine(store, [Doubling(), counting], **ENGINE)
-    inbox.append([("P1", "C1", T, 4.0, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.0, 300.0, None, None)], [], {})
     engine.step()
     engine.replace([Tripling()])
-    inbox.append([("P1", "C1", T + 1, 5.0, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T + 1, 5.0, 300.0, None, None)], [], {})
     engine.step()
     assert engine.processors[1] is counting
     assert store.load_state("derived") == 2  # the new one went on from the old one's state
@@ -131,7 +131,7 @@ def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
     tmp_path: Path,
 ) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None, None)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Alarming()], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"))
     engine.step()
@@ -171,10 +171,10 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     inbox.append(
         [
-            ("P1", "C1", T, 4.2, 300.0, None),
-            ("P1", "C1", T + 1, 4.2, 300.0, {"x\\": 1.5}),  # a key that ends with a backslash
-            ("P1", "C1\\", T + 2, 4.2, 300.0, None),  # a cell name that does
-            ("P1", "C1", T + 3, 4.3, 300.0, {"ok": 2.5}),
+            ("P1", "C1", T, 4.2, 300.0, None, None),
+            ("P1", "C1", T + 1, 4.2, 300.0, {"x\\": 1.5}, None),  # a key that ends with a backslash
+            ("P1", "C1\\", T + 2, 4.2, 300.0, None, None),  # a cell name that does
+            ("P1", "C1", T + 3, 4.3, 300.0, {"ok": 2.5}, None),
         ],
         [],
         {},
