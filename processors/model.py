@@ -103,7 +103,14 @@ class SampleBatch:
 
 @dataclass(slots=True)
 class Batch:
-    """What a processor sees per step: in-order samples and the events of the same rows."""
+    """What a processor sees per step: in-order samples and the events of the same rows.
+
+    ``timed``: when some live samples of the rows are late (at or before their cell's
+    newest, so not in ``samples``), every live sample of the rows, late ones too, in arrival
+    order; None when ``samples`` holds them all. A clock that jumps back makes only late
+    samples until its stamps pass its newest again: they are what times it (contract 6.5).
+    """
 
     samples: SampleBatch
     events: list[Event]
+    timed: SampleBatch | None = None

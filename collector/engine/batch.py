@@ -103,23 +103,32 @@ def in_order(
     late, updated = late_mask(batch.cell_id, batch.ts_ns, keys.__getitem__, newest)
     if not late.any():
         return batch, late, updated
-    keep = ~late
+    return take(batch, ~late), late, updated
+
+
+def take(batch: SampleBatch, keep: np.ndarray) -> SampleBatch:
+    """The rows where ``keep`` is true, in their order, their cells renumbered to those present."""
     kept = np.flatnonzero(keep).tolist()
     used, local = np.unique(batch.cell_id[keep], return_inverse=True)
-    return (
-        replace(
-            batch,
-            cells=[batch.cells[c] for c in used.tolist()],
-            cell_id=local.astype(np.int64),
-            ts_ns=batch.ts_ns[keep],
-            voltage_v=batch.voltage_v[keep],
-            current_ka=batch.current_ka[keep],
-            extra=[batch.extra[k] for k in kept],
-            arrival_ns=None if batch.arrival_ns is None else batch.arrival_ns[keep],
-        ),
-        late,
-        updated,
+    return replace(
+        batch,
+        cells=[batch.cells[c] for c in used.tolist()],
+        cell_id=local.astype(np.int64),
+        ts_ns=batch.ts_ns[keep],
+        voltage_v=batch.voltage_v[keep],
+        current_ka=batch.current_ka[keep],
+        extra=[batch.extra[k] for k in kept],
+        arrival_ns=None if batch.arrival_ns is None else batch.arrival_ns[keep],
     )
+
+
+def timed(batch: SampleBatch, late: np.ndarray) -> SampleBatch | None:
+    """Every live sample, late ones too, when some late one is live (``Batch.timed``)."""
+    arrival = batch.arrival_ns
+    if arrival is None or not late.any():
+        return None
+    live = arrival != UNTIMED
+    return take(batch, live) if (live & late).any() else None
 
 
 def deriver_of(processors: Sequence[Any]) -> Deriving | None:

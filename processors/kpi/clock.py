@@ -21,7 +21,9 @@ processor's format (``alarm_point``) at the minute's start, which page as alerts
 next minute written. A minute written at ``flush`` is not judged: it is a part of a
 minute, which the next start judges whole.
 
-Samples are taken in arrival order, the inbox's, whatever the batch cuts; a cell's minute
+Late samples are timed too (``Batch.timed``): a clock that jumps back makes nothing else
+until its stamps pass its newest again, and that is when it matters most. Samples are
+taken in arrival order, the inbox's, whatever the batch cuts; a cell's minute
 never goes back (a sample stamped by a host clock that stepped back counts in the open
 minute), so the points are the same however the stream is cut. State per cell: the open
 minute, its offsets in ms (at most a minute of one cell's live samples), and whether the
@@ -111,7 +113,7 @@ class ClockProcessor:
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
         """The minutes this batch closed, and their alarm transitions, in time order."""
         st = _State.of(state)
-        sb = batch.samples
+        sb = batch.samples if batch.timed is None else batch.timed  # late ones too
         arrival = sb.arrival_ns
         if arrival is None:
             return st, []  # the usual batch: arrays and replays only

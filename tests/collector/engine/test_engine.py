@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from collector.engine.engine import Engine
 from collector.journal import store as journal
@@ -202,3 +203,42 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     assert repr("C1\\") in reprs
     assert repr(Unwriteable.bad) in reprs
     assert repr(Unwriteable.broken) in reprs
+
+
+@pytest.mark.parametrize("batch_rows", [5000, 4, 1])
+def test_a_clock_that_jumps_back_is_timed_by_its_late_samples_and_pages(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    # contract 6.5: C1 sends live single objects every 10 s from T (a minute's start), each
+    # arriving 0.1 s after its ts (a lag of 100 ms); then its clock jumps 95 s back:
+    # stamps T − 35 … T + 25 s, all before its newest (T + 50 s), so late and counted by no
+    # KPI, but their arrivals (T + 60 … T + 120 s, a lag of 95 s) time the clock
+    from processors.kpi.clock import ClockProcessor, ClockSettings
+
+    s = 1_000_000_000
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    before = [("P1", "C1", T + k * 10 * s, 4.2, 300.0, None, 100) for k in range(6)]
+    behind = [("P1", "C1", T + (k * 10 - 95) * s, 4.2, 300.0, None, 95_000) for k in range(6, 13)]
+    inbox.append(before + behind, [], {})
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    clock = ClockProcessor(ClockSettings({"P1": 30.0}))
+    engine = Engine(
+        store, [clock], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"), batch_rows=batch_rows
+    )
+    assert sum(iter(engine.step, 0)) == 13  # the same points however the inbox is cut
+    chunk = Outbox(journal.connect_journal(tmp_path)).take(1000)
+    assert chunk is not None
+    written = [
+        line for line in chunk.body.decode().splitlines() if line.startswith(("cell_", "alarm"))
+    ]
+    m0, m1 = T, T + 60 * s  # T + 120 s, in the next minute, closes m1: 95 > 30 raises
+    tags = "cell=C1,potline=P1"
+    assert written == [
+        f"cell_clock,{tags} offset_s=0.1,samples=6i {m0}",
+        f"cell_clock,{tags} offset_s=95.0,samples=6i {m1}",
+        f'alarm,{tags},rule=clock_drift,severity=warning state="raised",value=95.0 {m1}',
+    ]
+    assert [topic for _, topic, _ in AlertQueue(journal.connect_journal(tmp_path)).take(10)] == [
+        "a/C1/clock_drift"
+    ]
+    assert store.counters()["late"] == 7

@@ -145,3 +145,14 @@ def test_compliance_across_minutes_and_a_raised_alarm() -> None:
     b = batch(rows)
     for at in (0, 17, 40, 61, 119, len(rows)):
         check_compliance(ClockProcessor(LIMITS), b, at)
+
+
+def test_late_samples_are_timed_through_batch_timed() -> None:
+    # the engine leaves late samples out of ``samples`` and gives every live one in ``timed``
+    everything = batch([(C1, 1.0, 0.5), (C1, 2.0, 90.0), (C1, 61.0, 0.5)])
+    in_order = batch([(C1, 1.0, 0.5), (C1, 61.0, 0.5)])
+    _, points = ClockProcessor(LIMITS).apply(Batch(in_order.samples, [], everything.samples), None)
+    # the median of 0.5 and 90 s: 45.25 > 30 raises
+    assert points == [clock(C1, 0, 45.25, 2), alarm(C1, 0, "raised", 45.25)]
+    _, points = ClockProcessor(LIMITS).apply(in_order, None)
+    assert points == [clock(C1, 0, 0.5, 1)]
