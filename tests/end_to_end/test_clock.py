@@ -109,7 +109,12 @@ def test_a_clock_90_s_behind_raises_clock_drift_and_setting_it_right_clears_it(
     finally:
         hmi.close()
 
-    raised, cleared = sorted(alarms(), key=lambda r: r["time"])
+    check_written(influx_v1, db, m, hmi.received)
+
+
+def check_written(influx: InfluxV1, db: str, m: int, alerts: list[tuple[str, dict]]) -> None:
+    """The alarm's raise at minute ``m``, its clear at ``m`` + 1, their alerts, the minutes."""
+    raised, cleared = sorted(points(influx, db, "alarm"), key=lambda r: r["time"])
     for row, state, minute in ((raised, "raised", m), (cleared, "cleared", m + MINUTE_NS)):
         assert (row["time"], row["rule"], row["severity"], row["state"]) == (
             minute,
@@ -120,14 +125,14 @@ def test_a_clock_90_s_behind_raises_clock_drift_and_setting_it_right_clears_it(
     # arrival − ts is 90 s plus the way through the broker (milliseconds), or that alone
     assert 90.0 <= raised["value"] < 91.0
     assert 0.0 <= cleared["value"] < 1.0
-    clocks = sorted(points(influx_v1, db, "cell_clock"), key=lambda r: r["time"])
+    clocks = sorted(points(influx, db, "cell_clock"), key=lambda r: r["time"])
     assert [(r["time"], r["samples"]) for r in clocks] == [
         (m, 3),
         (m + MINUTE_NS, 4),
         (m + 2 * MINUTE_NS, 1),  # written at shutdown as it stood
     ]
-    assert [(topic, a["state"], a["rule"], a["ts"]) for topic, a in hmi.received] == [
+    assert [(topic, a["state"], a["rule"], a["ts"]) for topic, a in alerts] == [
         ("clocktest/P1/C7/clock_drift", "raised", "clock_drift", m // 1_000_000),
         ("clocktest/P1/C7/clock_drift", "cleared", "clock_drift", (m + MINUTE_NS) // 1_000_000),
     ]
-    assert hmi.received[0][1]["value"] == raised["value"]
+    assert alerts[0][1]["value"] == raised["value"]
