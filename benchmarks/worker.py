@@ -98,6 +98,7 @@ def telemetry(sims: list[PotlineSim], k0: int, n: int) -> list[SampleRow]:
                     float(v[j]),
                     i,
                     {"bath_temp_c": float(bath[j]), "noise_uohm": float(noise[j])},
+                    None,
                 )
                 for j, c in enumerate(sim.cell_ids)
             )

@@ -23,6 +23,17 @@ from typing import TYPE_CHECKING, NamedTuple
 from collector.config.models import Config
 from collector.journal import store as journal
 from collector.journal.outbox import AlertQueue, Outbox
+from collector.settings import (
+    ae_settings,
+    ae_thresholds,
+    anode_settings,
+    calendar,
+    clock_settings,
+    rule_constants,
+    sec_settings,
+    settle_settings,
+    tap_settings,
+)
 from collector.sinks.alerts import AlertFormat, AlertPublisher
 from collector.source.deadletter import DeadLetters
 from collector.source.decode import Decoder
@@ -32,19 +43,12 @@ from collector.source.sparkplug.host import Host
 from collector.source.sparkplug.naming import compile_input
 from collector.source.topics import TopicRouter, TopicTemplate, compile_template
 from processors.base import Processor, Recomputable
-from processors.rules.expression_syntax import CELL_CONSTANTS
 
 if TYPE_CHECKING:  # built where they are used: see "The processor and sink stages" below
     from collector.engine.engine import Engine
     from collector.engine.recalc import Reach
     from collector.sinks.base import Sink
     from collector.sinks.drain import Drain
-    from processors.kpi.ae import AESettings
-    from processors.kpi.anode_cycle import AnodeSettings
-    from processors.kpi.anode_settle import SettleSettings
-    from processors.kpi.periods import Calendar
-    from processors.kpi.sec import SecSettings
-    from processors.kpi.taps import TapSettings
 
 NS = 1_000_000_000
 HISTORY_STEP_S = 3600
@@ -119,6 +123,12 @@ def _tap_cycles(cfg: Config) -> Processor:
     return TapCycleProcessor(tap_settings(cfg))
 
 
+def _clock(cfg: Config) -> Processor:
+    from processors.kpi.clock import ClockProcessor
+
+    return ClockProcessor(clock_settings(cfg))
+
+
 PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_derived, rules=True),  # first: alarms and raw points see derived fields
     ProcessorEntry(_alarms, rules=True),
@@ -129,7 +139,20 @@ PROCESSORS: tuple[ProcessorEntry, ...] = (
     ProcessorEntry(_anode_effects),
     ProcessorEntry(_minutes),
     ProcessorEntry(_tap_cycles),
+    ProcessorEntry(_clock),
 )
+
+__all__ = [  # the processors' views, read through this module by the commands and tests
+    "ae_settings",
+    "ae_thresholds",
+    "anode_settings",
+    "calendar",
+    "clock_settings",
+    "rule_constants",
+    "sec_settings",
+    "settle_settings",
+    "tap_settings",
+]
 
 
 def processors(cfg: Config) -> list[Processor]:
@@ -172,121 +195,6 @@ def reach(cfg: Config) -> Reach:
         before_ns=31 * 60 * NS,  # the change's minute and the 30 before it
         after_ns=(max(t.anode_settle_max_min for t in targets) + 2) * 60 * NS,  # + its close
     )
-
-
-# The processors' views of the config.
-
-
-def calendar(cfg: Config) -> Calendar:
-    """Shifts, days and months in the plant's time zone."""
-    from processors.kpi.periods import Calendar
-
-    return Calendar(cfg.plant.timezone, cfg.plant.shift_times)
-
-
-def sec_settings(cfg: Config) -> SecSettings:
-    """The kWh/t processor's view of the config."""
-    from processors.kpi.energy import Goal
-    from processors.kpi.sec import SecSettings
-
-    plant = cfg.plant
-    goals = {
-        p.id: Goal(
-            current_efficiency=p.current_efficiency,
-            baseline_kwh_per_t=p.baseline_sec_kwh_per_t,
-            savings_goal_kwh_per_t=cfg.targets_for(p.id).sec_savings_kwh_per_t,
-            tariff_cny_per_kwh=plant.tariff_cny_per_kwh,
-            baseline_voltage_v=p.baseline_voltage_v,
-            measured_ce=p.ce_basis == "measured",
-            rectifier_efficiency=p.rectifier_efficiency,
-        )
-        for p in plant.potlines
-    }
-    return SecSettings(
-        calendar=calendar(cfg),
-        goals=goals,
-        ae_thresholds_v=ae_thresholds(cfg),
-        max_gap_s=plant.max_gap_s,
-        update_interval_s=plant.kpi_update_s,
-        complete_grace_s=plant.complete_grace_s,
-    )
-
-
-def tap_settings(cfg: Config) -> TapSettings:
-    """The tap-cycle processor's view of the config."""
-    from processors.kpi.taps import TapSettings
-
-    return TapSettings(
-        max_cycle_h={p.id: cfg.targets_for(p.id).tap_cycle_max_h for p in cfg.plant.potlines},
-        max_gap_s=cfg.plant.max_gap_s,
-        calendar=calendar(cfg),
-    )
-
-
-def anode_settings(cfg: Config) -> AnodeSettings:
-    """The anode-cycle processor's view of the config."""
-    from processors.kpi.anode_cycle import AnodeSettings, AnodeTargets
-
-    targets = {}
-    for p in cfg.plant.potlines:
-        t = cfg.targets_for(p.id)
-        targets[p.id] = AnodeTargets(
-            t.anode_cycle_days, t.anode_cycle_tolerance_days, t.anode_block
-        )
-    plant = cfg.targets
-    return AnodeSettings(
-        calendar=calendar(cfg),
-        targets=targets,
-        plant_targets=AnodeTargets(
-            plant.anode_cycle_days, plant.anode_cycle_tolerance_days, plant.anode_block
-        ),
-        complete_grace_s=cfg.plant.complete_grace_s,
-    )
-
-
-def settle_settings(cfg: Config) -> SettleSettings:
-    """The anode-settle processor's view: band and longest settling of each configured potline."""
-    from processors.kpi.anode_settle import SettleSettings
-
-    targets = {p.id: cfg.targets_for(p.id) for p in cfg.plant.potlines}
-    limits = {p: (t.anode_settle_band_mv, t.anode_settle_max_min) for p, t in targets.items()}
-    return SettleSettings(calendar(cfg), limits, cfg.plant.complete_grace_s)
-
-
-def ae_thresholds(cfg: Config) -> dict[str, float]:
-    """Each potline's anode-effect threshold, V."""
-    return {p.id: cfg.targets_for(p.id).anode_effect_threshold_v for p in cfg.plant.potlines}
-
-
-def ae_settings(cfg: Config) -> AESettings:
-    """The anode-effect processor's view of the config."""
-    from processors.kpi.ae import AESettings, Pfc
-
-    potlines = cfg.plant.potlines
-    pfc = cfg.pfc
-    return AESettings(
-        calendar=calendar(cfg),
-        thresholds_v=ae_thresholds(cfg),
-        current_efficiency={p.id: p.current_efficiency for p in potlines},
-        pfc=Pfc(pfc.slope_cf4, pfc.c2f6_ratio, pfc.gwp_cf4, pfc.gwp_c2f6),
-        min_duration_s=pfc.min_duration_s,
-        max_gap_s=cfg.plant.max_gap_s,
-        update_interval_s=cfg.plant.kpi_update_s,
-        complete_grace_s=cfg.plant.complete_grace_s,
-    )
-
-
-def rule_constants(cfg: Config) -> dict[str, dict[str, float]]:
-    """Each potline's numeric settings, by the names rule expressions use.
-
-    They are every number of a potline's section and of its targets (``CELL_CONSTANTS``,
-    held to the models by a test), so a new target key is a rule constant too.
-    """
-    constants = {}
-    for p in cfg.plant.potlines:
-        settings = {**dict(p), **dict(cfg.targets_for(p.id))}
-        constants[p.id] = {name: float(settings[name]) for name in CELL_CONSTANTS}
-    return constants
 
 
 # The source stage.

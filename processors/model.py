@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the MQTT process builds no batch and loads no numpy (15 MiB
     import numpy as np
 
 FieldValue = float | int | bool | str
+UNTIMED = -(2**63)
+"""The ``arrival_ns`` of a sample that is not timed (the int64 minimum: no real instant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,9 @@ class SampleBatch:
     """Samples in arrival order, as parallel columns.
 
     ``cell_id`` indexes ``cells`` (a list of ``(potline, cell)``) so that tags are
-    formatted once per cell, not once per sample.
+    formatted once per cell, not once per sample. ``arrival_ns`` is when each sample reached
+    cellmon, ``UNTIMED`` for one whose arrival says nothing of its controller's clock (an
+    object of an array, a replayed row; contract 6.5); None: no sample of the batch is timed.
     """
 
     cells: list[tuple[str, str]]
@@ -91,6 +95,7 @@ class SampleBatch:
     voltage_v: np.ndarray  # float64
     current_ka: np.ndarray  # float64
     extra: list[dict[str, float] | None]
+    arrival_ns: np.ndarray | None = None  # int64
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -98,7 +103,14 @@ class SampleBatch:
 
 @dataclass(slots=True)
 class Batch:
-    """What a processor sees per step: in-order samples and the events of the same rows."""
+    """What a processor sees per step: in-order samples and the events of the same rows.
+
+    ``timed``: when some live samples of the rows are late (at or before their cell's
+    newest, so not in ``samples``), every live sample of the rows, late ones too, in arrival
+    order; None when ``samples`` holds them all. A clock that jumps back makes only late
+    samples until its stamps pass its newest again: they are what times it (contract 6.5).
+    """
 
     samples: SampleBatch
     events: list[Event]
+    timed: SampleBatch | None = None

@@ -110,6 +110,7 @@ def _rows(sb: SampleBatch, keep: np.ndarray) -> SampleBatch:
         sb.voltage_v[keep],
         sb.current_ka[keep],
         [sb.extra[k] for k in keep.tolist()],
+        None if sb.arrival_ns is None else sb.arrival_ns[keep],
     )
 
 
@@ -234,6 +235,8 @@ def _close(a: Any, b: Any) -> bool:
 
 def _snapshot(batch: Batch) -> Any:
     sb = batch.samples
-    columns = (sb.cell_id, sb.ts_ns, sb.voltage_v, sb.current_ka)
+    columns = [sb.cell_id, sb.ts_ns, sb.voltage_v, sb.current_ka]
+    if sb.arrival_ns is not None:
+        columns.append(sb.arrival_ns)
     events = [(e.potline, e.cell, e.ts_ns, e.type, copy.deepcopy(e.data)) for e in batch.events]
     return (list(sb.cells), [c.tobytes() for c in columns], copy.deepcopy(sb.extra), events)

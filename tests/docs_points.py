@@ -5,7 +5,8 @@ temporary state directory, fed by the decoder exactly as the MQTT source feeds i
 a simulated potline (anode changes, taps, anode effects, with its anode history seeded 40
 days back) and a few hand-made messages for what a healthy potline does not show (an anode
 effect cut by a data gap, an anode change with its crew, a sample that breaks a derived
-field, an event without data, a pass-through key, malformed messages). Every line the
+field, an event without data, a pass-through key, malformed messages, two minutes of
+live single objects for ``cell_clock``). Every line the
 engine commits to the outbox is read back as measurement, tag keys and field keys.
 """
 
@@ -124,6 +125,18 @@ def _odd_messages(t0_ns: int) -> list[tuple[str, bytes]]:
     ]
 
 
+def _feed_live(decoder: Decoder, inbox: journal.Inbox, t0_ns: int) -> None:
+    """Cell X01 sending single objects for two minutes from ``t0_ns``, each decoded 0.25 s
+    after its ``ts``: live samples, which ``cell_clock`` times (the arrays are not)."""
+    out = Decoded()
+    for t_s in range(1300, 1420, 10):
+        ts_ns = t0_ns + t_s * NS
+        body = {"ts": ts_ns // 1_000_000, "cell_voltage_v": 4.2, "line_current_ka": 300.0}
+        topic = f"smelter/P1/{ODD_CELL}/telemetry"
+        decoder.decode(topic, orjson.dumps(body), ts_ns + NS // 4, out)
+    inbox.append(out.samples, out.events, {"messages": len(out.samples)})
+
+
 def _sim_messages(sim: PotlineSim, t0_ns: int, t1_ns: int) -> list[tuple[str, bytes]]:
     """The simulated potline's telemetry (arrays of 60 samples) and events in [t0, t1)."""
     steps = sim.steps(t0_ns, t1_ns)
@@ -174,6 +187,8 @@ def written_by_a_potline_day(tmp: Path) -> Written:
         if hour == 3:
             messages += _odd_messages(t0)
         _feed(decoder, inbox, messages)
+        if hour == 3:
+            _feed_live(decoder, inbox, t0)
         _drain(engine)
     engine.finish()
     body = Outbox(journal.connect_journal(cfg.state_path)).take(10**9)

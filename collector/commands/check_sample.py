@@ -211,7 +211,7 @@ def _count(m: Message) -> str:
 
 
 def _sample_line(s: SampleRow, fields: dict[str, float], note: str, report: Report) -> str:
-    potline, cell, ts, volts, amps, extra = s
+    potline, cell, ts, volts, amps, extra, _ = s
     given = {"cell_voltage_v": volts, "line_current_ka": amps, **(extra or {})}
     shown = " ".join(f"{k}={_num(v)}" for k, v in given.items() if k not in report.derived)
     text = f"{potline}/{cell} {_time(ts)} {shown}"

@@ -52,10 +52,20 @@ class Targets(Section):
     tap_cycle_max_h: Positive = 72.0
     anode_settle_band_mv: Positive = 50.0
     anode_settle_max_min: SettleMinutes = 480
+    clock_drift_limit_s: Positive | None = 30.0  # null: no clock_drift alarm
+
+
+NULLABLE_TARGETS = frozenset(("clock_drift_limit_s",))
+"""Target keys whose null means something (a watch turned off), so an override may set it;
+they are no rule constants, which are always numbers (``rule_constants``)."""
 
 
 class TargetsOverride(Section):
-    """A potline's own goals; a key left out keeps the plant's value."""
+    """A potline's own goals; a key left out keeps the plant's value.
+
+    A key of ``NULLABLE_TARGETS`` set to null turns its watch off for the potline; any other
+    null is the same as leaving the key out.
+    """
 
     sec_savings_kwh_per_t: Positive | None = None
     anode_cycle_days: Positive | None = None
@@ -65,6 +75,7 @@ class TargetsOverride(Section):
     tap_cycle_max_h: Positive | None = None
     anode_settle_band_mv: Positive | None = None
     anode_settle_max_min: SettleMinutes | None = None
+    clock_drift_limit_s: Positive | None = None
 
 
 class PotlineConfig(Section):
@@ -261,7 +272,10 @@ class Config(ConfigFile):
         potline = self.potline(potline_id)
         if potline is None:
             return self.targets
-        return self.targets.model_copy(update=potline.targets.model_dump(exclude_none=True))
+        override = potline.targets
+        update = override.model_dump(exclude_none=True)
+        update |= {k: None for k in NULLABLE_TARGETS & override.model_fields_set if k not in update}
+        return self.targets.model_copy(update=update)
 
     def shard(self, shard: ShardConfig) -> Config:
         """The config of one shard: its potlines, client id, state directory and instance."""

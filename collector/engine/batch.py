@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from processors.base import Deriving
-from processors.model import SampleBatch
+from processors.model import UNTIMED, SampleBatch
 from processors.ordering import late_mask
 
 Extra = dict[str, float] | None
@@ -49,10 +49,12 @@ def sample_batch(
     voltage_v: Sequence[float],
     current_ka: Sequence[float],
     extra: Sequence[Extra],
+    lag: Sequence[int] | None = None,
 ) -> SampleBatch:
     """A batch of samples in arrival order; ``name(c)`` is (potline, cell) of code ``c``.
 
     Codes may be any integers (the inbox's cell ids): the batch numbers its cells 0..n-1.
+    ``lag`` (the inbox's, ``collector.journal.store.lag_code``) gives it its ``arrival_ns``.
     """
     code_arr = np.asarray(codes, dtype=np.int64)
     uniq, local = np.unique(code_arr, return_inverse=True)
@@ -63,7 +65,20 @@ def sample_batch(
         voltage_v=np.asarray(voltage_v, dtype=np.float64),
         current_ka=np.asarray(current_ka, dtype=np.float64),
         extra=list(extra),
+        arrival_ns=arrival(ts_ns, lag),
     )
+
+
+def arrival(ts_ns: Sequence[int] | np.ndarray, lag: Sequence[int] | None) -> np.ndarray | None:
+    """Each row's arrival (``ts`` + its lag), ``UNTIMED`` for code 0; None when none is timed.
+
+    Most batches hold arrays (a controller's buffer) or replayed rows only: no column then.
+    """
+    if lag is None or lag.count(0) == len(lag):  # C speed, on every batch
+        return None
+    code = np.asarray(lag, dtype=np.int64)
+    lag_ns = (code - (code > 0)) * 1_000_000
+    return np.where(code != 0, np.asarray(ts_ns, dtype=np.int64) + lag_ns, UNTIMED)
 
 
 def derived_extra(deriver: Deriving | None, batch: SampleBatch) -> list[Extra]:
@@ -88,22 +103,32 @@ def in_order(
     late, updated = late_mask(batch.cell_id, batch.ts_ns, keys.__getitem__, newest)
     if not late.any():
         return batch, late, updated
-    keep = ~late
+    return take(batch, ~late), late, updated
+
+
+def take(batch: SampleBatch, keep: np.ndarray) -> SampleBatch:
+    """The rows where ``keep`` is true, in their order, their cells renumbered to those present."""
     kept = np.flatnonzero(keep).tolist()
     used, local = np.unique(batch.cell_id[keep], return_inverse=True)
-    return (
-        replace(
-            batch,
-            cells=[batch.cells[c] for c in used.tolist()],
-            cell_id=local.astype(np.int64),
-            ts_ns=batch.ts_ns[keep],
-            voltage_v=batch.voltage_v[keep],
-            current_ka=batch.current_ka[keep],
-            extra=[batch.extra[k] for k in kept],
-        ),
-        late,
-        updated,
+    return replace(
+        batch,
+        cells=[batch.cells[c] for c in used.tolist()],
+        cell_id=local.astype(np.int64),
+        ts_ns=batch.ts_ns[keep],
+        voltage_v=batch.voltage_v[keep],
+        current_ka=batch.current_ka[keep],
+        extra=[batch.extra[k] for k in kept],
+        arrival_ns=None if batch.arrival_ns is None else batch.arrival_ns[keep],
     )
+
+
+def timed(batch: SampleBatch, late: np.ndarray) -> SampleBatch | None:
+    """Every live sample, late ones too, when some late one is live (``Batch.timed``)."""
+    arrival = batch.arrival_ns
+    if arrival is None or not late.any():
+        return None
+    live = arrival != UNTIMED
+    return take(batch, live) if (live & late).any() else None
 
 
 def deriver_of(processors: Sequence[Any]) -> Deriving | None:

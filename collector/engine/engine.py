@@ -29,6 +29,7 @@ from collector.engine.batch import (
     empty_batch,
     in_order,
     sample_batch,
+    timed,
 )
 from collector.engine.rawlines import Encoded, RawLines
 from collector.journal.store import EVENT, KPI, RAW, InboxRows, Store
@@ -289,9 +290,9 @@ class Engine:
             rows = rows.take(k for k, kind in enumerate(rows.kind) if kind != EVENT)
         else:
             events = []
-        samples, raw, self._newest, late = self._samples(rows)
+        samples, raw, self._newest, late, live = self._samples(rows)
         self._counts["late"] += late
-        batch = Batch(samples, events)
+        batch = Batch(samples, events, live)
         points: list[Point] = []
         paging: list[Point] = []
         for proc in self.processors:
@@ -318,19 +319,21 @@ class Engine:
             return self._saved_state(proc.name)
         return state
 
-    def _samples(self, rows: InboxRows) -> tuple[SampleBatch, Encoded, dict[str, int], int]:
-        """Raw lines for every sample, and the in-order ones as a batch for integration."""
+    def _samples(
+        self, rows: InboxRows
+    ) -> tuple[SampleBatch, Encoded, dict[str, int], int, SampleBatch | None]:
+        """Raw lines of every sample; in-order ones to integrate; ``Batch.timed`` if late."""
         if not rows.seq:
-            return empty_batch(), (0, b"", []), self._newest, 0
+            return empty_batch(), (0, b"", []), self._newest, 0, None
         cid, ts, body = rows.cell_id, rows.ts, rows.body
         v = cast("tuple[float, ...]", rows.v)  # a sample row always has both (SAMPLE)
         i = cast("tuple[float, ...]", rows.i)
         extra = _extras(body)
-        everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra)
+        everything = sample_batch(self.store.cells.name, cid, ts, v, i, extra, rows.lag)
         everything.extra = derived_extra(self._derive, everything)
         raw = self._raw.encode(cid, ts, v, i, everything.extra)
         batch, late, newest = in_order(everything, self._newest)
-        return batch, raw, newest, int(late.sum())
+        return batch, raw, newest, int(late.sum()), timed(everything, late)
 
     def _event(self, rows: InboxRows, k: int) -> Event:
         potline, cell = self.store.cells.name(rows.cell_id[k])

@@ -45,7 +45,9 @@ _OPTIONAL_NUMBERS = ("bath_temp_c", "noise_uohm")
 _RESERVED_FIELDS = frozenset(("time", "voltage_v", "current_ka"))
 _KEY_CACHE_LIMIT = 10_000
 
-SampleRow = tuple[str, str, int, float, float, dict[str, float] | None]
+SampleRow = tuple[str, str, int, float, float, dict[str, float] | None, int | None]
+"""(potline, cell, ts ns, V, kA, extra fields, lag ms): the lag is arrival − ``ts`` for a
+live sample (a single object over MQTT), None for an untimed one (contract 6.5)."""
 EventRow = tuple[str, str, int, str, dict[str, Any]]
 
 
@@ -272,7 +274,8 @@ class Decoder:
             ts_ns = parse_ts(fields["ts"]) if "ts" in fields else _missing("ts")
             self._check_time(ts_ns, now_ns)
             if route.kind == "telemetry":
-                out.samples.append(self._telemetry(where, fields, ts_ns))
+                lag_ms = (now_ns - ts_ns) // 1_000_000 if single else None
+                out.samples.append(self._telemetry(where, fields, ts_ns, lag_ms))
             else:
                 out.events.append((*where, ts_ns, *event(fields)))
         except Invalid as bad:
@@ -291,7 +294,9 @@ class Decoder:
         if ts_ns < _MIN_TS_NS:
             raise Invalid("out_of_bounds", "ts: before 2000-01-01 (controller clock not set?)")
 
-    def _telemetry(self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int) -> SampleRow:
+    def _telemetry(
+        self, where: tuple[str, str], obj: dict[str, Any], ts_ns: int, lag_ms: int | None
+    ) -> SampleRow:
         lim = self.limits
         v = number(obj, "cell_voltage_v", lim.voltage_min_v, lim.voltage_max_v)
         i = number(obj, "line_current_ka", lim.current_min_ka, lim.current_max_ka)
@@ -316,7 +321,7 @@ class Decoder:
                 if not math.isfinite(x):
                     raise Invalid("non_finite", f"{key}: {x} is not a finite number")
                 extra[key] = x
-        return (*where, ts_ns, v, i, extra)
+        return (*where, ts_ns, v, i, extra, lag_ms)
 
     def _check_key(self, key: str) -> None:
         """A field key seen for the first time; the good ones are remembered."""

@@ -79,7 +79,28 @@ def flow_panels() -> list[cogbuilder.Builder[model.Panel]]:
         ),
         table_panel("Rules reloads and alerts", reloads, place=at(y=12, w=24, h=5)),
         table_panel("Sparkplug B: messages lost and births", sparkplug, place=at(y=17, w=24, h=5)),
+        clock_panel(),
     ]
+
+
+def clock_panel() -> cogbuilder.Builder[model.Panel]:
+    """The controllers whose clocks are furthest off (``cell_clock``, contract 6.5).
+
+    A clock that jumps is the first cause of late samples and lost kWh/t. Per cell, the
+    worst minute's |offset| in the range, its latest offset and its live samples (sort by
+    the first column): InfluxQL aggregates no ``abs``, so a subquery takes it per point.
+    """
+    inner = (
+        'SELECT abs("offset_s") AS "worst", "offset_s" AS "latest", "samples" '
+        'FROM "cell_clock" WHERE $timeFilter GROUP BY "potline", "cell"'
+    )
+    worst = (
+        'SELECT max("worst") AS "worst |offset| s", last("latest") AS "latest offset s", '
+        f'sum("samples") AS "live samples" FROM ({inner}) GROUP BY "potline", "cell"'
+    )
+    return table_panel(
+        "Controller clocks: worst offsets (arrival − ts)", worst, place=at(y=22, w=24, h=8)
+    )
 
 
 def health() -> model.Dashboard:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -46,6 +47,11 @@ alarms:
 """
 SILENT = "C099"
 """A cell that sends one sample at the start of the day, then nothing: its alarm stands."""
+LIVE = ("P2", "C001")
+"""A cell that sends single objects stamped now, at the end: the only live samples, which
+``cell_clock`` times (the arrays are not). Of a potline of its own, so that its samples,
+at the real now, make no cell of P1 stale and no alarm of P1 (the overview's test)."""
+LIVE_POTLINE = "    - id: P2\n      baseline_sec_kwh_per_t: 13450\n"
 
 
 class Query(NamedTuple):
@@ -145,7 +151,7 @@ def filled(
             influx_url=influx_v1.url,
             database=db,
             rules=DEFAULT_RULES + ALARMS,
-            extra=POTLINE,
+            extra=POTLINE + LIVE_POTLINE,
         ),
         work / "cellmon.log",
     )
@@ -156,9 +162,11 @@ def filled(
     wait_for(lambda: accepted_so_far(work / "state") >= len(events), 60, pipeline.new_log)
     publish_all(plant_broker.port, telemetry)
 
+    publish_all(plant_broker.port, live_samples(5))
+
     def done() -> bool:
         rows = influx_v1.query("SELECT count(voltage_v) FROM cell", db)
-        return bool(rows) and rows[0]["count"] >= len(cols) * 4 + 1
+        return bool(rows) and rows[0]["count"] >= len(cols) * 4 + 1 + 5
 
     wait_for(done, 300, pipeline.new_log)
 
@@ -171,7 +179,23 @@ def filled(
     effects = influx_v1.query("SELECT duration_s FROM anode_effect GROUP BY cell", db)
     assert effects, "the simulation must have anode effects for the cell board"
     assert influx_v1.query("SELECT count(*) FROM cell_1m", db), "the minute aggregates"
+    assert influx_v1.query("SELECT count(*) FROM cell_clock", db), "the live cell's clock"
     return Filled(db, now, effects[0]["cell"])
+
+
+def live_samples(n: int) -> list[tuple[str, bytes]]:
+    """``n`` single objects of the live cell, a second apart, stamped 0.2 s before now."""
+    ms = time.time_ns() // 1_000_000 - 200
+    potline, cell = LIVE
+    return [
+        (
+            f"smelter/{potline}/{cell}/telemetry",
+            orjson.dumps(
+                {"ts": ms - (n - k) * 1000, "cell_voltage_v": 4.2, "line_current_ka": 400.0}
+            ),
+        )
+        for k in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")

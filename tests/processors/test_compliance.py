@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from processors.base import Processor
 from processors.kpi.anode_settle import AnodeSettleProcessor
 from processors.kpi.energy import Goal
 from processors.kpi.periods import Calendar
-from processors.model import Batch, Event, Point
+from processors.model import UNTIMED, Batch, Event, Point
 from processors.rules.derived import DerivedProcessor
 from processors.testing import (
     anode_change,
@@ -63,7 +64,7 @@ CONFIG = Config(
         "potlines": [{"id": p, "baseline_sec_kwh_per_t": 13450} for p in POTLINES],
     },
     # a settle time inside the drawn span, so followed changes are decided in the test
-    targets={"anode_settle_max_min": 10},
+    targets={"anode_settle_max_min": 10, "clock_drift_limit_s": 45},
     rules=Rules(
         inputs=[
             InputRule(
@@ -91,6 +92,16 @@ def inside(found: list[Window], c: int, k: int) -> bool:
     return any(cell == c and first <= k < first + n for cell, first, n in found)
 
 
+def arrivals(draw: st.DrawFn, cell_id: np.ndarray, ts: np.ndarray, n_cells: int) -> np.ndarray:
+    """When each sample arrived: its cell's clock offset and a jitter, every few untimed."""
+    offsets = draw(st.lists(st.integers(-60_000, 120_000), min_size=n_cells, max_size=n_cells))
+    jitter = draw(st.integers(0, 5_000))
+    untimed_every = draw(st.integers(2, 20))
+    k = np.arange(len(ts))
+    lag_ms = np.asarray(offsets, dtype=np.int64)[cell_id] + (k * 7919) % (jitter + 1)
+    return np.where(k % untimed_every == 0, UNTIMED, ts + lag_ms * 1_000_000)
+
+
 @st.composite
 def batches(draw: st.DrawFn) -> Batch:
     """A stretch of telemetry across the shift change, and events in it."""
@@ -110,6 +121,7 @@ def batches(draw: st.DrawFn) -> Batch:
         extra=lambda c, t: {"bath_temp_c": bath + c} if index[t] % bath_every == 0 else None,
         sent=lambda c, t: not inside(gaps, c, index[t]),
     )
+    sb.arrival_ns = arrivals(draw, sb.cell_id, sb.ts_ns, len(cells))
     at = st.integers(T0, T1)
     events: list[Event] = [
         anode_change(cells[c], ts, anode, block, butt)
@@ -174,6 +186,7 @@ def test_every_registered_processor_is_checked() -> None:
         "AnodeEffectProcessor",
         "MinuteProcessor",
         "TapCycleProcessor",
+        "ClockProcessor",
     }
 
 

@@ -82,6 +82,7 @@ def value_at(cfg: Config, dotted: str) -> object:
         ("targets.anode_effect_threshold_v", 8.0),
         ("targets.anode_settle_band_mv", 50.0),
         ("targets.anode_settle_max_min", 480),
+        ("targets.clock_drift_limit_s", 30.0),
         ("rules.inputs.0.topic", "smelter/{potline}/{cell}/telemetry"),
         ("rules.inputs.0.kind", "telemetry"),
         ("rules.inputs.0.qos", 1),
@@ -685,6 +686,30 @@ targets:
 def test_targets_for(workdir: Path, potline: str, expected: Targets) -> None:
     write(workdir, OVERRIDES)
     assert load_config("cellmon.yaml").targets_for(potline) == expected
+
+
+CLOCK_LIMITS = """\
+plant:
+  potlines:
+    - {id: P1, baseline_sec_kwh_per_t: 13450, targets: {clock_drift_limit_s: null}}
+    - {id: P2, baseline_sec_kwh_per_t: 13450, targets: {clock_drift_limit_s: 60}}
+    - {id: P3, baseline_sec_kwh_per_t: 13450, targets: {anode_block: null}}
+    - {id: P4, baseline_sec_kwh_per_t: 13450}
+targets:
+  clock_drift_limit_s: 45
+"""
+
+
+def test_a_nullable_target_set_to_null_turns_its_watch_off_for_the_potline(
+    workdir: Path,
+) -> None:
+    # clock_drift_limit_s is in NULLABLE_TARGETS: null is a value; any other null is absent
+    cfg = load_config(write(workdir, CLOCK_LIMITS))
+    limits = {p: cfg.targets_for(p).clock_drift_limit_s for p in ("P1", "P2", "P3", "P4")}
+    assert limits == {"P1": None, "P2": 60.0, "P3": 45.0, "P4": 45.0}
+    assert cfg.targets_for("P3").anode_block == "590"
+    plant_off = load_config(write(workdir, MINIMAL + "targets: {clock_drift_limit_s: null}\n"))
+    assert plant_off.targets_for("P1").clock_drift_limit_s is None
 
 
 @pytest.mark.parametrize(

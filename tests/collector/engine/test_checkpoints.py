@@ -71,7 +71,7 @@ def stores(tmp_path: Path) -> tuple[journal.Inbox, journal.Store]:
 
 
 def append(inbox: journal.Inbox, volts: list[float], first: int = 0) -> None:
-    samples = [("P1", "C1", T + first + k, v, 300.0, None) for k, v in enumerate(volts)]
+    samples = [("P1", "C1", T + first + k, v, 300.0, None, None) for k, v in enumerate(volts)]
     inbox.append(samples, [], {})
 
 

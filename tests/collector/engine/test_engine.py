@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from collector.engine.engine import Engine
 from collector.journal import store as journal
@@ -42,7 +43,7 @@ class Failing:
 
 def test_a_failing_processor_loses_its_batch_not_the_pipeline(tmp_path: Path) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T + k, 4.2, 300.0, None) for k in range(3)], [], {})
+    inbox.append([("P1", "C1", T + k, 4.2, 300.0, None, None) for k in range(3)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Failing(), Counting()], **ENGINE)
     assert engine.step() == 3
@@ -64,7 +65,7 @@ class Unwritable(journal.Store):
 
 def test_a_journal_that_refuses_commits_does_not_hang_the_stop(tmp_path: Path) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None, None)], [], {})
     store = Unwritable(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Counting()], **ENGINE)
     stop = threading.Event()
@@ -100,10 +101,10 @@ def test_replaced_processors_keep_their_state_and_the_others_are_untouched(
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     counting = Counting()
     engine = Engine(store, [Doubling(), counting], **ENGINE)
-    inbox.append([("P1", "C1", T, 4.0, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.0, 300.0, None, None)], [], {})
     engine.step()
     engine.replace([Tripling()])
-    inbox.append([("P1", "C1", T + 1, 5.0, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T + 1, 5.0, 300.0, None, None)], [], {})
     engine.step()
     assert engine.processors[1] is counting
     assert store.load_state("derived") == 2  # the new one went on from the old one's state
@@ -131,7 +132,7 @@ def test_alerts_are_committed_with_their_alarm_points_and_deleted_once_sent(
     tmp_path: Path,
 ) -> None:
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
-    inbox.append([("P1", "C1", T, 4.2, 300.0, None)], [], {})
+    inbox.append([("P1", "C1", T, 4.2, 300.0, None, None)], [], {})
     store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
     engine = Engine(store, [Alarming()], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"))
     engine.step()
@@ -171,10 +172,10 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     inbox = journal.Inbox(journal.connect_inbox(tmp_path))
     inbox.append(
         [
-            ("P1", "C1", T, 4.2, 300.0, None),
-            ("P1", "C1", T + 1, 4.2, 300.0, {"x\\": 1.5}),  # a key that ends with a backslash
-            ("P1", "C1\\", T + 2, 4.2, 300.0, None),  # a cell name that does
-            ("P1", "C1", T + 3, 4.3, 300.0, {"ok": 2.5}),
+            ("P1", "C1", T, 4.2, 300.0, None, None),
+            ("P1", "C1", T + 1, 4.2, 300.0, {"x\\": 1.5}, None),  # a key that ends with a backslash
+            ("P1", "C1\\", T + 2, 4.2, 300.0, None, None),  # a cell name that does
+            ("P1", "C1", T + 3, 4.3, 300.0, {"ok": 2.5}, None),
         ],
         [],
         {},
@@ -202,3 +203,42 @@ def test_what_cannot_be_encoded_is_counted_and_kept_and_the_rest_committed(
     assert repr("C1\\") in reprs
     assert repr(Unwriteable.bad) in reprs
     assert repr(Unwriteable.broken) in reprs
+
+
+@pytest.mark.parametrize("batch_rows", [5000, 4, 1])
+def test_a_clock_that_jumps_back_is_timed_by_its_late_samples_and_pages(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    # contract 6.5: C1 sends live single objects every 10 s from T (a minute's start), each
+    # arriving 0.1 s after its ts (a lag of 100 ms); then its clock jumps 95 s back:
+    # stamps T − 35 … T + 25 s, all before its newest (T + 50 s), so late and counted by no
+    # KPI, but their arrivals (T + 60 … T + 120 s, a lag of 95 s) time the clock
+    from processors.kpi.clock import ClockProcessor, ClockSettings
+
+    s = 1_000_000_000
+    inbox = journal.Inbox(journal.connect_inbox(tmp_path))
+    before = [("P1", "C1", T + k * 10 * s, 4.2, 300.0, None, 100) for k in range(6)]
+    behind = [("P1", "C1", T + (k * 10 - 95) * s, 4.2, 300.0, None, 95_000) for k in range(6, 13)]
+    inbox.append(before + behind, [], {})
+    store = journal.Store(journal.connect_inbox(tmp_path), journal.connect_journal(tmp_path))
+    clock = ClockProcessor(ClockSettings({"P1": 30.0}))
+    engine = Engine(
+        store, [clock], **ENGINE, alerts=AlertFormat("a/{cell}/{rule}"), batch_rows=batch_rows
+    )
+    assert sum(iter(engine.step, 0)) == 13  # the same points however the inbox is cut
+    chunk = Outbox(journal.connect_journal(tmp_path)).take(1000)
+    assert chunk is not None
+    written = [
+        line for line in chunk.body.decode().splitlines() if line.startswith(("cell_", "alarm"))
+    ]
+    m0, m1 = T, T + 60 * s  # T + 120 s, in the next minute, closes m1: 95 > 30 raises
+    tags = "cell=C1,potline=P1"
+    assert written == [
+        f"cell_clock,{tags} offset_s=0.1,samples=6i {m0}",
+        f"cell_clock,{tags} offset_s=95.0,samples=6i {m1}",
+        f'alarm,{tags},rule=clock_drift,severity=warning state="raised",value=95.0 {m1}',
+    ]
+    assert [topic for _, topic, _ in AlertQueue(journal.connect_journal(tmp_path)).take(10)] == [
+        "a/C1/clock_drift"
+    ]
+    assert store.counters()["late"] == 7

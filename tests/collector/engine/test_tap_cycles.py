@@ -31,7 +31,9 @@ ENGINE = {"instance": "test", "metrics_interval_s": 3600.0, "dedup_window_s": 36
 
 
 def append(inbox: journal.Inbox, t0: int, t1: int) -> None:
-    samples = [("P1", c, t, 4.2, 300.0, None) for t in range(t0, t1, STEP) for c in ("C1", "C2")]
+    samples = [
+        ("P1", c, t, 4.2, 300.0, None, None) for t in range(t0, t1, STEP) for c in ("C1", "C2")
+    ]
     inbox.append(samples, [], {})
 
 

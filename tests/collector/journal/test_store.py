@@ -20,14 +20,14 @@ def open_store(state: Path) -> journal.Store:
 
 
 def sample(cell: str, ts: int, v: float = 4.2) -> tuple:
-    return ("P1", cell, ts, v, 300.0, None)
+    return ("P1", cell, ts, v, 300.0, None, None)
 
 
 def test_duplicates_are_counted_and_skipped(state: Path) -> None:
     inbox = journal.Inbox(journal.connect_inbox(state))
     first = inbox.append([sample("C1", T), sample("C2", T, 4.1)], [], {"messages": 2})
     again = inbox.append(
-        [sample("C1", T), ("P1", "C1", T + 1, 4.3, 300.0, {"x": 1.0})],
+        [sample("C1", T), ("P1", "C1", T + 1, 4.3, 300.0, {"x": 1.0}, None)],
         [],
         {"messages": 1, "rejected": 1, "rejected_not_json": 1},
     )
@@ -134,3 +134,29 @@ def test_a_damaged_file_is_named_and_never_opened_anew(
     assert str(path) in str(raised.value)
     assert "restore it from a backup" in str(raised.value)
     assert path.read_bytes() == before  # nothing written over what is left
+
+
+def test_a_live_sample_keeps_its_lag_and_the_others_none(state: Path) -> None:
+    inbox = journal.Inbox(journal.connect_inbox(state))
+    live, flushed = ("P1", "C1", T, 4.2, 300.0, None, 90_000), sample("C1", T + 1)
+    inbox.append([live, flushed], [("P1", "C1", T + 2, "metal_tap", {"metal_kg": 1.0})], {})
+    rows = open_store(state).read(0, 10)
+    assert rows.lag == (90_001, 0, 0)  # lag_code: 0 untimed, a lag ≥ 0 shifted by one
+    assert [journal.lag_code(x) for x in (None, 0, 5, -5)] == [0, 1, 6, -5]
+
+
+def test_an_inbox_of_an_earlier_version_gains_the_lag_column(state: Path) -> None:
+    import sqlite3
+
+    state.mkdir(parents=True)
+    old = sqlite3.connect(state / journal.INBOX_FILE)
+    old.executescript(
+        "CREATE TABLE inbox (seq INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL, "
+        "ts INTEGER NOT NULL, dkey INTEGER NOT NULL, kind INTEGER NOT NULL, v REAL, i REAL, "
+        "body BLOB, UNIQUE (ts, cell_id, dkey));"
+        "INSERT INTO inbox (cell_id, ts, dkey, kind, v, i) VALUES (1, 5, 0, 0, 4.2, 300.0);"
+    )
+    old.commit()
+    old.close()
+    journal.Inbox(journal.connect_inbox(state)).append([sample("C1", T)], [], {})
+    assert open_store(state).read(0, 10).lag == (0, 0)  # the old row: untimed

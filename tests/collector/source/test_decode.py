@@ -55,7 +55,7 @@ def test_timestamps(text: object, ns: int) -> None:
     [
         (
             b'{"ts": 1709251200000, "cell_voltage_v": 4.2, "line_current_ka": 300}',
-            ("P1", "C001", NOW_NS, 4.2, 300.0, None),
+            ("P1", "C001", NOW_NS, 4.2, 300.0, None, 0),
         ),
         (
             b'{"ts": "2024-03-01T08:00:00+08:00", "cell_voltage_v": 4, "line_current_ka": 301.5,'
@@ -67,6 +67,7 @@ def test_timestamps(text: object, ns: int) -> None:
                 4.0,
                 301.5,
                 {"bath_temp_c": 955.0, "noise_uohm": 7.5, "pos_mm": 12.0},
+                0,  # a single object is live: arrival − ts in ms (decoded at NOW)
             ),
         ),
     ],
@@ -458,3 +459,23 @@ def test_topic_route_is_cached(decoder: Decoder) -> None:
     assert first is router.route(TELEMETRY)
     assert (first.kind, first.potline, first.cell) == ("telemetry", "P1", "C001")
     assert router.templates[0].subscription == "smelter/+/+/telemetry"
+
+
+def test_a_single_object_is_timed_and_the_objects_of_an_array_are_not(decoder: Decoder) -> None:
+    # contract 6.5: arrival − ts in ms for a live sample, None for a buffer flushed as an array
+    behind = b'{"ts": %d, "cell_voltage_v": 4.2, "line_current_ka": 300}' % (NOW_MS - 90_000)
+    ahead = b'{"ts": %d, "cell_voltage_v": 4.2, "line_current_ka": 300}' % (NOW_MS + 1_500)
+    out = Decoded()
+    decoder.decode(TELEMETRY, behind, NOW_NS + 250_000, out)  # decoded 0.25 ms after NOW
+    decoder.decode(TELEMETRY, ahead, NOW_NS, out)
+    decoder.decode(TELEMETRY, b"[%s, %s]" % (behind, ahead), NOW_NS, out)
+    assert [s[6] for s in out.samples] == [90_000, -1_500, None, None]
+
+
+def test_a_replayed_object_is_not_timed(decoder: Decoder) -> None:
+    route = decoder.router.route(TELEMETRY)
+    assert route is not None
+    out = Decoded()
+    obj = {"ts": NOW_MS - 90_000, "cell_voltage_v": 4.2, "line_current_ka": 300}
+    decoder.decode_object(route, "file.jsonl:1", obj, NOW_NS, out)
+    assert [s[6] for s in out.samples] == [None]

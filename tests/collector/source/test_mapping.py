@@ -108,7 +108,7 @@ def test_mapped_sample_equals_the_contract_sample(decoder: Decoder) -> None:
     direct = decode(decoder, "smelter/P1/C007/telemetry", ours)
     assert mapped.rejections == []
     assert direct.rejections == []
-    ((potline, cell, ts, v, i, extra),) = mapped.samples
+    ((potline, cell, ts, v, i, extra, _),) = mapped.samples
     assert (potline, cell, ts, v, i) == ("P1", "C007", T_NS, 4.123, 400.125)
     assert extra == {"bath_temp_c": pytest.approx(960.0), "noise_uohm": 6.0, "pressure_kpa": 7.0}
     assert mapped.samples[0][:5] == direct.samples[0][:5]
@@ -191,8 +191,8 @@ def test_a_gateway_names_each_cell_in_the_payload(decoder: Decoder) -> None:
     out = decode(decoder, "plant/L2/gateway", doc)
     ts = NOW_NS - 10**9
     assert out.samples == [
-        ("L2", "C117", ts, 4.15, 400.5, None),
-        ("L2", "118", ts, 4.2, 400.5, None),
+        ("L2", "C117", ts, 4.15, 400.5, None, None),  # objects of an array: untimed
+        ("L2", "118", ts, 4.2, 400.5, None, None),
     ]
     assert [(r.reason, r.detail) for r in out.rejections] == [
         ("bad_id", "pot (as cell): 'C 119' is not an id (1 to 32 of A-Z a-z 0-9 _ -)"),
