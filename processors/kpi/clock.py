@@ -101,6 +101,7 @@ class ClockProcessor:
     def __init__(self, settings: ClockSettings) -> None:
         """``settings``: each potline's limit in seconds."""
         self._limits = settings.limits_s
+        self._keys: dict[tuple[str, str], str] = {}
 
     def alerts(self, points: list[Point]) -> list[Point]:
         """Every alarm transition it wrote pages (``processors.base.Alerting``)."""
@@ -124,20 +125,38 @@ class ClockProcessor:
         code = sb.cell_id[rows]
         minute = arrival[rows] // MINUTE_NS * MINUTE_NS
         offset_ms = (arrival[rows] - sb.ts_ns[rows]) // MS
-        starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]).tolist()
+        first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+        latest = np.maximum.reduceat(minute, first).tolist()
+        starts = first.tolist()
         ends = [*starts[1:], len(rows)]
+        offsets = offset_ms.tolist()
         points: list[Point] = []
-        for lo, hi in zip(starts, ends, strict=True):
+        for lo, hi, newest in zip(starts, ends, latest, strict=True):
             where = sb.cells[int(code[lo])]
-            points += self._cell(st, where, minute[lo:hi], offset_ms[lo:hi])
+            cell = st.cells.get(self._key(where))
+            if cell is not None and newest <= cell.minute_ns:  # the open minute goes on
+                cell.offsets_ms += offsets[lo:hi]
+            else:
+                points += self._cell(st, where, minute[lo:hi], offset_ms[lo:hi])
         points.sort(key=lambda p: p.time_ns)
         return st, points
+
+    def _key(self, where: tuple[str, str]) -> str:
+        """``potline/cell``, made once per cell: a batch looks up every live cell."""
+        key = self._keys.get(where)
+        if key is None:
+            key = self._keys[where] = f"{where[0]}/{where[1]}"
+        return key
 
     def _cell(
         self, st: _State, where: tuple[str, str], minute: np.ndarray, offset_ms: np.ndarray
     ) -> list[Point]:
-        """One cell's live samples of the batch, in arrival order: the minutes they close."""
-        key = f"{where[0]}/{where[1]}"
+        """One cell's live samples of the batch, in arrival order: the minutes they close.
+
+        The slow path, per cell: a batch reaches it only for a cell whose samples enter a
+        new minute (once a minute) or that it has not seen.
+        """
+        key = self._key(where)
         cell = st.cells.get(key)
         running = np.maximum.accumulate(minute)  # a minute never goes back
         if cell is not None:
