@@ -13,13 +13,16 @@ one sample held up in a broker's queue does not move it), and ``samples``, how m
 minute is written once it is over: when the cell's next live sample arrives in a later
 minute, and at ``flush`` (shutdown) as it stands, rewritten if more of it comes later.
 
-When a minute is written over, its offset is judged against the potline's
-``clock_drift_limit_s``: the ``clock_drift`` alarm is raised when |offset| exceeds it and
-cleared when a later minute is back within it, as ``alarm`` points of the alarm
-processor's format (``alarm_point``) at the minute's start, which page as alerts
-(``Alerting``). A limit of None turns the watch off; a raised alarm is then cleared at the
-next minute written. A minute written at ``flush`` is not judged: it is a part of a
-minute, which the next start judges whole.
+When a minute is written over, its smallest offset is judged against the potline's
+``clock_drift_limit_s`` (the median is what ``offset_s`` reports): a queue only ever adds
+delay, so the least delayed sample is the closest to the controller's own clock, and a
+backlog the broker kept while cellmon was down, drained in a burst of old samples up to
+the live ones, raises nothing, where its median would page every cell. The ``clock_drift``
+alarm is raised when that |offset| exceeds the limit and cleared when a later minute is
+back within it, as ``alarm`` points of the alarm processor's format (``alarm_point``) at
+the minute's start, which page as alerts (``Alerting``). A limit of None turns the watch
+off; a raised alarm is then cleared at the next minute written. A minute written at
+``flush`` is not judged: it is a part of a minute, which the next start judges whole.
 
 Late samples are timed too (``Batch.timed``): a clock that jumps back makes nothing else
 until its stamps pass its newest again, and that is when it matters most. Samples are
@@ -178,7 +181,7 @@ class ClockProcessor:
     def _close(self, where: tuple[str, str], cell: _Cell) -> list[Point]:
         """A minute that is over: its point, and the alarm's transition if it makes one."""
         point = _minute_point(where, cell)
-        offset_s = float(point.fields["offset_s"])
+        offset_s = min(cell.offsets_ms) / 1000  # the least delayed: see the module
         limit = self._limits.get(where[0])
         over = limit is not None and abs(offset_s) > limit
         if over == cell.raised:

@@ -148,11 +148,29 @@ def test_compliance_across_minutes_and_a_raised_alarm() -> None:
 
 
 def test_late_samples_are_timed_through_batch_timed() -> None:
-    # the engine leaves late samples out of ``samples`` and gives every live one in ``timed``
-    everything = batch([(C1, 1.0, 0.5), (C1, 2.0, 90.0), (C1, 61.0, 0.5)])
-    in_order = batch([(C1, 1.0, 0.5), (C1, 61.0, 0.5)])
+    # the engine leaves late samples out of ``samples`` and gives every live one in
+    # ``timed``: a clock that jumped 90 s back sends only late samples for a while
+    everything = batch([(C1, 1.0, 90.0), (C1, 2.0, 90.5), (C1, 61.0, 0.5)])
+    in_order = batch([(C1, 61.0, 0.5)])
     _, points = ClockProcessor(LIMITS).apply(Batch(in_order.samples, [], everything.samples), None)
-    # the median of 0.5 and 90 s: 45.25 > 30 raises
-    assert points == [clock(C1, 0, 45.25, 2), alarm(C1, 0, "raised", 45.25)]
+    # minute 0: the median of 90 and 90.5 s, 90.25; the least delayed 90 > 30 raises
+    assert points == [clock(C1, 0, 90.25, 2), alarm(C1, 0, "raised", 90.0)]
     _, points = ClockProcessor(LIMITS).apply(in_order, None)
-    assert points == [clock(C1, 0, 0.5, 1)]
+    assert points == []  # without them minute 0 has no live sample at all
+
+
+def test_a_drained_backlog_reports_its_median_but_raises_nothing() -> None:
+    # cellmon was down: the broker kept C1's samples and delivers them in a burst, the
+    # oldest 600 s old, up to the live one; its clock is right, the queue made the delays
+    rows = [(C1, 1.0, 600.0), (C1, 1.1, 400.0), (C1, 1.2, 200.0), (C1, 1.3, 0.2)]
+    rows.append((C1, 61.0, 0.1))  # the next minute closes the first
+    _, points = ClockProcessor(LIMITS).apply(batch(rows), None)
+    # the median of 600, 400, 200 and 0.2 is (400 + 200) / 2 = 300; the least delayed 0.2
+    assert points == [clock(C1, 0, 300.0, 4)]
+
+
+def test_a_clock_behind_raises_whatever_the_delays_of_its_minute() -> None:
+    # 90 s behind and delivered with delays of up to 5 s: the least delayed says 90
+    rows = [(C1, 1.0, 95.0), (C1, 2.0, 90.0), (C1, 3.0, 92.0), (C1, 61.0, 90.0)]
+    _, points = ClockProcessor(LIMITS).apply(batch(rows), None)
+    assert points == [clock(C1, 0, 92.0, 3), alarm(C1, 0, "raised", 90.0)]
