@@ -36,7 +36,8 @@ from zoneinfo import ZoneInfo
 from collector import build
 from collector.config.loader import load_config
 from collector.engine.history import History
-from collector.engine.recalc import Recalculation, Target, days
+from collector.engine.recalc import Recalculation
+from collector.engine.targets import Target, days
 from collector.sinks.influxql import InfluxQL
 from tests.harness import ROOT, write_config
 from tests.servers import InfluxV1, http

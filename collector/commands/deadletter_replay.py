@@ -28,7 +28,7 @@ from collector.commands import letters as cmd
 from collector.commands.recalc import deployment, rewrite
 from collector.commands.replay import NS, Replay, journal_config
 from collector.config.models import Config
-from collector.engine.recalc import Target, touched
+from collector.engine.targets import Target, touched
 from collector.journal import locks
 from collector.runtime.service import SERVICE_LOCK
 from collector.source import deadletter as store
@@ -104,7 +104,8 @@ def plan(
         if got.foreign:  # a potline this deployment does not own: not ours to judge
             out.skipped += 1
             continue
-        out.samples += got.samples
+        # a letter arrived long ago and is judged now: not live, so not timed (contract 6.5)
+        out.samples += [(*row[:6], None) for row in got.samples]
         out.events += got.events
         lines = [
             store.entry_line(

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from collector import build
 from collector.commands.cli import load_or_exit
 from collector.config.models import Config
-from collector.engine.recalc import Target, days
+from collector.engine.targets import Target, days
 from collector.journal import locks
 from collector.journal import store as journal
 from collector.journal.requests import Requests, Status

@@ -33,7 +33,7 @@ from collector.commands.cli import load_or_exit
 from collector.commands.recalc import add_common, deployment, rewrite
 from collector.config.inputs import InputRule
 from collector.config.models import Config
-from collector.engine.recalc import touched
+from collector.engine.targets import touched
 from collector.journal import locks
 from collector.journal import store as journal
 from collector.runtime.service import SERVICE_LOCK

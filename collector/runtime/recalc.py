@@ -23,7 +23,8 @@ from collector import build
 from collector.config.models import Config
 from collector.engine.engine import Engine
 from collector.engine.history import History
-from collector.engine.recalc import Recalculation, Target
+from collector.engine.recalc import Recalculation
+from collector.engine.targets import Target
 from collector.journal import store as journal
 from collector.journal.outbox import Outbox
 from collector.journal.requests import Requests

@@ -194,7 +194,8 @@ def test_replay_judges_each_letter_by_the_rules_now_in_force(tmp_path: Path) -> 
     before = b"".join(line(e) for e in store)
     args = argparse.Namespace(reason=None)
     got = plan(tmp_path / "dl", before, decoder(cfg), args, None, 1_800_000_000 * NS, 4096)
-    assert got.samples == [("P1", "C2", ts * 1_000_000, 4.2, 300.0, None)]
+    # not timed (no lag): a letter replayed is not a live sample (contract 6.5)
+    assert got.samples == [("P1", "C2", ts * 1_000_000, 4.2, 300.0, None, None)]
     assert (got.accepted, dict(got.still), got.skipped) == (
         1,
         {"wrong_type": 1, "missing_key": 1},

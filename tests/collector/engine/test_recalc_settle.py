@@ -18,7 +18,8 @@ from collector import build
 from collector.config.inputs import InputRule
 from collector.config.models import Config
 from collector.config.rules import Rules
-from collector.engine.recalc import Recalculation, days
+from collector.engine.recalc import Recalculation
+from collector.engine.targets import days
 from processors.model import Batch, Event, Point
 from processors.testing import anode_change, at_rate, samples
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.engine.recalc import Reach, Recalculation, Span, Target
+from collector.engine.recalc import Reach, Recalculation
+from collector.engine.targets import Span, Target
 from processors.kpi.periods import Calendar
 from processors.kpi.taps import TapCycleProcessor, TapSettings
 from processors.model import Batch, Event, Point, SampleBatch

@@ -6,7 +6,7 @@ from datetime import date, time
 
 import numpy as np
 
-from collector.engine.recalc import Span, Target, days, kept, touched
+from collector.engine.targets import Span, Target, days, kept, touched
 from processors.kpi.periods import Calendar
 from processors.model import Point
 
