@@ -38,7 +38,7 @@ would wait that long behind another thread each time. 0.2 ms keeps it responsive
 
 
 def signal_events() -> tuple[threading.Event, threading.Event]:
-    """(stop, hangup): set by SIGINT or SIGTERM, and by SIGHUP (reload the rules)."""
+    """(stop, hangup): set by SIGINT or SIGTERM, and by SIGHUP (reload the rules and config)."""
     stop, hangup = threading.Event(), threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -49,7 +49,8 @@ def signal_events() -> tuple[threading.Event, threading.Event]:
 def run_service(cfg: Config, log_level: str) -> int:
     """One instance until SIGINT/SIGTERM: its exit code (see ``cellmon run``).
 
-    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
+    SIGHUP, or a change of a rules file or of the config file, reloads the rules and the
+    config's plant and targets (see ``collector.runtime.reload``).
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
