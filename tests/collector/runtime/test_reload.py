@@ -156,3 +156,15 @@ def test_a_shard_keeps_its_own_potlines(tmp_path: Path) -> None:
     assert cfg is not None
     assert [(p.id, p.baseline_sec_kwh_per_t) for p in cfg.plant.potlines] == [("P2", 12900)]
     assert cfg.state_dir == full.shard(full.shards[1]).state_dir
+
+
+def test_sighup_reloads_the_config_file_even_when_checks_are_off(tmp_path: Path) -> None:
+    w, clock, _ = watcher(tmp_path, check_s=0)
+    config = tmp_path / "cellmon.yaml"
+    config.write_text(config.read_text() + "      current_efficiency: 0.95\n")
+    clock.now = 1e6
+    assert w.poll() is None
+    cfg = w.poll(force=True)
+    assert cfg is not None
+    assert w.config_changed
+    assert ce(cfg) == 0.95
