@@ -47,7 +47,8 @@ def print_issues(issues: Sequence[ConfigIssue]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline until SIGINT/SIGTERM, then flush everything and exit 0.
 
-    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
+    SIGHUP, or a change of a rules file or of the config file, reloads the rules and the
+    config's plant and targets (see ``collector.runtime.reload``).
     With ``shards:`` in the config (or ``--shards N``), one process per shard, each over its
     own potlines. Exit codes: 0 everything written; 1 a worker or a shard died; 2 a bad
     config, a state directory in use or a damaged journal file; 3 (``EXIT_BUFFERED``) the

@@ -20,6 +20,7 @@ from typing import IO
 from collector.config.models import Config
 
 RELOAD = b"r"
+RELOAD_CONFIG = b"c"
 FINISH = b"f"
 _LENGTH = struct.Struct("<Q")
 
@@ -40,6 +41,10 @@ class WorkerProcess:
     def reload(self) -> None:
         """Have it load the rules files again (the MQTT process found them valid)."""
         self._send(RELOAD)
+
+    def reload_config(self) -> None:
+        """Have it load the config file and the rules again (the MQTT process took them)."""
+        self._send(RELOAD_CONFIG)
 
     def finish(self) -> None:
         """Tell it the MQTT process committed its last message: process and write the rest."""

@@ -21,7 +21,7 @@ from collector.journal.locks import Busy
 from collector.runtime.child import WorkerProcess
 from collector.runtime.exporter import Exporter, ListenError
 from collector.runtime.metrics import Metrics, read_metrics
-from collector.runtime.reload import RulesWatcher
+from collector.runtime.reload import Refused, RulesWatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ would wait that long behind another thread each time. 0.2 ms keeps it responsive
 
 
 def signal_events() -> tuple[threading.Event, threading.Event]:
-    """(stop, hangup): set by SIGINT or SIGTERM, and by SIGHUP (reload the rules)."""
+    """(stop, hangup): set by SIGINT or SIGTERM, and by SIGHUP (reload the rules and config)."""
     stop, hangup = threading.Event(), threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -49,7 +49,8 @@ def signal_events() -> tuple[threading.Event, threading.Event]:
 def run_service(cfg: Config, log_level: str) -> int:
     """One instance until SIGINT/SIGTERM: its exit code (see ``cellmon run``).
 
-    SIGHUP, or a change of a rules file, reloads the rules (see ``collector.runtime.reload``).
+    SIGHUP, or a change of a rules file or of the config file, reloads the rules and the
+    config's plant and targets (see ``collector.runtime.reload``).
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
@@ -132,29 +133,41 @@ class Service:
         return code
 
     def check_rules(self, *, force: bool = False) -> None:
-        """Reload the rules if they changed (or ``force``: SIGHUP) and are valid.
+        """Reload the rules, or the config file's plant and targets, if they changed.
 
-        Invalid rules are logged with ``file:line`` and the rules in force stay; both
-        outcomes are counted, so a board shows a reload that did not take.
+        Also on ``force`` (SIGHUP). Invalid files are logged with ``file:line``, and a
+        config file change that needs a restart with its reason; what is in force stays.
+        All outcomes are counted, so a board shows a reload that did not take.
         """
+        name = self.cfg.source.name
         try:
             cfg = self.rules.poll(force=force)
         except ConfigError as err:
             for issue in err.issues:
-                log.error("rules not reloaded: %s", issue)
-            log.error("the rules in force stay until the files are fixed")
+                what = name if issue.file == str(self.cfg.source) else "rules"
+                log.error("%s not reloaded: %s", what, issue)
+            log.error("the rules and configuration in force stay until the files are fixed")
+            self._count(rules_rejected=1)
+            return
+        except Refused as err:
+            log.error("%s not reloaded: %s; the running configuration stays", name, err)
             self._count(rules_rejected=1)
             return
         if cfg is None:
             return
         self.source.reconfigure(build.decoder(cfg))
-        self._worker.reload()
+        if self.rules.config_changed:
+            self._worker.reload_config()
+        else:
+            self._worker.reload()
         self._count(rules_reloads=1)
         r = cfg.rules
         log.info(
             "rules reloaded: %d inputs, %d derived fields, %d alarms",
             *(len(x) for x in (r.inputs, r.derived, r.alarms)),
         )
+        if self.rules.config_changed:
+            log.info("%s reloaded: plant, targets and pfc in force", name)
 
     def _count(self, **counts: int) -> None:
         conn = journal.connect_inbox(self.cfg.state_path)

@@ -15,12 +15,13 @@ import threading
 from typing import IO
 
 from collector import build
-from collector.config.loader import load_rules
+from collector.config.live import apply_live
+from collector.config.loader import load_config, load_rules
 from collector.config.models import Config
 from collector.config.yamlsource import ConfigError
 from collector.engine.engine import Engine
 from collector.journal import locks
-from collector.runtime.child import FINISH, RELOAD, commands, read_start
+from collector.runtime.child import FINISH, RELOAD, RELOAD_CONFIG, commands, read_start
 from collector.runtime.recalc import Poller
 from collector.sinks.drain import Drain
 
@@ -46,28 +47,59 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _reload(cfg: Config, engine: Engine) -> None:
-    """Rebuild the rules processors from the files, which the MQTT process found valid."""
+def _reload(cfg: Config, engine: Engine) -> Config:
+    """Rebuild the rules processors from the files, which the MQTT process found valid.
+
+    The config now in force: ``cfg`` with the new rules, or ``cfg`` when they were not taken.
+    """
     try:
         rules = load_rules(cfg.source)
     except ConfigError as err:  # changed again since: the MQTT process reports it
         log.warning("rules changed while reloading; keeping these (%s)", err.issues[0])
-        return
+        return cfg
+    new = cfg.model_copy(update={"rules": rules})
     try:
-        processors = build.rule_processors(cfg.model_copy(update={"rules": rules}))
+        processors = build.rule_processors(new)
     except Exception:  # a rule the check let through and the processor refuses: keep the old
         log.exception("the reloaded rules could not be built; keeping the rules in force")
-        return
+        return cfg
     engine.replace(processors)
+    return new
+
+
+def _reload_config(cfg: Config, engine: Engine) -> Config:
+    """Rebuild every processor from the config file and rules the MQTT process took.
+
+    Each takes the place of the one of its name and keeps its state, so a KPI's open
+    periods go on with the new current efficiency, baseline or target from their next
+    write. Only the live sections are taken (``collector.config.live``): a change that
+    needs a restart, made since the MQTT process looked, it refuses at its next look.
+    """
+    try:
+        new = apply_live(cfg, load_config(cfg.source))
+    except ConfigError as err:  # changed again since: the MQTT process reports it
+        log.warning("config changed while reloading; keeping this one (%s)", err.issues[0])
+        return cfg
+    if {p.id for p in new.plant.potlines} != {p.id for p in cfg.plant.potlines}:
+        log.warning("potlines changed while reloading; keeping the configuration in force")
+        return cfg
+    try:
+        processors = build.processors(new)
+    except Exception:  # a setting the check let through and a processor refuses
+        log.exception("the reloaded configuration could not be built; keeping the one in force")
+        return cfg
+    engine.replace(processors)
+    return new
 
 
 def run_worker(cfg: Config, parent: IO[bytes], log_level: str) -> None:
     """Process and write until the MQTT process says finish, then finish the rest and return.
 
     ``parent`` is the pipe from the MQTT process (``collector.runtime.child``): ``FINISH``
-    means it has committed its last message, ``RELOAD`` that it found new valid rules, which
-    the worker loads for itself, and its end of file that the MQTT process is gone, killed
-    perhaps: what was received is finished all the same. The database has
+    means it has committed its last message, ``RELOAD`` that it found new valid rules,
+    ``RELOAD_CONFIG`` a config file to take live (both loaded by the worker for itself), and
+    its end of file that the MQTT process is gone, killed perhaps: what was received is
+    finished all the same. The database has
     ``sink.shutdown_s`` in all to take the rest; what it did not take stays buffered, and the
     worker exits with ``EXIT_BUFFERED`` to say so.
     """
@@ -90,8 +122,10 @@ def run_worker(cfg: Config, parent: IO[bytes], log_level: str) -> None:
         if said is None:
             log.error("the MQTT process is gone; finishing what was received")
             break
-        if RELOAD in said:
-            _reload(cfg, engine)
+        if RELOAD_CONFIG in said:
+            cfg = recalcs.cfg = _reload_config(cfg, engine)
+        elif RELOAD in said:
+            cfg = recalcs.cfg = _reload(cfg, engine)
         if FINISH in said:
             break
         recalcs.poll()
