@@ -50,6 +50,15 @@ def buffered_lines(state: Path) -> int:
         return int(conn.execute("SELECT total(lines) FROM outbox").fetchone()[0])
 
 
+def processed(state: Path) -> bool:
+    """Every inbox row is behind the worker's checkpoint: its output is in the outbox."""
+    with sqlite3.connect(state / "inbox.sqlite") as conn:
+        newest = conn.execute("SELECT max(seq) FROM inbox").fetchone()[0]
+    with sqlite3.connect(state / "journal.sqlite") as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'position'").fetchone()
+    return newest is not None and row is not None and int(row[0]) >= newest
+
+
 def accepted(state: Path) -> int:
     with sqlite3.connect(state / "inbox.sqlite") as conn:
         row = conn.execute("SELECT value FROM counters WHERE name = 'accepted'").fetchone()
@@ -76,6 +85,9 @@ def run_outage(
     state = tmp_path / "state"
     wait_for(lambda: accepted(state) == 5000, 60, pipeline.new_log)
     wait_for(lambda: "write failed" in pipeline.new_log(), 60, pipeline.new_log)
+    # the worker has made its lines of all 5,000 (it waits a second between small batches
+    # and checkpoints every 5 s): only then does the outage have the whole backlog to hold
+    wait_for(lambda: processed(state), 60, pipeline.new_log)
     influx.start()
     return pipeline
 

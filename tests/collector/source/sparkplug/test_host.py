@@ -89,7 +89,8 @@ def take(decoder: Decoder, *messages: tuple[str, bytes]) -> Decoded:
 def test_births_bind_aliases_and_their_values_are_a_sample() -> None:
     out = take(host_decoder(), nbirth(), dbirth(1))
     # 300,000 A is 300 kA; BathTemp is a Float: 955.5 is exact in 32 bits
-    assert out.samples == [("P1", "C001", T_MS * MS, 4.2, 300.0, {"bath_temp_c": 955.5})]
+    # a Sparkplug metric is not timed by the clock watchdog (contract 6.5): no lag
+    assert out.samples == [("P1", "C001", T_MS * MS, 4.2, 300.0, {"bath_temp_c": 955.5}, None)]
     assert out.rejections == []
     assert out.counts == {"sparkplug_births": 2}
 
@@ -102,7 +103,15 @@ def test_data_by_alias_carries_what_it_does_not_report() -> None:
         dbirth(1),
         ddata(2, Metric(alias=V, value=4.25, timestamp_ms=later)),
     )
-    assert out.samples[1] == ("P1", "C001", later * MS, 4.25, 300.0, {"bath_temp_c": 955.5})
+    assert out.samples[1] == (
+        "P1",
+        "C001",
+        later * MS,
+        4.25,
+        300.0,
+        {"bath_temp_c": 955.5},
+        None,
+    )
 
 
 def test_a_sequence_gap_is_counted_and_answered_with_one_rebirth_request() -> None:
