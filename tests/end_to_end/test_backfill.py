@@ -10,35 +10,32 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 
+from tests.end_to_end.three_cells import (
+    CE,
+    CLI,
+    CURRENT_KA,
+    FARADAY,
+    HOUR_10,
+    LAST,
+    MIDNIGHT,
+    NS,
+    STEP_S,
+    T0,
+    VOLTS,
+    energy,
+    sec,
+)
 from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ZONE = ZoneInfo("Asia/Shanghai")
-NS = 1_000_000_000
-CLI = (sys.executable, "-m", "collector.commands.cli")
-STEP_S = 30  # within the default max_gap_s of 60
-CURRENT_KA = 300.0
-VOLTS = {"C1": 4.1, "C2": 4.2, "C3": 4.3}
-CE = 0.925  # the default current efficiency of write_config's potline P1
-FARADAY = 0.33557e-3
-GAP = range(10 * 120, 11 * 120)  # C2's samples from 10:00:00 to 10:59:30
-LAST = 86_400 // STEP_S + 1  # through 24:00:30: every cell has passed the day's end
-
-day = datetime.now(ZONE).date() - timedelta(days=2)
-if (day + timedelta(days=1)).month != day.month:
-    day -= timedelta(days=1)  # the live run goes on into the next day, in the same month
-MIDNIGHT = datetime(day.year, day.month, day.day, tzinfo=ZONE)
-T0 = int(MIDNIGHT.timestamp()) * NS
+GAP = HOUR_10  # C2's samples from 10:00:00 to 10:59:30
 
 
 def sample(cell: str, k: int) -> dict[str, object]:
@@ -58,10 +55,6 @@ def live_messages(steps: range) -> list[tuple[str, bytes]]:
     ]
 
 
-def energy(cell: str, hours: float) -> float:
-    return VOLTS[cell] * CURRENT_KA * hours
-
-
 def kpi_points(influx: InfluxV1, db: str) -> dict[tuple[object, ...], dict[str, object]]:
     """Every KPI point, by measurement, tags and time."""
     out = {}
@@ -69,12 +62,6 @@ def kpi_points(influx: InfluxV1, db: str) -> dict[tuple[object, ...], dict[str, 
         for r in influx.query(f"SELECT * FROM {m} GROUP BY *", db):
             out[(m, r.get("cell"), r["period"], r["time"])] = r
     return out
-
-
-def sec(influx: InfluxV1, db: str, cell: str, period: str, t: int) -> dict[str, float]:
-    where = f"cell = '{cell}' AND period = '{period}' AND time = {t}"
-    rows = influx.query(f"SELECT * FROM sec_cell WHERE {where}", db)
-    return rows[0] if rows else {}
 
 
 def replay(path: Path, config: Path) -> subprocess.CompletedProcess[str]:

@@ -14,41 +14,37 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.end_to_end.three_cells import (
+    CE,
+    CLI,
+    CURRENT_KA,
+    FARADAY,
+    HOUR_10,
+    LAST,
+    NS,
+    STEP_S,
+    T0,
+    VOLTS,
+    energy,
+    sec,
+)
 from tests.harness import DEFAULT_RULES, ROOT, Pipeline, publish_all, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ZONE = ZoneInfo("Asia/Shanghai")
-NS = 1_000_000_000
-CLI = (sys.executable, "-m", "collector.commands.cli")
-STEP_S = 30  # within the default max_gap_s of 60
-CURRENT_KA = 300.0
-VOLTS = {"C1": 4.1, "C2": 4.2, "C3": 4.3}
-CE = 0.925  # the default current efficiency of write_config's potline P1
-FARADAY = 0.33557e-3
-WRONG_KEY = range(10 * 120, 11 * 120)  # C2 from 10:00:00 to 10:59:30 sends `volts`
+WRONG_KEY = HOUR_10  # C2 from 10:00:00 to 10:59:30 sends `volts`
 STILL_BAD = (10 * 120 + 10, 10 * 120 + 50)  # and these two a voltage that is no number
-LAST = 86_400 // STEP_S + 1  # through 24:00:30: every cell has passed the day's end
 
 FIXED_RULES = DEFAULT_RULES.replace(
     "    kind: telemetry\n",
     "    kind: telemetry\n    fields:\n      cell_voltage_v: volts\n",
     1,
 )
-
-day = datetime.now(ZONE).date() - timedelta(days=2)
-if (day + timedelta(days=1)).month != day.month:
-    day -= timedelta(days=1)  # the day and the next one's first samples in one month
-MIDNIGHT = datetime(day.year, day.month, day.day, tzinfo=ZONE)
-T0 = int(MIDNIGHT.timestamp()) * NS
 
 
 def sample(cell: str, k: int) -> dict[str, object]:
@@ -65,16 +61,6 @@ def messages() -> list[tuple[str, bytes]]:
         for k in range(LAST + 1)
         for cell in VOLTS
     ]
-
-
-def energy(cell: str, hours: float) -> float:
-    return VOLTS[cell] * CURRENT_KA * hours
-
-
-def sec(influx: InfluxV1, db: str, cell: str, period: str, t: int) -> dict[str, float]:
-    where = f"cell = '{cell}' AND period = '{period}' AND time = {t}"
-    rows = influx.query(f"SELECT * FROM sec_cell WHERE {where}", db)
-    return rows[0] if rows else {}
 
 
 def stored(influx: InfluxV1, db: str, cell: str) -> int:
