@@ -218,6 +218,26 @@ def publish_all(
     return len(infos)
 
 
+def replay(path: Path, config: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """``cellmon replay FILE --config CONFIG --quiet`` as a process, its output captured."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.commands.cli",
+            "replay",
+            str(path),
+            "--config",
+            str(config),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
 def accepted_so_far(state: Path) -> int:
     """The inbox's ``accepted`` counter, read beside a running pipeline."""
     uri = f"file:{state / 'inbox.sqlite'}?mode=ro"

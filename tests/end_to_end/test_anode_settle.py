@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from contextlib import closing
@@ -29,7 +28,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import Pipeline, publish_all, replay, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -128,13 +127,7 @@ def test_a_change_replayed_after_its_samples_settles_as_worked_out(
     row = {"potline": "P1", "cell": "C1", "ts": CHANGE // 1_000_000, "type": "anode_change"}
     pd.DataFrame([row | {"anode": 7, "block": "590", "crew": "7"}]).to_csv(history, index=False)
     for _ in range(2):  # the second replay changes nothing
-        done = subprocess.run(
-            [*CLI, "replay", str(history), "--config", str(config), "--quiet"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = replay(history, config)
         assert done.returncode == 0, done.stdout + done.stderr
         wait_for(lambda: settled(influx_v1, influx_db), 60, pipeline.new_log)
         assert_settled_as_worked_out(influx_v1, influx_db, crew="7")

@@ -9,7 +9,6 @@ energy = U·I·h and charge = I·h, and a gap longer than ``max_gap_s`` covers n
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ import pytest
 
 from tests.end_to_end.three_cells import (
     CE,
-    CLI,
     CURRENT_KA,
     FARADAY,
     HOUR_10,
@@ -30,7 +28,7 @@ from tests.end_to_end.three_cells import (
     energy,
     sec,
 )
-from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import Pipeline, publish_all, replay, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -62,16 +60,6 @@ def kpi_points(influx: InfluxV1, db: str) -> dict[tuple[object, ...], dict[str, 
         for r in influx.query(f"SELECT * FROM {m} GROUP BY *", db):
             out[(m, r.get("cell"), r["period"], r["time"])] = r
     return out
-
-
-def replay(path: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "replay", str(path), "--config", str(config), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_replayed_hour_makes_the_kpis_those_of_the_whole_day(

@@ -12,7 +12,6 @@ ends at 10:05:00 (120 s). With the missing samples there is one effect, 10:00:00
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import Pipeline, publish_all, replay, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -104,13 +103,7 @@ def test_a_backfill_that_merges_two_effects_leaves_the_points_of_a_whole_live_ru
     rows = [{"potline": "P1", "cell": "C1", **sample("C1", k)} for k in MISSING]
     pd.DataFrame(rows).to_csv(history, index=False)
     config = tmp_path / "gap" / "cellmon.yaml"
-    done = subprocess.run(
-        [*CLI, "replay", str(history), "--config", str(config), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = replay(history, config)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 event points it no longer makes removed" in done.stdout, done.stdout
 

@@ -5,7 +5,6 @@ makes of the raw ``cell`` points the same run wrote.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from tests.harness import ROOT, Pipeline, publish_all, wait_for, write_config
+from tests.harness import Pipeline, publish_all, replay, wait_for, write_config
 from tests.servers import InfluxV1, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -115,13 +114,7 @@ def test_a_replay_into_live_minutes_rewrites_them_from_all_their_samples(
     wait_for(lambda: minute_samples(influx_v1, influx_db) > 0, 60, pipeline.new_log)
     history = tmp_path / "held.csv"
     pd.DataFrame(held).to_csv(history, index=False)
-    done = subprocess.run(
-        [*CLI, "replay", str(history), "--config", str(tmp_path / "cellmon.yaml"), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = replay(history, tmp_path / "cellmon.yaml", timeout_s=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert pipeline.terminate() == 0
     assert raw_count(influx_v1, influx_db) == total
