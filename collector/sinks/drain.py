@@ -65,11 +65,14 @@ class Drain:
         ``flush_interval_s``, or when ``force`` (shutdown) is set. Raises ``SinkError``
         when a retryable write failed.
         """
-        chunk = self.outbox.take(self.batch_lines)
+        chunk = self.outbox.peek(self.batch_lines)
         if chunk is None:
             return False
         young = self._clock() - chunk.oldest_ns < self.flush_interval_ns
         if chunk.lines < self.batch_lines and young and not force:
+            return False
+        chunk = self.outbox.take(self.batch_lines)
+        if chunk is None:
             return False
         self._write(chunk.body.splitlines(keepends=True))
         self.outbox.delete_upto(chunk.last_id, chunk.lines)

@@ -8,9 +8,10 @@ import urllib3
 
 from collector.sinks.base import SinkError, http_status_error
 
-# zlib's usual level: it shrinks telemetry line protocol about 8x for a quarter of the CPU
-# of Python's default, level 9, which saves only some 5 % more.
-GZIP_LEVEL = 6
+# zlib's fastest level: line protocol of telemetry shrinks 5.8x at 0.7 µs a line, against
+# 7.3x at 1.7 µs for level 6 (measured on 12,000 raw lines): a second of a core per 10^6
+# lines saved for a quarter more bytes on the plant's network.
+GZIP_LEVEL = 1
 
 
 class InfluxV1Sink:
