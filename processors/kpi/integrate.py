@@ -97,7 +97,7 @@ def integrate(
     """
     if len(samples) == 0:
         return []
-    cells = _Cells(samples.cells)
+    cells = _Cells.of(samples.cells)
     order = np.lexsort((samples.ts_ns, samples.cell_id))
     code = samples.cell_id[order]
     t, v, i = samples.ts_ns[order], samples.voltage_v[order], samples.current_ka[order]
@@ -142,6 +142,20 @@ class _Cells:
     Potlines are few, so what depends on the potline (counted or not, the threshold) is
     looked up once per potline and spread to the cells with numpy.
     """
+
+    _last: tuple[Sequence[tuple[str, str]], _Cells] | None = None
+
+    @classmethod
+    def of(cls, cells: Sequence[tuple[str, str]]) -> _Cells:
+        """The batch's cells, made once for the three processors that integrate a batch.
+
+        Known by identity: a batch's list of cells is made once per batch and never changed
+        (1.5 ms a batch of 2,000 cells, each time).
+        """
+        last = cls._last
+        if last is None or last[0] is not cells:
+            last = cls._last = (cells, cls(cells))
+        return last[1]
 
     def __init__(self, cells: Sequence[tuple[str, str]]) -> None:
         self.keys = cell_keys(cells)
