@@ -57,12 +57,13 @@ STATE_EVERY_ROWS = 30_000
 (``_since``; about 300 bytes a sample with its extra fields). Draining 200,000 messages,
 the worker's peak RSS: 107 MiB at 10,000 rows, 113 MiB at 60,000."""
 # After a batch that did not fill, the inbox fills for this long: five 400-cell potlines at
-# 1 Hz give batches of 2,000, not of one or two rows each costing a whole commit, and the
-# processors' per-cell work is paid once a second. Measured at 2,000 msg/s from 2,000 cells
-# (20 s): the worker's CPU 1.86 s at 0.5 s, 1.57 s at 1 s. With the sink's half second
-# (``sink.flush_interval_s``) and the source's 100 ms window, a point still reaches the
-# database within the 2 s the plant allows.
-POLL_S = 1.0
+# 1 Hz give batches of 3,000, not of one or two rows each costing a whole commit, and the
+# processors' per-cell work is paid once per 1.5 s (``benchmarks.worker --cells 2000``:
+# 17.7 µs/msg in batches of 1 s, 13.0 in batches of 2 s). The drain writes a batch's output
+# as soon as it is committed (``Drain.nudge``), so at 2,000 msg/s a point still reaches the
+# database within the 2 s the plant allows (``benchmarks.sustained --rate 2000 --potlines 5
+# --shards 1``: p50 1.09 s, p99 1.83 s, max 1.85 s).
+POLL_S = 1.5
 RETRY_MAX_S = 30.0
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
@@ -129,6 +130,7 @@ class Engine:
         self._counts: Counter[str] = Counter()  # of the rows since the last checkpoint
         self._alerts: list[tuple[str, bytes]] = []  # raised since the last checkpoint
         self._since: list[Batch] = []  # the batches since the last checkpoint
+        self.on_output: Callable[[], None] = lambda: None  # output committed: the drain's nudge
         self._rows_since = 0
         self._state_every_ns = int(state_every_s * 1e9)
         self._next_state_ns = clock() + self._state_every_ns
@@ -230,6 +232,8 @@ class Engine:
             self._checkpoint(now, chunks)  # an alarm pages at once
         else:
             self.store.commit(self._saved, {}, chunks, now, {})  # output only
+        if raw[0] or n_kpi:
+            self.on_output()
         self._maybe_prune(now)
         return len(rows.seq)
 

@@ -107,6 +107,7 @@ def run_worker(cfg: Config, parent: IO[bytes], log_level: str) -> None:
     # a worker orphaned by a killed MQTT process may still be finishing: let it
     lock = locks.hold(cfg.state_path / WORKER_LOCK, wait_s=cfg.sink.shutdown_s + FINISH_MARGIN_S)
     engine, drain, alerts = build.engine(cfg), build.drain(cfg), build.alert_publisher(cfg)
+    engine.on_output = drain.nudge
     engine_stop, drain_finishing, alerts_stop = (threading.Event() for _ in range(3))
     threads = [
         threading.Thread(target=engine.run, args=(engine_stop,), name="engine"),
@@ -132,6 +133,7 @@ def run_worker(cfg: Config, parent: IO[bytes], log_level: str) -> None:
     engine_stop.set()
     threads[0].join()
     drain_finishing.set()
+    drain.nudge()
     threads[1].join()
     try:
         engine.finish()  # open KPIs and the last self-metrics, after the drain has written
