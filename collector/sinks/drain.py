@@ -87,24 +87,28 @@ class Drain:
         chunk = self.outbox.take(self.batch_lines)
         if chunk is None:
             return False
-        self._write(chunk.body.splitlines(keepends=True))
+        self._write(chunk.body)
         self.outbox.delete_upto(chunk.last_id, chunk.lines)
         self._failures = 0
         return True
 
-    def _write(self, lines: list[bytes]) -> None:
-        """Write lines; bisect a refused batch down to the lines that are really invalid."""
+    def _write(self, body: bytes) -> None:
+        """Write lines; bisect a refused batch down to the lines that are really invalid.
+
+        The body goes as it is: it is cut into lines only when the database refuses it.
+        """
         try:
-            self.sink.write(b"".join(lines))
+            self.sink.write(body)
         except SinkError as err:
             if err.retryable:
                 raise
+            lines = body.splitlines(keepends=True)
             if len(lines) == 1:
                 self._reject(lines[0], str(err))
                 return
             half = len(lines) // 2
-            self._write(lines[:half])
-            self._write(lines[half:])
+            self._write(b"".join(lines[:half]))
+            self._write(b"".join(lines[half:]))
 
     def _reject(self, line: bytes, reason: str) -> None:
         self.outbox.count(write_errors=1)
