@@ -158,13 +158,18 @@ def bad_topic(data: memoryview, pos: int) -> bool:
     """
     if data[pos] >> 4 != PUBLISH:
         return False
-    try:
-        _, start = _varint(data, pos + 1)
-        size = int.from_bytes(data[start : start + 2], "big")
+    try:  # a remaining length of one or two bytes inline: this runs for every packet
+        if data[pos + 1] < 0x80:
+            start = pos + 2
+        elif data[pos + 2] < 0x80:
+            start = pos + 3
+        else:
+            _, start = _varint(data, pos + 1)
+        size = data[start] << 8 | data[start + 1]
     except (IndexError, ValueError):
         return False
-    topic = bytes(data[start + 2 : start + 2 + size])
-    if len(topic) < size:
+    topic = data[start + 2 : start + 2 + size].tobytes()
+    if len(topic) < size or topic.isascii():
         return False
     try:
         topic.decode()
