@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 from processors import legacy
@@ -67,6 +68,7 @@ class Totals:
 
 Cells = dict[str, Totals]
 """A period's totals by cell name (the period's potline is in its key)."""
+_WRITTEN_AT = attrgetter("written_at_ns")
 
 
 def _cells_from_json(data: Mapping[str, Any]) -> Cells:
@@ -266,6 +268,8 @@ class SecProcessor:
             touched = step.touched.get(key, none)
             if not (closing or final or touched):
                 continue
+            if not (closing or final) and latest < end and not self._any_due(period.acc, latest):
+                continue  # the usual batch: no cell done, none due (one C pass, not a loop)
             wrote = False
             for cell, totals in period.acc.items():
                 cell_newest = newest.get(cell, 0)
@@ -280,6 +284,11 @@ class SecProcessor:
             if closing:
                 step.ledger.close(key)
         return points
+
+    def _any_due(self, cells: Cells, latest_ns: int) -> bool:
+        """Whether a cell of the period may be due for a write by ``latest_ns``."""
+        oldest = min(map(_WRITTEN_AT, cells.values()), default=latest_ns)
+        return latest_ns - oldest >= self._update_ns
 
     def _fields(self, key: PeriodKey, t: Totals, n_cells: int, complete: bool) -> dict[str, Any]:
         """The point's fields; a complete month with taps on its measured CE if so configured.
