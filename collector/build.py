@@ -251,7 +251,7 @@ def mqtt_source(cfg: Config, letters: DeadLetters) -> MqttSource:
     return MqttSource(
         connection(cfg),
         decoder(cfg),
-        journal.Inbox(journal.connect_inbox(cfg.state_path)),
+        journal.Inbox(journal.connect_inbox(cfg.state_path, cache_kib=journal.APPEND_CACHE_KIB)),
         letters,
         ingest=cfg.ingest,
     )
