@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
 )
+CACHE_KIB = 256
+"""A page cache (SQLite's default 2 MB fills on a connection that reads as much). The worker's
+work at b-tree edges: the engine reads the inbox in order, prunes its left end, appends to
+the outbox; the drain takes and deletes its oldest rows. Draining 200,000 messages of 400
+cells: the worker's peak RSS 113 → 107 MiB, at the same rate (benchmarks/pipeline.py)."""
+APPEND_CACHE_KIB = 1024
+"""The MQTT process's inbox: its appends drain 30,000 samples/s at 256 KiB, 44,000 at 1 MiB."""
 JOURNAL_ERRORS = (sqlite3.OperationalError, OSError)
 """What a journal file raises when its disk or lock fails (full, I/O error, busy): retry."""
 _ADD = (
@@ -134,7 +141,9 @@ def _damaged(path: Path, err: sqlite3.DatabaseError) -> Exception:
     return err
 
 
-def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+def connect(
+    path: Path, schema: str, *, synchronous: str = "NORMAL", cache_kib: int = CACHE_KIB
+) -> sqlite3.Connection:
     """Open a journal file, creating it on first use; one connection per thread.
 
     WAL with ``synchronous=NORMAL`` survives a crash of the process (the commit is in the
@@ -147,6 +156,7 @@ def connect(path: Path, schema: str, *, synchronous: str = "NORMAL") -> sqlite3.
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         conn.executescript(schema)
     except sqlite3.DatabaseError as err:
         conn.close()
@@ -183,9 +193,9 @@ def _first_problem(problems: list[str]) -> str:
     return f"quick_check: {lines[0]}{more}"
 
 
-def connect_inbox(state_dir: Path) -> sqlite3.Connection:
+def connect_inbox(state_dir: Path, *, cache_kib: int = CACHE_KIB) -> sqlite3.Connection:
     """The inbox file; checkpoints are left to the processor stage, off the MQTT thread."""
-    conn = connect(state_dir / INBOX_FILE, INBOX_SCHEMA)
+    conn = connect(state_dir / INBOX_FILE, INBOX_SCHEMA, cache_kib=cache_kib)
     conn.execute("PRAGMA wal_autocheckpoint=20000")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(inbox)")}
     if "lag" not in columns:  # an inbox of an earlier version: its rows become untimed

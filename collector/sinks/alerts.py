@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import orjson
-import paho.mqtt.client as mqtt
 from pydantic import AfterValidator
 
 from collector.config.schema import Section
@@ -105,6 +104,8 @@ class AlertPublisher:
 
     def _send(self) -> bool:
         """Publish a batch and wait for the broker; True when there may be more."""
+        import paho.mqtt.client as mqtt  # as in ``paho_client``: not for the config's import
+
         rows = self.queue.take(BATCH)
         if not rows:
             return False

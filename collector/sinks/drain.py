@@ -95,7 +95,9 @@ class Drain:
     def _write(self, body: bytes) -> None:
         """Write lines; bisect a refused batch down to the lines that are really invalid.
 
-        The body goes as it is: it is cut into lines only when the database refuses it.
+        Split into lines only when refused: a list of 5,000 lines and their join beside
+        every chunk written made the worker's peak RSS, draining 200,000 messages of 400
+        cells, 96 MiB instead of 92-94.
         """
         try:
             self.sink.write(body)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import model_validator
@@ -34,10 +34,12 @@ from collector.source.payload import (
     lenient_json,
     parse_ts,
 )
-from collector.source.sparkplug.host import Host
 from collector.source.sparkplug.topics import is_state
 from collector.source.sparkplug.topics import parse as sparkplug_topic
 from collector.source.topics import Route, TopicRouter
+
+if TYPE_CHECKING:  # built by ``collector.build``: protobuf stays out of the worker
+    from collector.source.sparkplug.host import Host
 
 _MIN_TS_NS = 946_684_800_000_000_000  # 2000-01-01: earlier means an unset controller clock
 _TELEMETRY_KEYS = frozenset(("ts", "cell_voltage_v", "line_current_ka"))

@@ -13,14 +13,16 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 
 from collector.config.schema import EnvName, NonEmpty, Positive, Section
-from collector.source.mqtt5_client import Mqtt5Client
+
+if TYPE_CHECKING:  # the clients are imported where they are made: see ``paho_client``
+    import paho.mqtt.client as mqtt
+
+    from collector.source.mqtt5_client import Mqtt5Client
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,15 @@ class Connection:
 def paho_client(
     conn: Connection, client_id: str, *, clean_session: bool, manual_ack: bool = False
 ) -> mqtt.Client:
-    """A paho client with the connection's credentials and TLS, not yet connected."""
+    """A paho client with the connection's credentials and TLS, not yet connected.
+
+    paho and mqtt5 are imported here and in ``source_client``, not with the module: the
+    config imports this module for ``MqttConfig``, and the worker, which has no MQTT client
+    unless alerts are published, would carry them for nothing.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -112,13 +122,15 @@ def tls_context(conn: Connection) -> ssl.SSLContext:
     return context
 
 
-SourceClient = mqtt.Client | Mqtt5Client
+SourceClient: TypeAlias = "mqtt.Client | Mqtt5Client"
 
 
 def source_client(conn: Connection) -> SourceClient:
     """The source's client: its own id, a persistent session, acknowledgements by hand."""
     if conn.client == "paho":
         return paho_client(conn, conn.client_id, clean_session=False, manual_ack=True)
+    from collector.source.mqtt5_client import Mqtt5Client
+
     return Mqtt5Client(
         conn.client_id,
         username=conn.username,

@@ -45,3 +45,8 @@ def test_the_mqtt_process_imports_no_processor_stage(module: str) -> None:
 def test_the_worker_imports_no_dataframe_or_terminal_library() -> None:
     # influxdb-client is loaded when the v2 sink is built, not on import
     assert imported_by("collector.runtime.worker") & HEAVY == set()
+
+
+def test_the_worker_imports_no_mqtt_client_or_protobuf() -> None:
+    # the source's: built by the MQTT process (paho also by alerts, when they have a topic)
+    assert imported_by("collector.runtime.worker") & {"paho", "mqtt5", "google"} == set()

@@ -156,3 +156,26 @@ def test_the_last_write_outcome_is_kept_in_the_journal_for_health(
     taken = write_state(reader)
     assert not taken.failing
     assert taken.failed_ns == refused.failed_ns  # the refusal stays on record, older
+
+
+class Picky(Refusing):
+    """A database up, that refuses as invalid any write holding C07's line."""
+
+    def write(self, lines: bytes) -> None:
+        self.tries += 1
+        if b"cell=C07 " in lines:
+            msg = "unable to parse C07"
+            raise SinkError(msg, retryable=False)
+        self.written.append(lines)
+
+
+def test_a_refused_chunk_is_bisected_down_to_the_invalid_line(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    # the chunk goes out whole; only a refusal splits it into lines
+    clock, sink = FakeTime(), Picky()
+    drain_of(outbox, sink, clock, tmp_path).run(stopped())
+    assert b"".join(sink.written) == b"".join(line for line in LINES if b"cell=C07 " not in line)
+    assert sink.written[0] == b"".join(LINES[:7])  # the one 30-line row, halved twice
+    assert (tmp_path / "rejected.lp").read_bytes() == b"# unable to parse C07\n" + LINES[7]
+    assert outbox.size() == (0, 0)
