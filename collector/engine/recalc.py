@@ -12,12 +12,11 @@ interval before it, the anode changes that open the cycles it measures) to a lit
 the last, and keeping their points of the periods asked for. The few cells that need
 samples further out (a tap cycle since its previous tap, an anode change's level before it
 or its settling after it) have those read alone, not the whole potline's. A month is not
-read raw: its
-sums are those of its days (``Summing``), so only the days asked for are redone from raw
-samples, and the month is added up from them and from its other days' stored points. The
-live instance then
-continues its open periods from the same totals (``Recomputable.rebase``), so its next
-write of today or this month includes the backfill instead of undoing it.
+read raw: its sums are those of its days (``Summing``), so only the days asked for are
+redone from raw samples, and the month is added up from them and from its other days'
+stored points. The live instance then continues its open periods from the same totals
+(``Recomputable.rebase``), so its next write of today or this month includes the backfill
+instead of undoing it.
 
 Points of cells the request does not name are not written, so they stay exactly as they
 were; potline points are sums over every cell and are always rewritten.
