@@ -176,10 +176,11 @@ def raw_processors(cfg: Config) -> list[Processor]:
 def reach(cfg: Config) -> Reach:
     """How much history around its periods a recalculation reads.
 
-    The gap limit on each side (the intervals that cross the periods' bounds), three of
+    The gap limit on each side (the intervals that cross the periods' bounds), and three of
     the longest target anode cycles of events before (the changes whose cycles end inside)
-    or the longest tap cycle if longer (the taps whose cycles end inside), the 31 minutes
-    before a change and, after, the longest settling followed (6.3).
+    or the longest tap cycle if longer (the taps whose cycles end inside). The samples of
+    a tap cycle before the periods and of an anode change's level and settling outside them
+    are read for those cells alone (``Preceded``, ``Followed``), not here.
     """
     from collector.engine.recalc import Reach
 
@@ -190,8 +191,6 @@ def reach(cfg: Config) -> Reach:
         context_ns=int(cfg.plant.max_gap_s * NS),
         events_before_ns=int(max(anodes_s, taps_s) * NS),
         step_ns=HISTORY_STEP_S * NS,
-        before_ns=31 * 60 * NS,  # the change's minute and the 30 before it
-        after_ns=(max(t.anode_settle_max_min for t in targets) + 2) * 60 * NS,  # + its close
     )
 
 

@@ -145,6 +145,25 @@ class Preceded(Recomputable, Protocol):
 
 
 @runtime_checkable
+class Followed(Recomputable, Protocol):
+    """A KPI processor whose points in the periods may need samples from after them.
+
+    The settling of an anode change late in a period is judged on up to hours of its cell's
+    minutes after the period's end. A recalculation reads those cells' samples further on,
+    and only theirs: reading the whole potline that far would add a third to a day's read.
+    """
+
+    def lookahead(self, events: Sequence[Event], end_ns: int) -> dict[tuple[str, str], int]:
+        """The (potline, cell)s whose samples from ``end_ns`` on are needed, and until when.
+
+        ``events`` are those of the recalculation's window, which ends at ``end_ns``. The
+        recalculation feeds the samples, in time order, after the window's and before it
+        flushes; what the processor then writes is kept like its other points.
+        """
+        ...
+
+
+@runtime_checkable
 class Summing(Recomputable, Protocol):
     """A KPI processor whose month is the sum of its days.
 

@@ -9,12 +9,14 @@ The database holds the raw history of every cell, live and replayed, each sample
 a period is redone by running new instances of the KPI processors from an empty state over
 the potline's raw samples and events, from a little before the earliest period (the last
 interval before it, the anode changes that open the cycles it measures) to a little after
-the last, and keeping their points of the periods asked for. A month is not read raw: its
-sums are those of its days (``Summing``), so only the days asked for are redone from raw
-samples, and the month is added up from them and from its other days' stored points. The
-live instance then
-continues its open periods from the same totals (``Recomputable.rebase``), so its next
-write of today or this month includes the backfill instead of undoing it.
+the last, and keeping their points of the periods asked for. The few cells that need
+samples further out (a tap cycle since its previous tap, an anode change's level before it
+or its settling after it) have those read alone, not the whole potline's. A month is not
+read raw: its sums are those of its days (``Summing``), so only the days asked for are
+redone from raw samples, and the month is added up from them and from its other days'
+stored points. The live instance then continues its open periods from the same totals
+(``Recomputable.rebase``), so its next write of today or this month includes the backfill
+instead of undoing it.
 
 Points of cells the request does not name are not written, so they stay exactly as they
 were; potline points are sums over every cell and are always rewritten.
@@ -31,6 +33,7 @@ from collector.engine.history import History
 from collector.engine.targets import Span, Target, kept, merged, within
 from processors.base import (
     Flushing,
+    Followed,
     Preceded,
     Processor,
     Recomputable,
@@ -56,13 +59,16 @@ class Outcome:
 
 @dataclass(frozen=True, kw_only=True)
 class Reach:
-    """How far around the periods history is read, and in what steps."""
+    """How far around the periods the whole potline's history is read, and in what steps.
+
+    The samples a few cells need further out (a tap cycle's since its previous tap, an
+    anode change's level before it and settling after it) are read for those cells alone:
+    ``Preceded`` and ``Followed`` processors name them.
+    """
 
     context_ns: int  # before and after the periods: the gap limit
     events_before_ns: int  # the anode changes that open the cycles of the periods
     step_ns: int  # one query's window of samples
-    before_ns: int = 0  # samples before the periods: the level before a change (6.3)
-    after_ns: int = 0  # and after them: the settling of a change late in the last one
 
 
 class Recalculation:
@@ -96,8 +102,8 @@ class Recalculation:
         if not spans:
             return 0, 0, 0
         r = self.reach
-        t0 = min(s.start_ns for s in spans) - max(r.context_ns, r.before_ns)
-        t1 = min(max(s.end_ns for s in spans) + max(r.context_ns, r.after_ns), self.now_ns + NS)
+        t0 = min(s.start_ns for s in spans) - r.context_ns
+        t1 = min(max(s.end_ns for s in spans) + r.context_ns, self.now_ns + NS)
         return t0, t1, max(0, -(-(t1 - t0) // r.step_ns))
 
     def run(
@@ -140,11 +146,14 @@ class Recalculation:
         t0, t1, _ = self.windows(raw)
         before = self.history.events(raw.potline, t0 - self.reach.events_before_ns, t0)
         points = _apply(procs, Batch(empty_batch(), before), fresh)
-        samples = self._lookback(procs, raw.potline, before, (t0, t1), fresh)
+        edges = any(isinstance(p, Preceded | Followed) for p in procs)
+        inside = self.history.events(raw.potline, t0, t1) if edges else []
+        samples = self._lookback(procs, [*before, *inside], t0, fresh)
         for batch in self.history.batches(raw.potline, t0, t1, self.reach.step_ns):
             samples += len(batch.samples)
             points += _apply(procs, batch, fresh)
             progress()
+        samples += self._lookahead(procs, inside, t1, fresh, points)
         for proc in procs:
             if isinstance(proc, Flushing):
                 fresh[proc.name], produced = proc.flush(fresh.get(proc.name))
@@ -152,24 +161,43 @@ class Recalculation:
         return points, samples
 
     def _lookback(
-        self,
-        procs: Sequence[Processor],
-        potline: str,
-        before: list[Event],
-        window: tuple[int, int],
-        fresh: dict[str, Any],
+        self, procs: Sequence[Processor], events: list[Event], t0: int, fresh: dict[str, Any]
     ) -> int:
-        """Feed ``Preceded`` processors the samples they need from before the periods.
+        """Feed ``Preceded`` processors the samples they need from before the window (``t0``).
 
-        Only the cells each names, before the periods' own; ``kept`` drops what they write.
+        Only the cells each names, before the window's own; ``kept`` drops what they write.
         """
-        (t0, t1), samples = window, 0
+        samples = 0
         for proc in (p for p in procs if isinstance(p, Preceded)):
-            taps = self.history.events(potline, t0, t1, "metal_tap")
-            for (p, cell), since in sorted(proc.lookback([*before, *taps], t0).items()):
+            for (p, cell), since in sorted(proc.lookback(events, t0).items()):
                 batch = Batch(self.history.samples(p, since, t0, cell=cell), [])
                 samples += len(batch.samples)
                 fresh[proc.name], _ = proc.apply(batch, fresh.get(proc.name))
+        return samples
+
+    def _lookahead(
+        self,
+        procs: Sequence[Processor],
+        events: list[Event],
+        t1: int,
+        fresh: dict[str, Any],
+        points: list[Point],
+    ) -> int:
+        """Feed ``Followed`` processors the samples they need from after the window (``t1``).
+
+        Only the cells each names, up to what the database can hold (now); what they write
+        (a change late in the periods, judged) goes to ``points``.
+        """
+        samples = 0
+        for proc in (p for p in procs if isinstance(p, Followed)):
+            for (p, cell), until in sorted(proc.lookahead(events, t1).items()):
+                stop = min(until, self.now_ns + NS)
+                if stop <= t1:
+                    continue  # the window reaches now already
+                batch = Batch(self.history.samples(p, t1, stop, cell=cell), [])
+                samples += len(batch.samples)
+                fresh[proc.name], made = proc.apply(batch, fresh.get(proc.name))
+                points += made
         return samples
 
     def _month(

@@ -188,6 +188,38 @@ class AnodeSettleProcessor:
         st.ledger.put(key, end_ns, acc, closed=complete)
         return st, [_month_point(key, cell, s) for cell, s in sorted(acc.items())]
 
+    def lookback(self, events: Sequence[Event], start_ns: int) -> dict[tuple[str, str], int]:
+        """The cells with a change from ``start_ns`` on whose level begins before it.
+
+        The level is the 30 whole minutes before the change's minute: a change in the first
+        half hour of a recalculation needs its cell's samples from the first of them.
+        """
+        need: dict[tuple[str, str], int] = {}
+        for ev in self._changes(events):
+            first = (ev.ts_ns // MINUTE_NS - PRE_MIN) * MINUTE_NS
+            if first < start_ns <= ev.ts_ns:
+                key = (ev.potline, ev.cell)
+                need[key] = min(need.get(key, first), first)
+        return need
+
+    def lookahead(self, events: Sequence[Event], end_ns: int) -> dict[tuple[str, str], int]:
+        """The cells with a change whose longest settling may need samples from ``end_ns`` on.
+
+        Minute c + max is the last one judged, and it closes with the cell's first sample
+        of the minute after it: the samples up to that minute's end decide the change.
+        """
+        need: dict[tuple[str, str], int] = {}
+        for ev in self._changes(events):
+            last = (ev.ts_ns // MINUTE_NS + self.s.limits[ev.potline][1] + 2) * MINUTE_NS
+            if end_ns < last:
+                key = (ev.potline, ev.cell)
+                need[key] = max(need.get(key, last), last)
+        return need
+
+    def _changes(self, events: Sequence[Event]) -> list[Event]:
+        """The anode changes of the configured potlines: the only ones followed."""
+        return [e for e in events if e.type == "anode_change" and e.potline in self.s.limits]
+
     def _register(self, st: _State, ev: Event) -> list[Point]:
         """Follow a change; its ``crew`` is written at once (it is no judgement)."""
         change = AnodeChange.of(ev)
