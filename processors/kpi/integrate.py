@@ -98,11 +98,8 @@ def integrate(
     if len(samples) == 0:
         return []
     cells = _Cells.of(samples.cells)
-    order = np.lexsort((samples.ts_ns, samples.cell_id))
-    code = samples.cell_id[order]
-    t, v, i = samples.ts_ns[order], samples.voltage_v[order], samples.current_ka[order]
-    first = np.r_[True, code[1:] != code[:-1]]
-    final = np.r_[code[1:] != code[:-1], True]
+    s = _ByCell.of(samples)
+    code, t, v, i, first, final = s.code, s.t, s.v, s.i, s.first, s.final
     t0, v0, i0 = np.roll(t, 1), np.roll(v, 1), np.roll(i, 1)
     has_prev = ~first
     prior_base = np.full(len(cells.keys), np.nan)
@@ -129,8 +126,17 @@ def integrate(
     if not ok.any():
         return []
     a0, a1 = effect.powers(i0, i)
+    kept: slice | np.ndarray = slice(None) if ok.all() else ok  # a view, not nine copies
     iv = _Intervals(
-        code[ok], t0[ok], t[ok], v0[ok] * i0[ok], v[ok] * i[ok], i0[ok], i[ok], a0[ok], a1[ok]
+        code[kept],
+        t0[kept],
+        t[kept],
+        v0[kept] * i0[kept],
+        v[kept] * i[kept],
+        i0[kept],
+        i[kept],
+        a0[kept],
+        a1[kept],
     )
     whole = iv.whole()
     return [s for kind in kinds for s in _split(calendar, kind, cells, iv, whole)]
@@ -163,6 +169,32 @@ class _Cells:
         index: dict[str, int] = {}
         self.pot = np.array([index.setdefault(p, len(index)) for p, _ in cells], dtype=np.int64)
         self.potlines = list(index)
+
+
+class _ByCell:
+    """The batch's samples sorted by cell, then time: made once for the three integrations.
+
+    Known by identity, as ``_Cells``; its arrays are only read (a sort of 180,000 samples
+    and its gathers, three times an hour of a recalculated day).
+    """
+
+    _last: tuple[SampleBatch, _ByCell] | None = None
+
+    @classmethod
+    def of(cls, samples: SampleBatch) -> _ByCell:
+        """The sorted columns of ``samples``, made once per batch."""
+        last = cls._last
+        if last is None or last[0] is not samples:
+            last = cls._last = (samples, cls(samples))
+        return last[1]
+
+    def __init__(self, samples: SampleBatch) -> None:
+        order = np.lexsort((samples.ts_ns, samples.cell_id))
+        self.code = samples.cell_id[order]
+        self.t, self.v = samples.ts_ns[order], samples.voltage_v[order]
+        self.i = samples.current_ka[order]
+        self.first = np.r_[True, self.code[1:] != self.code[:-1]]
+        self.final = np.r_[self.code[1:] != self.code[:-1], True]
 
 
 class _Effects:
@@ -255,8 +287,7 @@ def _split(
     starts = calendar.starts(kind, int(iv.t0.min()), int(iv.t1.max()))
     code, period, parts = _pieces(starts, iv, whole)
     n, lines = len(cells.names), len(cells.potlines)
-    uniq, inv = np.unique((period * lines + cells.pot[code]) * n + code, return_inverse=True)
-    totals = [np.bincount(inv, weights=part).tolist() for part in parts]
+    uniq, totals = _grouped((period * lines + cells.pot[code]) * n + code, parts)
     group = uniq // n
     cut = (np.flatnonzero(group[1:] != group[:-1]) + 1).tolist()
     names = [cells.names[c] for c in (uniq % n).tolist()]
@@ -280,6 +311,22 @@ def _split(
     return out
 
 
+def _grouped(key: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, list[list[float]]]:
+    """The keys present, in order, and each part summed per key (in the rows' order).
+
+    The keys are small (period × potline × cell of one batch), so they index a count
+    directly: two passes over the rows, where ``np.unique`` sorted them, per kind of
+    period and processor (half of a day's recalculation). A batch spanning so many periods
+    that the keys would not be small is grouped by sorting.
+    """
+    size = int(key.max()) + 1
+    if size > 4 * len(key) + 4096:
+        uniq, inv = np.unique(key, return_inverse=True)
+        return uniq, [np.bincount(inv, weights=part).tolist() for part in parts]
+    uniq = np.flatnonzero(np.bincount(key, minlength=size))
+    return uniq, [np.bincount(key, weights=part, minlength=size)[uniq].tolist() for part in parts]
+
+
 def _pieces(
     starts: np.ndarray, iv: _Intervals, whole: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -294,35 +341,36 @@ def _pieces(
     k0 = period_index(starts, iv.t0)
     k1 = period_index(starts, iv.t1, end=True)
     cross = np.flatnonzero(k1 > k0)
+    if not len(cross):  # the usual batch of a shift, day or month: nothing to split or copy
+        return iv.code, k0, whole
     codes, periods, sums = [iv.code], [k0], [[w.copy() for w in whole]]
-    if len(cross):
-        parts = (iv.code, iv.t0, iv.t1, iv.p0, iv.p1, iv.i0, iv.i1, iv.a0, iv.a1, k0, k1)
-        c, t0, t1, p0, p1, i0, i1, e0, e1, k, kend = (x[cross] for x in parts)
-        a, pa, ia, ea = t0, p0, i0, e0  # where the next piece starts
-        first = True
-        while len(c):
-            inner = k < kend
-            b = np.where(inner, starts[np.minimum(k + 1, n - 1)], t1)
-            frac = (b - t0) / (t1 - t0)
-            pb = np.where(inner, p0 + frac * (p1 - p0), p1)
-            ib = np.where(inner, i0 + frac * (i1 - i0), i1)
-            eb = np.where(inner, e0 + frac * (e1 - e0), e1)
-            piece = [
-                trapezoids(a, b, pa, pb),
-                trapezoids(a, b, ia, ib),
-                (b - a) / NS,
-                trapezoids(a, b, ea, eb),
-            ]
-            if first:
-                for q in range(len(piece)):
-                    sums[0][q][cross] = piece[q]
-                first = False
-            else:
-                codes.append(c)
-                periods.append(k)
-                sums.append(piece)
-            rest = (c, t0, t1, p0, p1, i0, i1, e0, e1, kend)
-            c, t0, t1, p0, p1, i0, i1, e0, e1, kend = (x[inner] for x in rest)
-            a, pa, ia, ea, k = b[inner], pb[inner], ib[inner], eb[inner], k[inner] + 1
+    parts = (iv.code, iv.t0, iv.t1, iv.p0, iv.p1, iv.i0, iv.i1, iv.a0, iv.a1, k0, k1)
+    c, t0, t1, p0, p1, i0, i1, e0, e1, k, kend = (x[cross] for x in parts)
+    a, pa, ia, ea = t0, p0, i0, e0  # where the next piece starts
+    first = True
+    while len(c):
+        inner = k < kend
+        b = np.where(inner, starts[np.minimum(k + 1, n - 1)], t1)
+        frac = (b - t0) / (t1 - t0)
+        pb = np.where(inner, p0 + frac * (p1 - p0), p1)
+        ib = np.where(inner, i0 + frac * (i1 - i0), i1)
+        eb = np.where(inner, e0 + frac * (e1 - e0), e1)
+        piece = [
+            trapezoids(a, b, pa, pb),
+            trapezoids(a, b, ia, ib),
+            (b - a) / NS,
+            trapezoids(a, b, ea, eb),
+        ]
+        if first:
+            for q in range(len(piece)):
+                sums[0][q][cross] = piece[q]
+            first = False
+        else:
+            codes.append(c)
+            periods.append(k)
+            sums.append(piece)
+        rest = (c, t0, t1, p0, p1, i0, i1, e0, e1, kend)
+        c, t0, t1, p0, p1, i0, i1, e0, e1, kend = (x[inner] for x in rest)
+        a, pa, ia, ea, k = b[inner], pb[inner], ib[inner], eb[inner], k[inner] + 1
     columns = [np.concatenate([s[q] for s in sums]) for q in range(len(whole))]
     return np.concatenate(codes), np.concatenate(periods), columns
