@@ -31,6 +31,15 @@ from collector.engine.batch import (
     sample_batch,
     timed,
 )
+from collector.engine.pacing import (
+    POLL_S,
+    PRUNE_EVERY_S,
+    QUIET_STATE_S,
+    STATE_EVERY_ROWS,
+    STATE_EVERY_ROWS_LIVE,
+    STATE_EVERY_S,
+    WAL_EVERY_S,
+)
 from collector.engine.rawlines import Encoded, RawLines
 from collector.journal.store import EVENT, KPI, RAW, InboxRows, Store
 from collector.runtime.metrics import Metrics
@@ -41,29 +50,6 @@ from processors.model import Batch, Event, Point, SampleBatch
 log = logging.getLogger(__name__)
 
 ORDERING_STATE = "ordering"
-PRUNE_EVERY_S = 60.0
-WAL_EVERY_S = 1.0
-STATE_EVERY_S = 30.0
-"""How often the states are checkpointed while rows keep coming: what a crash processes
-again, at most. A checkpoint of a 2,000-cell plant (every processor's state of every cell)
-takes about 50 ms: at 5 s it was a fifth of the worker's time at 2,000 msg/s
-(``benchmarks.worker --cells 2000``: 21.7 µs/msg at 5 s, 17.4 at 30 s). Flink's checkpoints
-are minutes apart; 30 s of a plant's telemetry is processed again in about a second."""
-QUIET_STATE_S = 5.0
-"""… and once the inbox has gone quiet, this long after the last one: the counters and the
-position a status reads are then current, at no cost while nothing comes."""
-STATE_EVERY_ROWS = 30_000
-"""… or after this many rows: the batches kept to recover a failing processor are memory
-(``_since``; about 300 bytes a sample with its extra fields). Draining 200,000 messages,
-the worker's peak RSS: 107 MiB at 10,000 rows, 113 MiB at 60,000."""
-# After a batch that did not fill, the inbox fills for this long: five 400-cell potlines at
-# 1 Hz give batches of 3,000, not of one or two rows each costing a whole commit, and the
-# processors' per-cell work is paid once per 1.5 s (``benchmarks.worker --cells 2000``:
-# 17.7 µs/msg in batches of 1 s, 13.0 in batches of 2 s). The drain writes a batch's output
-# as soon as it is committed (``Drain.nudge``), so at 2,000 msg/s a point still reaches the
-# database within the 2 s the plant allows (``benchmarks.sustained --rate 2000 --potlines 5
-# --shards 1``: p50 1.09 s, p99 1.83 s, max 1.85 s).
-POLL_S = 1.5
 RETRY_MAX_S = 30.0
 # at shutdown the inbox is safe on disk: a journal that refuses commits must not hang the stop
 GIVE_UP_AT_SHUTDOWN = 3
@@ -228,7 +214,8 @@ class Engine:
             self._alerts += [self._alert(p) for p in paging]
         self._position = rows.seq[-1] if rows.seq else self._position
         self._rows_since += len(rows.seq)
-        if paging or now >= self._next_state_ns or self._rows_since >= STATE_EVERY_ROWS:
+        cap = STATE_EVERY_ROWS if len(rows.seq) >= self.batch_rows else STATE_EVERY_ROWS_LIVE
+        if paging or now >= self._next_state_ns or self._rows_since >= cap:
             self._checkpoint(now, chunks)  # an alarm pages at once
         else:
             self.store.commit(self._saved, {}, chunks, now, {})  # output only
