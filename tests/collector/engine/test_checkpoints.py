@@ -168,3 +168,27 @@ def test_a_refused_commit_goes_back_to_the_checkpoint_and_loses_nothing(tmp_path
     assert store.load_state("total") == 9.0
     body = Outbox(journal.connect_journal(tmp_path)).take(100).body
     assert b"total v=9" in body
+
+
+def test_at_a_live_rate_the_interval_decides_and_a_quiet_inbox_checkpoints_within_5_s(
+    tmp_path: Path,
+) -> None:
+    inbox, store = stores(tmp_path)
+    now = [T]
+    engine = Engine(store, [Total()], **{**LAZY, "state_every_s": 30.0}, clock=lambda: now[0])
+    for k in range(10):  # a batch a second for 10 s, none of them full
+        now[0] = T + k * 1_000_000_000
+        append(inbox, [4.0], first=k)
+        assert engine.step() == 1
+    assert store.position() == 0  # 10 s of a 30 s interval: nothing checkpointed
+    now[0] = T + 10_000_000_000  # gone quiet, 10 s after the last checkpoint (the start)
+    assert engine.step() == 0
+    assert (store.position(), store.load_state("total")) == (10, 40.0)
+    append(inbox, [4.0], first=10)
+    assert engine.step() == 1
+    now[0] = T + 13_000_000_000  # quiet again, 3 s after that checkpoint: not yet
+    assert engine.step() == 0
+    assert store.position() == 10
+    now[0] = T + 15_000_000_000  # 5 s after it
+    assert engine.step() == 0
+    assert (store.position(), store.load_state("total")) == (11, 44.0)

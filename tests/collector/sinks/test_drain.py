@@ -179,3 +179,27 @@ def test_a_refused_chunk_is_bisected_down_to_the_invalid_line(
     assert sink.written[0] == b"".join(LINES[:7])  # the one 30-line row, halved twice
     assert (tmp_path / "rejected.lp").read_bytes() == b"# unable to parse C07\n" + LINES[7]
     assert outbox.size() == (0, 0)
+
+
+def test_a_nudge_makes_what_the_outbox_holds_due_at_once(outbox: Outbox, tmp_path: Path) -> None:
+    # 30 lines committed at T: under batch_lines (100) and 0.1 s old, of a 0.5 s flush
+    now = [T + 100_000_000]
+    sink = Refusing()
+    sink.back = True
+    drain = Drain(
+        outbox,
+        sink,
+        rejected_path=tmp_path / "rejected.lp",
+        options=FileOptions(type="file", batch_lines=100, flush_interval_s=0.5),
+        clock=lambda: now[0],
+    )
+    assert drain.step() is False
+    assert sink.written == []
+    drain.nudge()  # the engine committed its batch's output
+    assert drain.step() is True
+    assert sink.written == [b"".join(LINES)]
+    assert outbox.size() == (0, 0)
+    state = tmp_path / "state"
+    store = journal.Store(journal.connect_inbox(state), journal.connect_journal(state))
+    store.commit(2, {}, [(journal.RAW, 1, LINES[0])], now[0] + 1, {})
+    assert drain.step() is False  # committed after the nudge: young again
