@@ -119,8 +119,8 @@ class Engine:
         self.on_output: Callable[[], None] = lambda: None  # output committed: the drain's nudge
         self._rows_since = 0
         self._state_every_ns = int(state_every_s * 1e9)
-        self._next_state_ns = clock() + self._state_every_ns
-        self._quiet_state_ns = clock() + min(self._state_every_ns, int(QUIET_STATE_S * 1e9))
+        self._quiet_every_ns = min(self._state_every_ns, int(QUIET_STATE_S * 1e9))
+        self._state_ns = clock()  # when the last checkpoint was taken (or the engine began)
         self._raw = RawLines(store.cells.name, rejected_path)
         self._derive = deriver_of(self.processors)
         self._paging = _alerting(self.processors)
@@ -203,7 +203,7 @@ class Engine:
             self._next_metrics_ns = now + self._metrics_every_ns
             extra_points.append(self.metrics(now).point(self.instance, now))
         if not rows.seq and not extra_points:
-            if self._position != self._saved and now >= self._quiet_state_ns:
+            if self._position != self._saved and now >= self._state_ns + self._quiet_every_ns:
                 self._checkpoint(now, [])  # gone quiet: what is pending is committed
             return 0
         raw, kpi_points, paging = self._apply(rows)
@@ -215,7 +215,8 @@ class Engine:
         self._position = rows.seq[-1] if rows.seq else self._position
         self._rows_since += len(rows.seq)
         cap = STATE_EVERY_ROWS if len(rows.seq) >= self.batch_rows else STATE_EVERY_ROWS_LIVE
-        if paging or now >= self._next_state_ns or self._rows_since >= cap:
+        due = now >= self._state_ns + self._state_every_ns or self._rows_since >= cap
+        if paging or due:
             self._checkpoint(now, chunks)  # an alarm pages at once
         else:
             self.store.commit(self._saved, {}, chunks, now, {})  # output only
@@ -252,8 +253,7 @@ class Engine:
         self._saved, self._saved_states = self._position, saved
         self._counts, self._alerts, self._since = Counter(), [], []
         self._rows_since = 0
-        self._next_state_ns = now + self._state_every_ns
-        self._quiet_state_ns = now + min(self._state_every_ns, int(QUIET_STATE_S * 1e9))
+        self._state_ns = now
 
     def metrics(self, now_ns: int) -> Metrics:
         """A snapshot of the counters of every stage and of the outbox gauges."""

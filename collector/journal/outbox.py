@@ -86,8 +86,10 @@ class Outbox:
     def take(self, max_lines: int) -> Chunk | None:
         """The oldest rows, up to about ``max_lines`` lines (at least one row)."""
         chunk = self.peek(max_lines)
-        if chunk is None:
-            return None
+        return None if chunk is None else self.with_body(chunk)
+
+    def with_body(self, chunk: Chunk) -> Chunk:
+        """A ``peek``'s chunk with its rows' body."""
         bodies = self._conn.execute(
             "SELECT body FROM outbox WHERE id <= ? ORDER BY id", (chunk.last_id,)
         ).fetchall()

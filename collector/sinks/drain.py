@@ -84,9 +84,7 @@ class Drain:
         young = young and self._clock() - chunk.oldest_ns < self.flush_interval_ns
         if chunk.lines < self.batch_lines and young and not force:
             return False
-        chunk = self.outbox.take(self.batch_lines)
-        if chunk is None:
-            return False
+        chunk = self.outbox.with_body(chunk)
         self._write(chunk.body)
         self.outbox.delete_upto(chunk.last_id, chunk.lines)
         self._failures = 0
