@@ -218,8 +218,10 @@ def publish_all(
     return len(infos)
 
 
-def replay(path: Path, config: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    """``cellmon replay FILE --config CONFIG --quiet`` as a process, its output captured."""
+def replay(
+    path: Path, config: Path, *options: str, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``cellmon replay FILE --config CONFIG --quiet [OPTIONS]`` as a process, output captured."""
     return subprocess.run(
         [
             sys.executable,
@@ -230,6 +232,7 @@ def replay(path: Path, config: Path, timeout_s: float = 300) -> subprocess.Compl
             "--config",
             str(config),
             "--quiet",
+            *options,
         ],
         cwd=ROOT,
         capture_output=True,

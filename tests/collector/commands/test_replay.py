@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,7 +12,8 @@ import pandas as pd
 import pytest
 
 from collector.source.deadletter import read_dead_letters
-from tests.harness import DEFAULT_RULES, ROOT, write_config
+from tests import harness
+from tests.harness import DEFAULT_RULES, write_config
 from tests.servers import InfluxV1
 
 pytestmark = pytest.mark.integration
@@ -64,25 +64,7 @@ def frame() -> pd.DataFrame:
 def replay(
     path: Path, config: Path, state: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.commands.cli",
-            "replay",
-            str(path),
-            "--config",
-            str(config),
-            "--state-dir",
-            str(state),
-            "--quiet",
-            *options,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return harness.replay(path, config, "--state-dir", str(state), *options)
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
