@@ -169,10 +169,8 @@ class Recalculation:
         """
         samples = 0
         for proc in (p for p in procs if isinstance(p, Preceded)):
-            for (p, cell), since in sorted(proc.lookback(events, t0).items()):
-                batch = Batch(self.history.samples(p, since, t0, cell=cell), [])
-                samples += len(batch.samples)
-                fresh[proc.name], _ = proc.apply(batch, fresh.get(proc.name))
+            needs = sorted(proc.lookback(events, t0).items())
+            samples += self._feed(proc, [(key, since, t0) for key, since in needs], fresh)[0]
         return samples
 
     def _lookahead(
@@ -185,20 +183,37 @@ class Recalculation:
     ) -> int:
         """Feed ``Followed`` processors the samples they need from after the window (``t1``).
 
-        Only the cells each names, up to what the database can hold (now); what they write
-        (a change late in the periods, judged) goes to ``points``.
+        Only the cells each names, up to what the database can hold (now; the window may
+        reach it already); what they write (a change late in the periods, judged) goes to
+        ``points``.
         """
         samples = 0
         for proc in (p for p in procs if isinstance(p, Followed)):
-            for (p, cell), until in sorted(proc.lookahead(events, t1).items()):
-                stop = min(until, self.now_ns + NS)
-                if stop <= t1:
-                    continue  # the window reaches now already
-                batch = Batch(self.history.samples(p, t1, stop, cell=cell), [])
-                samples += len(batch.samples)
-                fresh[proc.name], made = proc.apply(batch, fresh.get(proc.name))
-                points += made
+            ends = [
+                (key, min(until, self.now_ns + NS))
+                for key, until in proc.lookahead(events, t1).items()
+            ]
+            n, made = self._feed(
+                proc, [(key, t1, stop) for key, stop in sorted(ends) if stop > t1], fresh
+            )
+            samples += n
+            points += made
         return samples
+
+    def _feed(
+        self,
+        proc: Processor,
+        windows: Sequence[tuple[tuple[str, str], int, int]],
+        fresh: dict[str, Any],
+    ) -> tuple[int, list[Point]]:
+        """Apply ``proc`` to each (potline, cell)'s samples of its window, one cell at a time."""
+        samples, made = 0, []
+        for (potline, cell), a, b in windows:
+            batch = Batch(self.history.samples(potline, a, b, cell=cell), [])
+            samples += len(batch.samples)
+            fresh[proc.name], out = proc.apply(batch, fresh.get(proc.name))
+            made += out
+        return samples, made
 
     def _month(
         self,
