@@ -6,8 +6,9 @@ day points a live instance would have written (``sec_cell`` of each of ``--month
 cells, ``sec_potline``, ``ae_potline``, ``anode_potline``) with a month of metal taps and
 anode changes. Then, in one run, each timed on its own:
 
-1. **read**: the day's raw points read back with the recalculation's own queries
-   (``History.samples``, an hour per query), nothing else: the database's rate;
+1. **read**: the day's raw points read back, nothing else: first one hour's query at a
+   time, then as the recalculation reads them (``History.batches``: two hours' queries in
+   flight), the database's rate and the limit;
 2. **day**: the day's three shifts and the day recalculated (``Recalculation.run``);
 3. **month**: the month alone, summed from its days' stored points;
 4. **command**: ``cellmon recalc --from DAY --to DAY`` (shifts, day and month, journal,
@@ -113,7 +114,17 @@ def timed(run: Callable[[], T]) -> tuple[T, float]:
 
 
 def read_only(history: History, recalc: Recalculation, target: Target) -> int:
-    """The target's raw samples read as the recalculation reads them, and nothing else."""
+    """The target's raw samples read as the recalculation reads them, and nothing else.
+
+    The same windows, queries and read-ahead (two windows in flight): the fastest the
+    database gives this history to a reader that does no work.
+    """
+    t0, t1, _ = recalc.windows(target)
+    return sum(len(b.samples) for b in history.batches("P1", t0, t1, recalc.reach.step_ns))
+
+
+def one_at_a_time(history: History, recalc: Recalculation, target: Target) -> int:
+    """The same samples' windows read one after the other: what one query's rate is."""
     t0, t1, _ = recalc.windows(target)
     step = recalc.reach.step_ns
     return sum(len(history.samples("P1", a, min(a + step, t1))) for a in range(t0, t1, step))
@@ -129,9 +140,14 @@ def in_process(config: Path, day: date) -> None:
     (whole,) = days(build.calendar(cfg), ("shift", "day", "month"), ["P1"], day, day)
     day_only = Target("P1", {s for s in whole.spans if s.kind != "month"})
     month_only = Target("P1", whole.spans - day_only.spans)
+    serial, t_serial = timed(lambda: one_at_a_time(history, recalc, day_only))
     read, t_read = timed(lambda: read_only(history, recalc, day_only))
     done, t_day = timed(lambda: recalc.run(day_only, {}))
     month, t_month = timed(lambda: recalc.run(month_only, {}))
+    print(
+        f"read, one query at a time: {serial:,} samples in {t_serial:.1f} s, "
+        f"{serial / t_serial:,.0f} samples/s"
+    )
     print(f"read:  {read:,} samples in {t_read:.1f} s, {read / t_read:,.0f} samples/s")
     print(
         f"day:   {done.samples:,} samples in {t_day:.1f} s, {done.samples / t_day:,.0f} "

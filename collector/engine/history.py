@@ -7,8 +7,10 @@ period's complete data can be found after a backfill.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import io
+import re
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,9 @@ from collector.sinks.influxql import InfluxQL, quoted
 from processors.model import Batch, Event, Point, SampleBatch
 
 EVENT_TAGS = ("potline", "cell", "type")
+COLUMNS = {"tags": "category", "time": "int64", "voltage_v": "float64", "current_ka": "float64"}
+AHEAD = 2
+ESCAPED = re.compile(r"\\([,= ])")
 
 
 class History:
@@ -30,18 +35,38 @@ class History:
         """The batches of consecutive windows of ``step_ns`` in [t0, t1).
 
         Events and samples of a window travel together, as they would in a live batch. The
-        next window is read while the caller processes this one: the database takes as long
-        to answer as the processors take to run.
+        first window is asked for at once, before the caller takes it (it reads the cells'
+        earlier samples meanwhile), and the next while the caller processes this one: the
+        database takes as long to answer as the processors take to run.
         """
         windows = [(a, min(a + step_ns, t1_ns)) for a in range(t0_ns, t1_ns, step_ns)]
-        with ThreadPoolExecutor(1, thread_name_prefix="history") as reader:
-            ahead = [reader.submit(self._batch, potline, a, b) for a, b in windows[:1]]
-            for k in range(len(windows)):
-                batch = ahead.pop().result()
-                ahead += [
-                    reader.submit(self._batch, potline, a, b) for a, b in windows[k + 1 :][:1]
-                ]
+        reader = ThreadPoolExecutor(AHEAD, thread_name_prefix="history")
+        first = [reader.submit(self._batch, potline, a, b) for a, b in windows[:AHEAD]]
+        return self._ahead(reader, first, [(potline, a, b) for a, b in windows[AHEAD:]])
+
+    def _ahead(
+        self,
+        reader: ThreadPoolExecutor,
+        ahead: list[Future[Batch]],
+        rest: list[tuple[str, int, int]],
+    ) -> Iterator[Batch]:
+        try:
+            while ahead:
+                batch = ahead.pop(0).result()
+                ahead += [reader.submit(self._batch, *window) for window in rest[:1]]
+                del rest[:1]
                 yield batch
+        finally:
+            reader.shutdown(cancel_futures=True)
+
+    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
+        """The samples of each (potline, cell, t0, t1), in order, read two at a time.
+
+        A few cells' samples around the periods are many short queries: the database
+        answers one while the caller processes the one before.
+        """
+        with ThreadPoolExecutor(2, thread_name_prefix="history") as reader:
+            yield from reader.map(lambda w: self.samples(w[0], w[2], w[3], cell=w[1]), windows)
 
     def _batch(self, potline: str, t0_ns: int, t1_ns: int) -> Batch:
         return Batch(self.samples(potline, t0_ns, t1_ns), self.events(potline, t0_ns, t1_ns))
@@ -50,30 +75,32 @@ class History:
         self, potline: str, t0_ns: int, t1_ns: int, *, cell: str | None = None
     ) -> SampleBatch:
         """Voltage and current of every cell of the potline (or one) in [t0, t1), in order."""
+        import pandas as pd  # only a recalculation reads history: the worker loads it then
+
         one = "" if cell is None else f'AND "cell" = {quoted(cell)} '
-        series = self.query.series(
+        table = self.query.csv(
             'SELECT "voltage_v", "current_ka" FROM "cell" '
             f'WHERE "potline" = {quoted(potline)} {one}AND time >= {t0_ns} AND time < {t1_ns} '
             'GROUP BY "cell"'
         )
-        cells: list[tuple[str, str]] = []
-        times, values = [], []
-        for s in series:
-            t, vi = _columns(s["values"])
-            ok = ~np.isnan(vi).any(axis=1)
-            if ok.any():
-                cells.append((potline, s["tags"]["cell"]))
-                times.append(t[ok])
-                values.append(vi[ok])
-        if not cells:
+        if not table:
             return empty_batch()
-        ts = np.concatenate(times)
-        code = np.concatenate([np.full(len(t), k, np.int64) for k, t in enumerate(times)])
-        vi = np.concatenate(values)
+        frame = pd.read_csv(io.BytesIO(table), usecols=list(COLUMNS), dtype=COLUMNS)
+        vi = frame[["voltage_v", "current_ka"]].to_numpy()
+        ok = ~np.isnan(vi).any(axis=1)  # a point without voltage or current is no sample
+        tags = frame["tags"].cat
+        code, ts, vi = tags.codes.to_numpy()[ok], frame["time"].to_numpy()[ok], vi[ok]
+        if not len(code):
+            return empty_batch()
+        # the cells in the order the database sent them: ties in time keep that order
+        used, first = np.unique(code, return_index=True)
+        used = used[np.argsort(first)]
+        ids = np.zeros(len(tags.categories), np.int64)
+        ids[used] = np.arange(len(used))
         order = np.argsort(ts, kind="stable")
         return SampleBatch(
-            cells=cells,
-            cell_id=code[order],
+            cells=[(potline, _tag_value(tags.categories[k])) for k in used.tolist()],
+            cell_id=ids[code[order]],
             ts_ns=ts[order],
             voltage_v=vi[order, 0],
             current_ka=vi[order, 1],
@@ -122,17 +149,9 @@ class History:
         return self.stored(measurement, potline, t0_ns, t1_ns, where="\"period\" = 'day' AND ")
 
 
-def _columns(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """The time (ns need all 64 bits) and the two values (null: NaN) of a series' rows.
-
-    One conversion of the whole table at once; the row by row one only when a value is null.
-    """
-    table = np.array(rows, dtype=object).reshape(-1, 3)
-    try:
-        values = table[:, 1:].astype(np.float64)
-    except TypeError:
-        values = np.array([r[1:3] for r in rows], dtype=np.float64).reshape(-1, 2)
-    return table[:, 0].astype(np.int64), values
+def _tag_value(key: str) -> str:
+    r"""The value of a series key's one tag: ``cell=C\\,1`` is ``C,1``."""
+    return ESCAPED.sub(r"\1", key.partition("=")[2])
 
 
 def _event(potline: str, row: dict[str, Any]) -> Event:

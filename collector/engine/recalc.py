@@ -144,12 +144,13 @@ class Recalculation:
     ) -> tuple[list[Point], int]:
         """New processors run over the raw history of these periods; their points, samples."""
         t0, t1, _ = self.windows(raw)
+        batches = self.history.batches(raw.potline, t0, t1, self.reach.step_ns)
         before = self.history.events(raw.potline, t0 - self.reach.events_before_ns, t0)
         points = _apply(procs, Batch(empty_batch(), before), fresh)
         edges = any(isinstance(p, Preceded | Followed) for p in procs)
         inside = self.history.events(raw.potline, t0, t1) if edges else []
         samples = self._lookback(procs, [*before, *inside], t0, fresh)
-        for batch in self.history.batches(raw.potline, t0, t1, self.reach.step_ns):
+        for batch in batches:
             samples += len(batch.samples)
             points += _apply(procs, batch, fresh)
             progress()
@@ -208,8 +209,9 @@ class Recalculation:
     ) -> tuple[int, list[Point]]:
         """Apply ``proc`` to each (potline, cell)'s samples of its window, one cell at a time."""
         samples, made = 0, []
-        for (potline, cell), a, b in windows:
-            batch = Batch(self.history.samples(potline, a, b, cell=cell), [])
+        reads = [(potline, cell, a, b) for (potline, cell), a, b in windows]
+        for cells in self.history.each(reads):
+            batch = Batch(cells, [])
             samples += len(batch.samples)
             fresh[proc.name], out = proc.apply(batch, fresh.get(proc.name))
             made += out

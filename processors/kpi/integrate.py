@@ -139,7 +139,8 @@ def integrate(
         a1[kept],
     )
     whole = iv.whole()
-    return [s for kind in kinds for s in _split(calendar, kind, cells, iv, whole)]
+    alone: list[tuple[np.ndarray, list[list[float]]]] = []
+    return [s for kind in kinds for s in _split(calendar, kind, cells, iv, whole, alone)]
 
 
 class _Cells:
@@ -266,17 +267,34 @@ class _Intervals:
 
 
 def _split(
-    calendar: Calendar, kind: str, cells: _Cells, iv: _Intervals, whole: list[np.ndarray]
+    calendar: Calendar,
+    kind: str,
+    cells: _Cells,
+    iv: _Intervals,
+    whole: list[np.ndarray],
+    alone: list[tuple[np.ndarray, list[list[float]]]],
 ) -> list[PeriodSums]:
     """Sum the pieces per cell and period, and cut the sums per potline and period.
 
     The sort key orders by period, potline, then cell code, so each ``PeriodSums`` is a
     contiguous run of the sums, and a potline's cells add in code order as before.
+
+    A batch inside one period of this kind (nearly every batch: a second, or an hour of a
+    recalculation, in a shift) has the same sums per cell for every such kind: they are
+    made once per batch (``alone``), not once per kind.
     """
-    starts = calendar.starts(kind, int(iv.t0.min()), int(iv.t1.max()))
-    code, period, parts = _pieces(starts, iv, whole)
+    t0, t1 = int(iv.t0.min()), int(iv.t1.max())
+    starts = calendar.starts(kind, t0, t1)
     n, lines = len(cells.names), len(cells.potlines)
-    uniq, totals = _grouped((period * lines + cells.pot[code]) * n + code, parts)
+    (k,), (k_end,) = period_index(starts, [t0]), period_index(starts, [t1], end=True)
+    if k == k_end:
+        if not alone:
+            alone.append(_grouped(cells.pot[iv.code] * n + iv.code, whole))
+        uniq, totals = alone[0]
+        uniq = uniq + k * lines * n
+    else:
+        code, period, parts = _pieces(starts, iv, whole)
+        uniq, totals = _grouped((period * lines + cells.pot[code]) * n + code, parts)
     group = uniq // n
     cut = (np.flatnonzero(group[1:] != group[:-1]) + 1).tolist()
     names = [cells.names[c] for c in (uniq % n).tolist()]

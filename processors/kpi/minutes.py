@@ -226,7 +226,12 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[Any, ...]]:
 
 
 def _noise(sb: SampleBatch) -> np.ndarray:
-    """Each sample's ``noise_uohm`` from its ``extra``, NaN where it sent none."""
+    """Each sample's ``noise_uohm`` from its ``extra``, NaN where it sent none.
+
+    A batch without extras (every recalculated one) is not read sample by sample.
+    """
+    if not any(sb.extra):
+        return np.full(len(sb), np.nan)
     values = (e.get(NOISE, np.nan) if e else np.nan for e in sb.extra)
     return np.fromiter(values, dtype=np.float64, count=len(sb))
 

@@ -53,6 +53,38 @@ def test_samples_come_back_in_time_order_with_their_nanoseconds(
     assert batch.current_ka.tolist() == [301.0, 300.0, 300.0]
 
 
+def test_cell_names_that_need_escaping_come_back_whole(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    # line protocol escapes a tag's comma, equals sign and space; so does a series key
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f"cell,potline=P1,cell=C\\ 1\\,a\\=b voltage_v=4.1,current_ka=300 {T}",
+            f"cell,potline=P1,cell=炉7 voltage_v=4.2,current_ka=301.5 {T + 1}",
+            f"cell,potline=P1,cell=C\\ 1\\,a\\=b voltage_v=4.3,current_ka=302 {T + 2}",
+        ],
+    )
+    history = History(query(tmp_path, influx_v1, influx_db))
+    batch = history.samples("P1", T, T + 10)
+    names = [batch.cells[c][1] for c in batch.cell_id.tolist()]
+    assert names == ["C 1,a=b", "炉7", "C 1,a=b"]
+    assert batch.voltage_v.tolist() == [4.1, 4.2, 4.3]
+    assert batch.current_ka.tolist() == [300.0, 301.5, 302.0]
+    one = history.samples("P1", T, T + 10, cell="C 1,a=b")
+    assert one.ts_ns.tolist() == [T, T + 2]
+
+
+def test_a_window_without_samples_is_an_empty_batch(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    write(influx_v1, influx_db, [f"cell,potline=P1,cell=C1 voltage_v=4.1,current_ka=300 {T}"])
+    history = History(query(tmp_path, influx_v1, influx_db))
+    assert len(history.samples("P1", T + 1, T + 10)) == 0
+    assert len(history.samples("P2", T, T + 10)) == 0
+
+
 def test_events_come_back_as_the_processors_read_them(
     tmp_path: Path, influx_v1: InfluxV1, influx_db: str
 ) -> None:

@@ -9,7 +9,7 @@ made of both: 2 changes, mean 8, longest 12.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from collector.config.models import Config
 from collector.config.rules import Rules
 from collector.engine.recalc import Recalculation
 from collector.engine.targets import days
-from processors.model import Batch, Event, Point
+from processors.model import Batch, Event, Point, SampleBatch
 from processors.testing import anode_change, at_rate, samples
 
 NS = 1_000_000_000
@@ -65,6 +65,12 @@ class History:
                 [("P1", "C1")], self.samples.ts_ns[keep].tolist(), voltage=lambda c, t: volts(t)
             )
             yield Batch(sb, self.events(potline, a, b))
+
+    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
+        for _, _, a, b in windows:  # the one cell's
+            keep = (self.samples.ts_ns >= a) & (self.samples.ts_ns < b)
+            times = self.samples.ts_ns[keep].tolist()
+            yield samples([("P1", "C1")], times, voltage=lambda c, t: volts(t))
 
     def events(
         self, potline: str, t0_ns: int, t1_ns: int, of_type: str | None = None

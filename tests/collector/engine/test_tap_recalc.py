@@ -7,7 +7,7 @@ asked of it: a day of 1 Hz samples of a potline is what the real one reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import time
 from typing import Any
 
@@ -51,6 +51,9 @@ class History:
         for a in range(t0, t1, step):
             b = min(a + step, t1)
             yield Batch(self.samples(potline, a, b), self.events(potline, a, b))
+
+    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
+        return (self.samples(p, a, b, cell=cell) for p, cell, a, b in windows)
 
     def stored(self, *args: Any, **kwargs: Any) -> list[Point]:
         return []
