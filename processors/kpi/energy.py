@@ -24,9 +24,19 @@ def kwh_per_tonne(energy_kwh: float, aluminium: float) -> float | None:
     return energy_kwh / aluminium if aluminium > 0 else None
 
 
-def trapezoids(t0: np.ndarray, t1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    """∫ of a quantity linear between (t0, p0) and (t1, p1), per interval, in unit × hours."""
-    area: np.ndarray = (p0 + p1) * 0.5 * ((t1 - t0) / NS_PER_H)
+def hours(t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
+    """The length in hours of each interval [t0, t1] of nanoseconds."""
+    length: np.ndarray = (t1 - t0) / NS_PER_H
+    return length
+
+
+def trapezoids(h: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    """∫ of a quantity linear from p0 to p1 over intervals of ``h`` hours, in unit × hours.
+
+    The hours are an argument, not the instants: one interval's energy, charge and
+    effects' extra share them.
+    """
+    area: np.ndarray = (p0 + p1) * 0.5 * h
     return area
 
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from processors.kpi.energy import trapezoids
+from processors.kpi.energy import hours, trapezoids
 from processors.kpi.ledger import CellKey, cell_keys, cells_from_json, cells_to_json
 from processors.kpi.periods import Calendar, period_index
 from processors.model import SampleBatch
@@ -137,6 +137,7 @@ def integrate(
         i[kept],
         a0[kept],
         a1[kept],
+        thresholds is not None,
     )
     whole = iv.whole()
     alone: list[tuple[np.ndarray, list[list[float]]]] = []
@@ -206,6 +207,7 @@ class _Effects:
         thresholds: Mapping[str, float] | None,
     ) -> None:
         self.v, self.v0 = v, v0
+        self.none = thresholds is None
         if thresholds is None:
             self.above = self.above0 = np.zeros(len(v), dtype=bool)
             self.base_before = self.base_after = np.full(len(v), np.nan)
@@ -221,6 +223,9 @@ class _Effects:
 
     def powers(self, i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U − U_before) · I at both ends of each interval that is part of an effect, else 0."""
+        if self.none:
+            zeros = np.zeros(len(self.v))
+            return zeros, zeros
         inside = (self.above | self.above0) & ~np.isnan(self.base_before)
         base = np.where(inside, self.base_before, 0.0)
         p0 = np.where(inside, (self.v0 - base) * i0, 0.0)
@@ -256,14 +261,40 @@ class _Intervals:
     a0: np.ndarray  # (U − U_before) · I of an anode effect, 0 outside one
     a1: np.ndarray
 
+    effects: bool  # False: no thresholds, a0 and a1 are all 0
+
     def whole(self) -> list[np.ndarray]:
         """Energy kWh, charge kA·h, covered s and effects' extra kWh of each interval."""
-        return [
-            trapezoids(self.t0, self.t1, self.p0, self.p1),
-            trapezoids(self.t0, self.t1, self.i0, self.i1),
-            (self.t1 - self.t0) / NS,
-            trapezoids(self.t0, self.t1, self.a0, self.a1),
-        ]
+        return _integrals(
+            self.t0,
+            self.t1,
+            (self.p0, self.p1),
+            (self.i0, self.i1),
+            (self.a0, self.a1),
+            self.effects,
+        )
+
+
+def _integrals(
+    t0: np.ndarray,
+    t1: np.ndarray,
+    power: tuple[np.ndarray, np.ndarray],
+    current: tuple[np.ndarray, np.ndarray],
+    extra: tuple[np.ndarray, np.ndarray],
+    effects: bool,
+) -> list[np.ndarray]:
+    """Energy kWh, charge kA·h, covered s and effects' extra kWh of intervals [t0, t1].
+
+    Without anode-effect thresholds the extra is 0 and is not integrated (the tap cycles'
+    and the anode effects' own charge).
+    """
+    h = hours(t0, t1)
+    return [
+        trapezoids(h, *power),
+        trapezoids(h, *current),
+        (t1 - t0) / NS,
+        trapezoids(h, *extra) if effects else np.zeros(len(h)),
+    ]
 
 
 def _split(
@@ -362,12 +393,7 @@ def _pieces(
         pb = np.where(inner, p0 + frac * (p1 - p0), p1)
         ib = np.where(inner, i0 + frac * (i1 - i0), i1)
         eb = np.where(inner, e0 + frac * (e1 - e0), e1)
-        piece = [
-            trapezoids(a, b, pa, pb),
-            trapezoids(a, b, ia, ib),
-            (b - a) / NS,
-            trapezoids(a, b, ea, eb),
-        ]
+        piece = _integrals(a, b, (pa, pb), (ia, ib), (ea, eb), iv.effects)
         if first:
             for q in range(len(piece)):
                 sums[0][q][cross] = piece[q]

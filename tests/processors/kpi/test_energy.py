@@ -12,6 +12,7 @@ from processors.kpi.energy import (
     FARADAY_T_PER_KAH,
     Goal,
     aluminium_t,
+    hours,
     kwh_per_tonne,
     measured_ce_pct,
     sec_fields,
@@ -77,9 +78,12 @@ def test_trapezoids_are_the_mean_of_the_ends_times_the_hours() -> None:
     # [0, 10 s] at 1200 kW both ends: 1200 × 10 / 3600 = 3.3333 kWh
     # [0, 1 h] from 100 to 300: (100 + 300) / 2 × 1 = 200
     # [1 h, 1.5 h] from 310 to 320: 315 × 0.5 = 157.5
+    h = hours(
+        np.array([0, 0, H], dtype=np.int64), np.array([10 * NS, H, H + H // 2], dtype=np.int64)
+    )
+    assert h.tolist() == pytest.approx([10 / 3600, 1.0, 0.5], rel=1e-15)
     out = trapezoids(
-        np.array([0, 0, H], dtype=np.int64),
-        np.array([10 * NS, H, H + H // 2], dtype=np.int64),
+        h,
         np.array([1200.0, 100.0, 310.0]),
         np.array([1200.0, 300.0, 320.0]),
     )
