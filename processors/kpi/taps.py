@@ -145,7 +145,13 @@ class TapCycleProcessor:
         """Integrate the batch by minute, take its taps, write the cycles whose samples are in."""
         st = _State.of(state)
         self._integrate(st, batch)
-        touched = self._taps(st, batch) | {k for k, c in st.cells.items() if c.waiting}
+        touched = self._taps(st, batch)
+        # a waiting cycle ends when its cell's samples pass it: only the batch's cells moved
+        touched.update(
+            key
+            for key in map(CellKey._make, batch.samples.cells)
+            if key in st.cells and st.cells[key].waiting
+        )
         if len(batch.samples) and int(batch.samples.ts_ns.max()) // CHUNK_NS > st.swept:
             # the history is forgotten by whole chunks, so every cell's need be looked at
             # only when the samples reach a new one: 2.7 µs a cell and batch saved
