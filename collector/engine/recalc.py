@@ -118,9 +118,11 @@ class Recalculation:
         fresh: dict[str, Any] = {}
         made, samples = self._from_raw(procs, raw, fresh, progress) if raw.spans else ([], 0)
         redone = kept(made, Target(raw.potline, raw.spans))  # every cell: a month sums them all
-        points = list(redone)
-        for month in sorted(target.spans - raw.spans):
-            points += self._month(procs, raw, month, live, fresh, redone)
+        months = [
+            p
+            for month in sorted(target.spans - raw.spans)
+            for p in self._month(procs, raw, month, live, fresh, redone)
+        ]
         # a processor that does not sum its months redid only the raw periods' data
         states = {
             p.name: p.rebase(
@@ -131,7 +133,9 @@ class Recalculation:
             for p in procs
             if isinstance(p, Recomputable)
         }
-        points = kept(points, target)
+        points = redone + months
+        if months or target.cells is not None:  # else the redone points are the target's
+            points = kept(points, target)
         instants = sorted(set().union(*(p.instants for p in procs if isinstance(p, Recomputable))))
         return Outcome(points, states, samples, self._stale(raw, instants, points))
 

@@ -118,7 +118,7 @@ class AnodeSettleProcessor:
                 judged[cell] = st.ring.view(row)
         if judged:
             by_cell: dict[CellKey, list[ChangeKey]] = {}
-            for key in sorted(st.pending):
+            for key in sorted(k for k in st.pending if k[0] in judged):
                 by_cell.setdefault(key[0], []).append(key)
             for cell, view in sorted(judged.items()):
                 points += self._follow(st, cell, view, by_cell.get(cell, []))
