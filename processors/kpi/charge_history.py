@@ -109,10 +109,10 @@ class History:
         """
         oldest = next(iter(self.chunks), None)
         first, last = a_ns // CHUNK_NS, (b_ns - 1) // CHUNK_NS
-        for index in range(first if oldest is None else max(first, oldest), last + 1):
+        first = first if oldest is None else max(first, oldest)
+        held = {*self.chunks, *other.chunks}  # a day is 144 chunks; a quiet cell has none
+        for index in sorted(i for i in held if first <= i <= last):
             theirs, mine = other.chunks.get(index), self.chunks.get(index)
-            if theirs is None and mine is None:
-                continue
             if mine is None:
                 mine = self.chunks[index] = array("d", _ZEROS)
                 self.removed.discard(index)
