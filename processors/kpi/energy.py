@@ -12,6 +12,7 @@ import numpy as np
 # Faraday: M / (z F) = 26.9815 g/mol / (3 × 96485.33 C/mol) × 3.6e6 C per kA·h = 0.33557 kg.
 FARADAY_T_PER_KAH = 0.33557e-3
 NS_PER_H = 3_600_000_000_000
+NS_PER_S = 1_000_000_000
 
 
 def aluminium_t(charge_kah: float, current_efficiency: float) -> float:
@@ -38,6 +39,29 @@ def trapezoids(h: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """
     area: np.ndarray = (p0 + p1) * 0.5 * h
     return area
+
+
+def interval_sums(
+    t0: np.ndarray,
+    t1: np.ndarray,
+    power: tuple[np.ndarray, np.ndarray],
+    current: tuple[np.ndarray, np.ndarray],
+    extra: tuple[np.ndarray, np.ndarray],
+    effects: bool,
+) -> list[np.ndarray]:
+    """Energy kWh, charge kA·h, covered s and effects' extra kWh of intervals [t0, t1].
+
+    ``power`` is U·I, ``current`` I and ``extra`` (U − U_before) · I at both ends of each
+    interval. Without anode-effect thresholds (``effects`` False: the tap cycles' and the
+    anode effects' own charge) the extra is 0 and is not integrated.
+    """
+    h = hours(t0, t1)
+    return [
+        trapezoids(h, *power),
+        trapezoids(h, *current),
+        (t1 - t0) / NS_PER_S,
+        trapezoids(h, *extra) if effects else np.zeros(len(h)),
+    ]
 
 
 @dataclass(frozen=True, slots=True)

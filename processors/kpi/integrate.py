@@ -21,12 +21,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from processors.kpi.energy import hours, trapezoids
+from processors.kpi.energy import interval_sums
 from processors.kpi.ledger import CellKey, cell_keys, cells_from_json, cells_to_json
 from processors.kpi.periods import Calendar, period_index
 from processors.model import SampleBatch
-
-NS = 1_000_000_000
 
 
 class LastSample(NamedTuple):
@@ -265,7 +263,7 @@ class _Intervals:
 
     def whole(self) -> list[np.ndarray]:
         """Energy kWh, charge kA·h, covered s and effects' extra kWh of each interval."""
-        return _integrals(
+        return interval_sums(
             self.t0,
             self.t1,
             (self.p0, self.p1),
@@ -273,28 +271,6 @@ class _Intervals:
             (self.a0, self.a1),
             self.effects,
         )
-
-
-def _integrals(
-    t0: np.ndarray,
-    t1: np.ndarray,
-    power: tuple[np.ndarray, np.ndarray],
-    current: tuple[np.ndarray, np.ndarray],
-    extra: tuple[np.ndarray, np.ndarray],
-    effects: bool,
-) -> list[np.ndarray]:
-    """Energy kWh, charge kA·h, covered s and effects' extra kWh of intervals [t0, t1].
-
-    Without anode-effect thresholds the extra is 0 and is not integrated (the tap cycles'
-    and the anode effects' own charge).
-    """
-    h = hours(t0, t1)
-    return [
-        trapezoids(h, *power),
-        trapezoids(h, *current),
-        (t1 - t0) / NS,
-        trapezoids(h, *extra) if effects else np.zeros(len(h)),
-    ]
 
 
 def _split(
@@ -393,7 +369,7 @@ def _pieces(
         pb = np.where(inner, p0 + frac * (p1 - p0), p1)
         ib = np.where(inner, i0 + frac * (i1 - i0), i1)
         eb = np.where(inner, e0 + frac * (e1 - e0), e1)
-        piece = _integrals(a, b, (pa, pb), (ia, ib), (ea, eb), iv.effects)
+        piece = interval_sums(a, b, (pa, pb), (ia, ib), (ea, eb), iv.effects)
         if first:
             for q in range(len(piece)):
                 sums[0][q][cross] = piece[q]

@@ -13,6 +13,7 @@ from processors.kpi.energy import (
     Goal,
     aluminium_t,
     hours,
+    interval_sums,
     kwh_per_tonne,
     measured_ce_pct,
     sec_fields,
@@ -88,6 +89,19 @@ def test_trapezoids_are_the_mean_of_the_ends_times_the_hours() -> None:
         np.array([1200.0, 300.0, 320.0]),
     )
     assert out.tolist() == pytest.approx([12000 / 3600, 200.0, 157.5], rel=1e-12)
+
+
+def test_an_intervals_sums_and_no_extra_without_thresholds() -> None:
+    # [0, 1 h]: U·I 1000 → 3000 kW: 2000 kWh; I 300 → 310 kA: 305 kA·h; 3600 s;
+    # the effect's extra 0 → 100 kW: 50 kWh, or 0 when there are no thresholds
+    t0, t1 = np.array([0], dtype=np.int64), np.array([H], dtype=np.int64)
+    power = (np.array([1000.0]), np.array([3000.0]))
+    current = (np.array([300.0]), np.array([310.0]))
+    extra = (np.array([0.0]), np.array([100.0]))
+    sums = interval_sums(t0, t1, power, current, extra, effects=True)
+    assert [s.tolist() for s in sums] == [[2000.0], [305.0], [3600.0], [50.0]]
+    without = interval_sums(t0, t1, power, current, extra, effects=False)
+    assert without[3].tolist() == [0.0]
 
 
 def test_fields_of_a_cell_using_more_than_the_baseline() -> None:
