@@ -45,13 +45,13 @@ class History:
         windows = [(a, min(a + step_ns, t1_ns)) for a in range(t0_ns, t1_ns, step_ns)]
         return _in_order([partial(self._batch, potline, a, b) for a, b in windows])
 
-    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
-        """The samples of each (potline, cell, t0, t1), in order.
+    def each(self, windows: Sequence[tuple[tuple[str, str], int, int]]) -> Iterator[SampleBatch]:
+        """The samples of each ((potline, cell), t0, t1), in order.
 
         A few cells' samples around the periods are many short queries: the database
         answers the next while the caller processes this one.
         """
-        return _in_order([partial(self.samples, p, a, b, cell=c) for p, c, a, b in windows])
+        return _in_order([partial(self.samples, p, a, b, cell=c) for (p, c), a, b in windows])
 
     def _batch(self, potline: str, t0_ns: int, t1_ns: int) -> Batch:
         return Batch(self.samples(potline, t0_ns, t1_ns), self.events(potline, t0_ns, t1_ns))

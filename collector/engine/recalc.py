@@ -213,8 +213,7 @@ class Recalculation:
     ) -> tuple[int, list[Point]]:
         """Apply ``proc`` to each (potline, cell)'s samples of its window, one cell at a time."""
         samples, made = 0, []
-        reads = [(potline, cell, a, b) for (potline, cell), a, b in windows]
-        for cells in self.history.each(reads):
+        for cells in self.history.each(windows):
             batch = Batch(cells, [])
             samples += len(batch.samples)
             fresh[proc.name], out = proc.apply(batch, fresh.get(proc.name))

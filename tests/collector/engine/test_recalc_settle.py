@@ -66,8 +66,8 @@ class History:
             )
             yield Batch(sb, self.events(potline, a, b))
 
-    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
-        for _, _, a, b in windows:  # the one cell's
+    def each(self, windows: Sequence[tuple[tuple[str, str], int, int]]) -> Iterator[SampleBatch]:
+        for _, a, b in windows:  # the one cell's
             keep = (self.samples.ts_ns >= a) & (self.samples.ts_ns < b)
             times = self.samples.ts_ns[keep].tolist()
             yield samples([("P1", "C1")], times, voltage=lambda c, t: volts(t))

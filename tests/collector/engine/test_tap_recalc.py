@@ -52,8 +52,8 @@ class History:
             b = min(a + step, t1)
             yield Batch(self.samples(potline, a, b), self.events(potline, a, b))
 
-    def each(self, windows: Sequence[tuple[str, str, int, int]]) -> Iterator[SampleBatch]:
-        return (self.samples(p, a, b, cell=cell) for p, cell, a, b in windows)
+    def each(self, windows: Sequence[tuple[tuple[str, str], int, int]]) -> Iterator[SampleBatch]:
+        return (self.samples(p, a, b, cell=cell) for (p, cell), a, b in windows)
 
     def stored(self, *args: Any, **kwargs: Any) -> list[Point]:
         return []
