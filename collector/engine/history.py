@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -24,8 +25,12 @@ from processors.model import Batch, Event, Point, SampleBatch
 EVENT_TAGS = ("potline", "cell", "type")
 COLUMNS = {"tags": "category", "time": "int64", "voltage_v": "float64", "current_ka": "float64"}
 AHEAD = 2
+GROUPED_CELL_S = 400 * 3600
+NS = 1_000_000_000
 T = TypeVar("T")
 ESCAPED = re.compile(r"\\([,= ])")
+Windows = dict[tuple[tuple[str, str], int, int], SampleBatch]
+"""Samples by ((potline, cell), t0, t1)."""
 
 
 class History:
@@ -48,24 +53,65 @@ class History:
     def each(self, windows: Sequence[tuple[tuple[str, str], int, int]]) -> Iterator[SampleBatch]:
         """The samples of each ((potline, cell), t0, t1), in order.
 
-        A few cells' samples around the periods are many short queries: the database
-        answers the next while the caller processes this one.
+        A few cells' samples around the periods are many short queries. Cells with the
+        same window (those tapped in the same hour, every cell's minutes before a day) are
+        read by one query, up to ``GROUPED_CELL_S`` of cell time (an hour of a 400-cell
+        potline, what one of ``batches`` holds); the database answers the next while the
+        caller processes this one. A query per cell was 545 queries to recalculate a day of
+        a 400-cell potline (1,090 where a cell had no samples there: an empty answer is
+        asked again for its error), a second of the processing thread's time.
         """
-        return _in_order([partial(self.samples, p, a, b, cell=c) for (p, c), a, b in windows])
+        groups: dict[tuple[str, int, int], list[list[str]]] = {}
+        for (potline, cell), a, b in windows:
+            group = groups.setdefault((potline, a, b), [[]])
+            if len(group[-1]) * (b - a) >= GROUPED_CELL_S * NS:
+                group.append([])
+            group[-1].append(cell)
+        reads: list[Callable[[], Windows]] = [
+            partial(self._read_cells, p, a, b, cells)
+            for (p, a, b), parts in groups.items()
+            for cells in parts
+        ]
+        return _by_window(list(windows), _in_order(reads))
 
     def _batch(self, potline: str, t0_ns: int, t1_ns: int) -> Batch:
         return Batch(self.samples(potline, t0_ns, t1_ns), self.events(potline, t0_ns, t1_ns))
 
+    def _read_cells(self, potline: str, t0_ns: int, t1_ns: int, cells: list[str]) -> Windows:
+        """The samples of these cells in [t0, t1), by window: one query, a batch per cell."""
+        both = self.samples(potline, t0_ns, t1_ns, cells=cells)
+        out = {((potline, c), t0_ns, t1_ns): empty_batch() for c in cells}
+        if not both.cells:
+            return out
+        if len(both.cells) == 1:
+            out[(both.cells[0], t0_ns, t1_ns)] = both
+            return out
+        order = np.argsort(both.cell_id, kind="stable")  # each cell's samples stay in order
+        ends = np.cumsum(np.bincount(both.cell_id, minlength=len(both.cells))).tolist()
+        for cell, lo, hi in zip(both.cells, [0, *ends[:-1]], ends, strict=True):
+            rows = order[lo:hi]
+            out[(cell, t0_ns, t1_ns)] = SampleBatch(
+                cells=[cell],
+                cell_id=np.zeros(len(rows), np.int64),
+                ts_ns=both.ts_ns[rows],
+                voltage_v=both.voltage_v[rows],
+                current_ka=both.current_ka[rows],
+                extra=[None] * len(rows),
+            )
+        return out
+
     def samples(
-        self, potline: str, t0_ns: int, t1_ns: int, *, cell: str | None = None
+        self, potline: str, t0_ns: int, t1_ns: int, *, cells: Sequence[str] | None = None
     ) -> SampleBatch:
-        """Voltage and current of every cell of the potline (or one) in [t0, t1), in order."""
+        """Voltage and current of every cell of the potline (or these) in [t0, t1), in order."""
         import pandas as pd  # only a recalculation reads history: the worker loads it then
 
-        one = "" if cell is None else f'AND "cell" = {quoted(cell)} '
+        some = ""
+        if cells is not None:
+            some = "AND (" + " OR ".join(f'"cell" = {quoted(c)}' for c in cells) + ") "
         table = self.query.csv(
             'SELECT "voltage_v", "current_ka" FROM "cell" '
-            f'WHERE "potline" = {quoted(potline)} {one}AND time >= {t0_ns} AND time < {t1_ns} '
+            f'WHERE "potline" = {quoted(potline)} {some}AND time >= {t0_ns} AND time < {t1_ns} '
             'GROUP BY "cell"'
         )
         if not table:
@@ -132,6 +178,23 @@ class History:
         billion.
         """
         return self.stored(measurement, potline, t0_ns, t1_ns, where="\"period\" = 'day' AND ")
+
+
+def _by_window(
+    windows: list[tuple[tuple[str, str], int, int]], reads: Iterator[Windows]
+) -> Iterator[SampleBatch]:
+    """Each window's samples in the windows' order, the reads taken as they are needed.
+
+    The reads come in the order of their windows' first appearance, so a window's read is
+    either held already or the next ones hold it; a window asked twice is given twice.
+    """
+    uses = Counter(windows)
+    held: Windows = {}
+    for window in windows:
+        while window not in held:
+            held.update(next(reads))
+        uses[window] -= 1
+        yield held[window] if uses[window] else held.pop(window)
 
 
 def _in_order(calls: list[Callable[[], T]]) -> Iterator[T]:

@@ -284,7 +284,8 @@ class Recalculation:
         it has, so it is deleted and written anew.
         """
         made: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
-        for p in points:  # one point may have fields of two processors (anode_change)
+        of_instants = (p for p in points if p.measurement in instants)  # not the minutes
+        for p in of_instants:  # one point may have fields of two processors (anode_change)
             made.setdefault((p.measurement, tuple(sorted(p.tags)), p.time_ns), {}).update(p.fields)
         stale = []
         for t0, t1 in merged((s.start_ns, s.end_ns) for s in target.spans):

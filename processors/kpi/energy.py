@@ -31,6 +31,12 @@ def hours(t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
     return length
 
 
+def seconds(t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
+    """The length in seconds of each interval [t0, t1] of nanoseconds: the time covered."""
+    length: np.ndarray = (t1 - t0) / NS_PER_S
+    return length
+
+
 def trapezoids(h: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """∫ of a quantity linear from p0 to p1 over intervals of ``h`` hours, in unit × hours.
 
@@ -59,7 +65,7 @@ def interval_sums(
     return [
         trapezoids(h, *power),
         trapezoids(h, *current),
-        (t1 - t0) / NS_PER_S,
+        seconds(t0, t1),
         trapezoids(h, *extra) if effects else np.zeros(len(h)),
     ]
 

@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from processors.kpi.energy import interval_sums
-from processors.kpi.ledger import CellKey, cell_keys, cells_from_json, cells_to_json
+from processors.kpi.by_cell import ByCell, Cells
+from processors.kpi.energy import interval_sums, trapezoids
+from processors.kpi.ledger import CellKey, cells_from_json, cells_to_json
 from processors.kpi.periods import Calendar, period_index
 from processors.model import SampleBatch
 
@@ -95,95 +96,49 @@ def integrate(
     """
     if len(samples) == 0:
         return []
-    s = _ByCell.of(samples)
-    cells = s.cells
-    code, t, v, i, first, final = s.code, s.t, s.v, s.i, s.first, s.final
-    t0, v0, i0 = np.roll(t, 1), np.roll(v, 1), np.roll(i, 1)
-    has_prev = ~first
+    s = ByCell.of(samples)
+    cells, code, v, i = s.cells, s.code, s.v, s.i
+    prevs = [last.get(cells.keys[c]) for c in code[s.heads].tolist()]
+    st = s.steps([None if p is None else p[:3] for p in prevs], max_gap_ns)
     prior_base = np.full(len(cells.keys), np.nan)
-    heads = np.flatnonzero(first)
-    prevs = [last.get(cells.keys[c]) for c in code[heads].tolist()]
-    resumed = [prev for prev in prevs if prev is not None]
-    if resumed:
-        rows = heads[np.array([prev is not None for prev in prevs], dtype=bool)]
-        t0[rows] = [prev.ts_ns for prev in resumed]
-        v0[rows] = [prev.voltage_v for prev in resumed]
-        i0[rows] = [prev.current_ka for prev in resumed]
-        has_prev[rows] = True
-        prior_base[code[rows]] = [np.nan if p.base_v is None else p.base_v for p in resumed]
-    effect = _Effects(cells, code, v, v0, has_prev, prior_base, thresholds)
+    if thresholds is not None:
+        prior_base[code[s.heads]] = [
+            np.nan if p is None or p.base_v is None else p.base_v for p in prevs
+        ]
+    effect = _Effects(cells, code, v, st.v0, st.has_prev, prior_base, thresholds)
+    final = s.final
     bases = [None if math.isnan(b) else b for b in effect.base_after[final].tolist()]
     new = tuple.__new__  # LastSample(…) is a Python-level __new__, a tenth of integrate's time
     newest = [
-        new(LastSample, s)
-        for s in zip(t[final].tolist(), v[final].tolist(), i[final].tolist(), bases, strict=True)
+        new(LastSample, x)
+        for x in zip(s.t[final].tolist(), v[final].tolist(), i[final].tolist(), bases, strict=True)
     ]
     last.update(zip([cells.keys[c] for c in code[final].tolist()], newest, strict=True))
-    ok = has_prev & (t > t0) & (t - t0 <= max_gap_ns)
-    ok &= np.array([counts(p) for p in cells.potlines], dtype=bool)[cells.pot[code]]
-    if not ok.any():
+    counted = np.array([counts(p) for p in cells.potlines], dtype=bool)
+    rows, h, p0, p1, sums = st.rows, st.h, st.p0, st.p1, st.sums
+    if not counted.all():  # a potline not integrated: its intervals taken out
+        rows = st.ok & counted[cells.pot[code]]
+        r = rows[st.rows]
+        h, p0, p1, sums = h[r], p0[r], p1[r], [column[r] for column in sums]
+    if not len(h):
         return []
-    a0, a1 = effect.powers(i0, i)
-    kept: slice | np.ndarray = slice(None) if ok.all() else ok  # a view, not nine copies
+    a0, a1 = effect.powers(st.i0, i)
     iv = _Intervals(
-        code[kept],
-        t0[kept],
-        t[kept],
-        v0[kept] * i0[kept],
-        v[kept] * i[kept],
-        i0[kept],
-        i[kept],
-        a0[kept],
-        a1[kept],
+        code[rows],
+        st.t0[rows],
+        s.t[rows],
+        p0,
+        p1,
+        st.i0[rows],
+        i[rows],
+        a0[rows],
+        a1[rows],
         thresholds is not None,
     )
-    whole = iv.whole()
+    extra = trapezoids(h, iv.a0, iv.a1) if iv.effects else np.zeros(len(h))
     alone: list[tuple[np.ndarray, list[list[float]]]] = []
+    whole = [*sums, extra]
     return [s for kind in kinds for s in _split(calendar, kind, cells, iv, whole, alone)]
-
-
-class _Cells:
-    """The batch's cells by code: their keys, names, and potlines as small integers.
-
-    Potlines are few, so what depends on the potline (counted or not, the threshold) is
-    looked up once per potline and spread to the cells with numpy.
-    """
-
-    def __init__(self, cells: Sequence[tuple[str, str]]) -> None:
-        self.keys = cell_keys(cells)
-        self.names = [c for _, c in cells]
-        index: dict[str, int] = {}
-        self.pot = np.array([index.setdefault(p, len(index)) for p, _ in cells], dtype=np.int64)
-        self.potlines = list(index)
-
-
-class _ByCell:
-    """The batch's cells, and its samples sorted by cell, then time: made once per batch.
-
-    The three processors that integrate a batch (kWh/t, anode effects, tap cycles) get the
-    same ``SampleBatch``, known here by identity; what is made of it is only read. Each
-    made it anew: the cells' keys 1.5 ms a batch of 2,000 cells, and the sort of an hour of
-    a recalculated day (180,000 samples) and its gathers three times.
-    """
-
-    _last: tuple[SampleBatch, _ByCell] | None = None
-
-    @classmethod
-    def of(cls, samples: SampleBatch) -> _ByCell:
-        """The sorted columns of ``samples``, made once per batch."""
-        last = cls._last
-        if last is None or last[0] is not samples:
-            last = cls._last = (samples, cls(samples))
-        return last[1]
-
-    def __init__(self, samples: SampleBatch) -> None:
-        self.cells = _Cells(samples.cells)
-        order = np.lexsort((samples.ts_ns, samples.cell_id))
-        self.code = samples.cell_id[order]
-        self.t, self.v = samples.ts_ns[order], samples.voltage_v[order]
-        self.i = samples.current_ka[order]
-        self.first = np.r_[True, self.code[1:] != self.code[:-1]]
-        self.final = np.r_[self.code[1:] != self.code[:-1], True]
 
 
 class _Effects:
@@ -196,7 +151,7 @@ class _Effects:
 
     def __init__(
         self,
-        cells: _Cells,
+        cells: Cells,
         code: np.ndarray,
         v: np.ndarray,
         v0: np.ndarray,
@@ -261,22 +216,11 @@ class _Intervals:
 
     effects: bool  # False: no thresholds, a0 and a1 are all 0
 
-    def whole(self) -> list[np.ndarray]:
-        """Energy kWh, charge kA·h, covered s and effects' extra kWh of each interval."""
-        return interval_sums(
-            self.t0,
-            self.t1,
-            (self.p0, self.p1),
-            (self.i0, self.i1),
-            (self.a0, self.a1),
-            self.effects,
-        )
-
 
 def _split(
     calendar: Calendar,
     kind: str,
-    cells: _Cells,
+    cells: Cells,
     iv: _Intervals,
     whole: list[np.ndarray],
     alone: list[tuple[np.ndarray, list[list[float]]]],

@@ -22,7 +22,7 @@ over minutes the live data also filled.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from processors.base import PeriodId
+from processors.kpi.by_cell import ByCell
 from processors.kpi.ledger import period_at
 from processors.kpi.periods import Calendar
 from processors.model import Batch, FieldValue, Point, SampleBatch
@@ -88,17 +89,16 @@ class Minute:
         }
 
     def fields(self) -> dict[str, FieldValue]:
-        """The point's fields; ``noise_uohm_mean`` only when the cell sent noise this minute."""
-        fields: dict[str, FieldValue] = {
-            "voltage_v_mean": self.voltage_sum / self.samples,
-            "voltage_v_min": self.voltage_min,
-            "voltage_v_max": self.voltage_max,
-            "current_ka_mean": self.current_sum / self.samples,
-            "samples": self.samples,
-        }
-        if self.noise_samples:
-            fields["noise_uohm_mean"] = self.noise_sum / self.noise_samples
-        return fields
+        """The point's fields."""
+        return _fields(
+            self.samples,
+            self.voltage_sum,
+            self.voltage_min,
+            self.voltage_max,
+            self.current_sum,
+            self.noise_sum,
+            self.noise_samples,
+        )
 
 
 Open = dict[tuple[str, str], Minute]
@@ -140,28 +140,46 @@ class MinuteProcessor:
         self.calendar = calendar
 
     def apply(self, batch: Batch, state: Any) -> tuple[Any, list[Point]]:
-        """Add the batch to the open minutes; write every minute a cell's data has left."""
+        """Add the batch to the open minutes; write every minute a cell's data has left.
+
+        A cell's minutes between its first and last of the batch are whole already: they
+        are written from the batch's sums as they are, with no ``Minute`` made of them (an
+        hour of a recalculation is 60 minutes of every cell).
+        """
         st = _State.of(state)
         opened = st.opened
         points: list[Point] = []
         cells = batch.samples.cells
-        for c, start, n, v_sum, v_min, v_max, i_sum, x_sum, x_n in _minutes(
-            batch.samples, self.calendar
-        ):
-            cell = cells[c]
+        columns = _minutes(batch.samples, self.calendar)
+        code, sums = columns[0], columns[1:]
+        heads = [k for k in range(len(code)) if k == 0 or code[k] != code[k - 1]]
+        for lo, hi in zip(heads, [*heads[1:], len(code)][: len(heads)], strict=True):
+            cell = cells[code[lo]]
+            tags = (("potline", cell[0]), ("cell", cell[1]))
+            minute = Minute(*(column[lo] for column in sums))
             before = opened.get(cell)
-            if before is not None and before.start_ns == start:
-                before.add(n, v_sum, v_min, v_max, i_sum, x_sum, x_n)
-                continue
-            if before is not None:
-                points.append(_point(cell, before))  # the cell's data has passed its end
-            opened[cell] = Minute(start, n, v_sum, v_min, v_max, i_sum, x_sum, x_n)
+            if before is not None and before.start_ns == minute.start_ns:
+                before.add(*(column[lo] for column in sums[1:]))
+                minute = before
+            elif before is not None:
+                points.append(_point(tags, before))  # the cell's data has passed its end
+            if hi - lo > 1:
+                points.append(_point(tags, minute))
+                points += [
+                    Point(MEASUREMENT, tags, _fields(*group[1:]), group[0])
+                    for group in zip(*(column[lo + 1 : hi - 1] for column in sums), strict=True)
+                ]
+                minute = Minute(*(column[hi - 1] for column in sums))
+            opened[cell] = minute
         return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write the open minutes as they stand; they stay open for the samples to come."""
         st = _State.of(state)
-        points = [_point(cell, minute) for cell, minute in sorted(st.opened.items())]
+        points = [
+            _point((("potline", p), ("cell", c)), minute)
+            for (p, c), minute in sorted(st.opened.items())
+        ]
         return st, points
 
     def checkpoint(self, state: Any) -> Any:
@@ -186,52 +204,69 @@ class MinuteProcessor:
         return st
 
 
-def _point(cell: tuple[str, str], minute: Minute) -> Point:
-    tags = (("potline", cell[0]), ("cell", cell[1]))
+def _point(tags: tuple[tuple[str, str], ...], minute: Minute) -> Point:
     return Point(MEASUREMENT, tags, minute.fields(), minute.start_ns)
 
 
-def _minutes(sb: SampleBatch, calendar: Calendar) -> Iterator[tuple[Any, ...]]:
-    """The batch's sums per cell and minute, each cell's minutes in time order.
+def _fields(
+    samples: int,
+    v_sum: float,
+    v_min: float,
+    v_max: float,
+    i_sum: float,
+    noise_sum: float,
+    noise_samples: int,
+) -> dict[str, FieldValue]:
+    """A minute's fields from its sums; ``noise_uohm_mean`` only when the cell sent noise."""
+    fields: dict[str, FieldValue] = {
+        "voltage_v_mean": v_sum / samples,
+        "voltage_v_min": v_min,
+        "voltage_v_max": v_max,
+        "current_ka_mean": i_sum / samples,
+        "samples": samples,
+    }
+    if noise_samples:
+        fields["noise_uohm_mean"] = noise_sum / noise_samples
+    return fields
 
-    Each is (cell code, minute start, then ``Minute``'s sums in its field order).
 
-    One sort by (cell, time) and one ``reduceat`` per column: a run of equal cell and
+def _minutes(sb: SampleBatch, calendar: Calendar) -> list[list[Any]]:
+    """The batch's sums per cell and minute as columns, each cell's minutes in time order.
+
+    The columns: cell code, minute start, then ``Minute``'s sums in its field order.
+
+    The batch sorted by (cell, time) and one ``reduceat`` per column: a run of equal cell and
     minute start is one group. Runs, not a sort by minute, so that a minute start that
     ever went backwards (a zone's offset cut by a non-whole minute) stays a group of its own.
     """
     if len(sb) == 0:
-        return iter(())
-    order = np.lexsort((sb.ts_ns, sb.cell_id))
-    code = sb.cell_id[order]
-    ts = sb.ts_ns[order]
-    start = local_minute_starts(ts, calendar)
+        return [[] for _ in range(9)]
+    s = ByCell.of(sb)  # the sort the integrating processors make of the same batch
+    code, voltage = s.code, s.v
+    start = local_minute_starts(s.t, calendar)
     first = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (start[1:] != start[:-1])])
-    voltage, current = sb.voltage_v[order], sb.current_ka[order]
-    noise = _noise(sb)[order]
-    sent = ~np.isnan(noise)
-    columns = zip(
+    columns = [
         code[first].tolist(),
         start[first].tolist(),
-        np.diff(np.r_[first, len(ts)]).tolist(),
+        np.diff(np.r_[first, len(code)]).tolist(),
         np.add.reduceat(voltage, first).tolist(),
         np.minimum.reduceat(voltage, first).tolist(),
         np.maximum.reduceat(voltage, first).tolist(),
-        np.add.reduceat(current, first).tolist(),
+        np.add.reduceat(s.i, first).tolist(),
+    ]
+    if not any(sb.extra):  # every recalculated batch: no noise sent
+        return [*columns, [0.0] * len(first), [0] * len(first)]
+    noise = _noise(sb)[s.order]
+    sent = ~np.isnan(noise)
+    return [
+        *columns,
         np.add.reduceat(np.where(sent, noise, 0.0), first).tolist(),
         np.add.reduceat(sent.astype(np.int64), first).tolist(),
-        strict=True,
-    )
-    return columns
+    ]
 
 
 def _noise(sb: SampleBatch) -> np.ndarray:
-    """Each sample's ``noise_uohm`` from its ``extra``, NaN where it sent none.
-
-    A batch without extras (every recalculated one) is not read sample by sample.
-    """
-    if not any(sb.extra):
-        return np.full(len(sb), np.nan)
+    """Each sample's ``noise_uohm`` from its ``extra``, NaN where it sent none."""
     values = (e.get(NOISE, np.nan) if e else np.nan for e in sb.extra)
     return np.fromiter(values, dtype=np.float64, count=len(sb))
 
@@ -251,23 +286,39 @@ def local_minute_starts(ts_ns: np.ndarray, calendar: Calendar) -> np.ndarray:
 
 
 def zone_offsets_ns(ts_ns: np.ndarray, zone: ZoneInfo) -> np.ndarray:
-    """The zone's UTC offset at each time, in nanoseconds."""
+    """The zone's UTC offset at each time, in nanoseconds.
+
+    The hours between the first and last time are looked up in a table when they are no
+    more than the times (an hour of a recalculation: 180,000 samples in one or two hours),
+    which spares a sort of the hours; sparse times over a long span are grouped by hour.
+    """
     if len(ts_ns) == 0:
         return np.zeros(0, dtype=np.int64)
     seconds = ts_ns // NS
-    hours = np.unique(seconds // HOUR_S)
-    offset = np.empty(len(ts_ns), dtype=np.int64)
     hour_of = seconds // HOUR_S
-    for hour in hours.tolist():
-        lo, hi = hour * HOUR_S, (hour + 1) * HOUR_S
-        at_lo, at_hi = _offset_s(zone, lo), _offset_s(zone, hi - 1)
+    h0, h1 = int(hour_of.min()), int(hour_of.max())
+    if h1 - h0 < len(ts_ns):
+        spans = [_hour_offsets(zone, hour) for hour in range(h0, h1 + 1)]
+        if all(a == b for a, b in spans):
+            table = np.array([a for a, _ in spans], dtype=np.int64) * NS
+            offsets: np.ndarray = table[hour_of - h0]
+            return offsets
+    offset = np.empty(len(ts_ns), dtype=np.int64)
+    for hour in np.unique(hour_of).tolist():
+        at_lo, at_hi = _hour_offsets(zone, hour)
         inside = hour_of == hour
         if at_lo == at_hi:
             offset[inside] = at_lo * NS
             continue
-        change = _change_at(zone, lo, hi - 1, at_lo)
+        lo = hour * HOUR_S
+        change = _change_at(zone, lo, lo + HOUR_S - 1, at_lo)
         offset[inside] = np.where(seconds[inside] < change, at_lo, at_hi) * NS
     return offset
+
+
+def _hour_offsets(zone: ZoneInfo, hour: int) -> tuple[int, int]:
+    """The offsets at the first and the last second of the UTC hour."""
+    return _offset_s(zone, hour * HOUR_S), _offset_s(zone, (hour + 1) * HOUR_S - 1)
 
 
 def _offset_s(zone: ZoneInfo, t_s: int) -> int:

@@ -72,7 +72,7 @@ def test_cell_names_that_need_escaping_come_back_whole(
     assert names == ["C 1,a=b", "炉7", "C 1,a=b"]
     assert batch.voltage_v.tolist() == [4.1, 4.2, 4.3]
     assert batch.current_ka.tolist() == [300.0, 301.5, 302.0]
-    one = history.samples("P1", T, T + 10, cell="C 1,a=b")
+    one = history.samples("P1", T, T + 10, cells=["C 1,a=b"])
     assert one.ts_ns.tolist() == [T, T + 2]
 
 
@@ -133,3 +133,36 @@ def test_day_points_and_one_type_of_event_for_a_month_summed_from_its_days(
     assert day.fields == {"energy_kwh": 10, "complete": True}
     taps = history.events("P1", T, T + 10, "metal_tap")
     assert [(e.type, e.data) for e in taps] == [("metal_tap", {"metal_kg": 1500.0})]
+
+
+def test_each_window_gets_its_own_cells_samples_in_the_order_asked(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    """C1, C2 and C4 share a window (one query for the three), C3 has its own; C4 sent
+    nothing in it, and C1's sample after its window is not in it."""
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f"cell,potline=P1,cell=C1 voltage_v=4.1,current_ka=300 {T}",
+            f"cell,potline=P1,cell=C2 voltage_v=4.2,current_ka=301 {T + 1}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.3,current_ka=302 {T + 2}",
+            f"cell,potline=P1,cell=C3 voltage_v=4.4,current_ka=303 {T + 5}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.5,current_ka=304 {T + 20}",
+        ],
+    )
+    history = History(query(tmp_path, influx_v1, influx_db))
+    windows = [
+        (("P1", "C2"), T, T + 10),
+        (("P1", "C3"), T + 4, T + 6),
+        (("P1", "C1"), T, T + 10),
+        (("P1", "C4"), T, T + 10),
+    ]
+    got = [
+        (b.cells, b.cell_id.tolist(), b.ts_ns.tolist(), b.voltage_v.tolist(), b.current_ka.tolist())
+        for b in history.each(windows)
+    ]
+    assert got[0] == ([("P1", "C2")], [0], [T + 1], [4.2], [301.0])
+    assert got[1] == ([("P1", "C3")], [0], [T + 5], [4.4], [303.0])
+    assert got[2] == ([("P1", "C1")], [0, 0], [T, T + 2], [4.1, 4.3], [300.0, 302.0])
+    assert got[3][1:] == ([], [], [], [])

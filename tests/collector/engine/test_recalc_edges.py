@@ -14,6 +14,7 @@ change's minutes 4 to 13 run to 8 minutes past the day's end; the early one's le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -57,13 +58,13 @@ class Asked(History):
 
     def __init__(self, query: InfluxQL) -> None:
         super().__init__(query)
-        self.asked: list[tuple[int, int, str | None]] = []
+        self.asked: list[tuple[int, int, tuple[str, ...] | None]] = []
 
     def samples(
-        self, potline: str, t0_ns: int, t1_ns: int, *, cell: str | None = None
+        self, potline: str, t0_ns: int, t1_ns: int, *, cells: Sequence[str] | None = None
     ) -> SampleBatch:
-        self.asked.append((t0_ns, t1_ns, cell))
-        return super().samples(potline, t0_ns, t1_ns, cell=cell)
+        self.asked.append((t0_ns, t1_ns, None if cells is None else tuple(cells)))
+        return super().samples(potline, t0_ns, t1_ns, cells=cells)
 
 
 def recalculated(tmp_path: Path, influx: InfluxV1, db: str) -> tuple[Outcome, Asked]:
@@ -125,6 +126,6 @@ def test_only_the_cell_with_a_change_near_an_edge_is_read_outside_the_day(
     assert max(b for _, b in potline) == END + MIN
     one_cell = [ask for ask in history.asked if ask[2] is not None]
     assert one_cell == [
-        (START - 20 * MIN, START - MIN, "C1"),
-        (END + MIN, END - 5 * MIN + 482 * MIN, "C1"),
+        (START - 20 * MIN, START - MIN, ("C1",)),
+        (END + MIN, END - 5 * MIN + 482 * MIN, ("C1",)),
     ]

@@ -36,13 +36,15 @@ class History:
     """Samples every 30 s of two cells at 300 kA from P − 2 h on, and C1's two taps."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[int, int, str | None]] = []
+        self.asked: list[tuple[int, int, tuple[str, ...] | None]] = []
         self.events_ = [metal_tap(CELLS[0], P, 1000.0), metal_tap(CELLS[0], T, 3180.0)]
 
-    def samples(self, potline: str, t0: int, t1: int, *, cell: str | None = None) -> SampleBatch:
-        self.asked.append((t0, t1, cell))
-        cells = [c for c in CELLS if cell in (None, c[1])]
-        return samples(cells, at_rate(max(t0, P - 2 * H), t1, STEP_S))
+    def samples(
+        self, potline: str, t0: int, t1: int, *, cells: Sequence[str] | None = None
+    ) -> SampleBatch:
+        self.asked.append((t0, t1, None if cells is None else tuple(cells)))
+        some = [c for c in CELLS if cells is None or c[1] in cells]
+        return samples(some, at_rate(max(t0, P - 2 * H), t1, STEP_S))
 
     def events(self, potline: str, t0: int, t1: int, of_type: str | None = None) -> list[Event]:
         return [e for e in self.events_ if t0 <= e.ts_ns < t1]
@@ -53,7 +55,7 @@ class History:
             yield Batch(self.samples(potline, a, b), self.events(potline, a, b))
 
     def each(self, windows: Sequence[tuple[tuple[str, str], int, int]]) -> Iterator[SampleBatch]:
-        return (self.samples(p, a, b, cell=cell) for (p, cell), a, b in windows)
+        return (self.samples(p, a, b, cells=[cell]) for (p, cell), a, b in windows)
 
     def stored(self, *args: Any, **kwargs: Any) -> list[Point]:
         return []
@@ -78,7 +80,7 @@ def test_a_cycle_that_began_before_the_periods_is_rewritten_whole() -> None:
     assert point.fields["ce"] == pytest.approx(3180.0 / (0.33557 * 300.0 * 32), rel=1e-9)
     t0 = D10 - 60 * NS
     before = [(a, b, cell) for a, b, cell in history.asked if b <= t0]
-    assert before == [(P - 60 * NS, t0, "C1")]  # the tapped cell only, from its previous tap
+    assert before == [(P - 60 * NS, t0, ("C1",))]  # the tapped cell only, from its previous tap
 
 
 def test_the_live_state_goes_on_from_the_recalculated_minutes() -> None:
