@@ -128,14 +128,16 @@ class History:
         used = used[np.argsort(first)]
         ids = np.zeros(len(tags.categories), np.int64)
         ids[used] = np.arange(len(used))
+        cell_id = ids[code]
         order = np.argsort(ts, kind="stable")
         return SampleBatch(
             cells=[(potline, _tag_value(tags.categories[k])) for k in used.tolist()],
-            cell_id=ids[code[order]],
+            cell_id=cell_id[order],
             ts_ns=ts[order],
             voltage_v=vi[order, 0],
             current_ka=vi[order, 1],
             extra=[None] * len(order),
+            by_cell=_by_cell(cell_id, ts, vi),
         )
 
     def events(
@@ -178,6 +180,19 @@ class History:
         billion.
         """
         return self.stored(measurement, potline, t0_ns, t1_ns, where="\"period\" = 'day' AND ")
+
+
+def _by_cell(
+    cell_id: np.ndarray, ts: np.ndarray, vi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The answer's columns as they came, if sorted by cell and time, else None.
+
+    InfluxDB answers ``GROUP BY "cell"`` a series at a time, each in time order.
+    """
+    same = cell_id[1:] == cell_id[:-1]
+    if ((cell_id[1:] > cell_id[:-1]) | (same & (ts[1:] >= ts[:-1]))).all():
+        return cell_id, ts, vi[:, 0].copy(), vi[:, 1].copy()
+    return None
 
 
 def _by_window(

@@ -52,14 +52,22 @@ class ByCell:
 
     def __init__(self, samples: SampleBatch) -> None:
         self.cells = Cells(samples.cells)
-        self.order = order = np.lexsort((samples.ts_ns, samples.cell_id))
-        self.code = samples.cell_id[order]
-        self.t, self.v = samples.ts_ns[order], samples.voltage_v[order]
-        self.i = samples.current_ka[order]
+        self.samples = samples
+        if samples.by_cell is not None:  # the history's batch: sorted so already
+            self.code, self.t, self.v, self.i = samples.by_cell
+        else:
+            order = self.order()
+            self.code = samples.cell_id[order]
+            self.t, self.v = samples.ts_ns[order], samples.voltage_v[order]
+            self.i = samples.current_ka[order]
         self.first = np.r_[True, self.code[1:] != self.code[:-1]]
         self.final = np.r_[self.code[1:] != self.code[:-1], True]
         self.heads = np.flatnonzero(self.first)
         self._steps: tuple[int, list[Resumed], Steps] | None = None
+
+    def order(self) -> np.ndarray:
+        """The batch's rows in the order of the sorted columns."""
+        return np.lexsort((self.samples.ts_ns, self.samples.cell_id))
 
     def steps(self, resumed: list[Resumed], max_gap_ns: int) -> Steps:
         """The intervals ending at each sample, given each cell's sample before the batch.

@@ -256,7 +256,7 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> list[list[Any]]:
     ]
     if not any(sb.extra):  # every recalculated batch: no noise sent
         return [*columns, [0.0] * len(first), [0] * len(first)]
-    noise = _noise(sb)[s.order]
+    noise = _noise(sb)[s.order()]
     sent = ~np.isnan(noise)
     return [
         *columns,

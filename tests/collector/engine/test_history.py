@@ -166,3 +166,27 @@ def test_each_window_gets_its_own_cells_samples_in_the_order_asked(
     assert got[1] == ([("P1", "C3")], [0], [T + 5], [4.4], [303.0])
     assert got[2] == ([("P1", "C1")], [0, 0], [T, T + 2], [4.1, 4.3], [300.0, 302.0])
     assert got[3][1:] == ([], [], [], [])
+
+
+def test_a_batch_carries_its_samples_sorted_by_cell_as_the_database_sent_them(
+    tmp_path: Path, influx_v1: InfluxV1, influx_db: str
+) -> None:
+    """The database answers a series at a time, C1's before C2's, each in time order."""
+    write(
+        influx_v1,
+        influx_db,
+        [
+            f"cell,potline=P1,cell=C2 voltage_v=4.2,current_ka=301 {T}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.1,current_ka=300 {T + 1}",
+            f"cell,potline=P1,cell=C2 voltage_v=4.3,current_ka=302 {T + 2}",
+            f"cell,potline=P1,cell=C1 voltage_v=4.4,current_ka=303 {T + 3}",
+        ],
+    )
+    batch = History(query(tmp_path, influx_v1, influx_db)).samples("P1", T, T + 10)
+    assert batch.by_cell is not None
+    code, ts, v, i = (column.tolist() for column in batch.by_cell)
+    names = [batch.cells[c][1] for c in code]
+    assert names == ["C1", "C1", "C2", "C2"]
+    assert ts == [T + 1, T + 3, T, T + 2]
+    assert v == [4.1, 4.4, 4.2, 4.3]
+    assert i == [300.0, 303.0, 301.0, 302.0]
