@@ -110,7 +110,9 @@ class AnodeSettleProcessor:
         ):
             points += self._register(st, ev)
             fresh.add(CellKey(ev.potline, ev.cell))
-        views = st.ring.add(batch.samples, {c for c, _, _ in st.pending})
+        views = (  # the cells followed, only for samples: a cell's lookahead is a batch each
+            st.ring.add(batch.samples, {c for c, _, _ in st.pending}) if len(batch.samples) else {}
+        )
         judged = {st.ring.cells[row]: view for row, view in views.items()}
         for cell in fresh - judged.keys():
             row = st.ring.row(cell)
