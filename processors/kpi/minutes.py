@@ -150,36 +150,28 @@ class MinuteProcessor:
         opened = st.opened
         points: list[Point] = []
         cells = batch.samples.cells
-        columns = _minutes(batch.samples, self.calendar)
-        code, sums = columns[0], columns[1:]
-        heads = [k for k in range(len(code)) if k == 0 or code[k] != code[k - 1]]
+        heads, (code, starts, *sums) = _minutes(batch.samples, self.calendar)
+        n, v_sum, v_min, v_max, i_sum, x_sum, x_n = sums
         for lo, hi in zip(heads, [*heads[1:], len(code)][: len(heads)], strict=True):
             cell = cells[code[lo]]
-            tags = (("potline", cell[0]), ("cell", cell[1]))
-            minute = Minute(*(column[lo] for column in sums))
             before = opened.get(cell)
-            if before is not None and before.start_ns == minute.start_ns:
-                before.add(*(column[lo] for column in sums[1:]))
-                minute = before
-            elif before is not None:
-                points.append(_point(tags, before))  # the cell's data has passed its end
+            if before is not None and before.start_ns == starts[lo]:
+                before.add(n[lo], v_sum[lo], v_min[lo], v_max[lo], i_sum[lo], x_sum[lo], x_n[lo])
+                first = before  # a live batch: a second more of each cell's open minute
+            else:
+                if before is not None:  # the cell's data has passed its end
+                    points.append(_point(cell, before))
+                first = Minute(starts[lo], *(column[lo] for column in sums))
             if hi - lo > 1:
-                points.append(_point(tags, minute))
-                points += [
-                    Point(MEASUREMENT, tags, _fields(*group[1:]), group[0])
-                    for group in zip(*(column[lo + 1 : hi - 1] for column in sums), strict=True)
-                ]
-                minute = Minute(*(column[hi - 1] for column in sums))
-            opened[cell] = minute
+                points += _whole(cell, first, starts, sums, lo, hi)
+                first = Minute(starts[hi - 1], *(column[hi - 1] for column in sums))
+            opened[cell] = first
         return st, points
 
     def flush(self, state: Any) -> tuple[Any, list[Point]]:
         """Write the open minutes as they stand; they stay open for the samples to come."""
         st = _State.of(state)
-        points = [
-            _point((("potline", p), ("cell", c)), minute)
-            for (p, c), minute in sorted(st.opened.items())
-        ]
+        points = [_point(cell, minute) for cell, minute in sorted(st.opened.items())]
         return st, points
 
     def checkpoint(self, state: Any) -> Any:
@@ -204,8 +196,30 @@ class MinuteProcessor:
         return st
 
 
-def _point(tags: tuple[tuple[str, str], ...], minute: Minute) -> Point:
+def _point(cell: tuple[str, str], minute: Minute) -> Point:
+    tags = (("potline", cell[0]), ("cell", cell[1]))
     return Point(MEASUREMENT, tags, minute.fields(), minute.start_ns)
+
+
+def _whole(
+    cell: tuple[str, str],
+    first: Minute,
+    starts: list[int],
+    sums: list[list[Any]],
+    lo: int,
+    hi: int,
+) -> list[Point]:
+    """The points of the cell's minutes the batch has passed.
+
+    Its first (``first``, which may have gone on an open one), and those before its last
+    (row ``hi - 1``) from their sums as they are.
+    """
+    tags = (("potline", cell[0]), ("cell", cell[1]))
+    points = [Point(MEASUREMENT, tags, first.fields(), first.start_ns)]
+    rows = slice(lo + 1, hi - 1)
+    middle = zip(starts[rows], *(column[rows] for column in sums), strict=True)
+    points += [Point(MEASUREMENT, tags, _fields(*group[1:]), group[0]) for group in middle]
+    return points
 
 
 def _fields(
@@ -230,23 +244,26 @@ def _fields(
     return fields
 
 
-def _minutes(sb: SampleBatch, calendar: Calendar) -> list[list[Any]]:
+def _minutes(sb: SampleBatch, calendar: Calendar) -> tuple[list[int], list[list[Any]]]:
     """The batch's sums per cell and minute as columns, each cell's minutes in time order.
 
-    The columns: cell code, minute start, then ``Minute``'s sums in its field order.
+    The columns: cell code, minute start, then ``Minute``'s sums in its field order. Before
+    them, the rows where each cell's minutes begin.
 
     The batch sorted by (cell, time) and one ``reduceat`` per column: a run of equal cell and
     minute start is one group. Runs, not a sort by minute, so that a minute start that
     ever went backwards (a zone's offset cut by a non-whole minute) stays a group of its own.
     """
     if len(sb) == 0:
-        return [[] for _ in range(9)]
+        return [], [[] for _ in range(9)]
     s = ByCell.of(sb)  # the sort the integrating processors make of the same batch
     code, voltage = s.code, s.v
     start = local_minute_starts(s.t, calendar)
     first = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (start[1:] != start[:-1])])
+    codes = code[first]
+    heads = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]).tolist()
     columns = [
-        code[first].tolist(),
+        codes.tolist(),
         start[first].tolist(),
         np.diff(np.r_[first, len(code)]).tolist(),
         np.add.reduceat(voltage, first).tolist(),
@@ -255,10 +272,10 @@ def _minutes(sb: SampleBatch, calendar: Calendar) -> list[list[Any]]:
         np.add.reduceat(s.i, first).tolist(),
     ]
     if not any(sb.extra):  # every recalculated batch: no noise sent
-        return [*columns, [0.0] * len(first), [0] * len(first)]
+        return heads, [*columns, [0.0] * len(first), [0] * len(first)]
     noise = _noise(sb)[s.order()]
     sent = ~np.isnan(noise)
-    return [
+    return heads, [
         *columns,
         np.add.reduceat(np.where(sent, noise, 0.0), first).tolist(),
         np.add.reduceat(sent.astype(np.int64), first).tolist(),
