@@ -21,6 +21,7 @@ import numpy as np
 
 from processors import legacy
 from processors.base import PeriodId
+from processors.kpi.by_cell import ByCell
 from processors.kpi.energy import FARADAY_T_PER_KAH
 from processors.kpi.integrate import LastSamples, integrate, last_from_json, last_to_json
 from processors.kpi.ledger import (
@@ -219,9 +220,8 @@ class AnodeEffectProcessor:
         those only the newest time is kept, found for the whole batch at once, so a batch
         of one sample per cell costs no numpy call per cell.
         """
-        order = np.lexsort((sb.ts_ns, sb.cell_id))
-        code, t, v = sb.cell_id[order], sb.ts_ns[order], sb.voltage_v[order]
-        lo = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+        s = ByCell.of(sb)  # the sort the integrating processors make of the same batch
+        code, t, v, lo = s.code, s.t, s.v, s.heads
         hi = np.r_[lo[1:], len(code)]
         thresholds = self.s.thresholds_v
         limit = np.array([thresholds.get(p, np.nan) for p, _ in sb.cells])

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from processors.kpi.by_cell import ByCell
 from processors.kpi.ledger import CellKey
 from processors.model import SampleBatch
 
@@ -103,17 +104,7 @@ class Ring:
         """
         if not len(sb):
             return {}
-        rows = self._rows(sb.cells)[sb.cell_id]
-        # each row's open minute joins its group as one weighted pseudo-sample
-        present = np.zeros(len(self.cells), dtype=bool)
-        present[rows] = True
-        had = np.flatnonzero(present & (self.open_count > 0))
-        r = np.concatenate([rows, had])
-        m = np.concatenate([sb.ts_ns // MINUTE_NS, self.open_minute[had]])
-        v = np.concatenate([sb.voltage_v, self.open_sum[had]])
-        w = np.concatenate([np.ones(len(rows), np.int64), self.open_count[had]])
-        order = np.lexsort((m, r))
-        r, m, v, w = r[order], m[order], v[order], w[order]
+        r, m, v, w = self._grouped(sb)
         step = np.empty(len(r), dtype=bool)
         step[0] = True
         np.not_equal(r[1:], r[:-1], out=step[1:])
@@ -141,6 +132,29 @@ class Ring:
         self.open_sum[lr] = gsum[last]
         self.open_count[lr] = gcount[last]
         return views
+
+    def _grouped(self, sb: SampleBatch) -> tuple[np.ndarray, ...]:
+        """(row, minute, voltage, weight) of each sample, by row and minute.
+
+        Each row's open minute joins its group as one weighted pseudo-sample, after the
+        samples of that minute. The batch comes sorted by cell and time (``ByCell``): a
+        row is a cell, and a cell's samples are newer than its open minute, so the
+        pseudo-sample goes in at its place, no sort of the whole batch again.
+        """
+        s = ByCell.of(sb)
+        r, m = self._rows(sb.cells)[s.code], s.t // MINUTE_NS
+        heads = r[s.heads]
+        carried = self.open_count[heads] > 0
+        had = heads[carried]
+        opened = self.open_minute[had]
+        run = s.code.astype(np.int64) << 33  # a minute since 1970 is below 2**33
+        at = np.searchsorted(run + m, (s.code[s.heads][carried] << 33) + opened, side="right")
+        return (
+            np.insert(r, at, had),
+            np.insert(m, at, opened),
+            np.insert(s.v, at, self.open_sum[had]),
+            np.insert(np.ones(len(r), np.int64), at, self.open_count[had]),
+        )
 
     def _view_with(self, row: int, end: int, minutes: np.ndarray, means: np.ndarray) -> View:
         """The row's ring before the batch, then the minutes the batch closed, up to ``end``."""
