@@ -53,6 +53,7 @@ class ByCell:
     def __init__(self, samples: SampleBatch) -> None:
         self.cells = Cells(samples.cells)
         self.samples = samples
+        self._order: np.ndarray | None = None
         if samples.by_cell is not None:  # the history's batch: sorted so already
             self.code, self.t, self.v, self.i = samples.by_cell
         else:
@@ -66,8 +67,10 @@ class ByCell:
         self._steps: tuple[int, list[Resumed], Steps] | None = None
 
     def order(self) -> np.ndarray:
-        """The batch's rows in the order of the sorted columns."""
-        return np.lexsort((self.samples.ts_ns, self.samples.cell_id))
+        """The batch's rows in the order of the sorted columns (sorted once, if ever)."""
+        if self._order is None:
+            self._order = np.lexsort((self.samples.ts_ns, self.samples.cell_id))
+        return self._order
 
     def steps(self, resumed: list[Resumed], max_gap_ns: int) -> Steps:
         """The intervals ending at each sample, given each cell's sample before the batch.
