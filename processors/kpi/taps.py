@@ -147,16 +147,15 @@ class TapCycleProcessor:
         self._integrate(st, batch)
         touched = self._taps(st, batch)
         # a waiting cycle ends when its cell's samples pass it: only the batch's cells moved
+        cells = st.cells  # a (potline, cell) tuple finds its CellKey: none made per cell
         touched.update(
-            key
-            for key in map(CellKey._make, batch.samples.cells)
-            if key in st.cells and st.cells[key].waiting
+            CellKey._make(c) for c in batch.samples.cells if c in cells and cells[c].waiting
         )
         if len(batch.samples) and int(batch.samples.ts_ns.max()) // CHUNK_NS > st.swept:
             # the history is forgotten by whole chunks, so every cell's need be looked at
             # only when the samples reach a new one: 2.7 µs a cell and batch saved
             st.swept = int(batch.samples.ts_ns.max()) // CHUNK_NS
-            touched.update(CellKey(*c) for c in batch.samples.cells if CellKey(*c) in st.cells)
+            touched.update(CellKey._make(c) for c in batch.samples.cells if c in cells)
         points = []
         for key in sorted(touched):
             points += self._settle(st, key)
@@ -225,7 +224,7 @@ class TapCycleProcessor:
             batch.samples, st.last, _GRID, _KINDS, self._gap_ns, counts=self._max_ns.__contains__
         ):
             for cell, q, s in zip(sums.cells, sums.charge_kah, sums.covered_s, strict=True):
-                taps = st.cells.get(CellKey(sums.potline, cell))
+                taps = st.cells.get((sums.potline, cell))  # type: ignore[call-overload]  # equal to its CellKey
                 if taps is None:
                     taps = st.cells[CellKey(sums.potline, cell)] = CellTaps()
                 taps.history.add(sums.start_ns, q, s)
